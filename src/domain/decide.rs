@@ -1,0 +1,568 @@
+//! Commands and the pure `decide` function: given the folded state and a command, the events
+//! that record what happened, or a rejection that says why nothing did.
+
+use super::events::*;
+use super::ids::{
+    AudioFileId, ClusteringJobId, EmbeddingSetId, EncodingSignature, ProcessingJobId, Sha256Hex, WorkerId,
+};
+use super::json_text::JsonText;
+use super::state::{DomainState, JobStatus};
+
+/// What a caller asks the writer to do. Imperative names; the events say what was done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    RegisterModel(ModelRegistered),
+    RegisterAudioFile(RegisterAudioFile),
+    EditAudioMetadata(EditAudioMetadata),
+    QueueProcessingJob {
+        audio_file_id: AudioFileId,
+        encoding_signature: EncodingSignature,
+        config: EncodingConfig,
+    },
+    /// Claim the oldest queued processing job.
+    ClaimProcessingJob {
+        worker: WorkerId,
+    },
+    ReportProcessingProgress {
+        job_id: ProcessingJobId,
+        attempt: u32,
+        windows_done: u64,
+        windows_total: u64,
+    },
+    /// Record a finished encoding: its promoted artifact (if any) and the job's completion.
+    CompleteProcessingJob {
+        job_id: ProcessingJobId,
+        attempt: u32,
+        embedding_set: Option<NewEmbeddingSet>,
+        warning: Option<String>,
+    },
+    FailProcessingJob {
+        job_id: ProcessingJobId,
+        attempt: u32,
+        reason: String,
+    },
+    CancelProcessingJob {
+        job_id: ProcessingJobId,
+    },
+    /// A worker stopped a job whose cancel was requested.
+    ConfirmProcessingJobCanceled {
+        job_id: ProcessingJobId,
+        attempt: u32,
+    },
+    /// A running attempt will not finish (found at start-up): back to the queue.
+    AbandonProcessingJob {
+        job_id: ProcessingJobId,
+        attempt: u32,
+        reason: String,
+    },
+    RetryProcessingJob {
+        job_id: ProcessingJobId,
+    },
+    QueueClusteringJob {
+        embedding_set_ids: Vec<EmbeddingSetId>,
+        parameters: JsonText,
+    },
+    ClaimClusteringJob {
+        worker: WorkerId,
+    },
+    ReportClusteringProgress {
+        job_id: ClusteringJobId,
+        attempt: u32,
+        stage: String,
+        fraction: f64,
+    },
+    /// Clusters come with `cluster_id` 0; the writer numbers them.
+    CompleteClusteringJob(ClusteringJobCompleted),
+    FailClusteringJob {
+        job_id: ClusteringJobId,
+        attempt: u32,
+        reason: String,
+    },
+    CancelClusteringJob {
+        job_id: ClusteringJobId,
+    },
+    ConfirmClusteringJobCanceled {
+        job_id: ClusteringJobId,
+        attempt: u32,
+    },
+    AbandonClusteringJob {
+        job_id: ClusteringJobId,
+        attempt: u32,
+        reason: String,
+    },
+    RetryClusteringJob {
+        job_id: ClusteringJobId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisterAudioFile {
+    pub original_filename: String,
+    pub folder: String,
+    pub checksum_sha256: Sha256Hex,
+    pub size_bytes: u64,
+    pub duration_seconds: f64,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub codec: String,
+    /// Lowercase extension of the stored copy (`wav`, `mp3`, `flac`), chosen from the probed codec.
+    pub extension: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EditAudioMetadata {
+    pub audio_file_id: AudioFileId,
+    pub tag_data: Option<JsonText>,
+    pub visual_observations: Option<JsonText>,
+    pub group_composition: Option<JsonText>,
+    pub prey_density_proxy: Option<JsonText>,
+    pub edited_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEmbeddingSet {
+    pub vector_dim: u32,
+    pub row_count: u64,
+    pub parquet_path: String,
+}
+
+/// Why a command changed nothing. Each says what a person can do about it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    #[error("audio file {0} does not exist")]
+    AudioFileNotFound(AudioFileId),
+    #[error("these bytes are already registered as audio file {0}")]
+    AudioFileAlreadyRegistered(AudioFileId),
+    #[error("the audio extension {0:?} is not one of wav, mp3, flac")]
+    UnsupportedAudioExtension(String),
+    #[error("the metadata edit changes no field")]
+    EmptyMetadataEdit,
+    #[error(
+        "audio file {audio_file_id} is already encoded with this configuration (embedding set {embedding_set_id:?})"
+    )]
+    AlreadyEncoded {
+        audio_file_id: AudioFileId,
+        embedding_set_id: Option<EmbeddingSetId>,
+    },
+    #[error("processing job {0} already encodes this file with this configuration")]
+    AlreadyQueued(ProcessingJobId),
+    #[error("processing job {0} does not exist")]
+    ProcessingJobNotFound(ProcessingJobId),
+    #[error("clustering job {0} does not exist")]
+    ClusteringJobNotFound(ClusteringJobId),
+    #[error("no job is waiting in the queue")]
+    NothingToClaim,
+    #[error("job {job} is {status}, not running attempt {attempt}")]
+    NotRunningAttempt {
+        job: String,
+        status: JobStatus,
+        attempt: u32,
+    },
+    #[error("job {job} is {status} and cannot be canceled")]
+    NotCancelable { job: String, status: JobStatus },
+    #[error("job {job} is {status}; only failed or canceled jobs can be retried")]
+    NotRetryable { job: String, status: JobStatus },
+    #[error("embedding set {0} does not exist")]
+    EmbeddingSetNotFound(EmbeddingSetId),
+    #[error("a clustering job needs at least one embedding set")]
+    NoEmbeddingSets,
+    #[error("embedding sets {0:?} do not share one model version and dimension")]
+    MixedEmbeddingSets(Vec<EmbeddingSetId>),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+const AUDIO_EXTENSIONS: &[&str] = &["wav", "mp3", "flac"];
+
+/// The rules of the domain, as a pure function.
+pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejection> {
+    match command {
+        Command::RegisterModel(model) => {
+            if state.models.get(&model.name) == Some(&model) {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::ModelRegistered(model)])
+        }
+        Command::RegisterAudioFile(register) => {
+            if let Some(existing) = state.audio_file_by_checksum.get(&register.checksum_sha256) {
+                return Err(Rejection::AudioFileAlreadyRegistered(*existing));
+            }
+            let extension = register.extension.to_ascii_lowercase();
+            if !AUDIO_EXTENSIONS.contains(&extension.as_str()) {
+                return Err(Rejection::UnsupportedAudioExtension(register.extension));
+            }
+            let audio_file_id = state.next_audio_file_id();
+            Ok(vec![Event::AudioFileRegistered(AudioFileRegistered {
+                audio_file_id,
+                original_filename: register.original_filename,
+                folder: register.folder,
+                checksum_sha256: register.checksum_sha256,
+                size_bytes: register.size_bytes,
+                duration_seconds: register.duration_seconds,
+                sample_rate: register.sample_rate,
+                channels: register.channels,
+                codec: register.codec,
+                stored_path: format!("audio/raw/{audio_file_id}/original.{extension}"),
+            })])
+        }
+        Command::EditAudioMetadata(edit) => {
+            if !state.audio_files.contains_key(&edit.audio_file_id) {
+                return Err(Rejection::AudioFileNotFound(edit.audio_file_id));
+            }
+            if edit.tag_data.is_none()
+                && edit.visual_observations.is_none()
+                && edit.group_composition.is_none()
+                && edit.prey_density_proxy.is_none()
+            {
+                return Err(Rejection::EmptyMetadataEdit);
+            }
+            Ok(vec![Event::AudioMetadataEdited(AudioMetadataEdited {
+                audio_file_id: edit.audio_file_id,
+                tag_data: edit.tag_data,
+                visual_observations: edit.visual_observations,
+                group_composition: edit.group_composition,
+                prey_density_proxy: edit.prey_density_proxy,
+                edited_by: edit.edited_by,
+            })])
+        }
+        Command::QueueProcessingJob {
+            audio_file_id,
+            encoding_signature,
+            config,
+        } => {
+            if !state.audio_files.contains_key(&audio_file_id) {
+                return Err(Rejection::AudioFileNotFound(audio_file_id));
+            }
+            if let Some(embedding_set_id) = state.completed_signatures.get(&encoding_signature) {
+                return Err(Rejection::AlreadyEncoded {
+                    audio_file_id,
+                    embedding_set_id: *embedding_set_id,
+                });
+            }
+            if let Some(job_id) = state.active_processing_job_by_signature.get(&encoding_signature) {
+                return Err(Rejection::AlreadyQueued(*job_id));
+            }
+            Ok(vec![Event::ProcessingJobQueued(ProcessingJobQueued {
+                job_id: state.next_processing_job_id(),
+                audio_file_id,
+                encoding_signature,
+                config,
+            })])
+        }
+        Command::ClaimProcessingJob { worker } => {
+            let next = state
+                .processing_jobs
+                .iter()
+                .filter(|(_, job)| job.status == JobStatus::Queued)
+                .min_by_key(|(id, job)| (job.queued_at, **id));
+            let Some((job_id, job)) = next else {
+                return Err(Rejection::NothingToClaim);
+            };
+            Ok(vec![Event::ProcessingJobClaimed(ProcessingJobClaimed {
+                job_id: *job_id,
+                worker,
+                attempt: job.attempt + 1,
+            })])
+        }
+        Command::ReportProcessingProgress {
+            job_id,
+            attempt,
+            windows_done,
+            windows_total,
+        } => {
+            running_processing_attempt(state, job_id, attempt)?;
+            Ok(vec![Event::ProcessingJobProgressed(ProcessingJobProgressed {
+                job_id,
+                attempt,
+                windows_done,
+                windows_total,
+            })])
+        }
+        Command::CompleteProcessingJob {
+            job_id,
+            attempt,
+            embedding_set,
+            warning,
+        } => {
+            let job = running_processing_attempt(state, job_id, attempt)?;
+            if let Some(existing) = state.completed_signatures.get(&job.encoding_signature) {
+                return Err(Rejection::AlreadyEncoded {
+                    audio_file_id: job.audio_file_id,
+                    embedding_set_id: *existing,
+                });
+            }
+            let mut events = Vec::new();
+            let embedding_set_id = embedding_set.map(|set| {
+                let embedding_set_id = state.next_embedding_set_id();
+                events.push(Event::EmbeddingSetPromoted(EmbeddingSetPromoted {
+                    embedding_set_id,
+                    job_id,
+                    audio_file_id: job.audio_file_id,
+                    encoding_signature: job.encoding_signature.clone(),
+                    model_name: job.config.model_name.clone(),
+                    model_version: job.config.model_version.clone(),
+                    window_seconds: job.config.window_seconds,
+                    hop_seconds: job.config.hop_seconds,
+                    target_sample_rate: job.config.target_sample_rate,
+                    vector_dim: set.vector_dim,
+                    row_count: set.row_count,
+                    parquet_path: set.parquet_path,
+                }));
+                embedding_set_id
+            });
+            events.push(Event::ProcessingJobCompleted(ProcessingJobCompleted {
+                job_id,
+                attempt,
+                embedding_set_id,
+                warning,
+            }));
+            Ok(events)
+        }
+        Command::FailProcessingJob {
+            job_id,
+            attempt,
+            reason,
+        } => {
+            running_processing_attempt(state, job_id, attempt)?;
+            Ok(vec![Event::ProcessingJobFailed(ProcessingJobFailed {
+                job_id,
+                attempt,
+                reason,
+            })])
+        }
+        Command::CancelProcessingJob { job_id } => {
+            let job = state
+                .processing_jobs
+                .get(&job_id)
+                .ok_or(Rejection::ProcessingJobNotFound(job_id))?;
+            match job.status {
+                JobStatus::Queued => Ok(vec![Event::ProcessingJobCanceled(ProcessingJobCanceled { job_id })]),
+                JobStatus::Running if job.cancel_requested => Ok(vec![]),
+                JobStatus::Running => Ok(vec![Event::ProcessingJobCancelRequested(
+                    ProcessingJobCancelRequested { job_id },
+                )]),
+                status => Err(Rejection::NotCancelable {
+                    job: format!("processing job {job_id}"),
+                    status,
+                }),
+            }
+        }
+        Command::ConfirmProcessingJobCanceled { job_id, attempt } => {
+            running_processing_attempt(state, job_id, attempt)?;
+            Ok(vec![Event::ProcessingJobCanceled(ProcessingJobCanceled { job_id })])
+        }
+        Command::AbandonProcessingJob {
+            job_id,
+            attempt,
+            reason,
+        } => {
+            let job = running_processing_attempt(state, job_id, attempt)?;
+            let mut events = vec![Event::ProcessingJobAbandoned(ProcessingJobAbandoned {
+                job_id,
+                attempt,
+                reason,
+            })];
+            if job.cancel_requested {
+                events.push(Event::ProcessingJobCanceled(ProcessingJobCanceled { job_id }));
+            }
+            Ok(events)
+        }
+        Command::RetryProcessingJob { job_id } => {
+            let job = state
+                .processing_jobs
+                .get(&job_id)
+                .ok_or(Rejection::ProcessingJobNotFound(job_id))?;
+            if !matches!(job.status, JobStatus::Failed | JobStatus::Canceled) {
+                return Err(Rejection::NotRetryable {
+                    job: format!("processing job {job_id}"),
+                    status: job.status,
+                });
+            }
+            if let Some(embedding_set_id) = state.completed_signatures.get(&job.encoding_signature) {
+                return Err(Rejection::AlreadyEncoded {
+                    audio_file_id: job.audio_file_id,
+                    embedding_set_id: *embedding_set_id,
+                });
+            }
+            if let Some(active) = state.active_processing_job_by_signature.get(&job.encoding_signature) {
+                return Err(Rejection::AlreadyQueued(*active));
+            }
+            Ok(vec![Event::ProcessingJobRetried(ProcessingJobRetried { job_id })])
+        }
+        Command::QueueClusteringJob {
+            embedding_set_ids,
+            parameters,
+        } => {
+            if embedding_set_ids.is_empty() {
+                return Err(Rejection::NoEmbeddingSets);
+            }
+            let mut sets = Vec::with_capacity(embedding_set_ids.len());
+            for id in &embedding_set_ids {
+                sets.push((
+                    *id,
+                    state
+                        .embedding_sets
+                        .get(id)
+                        .ok_or(Rejection::EmbeddingSetNotFound(*id))?,
+                ));
+            }
+            let (_, first) = sets[0];
+            let offending: Vec<EmbeddingSetId> = sets
+                .iter()
+                .filter(|(_, set)| set.model_version != first.model_version || set.vector_dim != first.vector_dim)
+                .map(|(id, _)| *id)
+                .collect();
+            if !offending.is_empty() {
+                return Err(Rejection::MixedEmbeddingSets(offending));
+            }
+            Ok(vec![Event::ClusteringJobQueued(ClusteringJobQueued {
+                job_id: state.next_clustering_job_id(),
+                embedding_set_ids,
+                parameters,
+            })])
+        }
+        Command::ClaimClusteringJob { worker } => {
+            let next = state
+                .clustering_jobs
+                .iter()
+                .filter(|(_, job)| job.status == JobStatus::Queued)
+                .min_by_key(|(id, job)| (job.queued_at, **id));
+            let Some((job_id, job)) = next else {
+                return Err(Rejection::NothingToClaim);
+            };
+            Ok(vec![Event::ClusteringJobClaimed(ClusteringJobClaimed {
+                job_id: *job_id,
+                worker,
+                attempt: job.attempt + 1,
+            })])
+        }
+        Command::ReportClusteringProgress {
+            job_id,
+            attempt,
+            stage,
+            fraction,
+        } => {
+            running_clustering_attempt(state, job_id, attempt)?;
+            if !(0.0..=1.0).contains(&fraction) {
+                return Err(Rejection::Invalid(format!(
+                    "progress fraction {fraction} is not between 0 and 1"
+                )));
+            }
+            Ok(vec![Event::ClusteringJobProgressed(ClusteringJobProgressed {
+                job_id,
+                attempt,
+                stage,
+                fraction,
+            })])
+        }
+        Command::CompleteClusteringJob(mut completed) => {
+            running_clustering_attempt(state, completed.job_id, completed.attempt)?;
+            let mut next_cluster = state.next_cluster_id().0;
+            for cluster in &mut completed.clusters {
+                cluster.cluster_id = super::ids::ClusterId(next_cluster);
+                next_cluster += 1;
+            }
+            Ok(vec![Event::ClusteringJobCompleted(completed)])
+        }
+        Command::FailClusteringJob {
+            job_id,
+            attempt,
+            reason,
+        } => {
+            running_clustering_attempt(state, job_id, attempt)?;
+            Ok(vec![Event::ClusteringJobFailed(ClusteringJobFailed {
+                job_id,
+                attempt,
+                reason,
+            })])
+        }
+        Command::CancelClusteringJob { job_id } => {
+            let job = state
+                .clustering_jobs
+                .get(&job_id)
+                .ok_or(Rejection::ClusteringJobNotFound(job_id))?;
+            match job.status {
+                JobStatus::Queued => Ok(vec![Event::ClusteringJobCanceled(ClusteringJobCanceled { job_id })]),
+                JobStatus::Running if job.cancel_requested => Ok(vec![]),
+                JobStatus::Running => Ok(vec![Event::ClusteringJobCancelRequested(
+                    ClusteringJobCancelRequested { job_id },
+                )]),
+                status => Err(Rejection::NotCancelable {
+                    job: format!("clustering job {job_id}"),
+                    status,
+                }),
+            }
+        }
+        Command::ConfirmClusteringJobCanceled { job_id, attempt } => {
+            running_clustering_attempt(state, job_id, attempt)?;
+            Ok(vec![Event::ClusteringJobCanceled(ClusteringJobCanceled { job_id })])
+        }
+        Command::AbandonClusteringJob {
+            job_id,
+            attempt,
+            reason,
+        } => {
+            let job = running_clustering_attempt(state, job_id, attempt)?;
+            let mut events = vec![Event::ClusteringJobAbandoned(ClusteringJobAbandoned {
+                job_id,
+                attempt,
+                reason,
+            })];
+            if job.cancel_requested {
+                events.push(Event::ClusteringJobCanceled(ClusteringJobCanceled { job_id }));
+            }
+            Ok(events)
+        }
+        Command::RetryClusteringJob { job_id } => {
+            let job = state
+                .clustering_jobs
+                .get(&job_id)
+                .ok_or(Rejection::ClusteringJobNotFound(job_id))?;
+            if !matches!(job.status, JobStatus::Failed | JobStatus::Canceled) {
+                return Err(Rejection::NotRetryable {
+                    job: format!("clustering job {job_id}"),
+                    status: job.status,
+                });
+            }
+            Ok(vec![Event::ClusteringJobRetried(ClusteringJobRetried { job_id })])
+        }
+    }
+}
+
+fn running_processing_attempt(
+    state: &DomainState,
+    job_id: ProcessingJobId,
+    attempt: u32,
+) -> Result<&super::state::ProcessingJobState, Rejection> {
+    let job = state
+        .processing_jobs
+        .get(&job_id)
+        .ok_or(Rejection::ProcessingJobNotFound(job_id))?;
+    if job.status != JobStatus::Running || job.attempt != attempt {
+        return Err(Rejection::NotRunningAttempt {
+            job: format!("processing job {job_id}"),
+            status: job.status,
+            attempt,
+        });
+    }
+    Ok(job)
+}
+
+fn running_clustering_attempt(
+    state: &DomainState,
+    job_id: ClusteringJobId,
+    attempt: u32,
+) -> Result<&super::state::ClusteringJobState, Rejection> {
+    let job = state
+        .clustering_jobs
+        .get(&job_id)
+        .ok_or(Rejection::ClusteringJobNotFound(job_id))?;
+    if job.status != JobStatus::Running || job.attempt != attempt {
+        return Err(Rejection::NotRunningAttempt {
+            job: format!("clustering job {job_id}"),
+            status: job.status,
+            attempt,
+        });
+    }
+    Ok(job)
+}

@@ -1,0 +1,481 @@
+//! The domain's events: past-tense facts, the only truth humpback keeps.
+//!
+//! Each variant of [`Event`] wraps a payload struct of the same name. A payload's encoded form
+//! is versioned per event type ([`Event::type_version`]); when a payload changes shape, the old
+//! struct is kept under `events::v1` (or older), its decoder upcasts it to the current one in
+//! `log::envelope`, and a golden file of the old version stays in `fixtures/events/`.
+//! `apply` (in `state.rs`) holds no business logic: rules live in `decide.rs`.
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+use super::ids::{
+    AggregateRef, AudioFileId, ClusterId, ClusteringJobId, EmbeddingSetId, EncodingSignature, ProcessingJobId,
+    Sha256Hex, WorkerId,
+};
+use super::json_text::JsonText;
+
+/// What a model takes as input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelInputKind {
+    /// Raw audio samples, `[batch, samples]`.
+    Waveform,
+    /// A (log-mel) spectrogram, `[batch, frames, bins]` or with a channel axis.
+    Spectrogram,
+}
+
+/// Everything that decides what an encoding produces. Its canonical form, together with the
+/// audio checksum, hashes to the [`EncodingSignature`].
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct EncodingConfig {
+    pub model_name: String,
+    /// The model's version, including a hash of its file.
+    pub model_version: String,
+    pub window_seconds: f64,
+    pub hop_seconds: f64,
+    pub target_sample_rate: u32,
+    /// Feature extraction and windowing policy, with every default filled in.
+    pub feature_config: JsonText,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ModelRegistered {
+    pub name: String,
+    pub version: String,
+    /// SHA-256 of the model file; `None` for built-in models.
+    pub file_sha256: Option<Sha256Hex>,
+    /// Where the model came from: a path below the models directory, or `builtin`.
+    pub source: String,
+    pub input_kind: ModelInputKind,
+    pub sample_rate: u32,
+    pub window_seconds: f64,
+    pub embedding_dim: u32,
+    /// Which output tensor gives the embedding (name or index).
+    pub embedding_output: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct AudioFileRegistered {
+    pub audio_file_id: AudioFileId,
+    /// The name the user gave the file. Metadata only: never used to build a path.
+    pub original_filename: String,
+    /// Relative folder the file was imported from (`site-a/2024-07`), empty if uploaded.
+    pub folder: String,
+    pub checksum_sha256: Sha256Hex,
+    pub size_bytes: u64,
+    pub duration_seconds: f64,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub codec: String,
+    /// Where the bytes are stored, relative to the data directory.
+    pub stored_path: String,
+}
+
+/// The edited fields' new values (whole documents). `None` leaves a field unchanged.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct AudioMetadataEdited {
+    pub audio_file_id: AudioFileId,
+    pub tag_data: Option<JsonText>,
+    pub visual_observations: Option<JsonText>,
+    pub group_composition: Option<JsonText>,
+    pub prey_density_proxy: Option<JsonText>,
+    /// Who made the edit, when known (API clients may say).
+    pub edited_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ProcessingJobQueued {
+    pub job_id: ProcessingJobId,
+    pub audio_file_id: AudioFileId,
+    pub encoding_signature: EncodingSignature,
+    pub config: EncodingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ProcessingJobClaimed {
+    pub job_id: ProcessingJobId,
+    pub worker: WorkerId,
+    /// 1 for the first attempt, then one more for each retry or recovery.
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ProcessingJobProgressed {
+    pub job_id: ProcessingJobId,
+    pub attempt: u32,
+    pub windows_done: u64,
+    pub windows_total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct EmbeddingSetPromoted {
+    pub embedding_set_id: EmbeddingSetId,
+    pub job_id: ProcessingJobId,
+    pub audio_file_id: AudioFileId,
+    pub encoding_signature: EncodingSignature,
+    pub model_name: String,
+    pub model_version: String,
+    pub window_seconds: f64,
+    pub hop_seconds: f64,
+    pub target_sample_rate: u32,
+    pub vector_dim: u32,
+    pub row_count: u64,
+    /// Relative to the data directory.
+    pub parquet_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ProcessingJobCompleted {
+    pub job_id: ProcessingJobId,
+    pub attempt: u32,
+    /// `None` when the file produced no windows (short file under the `skip` policy).
+    pub embedding_set_id: Option<EmbeddingSetId>,
+    pub warning: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ProcessingJobFailed {
+    pub job_id: ProcessingJobId,
+    pub attempt: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ProcessingJobCancelRequested {
+    pub job_id: ProcessingJobId,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ProcessingJobCanceled {
+    pub job_id: ProcessingJobId,
+}
+
+/// A running attempt that will not finish (its worker died): the job goes back to the queue.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ProcessingJobAbandoned {
+    pub job_id: ProcessingJobId,
+    pub attempt: u32,
+    pub reason: String,
+}
+
+/// A failed or canceled job was put back in the queue by a user.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ProcessingJobRetried {
+    pub job_id: ProcessingJobId,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClusteringJobQueued {
+    pub job_id: ClusteringJobId,
+    pub embedding_set_ids: Vec<EmbeddingSetId>,
+    /// Selection filters, reduction and algorithm parameters, defaults filled in.
+    pub parameters: JsonText,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClusteringJobClaimed {
+    pub job_id: ClusteringJobId,
+    pub worker: WorkerId,
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClusteringJobProgressed {
+    pub job_id: ClusteringJobId,
+    pub attempt: u32,
+    /// `loading`, `reducing`, `clustering`, `measuring`, `writing`.
+    pub stage: String,
+    /// Progress through the whole job, 0 to 1.
+    pub fraction: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    pub cluster_id: ClusterId,
+    /// -1 is noise (reported, never counted as a cluster).
+    pub label: i64,
+    pub size: u64,
+    pub metadata_summary: JsonText,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClusterAssignmentRecord {
+    pub embedding_set_id: EmbeddingSetId,
+    pub row_index: u64,
+    pub label: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClusteringJobCompleted {
+    pub job_id: ClusteringJobId,
+    pub attempt: u32,
+    pub clusters: Vec<ClusterRecord>,
+    pub assignments: Vec<ClusterAssignmentRecord>,
+    pub metrics: JsonText,
+    /// Relative to the data directory.
+    pub clusters_json_path: String,
+    pub assignments_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClusteringJobFailed {
+    pub job_id: ClusteringJobId,
+    pub attempt: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClusteringJobCancelRequested {
+    pub job_id: ClusteringJobId,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClusteringJobCanceled {
+    pub job_id: ClusteringJobId,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClusteringJobAbandoned {
+    pub job_id: ClusteringJobId,
+    pub attempt: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClusteringJobRetried {
+    pub job_id: ClusteringJobId,
+}
+
+macro_rules! event_enum {
+    ($($variant:ident = $version:literal),* $(,)?) => {
+        /// Every fact humpback records. See the module documentation for versioning.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", content = "data")]
+        pub enum Event {
+            $($variant($variant),)*
+        }
+
+        impl Event {
+            /// Every event type with its current payload version.
+            pub const TYPES: &'static [(&'static str, u16)] = &[$((stringify!($variant), $version),)*];
+
+            /// The event type's name, as stored in the envelope and used in filters.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(Event::$variant(_) => stringify!($variant),)*
+                }
+            }
+
+            /// The current payload version of this event's type.
+            pub fn type_version(&self) -> u16 {
+                match self {
+                    $(Event::$variant(_) => $version,)*
+                }
+            }
+
+            /// Encodes the payload (without the envelope) in its current version.
+            pub fn encode_payload(&self) -> Result<Vec<u8>, bincode::error::EncodeError> {
+                let config = bincode::config::standard();
+                match self {
+                    $(Event::$variant(payload) => bincode::encode_to_vec(payload, config),)*
+                }
+            }
+
+            /// Decodes a payload written in the current version of `type_name`.
+            /// Older versions are upcast in `log::envelope` before reaching here.
+            pub fn decode_current_payload(
+                type_name: &str,
+                bytes: &[u8],
+            ) -> Option<Result<Event, bincode::error::DecodeError>> {
+                let config = bincode::config::standard();
+                match type_name {
+                    $(stringify!($variant) => Some(
+                        bincode::decode_from_slice::<$variant, _>(bytes, config).and_then(|(payload, read)| {
+                            if read == bytes.len() {
+                                Ok(Event::$variant(payload))
+                            } else {
+                                Err(bincode::error::DecodeError::OtherString(format!(
+                                    "{} trailing bytes after the payload", bytes.len() - read
+                                )))
+                            }
+                        })
+                    ),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+event_enum! {
+    ModelRegistered = 1,
+    AudioFileRegistered = 1,
+    AudioMetadataEdited = 1,
+    ProcessingJobQueued = 1,
+    ProcessingJobClaimed = 1,
+    ProcessingJobProgressed = 1,
+    EmbeddingSetPromoted = 1,
+    ProcessingJobCompleted = 1,
+    ProcessingJobFailed = 1,
+    ProcessingJobCancelRequested = 1,
+    ProcessingJobCanceled = 1,
+    ProcessingJobAbandoned = 1,
+    ProcessingJobRetried = 1,
+    ClusteringJobQueued = 1,
+    ClusteringJobClaimed = 1,
+    ClusteringJobProgressed = 1,
+    ClusteringJobCompleted = 1,
+    ClusteringJobFailed = 1,
+    ClusteringJobCancelRequested = 1,
+    ClusteringJobCanceled = 1,
+    ClusteringJobAbandoned = 1,
+    ClusteringJobRetried = 1,
+}
+
+impl Event {
+    /// The aggregates this event concerns, most specific first. Used to filter the log.
+    pub fn aggregates(&self) -> Vec<AggregateRef> {
+        use AggregateRef as A;
+        match self {
+            Event::ModelRegistered(_) => vec![],
+            Event::AudioFileRegistered(e) => vec![A::AudioFile(e.audio_file_id)],
+            Event::AudioMetadataEdited(e) => vec![A::AudioFile(e.audio_file_id)],
+            Event::ProcessingJobQueued(e) => vec![A::ProcessingJob(e.job_id), A::AudioFile(e.audio_file_id)],
+            Event::ProcessingJobClaimed(e) => vec![A::ProcessingJob(e.job_id)],
+            Event::ProcessingJobProgressed(e) => vec![A::ProcessingJob(e.job_id)],
+            Event::EmbeddingSetPromoted(e) => vec![
+                A::EmbeddingSet(e.embedding_set_id),
+                A::ProcessingJob(e.job_id),
+                A::AudioFile(e.audio_file_id),
+            ],
+            Event::ProcessingJobCompleted(e) => {
+                let mut aggregates = vec![A::ProcessingJob(e.job_id)];
+                aggregates.extend(e.embedding_set_id.map(A::EmbeddingSet));
+                aggregates
+            }
+            Event::ProcessingJobFailed(e) => vec![A::ProcessingJob(e.job_id)],
+            Event::ProcessingJobCancelRequested(e) => vec![A::ProcessingJob(e.job_id)],
+            Event::ProcessingJobCanceled(e) => vec![A::ProcessingJob(e.job_id)],
+            Event::ProcessingJobAbandoned(e) => vec![A::ProcessingJob(e.job_id)],
+            Event::ProcessingJobRetried(e) => vec![A::ProcessingJob(e.job_id)],
+            Event::ClusteringJobQueued(e) => {
+                let mut aggregates = vec![A::ClusteringJob(e.job_id)];
+                aggregates.extend(e.embedding_set_ids.iter().copied().map(A::EmbeddingSet));
+                aggregates
+            }
+            Event::ClusteringJobClaimed(e) => vec![A::ClusteringJob(e.job_id)],
+            Event::ClusteringJobProgressed(e) => vec![A::ClusteringJob(e.job_id)],
+            Event::ClusteringJobCompleted(e) => {
+                let mut aggregates = vec![A::ClusteringJob(e.job_id)];
+                aggregates.extend(e.clusters.iter().map(|cluster| A::Cluster(cluster.cluster_id)));
+                aggregates
+            }
+            Event::ClusteringJobFailed(e) => vec![A::ClusteringJob(e.job_id)],
+            Event::ClusteringJobCancelRequested(e) => vec![A::ClusteringJob(e.job_id)],
+            Event::ClusteringJobCanceled(e) => vec![A::ClusteringJob(e.job_id)],
+            Event::ClusteringJobAbandoned(e) => vec![A::ClusteringJob(e.job_id)],
+            Event::ClusteringJobRetried(e) => vec![A::ClusteringJob(e.job_id)],
+        }
+    }
+
+    /// A one-line human summary, for `humpback events list`.
+    pub fn summary(&self) -> String {
+        match self {
+            Event::ModelRegistered(e) => format!(
+                "model {} version {} ({:?}, {} Hz, {} s windows, {} dims) from {}",
+                e.name, e.version, e.input_kind, e.sample_rate, e.window_seconds, e.embedding_dim, e.source
+            ),
+            Event::AudioFileRegistered(e) => format!(
+                "audio file {} {:?} ({:.1} s, {} Hz, {} ch, {}) folder {:?}",
+                e.audio_file_id, e.original_filename, e.duration_seconds, e.sample_rate, e.channels, e.codec, e.folder
+            ),
+            Event::AudioMetadataEdited(e) => {
+                let mut fields = Vec::new();
+                if e.tag_data.is_some() {
+                    fields.push("tag_data");
+                }
+                if e.visual_observations.is_some() {
+                    fields.push("visual_observations");
+                }
+                if e.group_composition.is_some() {
+                    fields.push("group_composition");
+                }
+                if e.prey_density_proxy.is_some() {
+                    fields.push("prey_density_proxy");
+                }
+                format!("audio file {} metadata edited: {}", e.audio_file_id, fields.join(", "))
+            }
+            Event::ProcessingJobQueued(e) => format!(
+                "processing job {} queued for audio file {} with model {} (signature {})",
+                e.job_id,
+                e.audio_file_id,
+                e.config.model_name,
+                short_signature(&e.encoding_signature)
+            ),
+            Event::ProcessingJobClaimed(e) => {
+                format!(
+                    "processing job {} claimed by {} (attempt {})",
+                    e.job_id, e.worker, e.attempt
+                )
+            }
+            Event::ProcessingJobProgressed(e) => format!(
+                "processing job {} at {}/{} windows",
+                e.job_id, e.windows_done, e.windows_total
+            ),
+            Event::EmbeddingSetPromoted(e) => format!(
+                "embedding set {} promoted for audio file {}: {} rows x {} dims",
+                e.embedding_set_id, e.audio_file_id, e.row_count, e.vector_dim
+            ),
+            Event::ProcessingJobCompleted(e) => match (e.embedding_set_id, &e.warning) {
+                (Some(set), _) => format!("processing job {} complete: embedding set {set}", e.job_id),
+                (None, Some(warning)) => format!("processing job {} complete without embeddings: {warning}", e.job_id),
+                (None, None) => format!("processing job {} complete without embeddings", e.job_id),
+            },
+            Event::ProcessingJobFailed(e) => format!("processing job {} failed: {}", e.job_id, e.reason),
+            Event::ProcessingJobCancelRequested(e) => format!("processing job {} cancel requested", e.job_id),
+            Event::ProcessingJobCanceled(e) => format!("processing job {} canceled", e.job_id),
+            Event::ProcessingJobAbandoned(e) => {
+                format!(
+                    "processing job {} attempt {} abandoned: {}",
+                    e.job_id, e.attempt, e.reason
+                )
+            }
+            Event::ProcessingJobRetried(e) => format!("processing job {} queued again", e.job_id),
+            Event::ClusteringJobQueued(e) => format!(
+                "clustering job {} queued over {} embedding sets",
+                e.job_id,
+                e.embedding_set_ids.len()
+            ),
+            Event::ClusteringJobClaimed(e) => {
+                format!(
+                    "clustering job {} claimed by {} (attempt {})",
+                    e.job_id, e.worker, e.attempt
+                )
+            }
+            Event::ClusteringJobProgressed(e) => {
+                format!("clustering job {} {} ({:.0}%)", e.job_id, e.stage, e.fraction * 100.0)
+            }
+            Event::ClusteringJobCompleted(e) => format!(
+                "clustering job {} complete: {} clusters, {} assignments",
+                e.job_id,
+                e.clusters.iter().filter(|cluster| cluster.label >= 0).count(),
+                e.assignments.len()
+            ),
+            Event::ClusteringJobFailed(e) => format!("clustering job {} failed: {}", e.job_id, e.reason),
+            Event::ClusteringJobCancelRequested(e) => format!("clustering job {} cancel requested", e.job_id),
+            Event::ClusteringJobCanceled(e) => format!("clustering job {} canceled", e.job_id),
+            Event::ClusteringJobAbandoned(e) => {
+                format!(
+                    "clustering job {} attempt {} abandoned: {}",
+                    e.job_id, e.attempt, e.reason
+                )
+            }
+            Event::ClusteringJobRetried(e) => format!("clustering job {} queued again", e.job_id),
+        }
+    }
+}
+
+fn short_signature(signature: &EncodingSignature) -> &str {
+    signature.0.get(..12).unwrap_or(&signature.0)
+}

@@ -1,0 +1,7 @@
+//! The functional core of the write side: ids, events, the folded state and `decide`.
+
+pub mod decide;
+pub mod events;
+pub mod ids;
+pub mod json_text;
+pub mod state;

@@ -1,0 +1,310 @@
+//! The write side's state, folded from the whole log. `apply` records facts; it decides
+//! nothing (rules live in `decide.rs`), so replaying the log always rebuilds the same state.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::events::{EncodingConfig, Event, ModelRegistered};
+use super::ids::{
+    AudioFileId, ClusterId, ClusteringJobId, EmbeddingSetId, EncodingSignature, EventSeq, ProcessingJobId, Sha256Hex,
+};
+use super::json_text::JsonText;
+
+/// The lifecycle of a job (processing or clustering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Complete,
+    Failed,
+    Canceled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Complete => "complete",
+            JobStatus::Failed => "failed",
+            JobStatus::Canceled => "canceled",
+        }
+    }
+
+    /// Queued or running: the job still holds its encoding signature.
+    pub fn is_active(self) -> bool {
+        matches!(self, JobStatus::Queued | JobStatus::Running)
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioFileState {
+    pub checksum_sha256: Sha256Hex,
+    pub folder: String,
+    pub metadata: AudioMetadataState,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AudioMetadataState {
+    pub tag_data: Option<JsonText>,
+    pub visual_observations: Option<JsonText>,
+    pub group_composition: Option<JsonText>,
+    pub prey_density_proxy: Option<JsonText>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessingJobState {
+    pub audio_file_id: AudioFileId,
+    pub encoding_signature: EncodingSignature,
+    pub config: EncodingConfig,
+    pub status: JobStatus,
+    /// Attempts claimed so far (0 before the first claim).
+    pub attempt: u32,
+    pub cancel_requested: bool,
+    pub embedding_set_id: Option<EmbeddingSetId>,
+    /// Queue order: the sequence of the event that (re)queued it.
+    pub queued_at: EventSeq,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingSetState {
+    pub audio_file_id: AudioFileId,
+    pub encoding_signature: EncodingSignature,
+    pub model_version: String,
+    pub vector_dim: u32,
+    pub row_count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusteringJobState {
+    pub embedding_set_ids: Vec<EmbeddingSetId>,
+    pub status: JobStatus,
+    pub attempt: u32,
+    pub cancel_requested: bool,
+    pub queued_at: EventSeq,
+}
+
+/// What the writer knows, folded from every event in the log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DomainState {
+    pub last_seq: EventSeq,
+    pub models: BTreeMap<String, ModelRegistered>,
+    pub audio_files: BTreeMap<AudioFileId, AudioFileState>,
+    pub audio_file_by_checksum: HashMap<Sha256Hex, AudioFileId>,
+    pub processing_jobs: BTreeMap<ProcessingJobId, ProcessingJobState>,
+    /// The one queued or running job of a signature, if any.
+    pub active_processing_job_by_signature: HashMap<EncodingSignature, ProcessingJobId>,
+    /// Signatures whose encoding is done: with the embedding set, or `None` when the file
+    /// produced no windows (short-file `skip` policy).
+    pub completed_signatures: HashMap<EncodingSignature, Option<EmbeddingSetId>>,
+    pub embedding_sets: BTreeMap<EmbeddingSetId, EmbeddingSetState>,
+    pub clustering_jobs: BTreeMap<ClusteringJobId, ClusteringJobState>,
+    pub last_cluster_id: u64,
+}
+
+impl DomainState {
+    pub fn from_events<'a>(events: impl IntoIterator<Item = (EventSeq, &'a Event)>) -> DomainState {
+        let mut state = DomainState::default();
+        for (seq, event) in events {
+            state.apply(seq, event);
+        }
+        state
+    }
+
+    pub fn next_audio_file_id(&self) -> AudioFileId {
+        AudioFileId(self.audio_files.keys().next_back().map_or(1, |id| id.0 + 1))
+    }
+
+    pub fn next_processing_job_id(&self) -> ProcessingJobId {
+        ProcessingJobId(self.processing_jobs.keys().next_back().map_or(1, |id| id.0 + 1))
+    }
+
+    pub fn next_embedding_set_id(&self) -> EmbeddingSetId {
+        EmbeddingSetId(self.embedding_sets.keys().next_back().map_or(1, |id| id.0 + 1))
+    }
+
+    pub fn next_clustering_job_id(&self) -> ClusteringJobId {
+        ClusteringJobId(self.clustering_jobs.keys().next_back().map_or(1, |id| id.0 + 1))
+    }
+
+    pub fn next_cluster_id(&self) -> ClusterId {
+        ClusterId(self.last_cluster_id + 1)
+    }
+
+    /// Records one event. Never rejects: the event is already a fact.
+    pub fn apply(&mut self, seq: EventSeq, event: &Event) {
+        self.last_seq = seq;
+        match event {
+            Event::ModelRegistered(e) => {
+                self.models.insert(e.name.clone(), e.clone());
+            }
+            Event::AudioFileRegistered(e) => {
+                self.audio_file_by_checksum
+                    .insert(e.checksum_sha256.clone(), e.audio_file_id);
+                self.audio_files.insert(
+                    e.audio_file_id,
+                    AudioFileState {
+                        checksum_sha256: e.checksum_sha256.clone(),
+                        folder: e.folder.clone(),
+                        metadata: AudioMetadataState::default(),
+                    },
+                );
+            }
+            Event::AudioMetadataEdited(e) => {
+                if let Some(file) = self.audio_files.get_mut(&e.audio_file_id) {
+                    let metadata = &mut file.metadata;
+                    for (target, edit) in [
+                        (&mut metadata.tag_data, &e.tag_data),
+                        (&mut metadata.visual_observations, &e.visual_observations),
+                        (&mut metadata.group_composition, &e.group_composition),
+                        (&mut metadata.prey_density_proxy, &e.prey_density_proxy),
+                    ] {
+                        if let Some(value) = edit {
+                            *target = Some(value.clone());
+                        }
+                    }
+                }
+            }
+            Event::ProcessingJobQueued(e) => {
+                self.active_processing_job_by_signature
+                    .insert(e.encoding_signature.clone(), e.job_id);
+                self.processing_jobs.insert(
+                    e.job_id,
+                    ProcessingJobState {
+                        audio_file_id: e.audio_file_id,
+                        encoding_signature: e.encoding_signature.clone(),
+                        config: e.config.clone(),
+                        status: JobStatus::Queued,
+                        attempt: 0,
+                        cancel_requested: false,
+                        embedding_set_id: None,
+                        queued_at: seq,
+                    },
+                );
+            }
+            Event::ProcessingJobClaimed(e) => {
+                if let Some(job) = self.processing_jobs.get_mut(&e.job_id) {
+                    job.status = JobStatus::Running;
+                    job.attempt = e.attempt;
+                }
+            }
+            Event::ProcessingJobProgressed(_) => {}
+            Event::EmbeddingSetPromoted(e) => {
+                self.embedding_sets.insert(
+                    e.embedding_set_id,
+                    EmbeddingSetState {
+                        audio_file_id: e.audio_file_id,
+                        encoding_signature: e.encoding_signature.clone(),
+                        model_version: e.model_version.clone(),
+                        vector_dim: e.vector_dim,
+                        row_count: e.row_count,
+                    },
+                );
+                self.completed_signatures
+                    .insert(e.encoding_signature.clone(), Some(e.embedding_set_id));
+            }
+            Event::ProcessingJobCompleted(e) => {
+                if let Some(job) = self.processing_jobs.get_mut(&e.job_id) {
+                    job.status = JobStatus::Complete;
+                    job.embedding_set_id = e.embedding_set_id;
+                    self.completed_signatures
+                        .entry(job.encoding_signature.clone())
+                        .or_insert(e.embedding_set_id);
+                    self.active_processing_job_by_signature.remove(&job.encoding_signature);
+                }
+            }
+            Event::ProcessingJobFailed(e) => self.end_processing_job(e.job_id, JobStatus::Failed),
+            Event::ProcessingJobCancelRequested(e) => {
+                if let Some(job) = self.processing_jobs.get_mut(&e.job_id) {
+                    job.cancel_requested = true;
+                }
+            }
+            Event::ProcessingJobCanceled(e) => self.end_processing_job(e.job_id, JobStatus::Canceled),
+            Event::ProcessingJobAbandoned(e) => {
+                if let Some(job) = self.processing_jobs.get_mut(&e.job_id) {
+                    job.status = JobStatus::Queued;
+                    job.queued_at = seq;
+                }
+            }
+            Event::ProcessingJobRetried(e) => {
+                if let Some(job) = self.processing_jobs.get_mut(&e.job_id) {
+                    job.status = JobStatus::Queued;
+                    job.cancel_requested = false;
+                    job.queued_at = seq;
+                    self.active_processing_job_by_signature
+                        .insert(job.encoding_signature.clone(), e.job_id);
+                }
+            }
+            Event::ClusteringJobQueued(e) => {
+                self.clustering_jobs.insert(
+                    e.job_id,
+                    ClusteringJobState {
+                        embedding_set_ids: e.embedding_set_ids.clone(),
+                        status: JobStatus::Queued,
+                        attempt: 0,
+                        cancel_requested: false,
+                        queued_at: seq,
+                    },
+                );
+            }
+            Event::ClusteringJobClaimed(e) => {
+                if let Some(job) = self.clustering_jobs.get_mut(&e.job_id) {
+                    job.status = JobStatus::Running;
+                    job.attempt = e.attempt;
+                }
+            }
+            Event::ClusteringJobProgressed(_) => {}
+            Event::ClusteringJobCompleted(e) => {
+                if let Some(job) = self.clustering_jobs.get_mut(&e.job_id) {
+                    job.status = JobStatus::Complete;
+                }
+                if let Some(max) = e.clusters.iter().map(|cluster| cluster.cluster_id.0).max() {
+                    self.last_cluster_id = self.last_cluster_id.max(max);
+                }
+            }
+            Event::ClusteringJobFailed(e) => self.set_clustering_status(e.job_id, JobStatus::Failed),
+            Event::ClusteringJobCancelRequested(e) => {
+                if let Some(job) = self.clustering_jobs.get_mut(&e.job_id) {
+                    job.cancel_requested = true;
+                }
+            }
+            Event::ClusteringJobCanceled(e) => self.set_clustering_status(e.job_id, JobStatus::Canceled),
+            Event::ClusteringJobAbandoned(e) => {
+                if let Some(job) = self.clustering_jobs.get_mut(&e.job_id) {
+                    job.status = JobStatus::Queued;
+                    job.queued_at = seq;
+                }
+            }
+            Event::ClusteringJobRetried(e) => {
+                if let Some(job) = self.clustering_jobs.get_mut(&e.job_id) {
+                    job.status = JobStatus::Queued;
+                    job.cancel_requested = false;
+                    job.queued_at = seq;
+                }
+            }
+        }
+    }
+
+    fn end_processing_job(&mut self, job_id: ProcessingJobId, status: JobStatus) {
+        if let Some(job) = self.processing_jobs.get_mut(&job_id) {
+            job.status = status;
+            if self.active_processing_job_by_signature.get(&job.encoding_signature) == Some(&job_id) {
+                self.active_processing_job_by_signature.remove(&job.encoding_signature);
+            }
+        }
+    }
+
+    fn set_clustering_status(&mut self, job_id: ClusteringJobId, status: JobStatus) {
+        if let Some(job) = self.clustering_jobs.get_mut(&job_id) {
+            job.status = status;
+        }
+    }
+}
