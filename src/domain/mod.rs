@@ -5,3 +5,4 @@ pub mod events;
 pub mod ids;
 pub mod json_text;
 pub mod state;
+pub mod sample_events;

@@ -1,0 +1,177 @@
+//! One plausible event of every type. Used by tests, the golden files under
+//! `fixtures/events/` and the log benchmark. Not used by the product's own logic.
+
+use super::events::*;
+use super::ids::*;
+use super::json_text::JsonText;
+
+fn json(text: &str) -> JsonText {
+    JsonText::parse(text).unwrap_or_else(|_| JsonText::empty_object())
+}
+
+pub fn sample_encoding_config() -> EncodingConfig {
+    EncodingConfig {
+        model_name: "builtin-logmel-stats".into(),
+        model_version: "builtin-logmel-stats@1".into(),
+        window_seconds: 5.0,
+        hop_seconds: 5.0,
+        target_sample_rate: 32_000,
+        feature_config: json(r#"{"short_file":"pad","mel_bins":128}"#),
+    }
+}
+
+pub fn sample_signature() -> EncodingSignature {
+    EncodingSignature("9f2c1e7a5b3d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60".into())
+}
+
+/// Exactly one event of each type in [`Event::TYPES`], in that order.
+pub fn one_event_of_every_type() -> Vec<Event> {
+    let audio = AudioFileId(1);
+    let job = ProcessingJobId(1);
+    let set = EmbeddingSetId(1);
+    let clustering = ClusteringJobId(1);
+    let worker = WorkerId("host:1234:0".into());
+    vec![
+        Event::ModelRegistered(ModelRegistered {
+            name: "perch-v2".into(),
+            version: "perch-v2@3f2a9c1d".into(),
+            file_sha256: Some(Sha256Hex("3f2a9c1d".repeat(8))),
+            source: "models/perch-v2.tflite".into(),
+            input_kind: ModelInputKind::Waveform,
+            sample_rate: 32_000,
+            window_seconds: 5.0,
+            embedding_dim: 1536,
+            embedding_output: "embedding (by name)".into(),
+        }),
+        Event::AudioFileRegistered(AudioFileRegistered {
+            audio_file_id: audio,
+            original_filename: "HUMP_2024-07-01T0600.wav".into(),
+            folder: "maui/2024-07".into(),
+            checksum_sha256: Sha256Hex("ab".repeat(32)),
+            size_bytes: 3_528_044,
+            duration_seconds: 20.0,
+            sample_rate: 44_100,
+            channels: 2,
+            codec: "pcm_s16le".into(),
+            stored_path: "audio/raw/1/original.wav".into(),
+        }),
+        Event::AudioMetadataEdited(AudioMetadataEdited {
+            audio_file_id: audio,
+            tag_data: Some(json(r#"{"tag":"DTAG-4","depth_m":[12.5,30.1]}"#)),
+            visual_observations: None,
+            group_composition: Some(json(r#"{"adults":2,"calves":1}"#)),
+            prey_density_proxy: None,
+            edited_by: Some("observer@example.org".into()),
+        }),
+        Event::ProcessingJobQueued(ProcessingJobQueued {
+            job_id: job,
+            audio_file_id: audio,
+            encoding_signature: sample_signature(),
+            config: sample_encoding_config(),
+        }),
+        Event::ProcessingJobClaimed(ProcessingJobClaimed { job_id: job, worker: worker.clone(), attempt: 1 }),
+        Event::ProcessingJobProgressed(ProcessingJobProgressed {
+            job_id: job,
+            attempt: 1,
+            windows_done: 2,
+            windows_total: 4,
+        }),
+        Event::EmbeddingSetPromoted(EmbeddingSetPromoted {
+            embedding_set_id: set,
+            job_id: job,
+            audio_file_id: audio,
+            encoding_signature: sample_signature(),
+            model_name: "builtin-logmel-stats".into(),
+            model_version: "builtin-logmel-stats@1".into(),
+            window_seconds: 5.0,
+            hop_seconds: 5.0,
+            target_sample_rate: 32_000,
+            vector_dim: 512,
+            row_count: 4,
+            parquet_path: format!("embeddings/builtin-logmel-stats@1/1/{}.parquet", sample_signature()),
+        }),
+        Event::ProcessingJobCompleted(ProcessingJobCompleted {
+            job_id: job,
+            attempt: 1,
+            embedding_set_id: Some(set),
+            warning: None,
+        }),
+        Event::ProcessingJobFailed(ProcessingJobFailed {
+            job_id: ProcessingJobId(2),
+            attempt: 1,
+            reason: "decode failed: not an audio file".into(),
+        }),
+        Event::ProcessingJobCancelRequested(ProcessingJobCancelRequested { job_id: ProcessingJobId(3) }),
+        Event::ProcessingJobCanceled(ProcessingJobCanceled { job_id: ProcessingJobId(3) }),
+        Event::ProcessingJobAbandoned(ProcessingJobAbandoned {
+            job_id: ProcessingJobId(4),
+            attempt: 1,
+            reason: "server restarted while the attempt was running".into(),
+        }),
+        Event::ProcessingJobRetried(ProcessingJobRetried { job_id: ProcessingJobId(2) }),
+        Event::ClusteringJobQueued(ClusteringJobQueued {
+            job_id: clustering,
+            embedding_set_ids: vec![set],
+            parameters: json(r#"{"algorithm":"hdbscan","min_cluster_size":5}"#),
+        }),
+        Event::ClusteringJobClaimed(ClusteringJobClaimed { job_id: clustering, worker, attempt: 1 }),
+        Event::ClusteringJobProgressed(ClusteringJobProgressed {
+            job_id: clustering,
+            attempt: 1,
+            stage: "clustering".into(),
+            fraction: 0.5,
+        }),
+        Event::ClusteringJobCompleted(ClusteringJobCompleted {
+            job_id: clustering,
+            attempt: 1,
+            clusters: vec![
+                ClusterRecord {
+                    cluster_id: ClusterId(1),
+                    label: -1,
+                    size: 1,
+                    metadata_summary: json(r#"{"folder":{"maui/2024-07":1}}"#),
+                },
+                ClusterRecord {
+                    cluster_id: ClusterId(2),
+                    label: 0,
+                    size: 3,
+                    metadata_summary: json(r#"{"folder":{"maui/2024-07":3}}"#),
+                },
+            ],
+            assignments: vec![
+                ClusterAssignmentRecord { embedding_set_id: set, row_index: 0, label: 0 },
+                ClusterAssignmentRecord { embedding_set_id: set, row_index: 1, label: 0 },
+                ClusterAssignmentRecord { embedding_set_id: set, row_index: 2, label: -1 },
+                ClusterAssignmentRecord { embedding_set_id: set, row_index: 3, label: 0 },
+            ],
+            metrics: json(r#"{"silhouette":null,"n_clusters":1,"noise_fraction":0.25}"#),
+            clusters_json_path: "clusters/1/clusters.json".into(),
+            assignments_path: "clusters/1/assignments.parquet".into(),
+        }),
+        Event::ClusteringJobFailed(ClusteringJobFailed {
+            job_id: ClusteringJobId(2),
+            attempt: 1,
+            reason: "embedding set 9 parquet is unreadable".into(),
+        }),
+        Event::ClusteringJobCancelRequested(ClusteringJobCancelRequested { job_id: ClusteringJobId(3) }),
+        Event::ClusteringJobCanceled(ClusteringJobCanceled { job_id: ClusteringJobId(3) }),
+        Event::ClusteringJobAbandoned(ClusteringJobAbandoned {
+            job_id: ClusteringJobId(4),
+            attempt: 1,
+            reason: "server restarted while the attempt was running".into(),
+        }),
+        Event::ClusteringJobRetried(ClusteringJobRetried { job_id: ClusteringJobId(2) }),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_samples_cover_every_event_type_once_in_order() {
+        let names: Vec<&str> = one_event_of_every_type().iter().map(Event::type_name).collect();
+        let expected: Vec<&str> = Event::TYPES.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, expected);
+    }
+}
