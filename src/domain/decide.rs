@@ -239,15 +239,23 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
                     embedding_set_id: *embedding_set_id,
                 });
             }
-            if let Some(job_id) = state.active_processing_job_by_signature.get(&encoding_signature) {
-                return Err(Rejection::AlreadyQueued(*job_id));
+            match state.processing_job_by_signature.get(&encoding_signature) {
+                // A signature has one job for ever: asking again after a failure retries it.
+                Some(job_id) => match state.processing_jobs.get(job_id).map(|job| job.status) {
+                    Some(JobStatus::Failed | JobStatus::Canceled) => {
+                        Ok(vec![Event::ProcessingJobRetried(ProcessingJobRetried {
+                            job_id: *job_id,
+                        })])
+                    }
+                    _ => Err(Rejection::AlreadyQueued(*job_id)),
+                },
+                None => Ok(vec![Event::ProcessingJobQueued(ProcessingJobQueued {
+                    job_id: state.next_processing_job_id(),
+                    audio_file_id,
+                    encoding_signature,
+                    config,
+                })]),
             }
-            Ok(vec![Event::ProcessingJobQueued(ProcessingJobQueued {
-                job_id: state.next_processing_job_id(),
-                audio_file_id,
-                encoding_signature,
-                config,
-            })])
         }
         Command::ClaimProcessingJob { worker } => {
             let next = state
@@ -383,9 +391,6 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
                     audio_file_id: job.audio_file_id,
                     embedding_set_id: *embedding_set_id,
                 });
-            }
-            if let Some(active) = state.active_processing_job_by_signature.get(&job.encoding_signature) {
-                return Err(Rejection::AlreadyQueued(*active));
             }
             Ok(vec![Event::ProcessingJobRetried(ProcessingJobRetried { job_id })])
         }
@@ -566,3 +571,7 @@ fn running_clustering_attempt(
     }
     Ok(job)
 }
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

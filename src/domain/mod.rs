@@ -4,5 +4,5 @@ pub mod decide;
 pub mod events;
 pub mod ids;
 pub mod json_text;
-pub mod state;
 pub mod sample_events;
+pub mod state;

@@ -100,8 +100,9 @@ pub struct DomainState {
     pub audio_files: BTreeMap<AudioFileId, AudioFileState>,
     pub audio_file_by_checksum: HashMap<Sha256Hex, AudioFileId>,
     pub processing_jobs: BTreeMap<ProcessingJobId, ProcessingJobState>,
-    /// The one queued or running job of a signature, if any.
-    pub active_processing_job_by_signature: HashMap<EncodingSignature, ProcessingJobId>,
+    /// The one processing job of each signature (a signature never gets a second job: queueing
+    /// a failed or canceled signature again retries its job).
+    pub processing_job_by_signature: HashMap<EncodingSignature, ProcessingJobId>,
     /// Signatures whose encoding is done: with the embedding set, or `None` when the file
     /// produced no windows (short-file `skip` policy).
     pub completed_signatures: HashMap<EncodingSignature, Option<EmbeddingSetId>>,
@@ -174,7 +175,7 @@ impl DomainState {
                 }
             }
             Event::ProcessingJobQueued(e) => {
-                self.active_processing_job_by_signature
+                self.processing_job_by_signature
                     .insert(e.encoding_signature.clone(), e.job_id);
                 self.processing_jobs.insert(
                     e.job_id,
@@ -218,16 +219,15 @@ impl DomainState {
                     self.completed_signatures
                         .entry(job.encoding_signature.clone())
                         .or_insert(e.embedding_set_id);
-                    self.active_processing_job_by_signature.remove(&job.encoding_signature);
                 }
             }
-            Event::ProcessingJobFailed(e) => self.end_processing_job(e.job_id, JobStatus::Failed),
+            Event::ProcessingJobFailed(e) => self.set_processing_status(e.job_id, JobStatus::Failed),
             Event::ProcessingJobCancelRequested(e) => {
                 if let Some(job) = self.processing_jobs.get_mut(&e.job_id) {
                     job.cancel_requested = true;
                 }
             }
-            Event::ProcessingJobCanceled(e) => self.end_processing_job(e.job_id, JobStatus::Canceled),
+            Event::ProcessingJobCanceled(e) => self.set_processing_status(e.job_id, JobStatus::Canceled),
             Event::ProcessingJobAbandoned(e) => {
                 if let Some(job) = self.processing_jobs.get_mut(&e.job_id) {
                     job.status = JobStatus::Queued;
@@ -239,8 +239,6 @@ impl DomainState {
                     job.status = JobStatus::Queued;
                     job.cancel_requested = false;
                     job.queued_at = seq;
-                    self.active_processing_job_by_signature
-                        .insert(job.encoding_signature.clone(), e.job_id);
                 }
             }
             Event::ClusteringJobQueued(e) => {
@@ -293,12 +291,9 @@ impl DomainState {
         }
     }
 
-    fn end_processing_job(&mut self, job_id: ProcessingJobId, status: JobStatus) {
+    fn set_processing_status(&mut self, job_id: ProcessingJobId, status: JobStatus) {
         if let Some(job) = self.processing_jobs.get_mut(&job_id) {
             job.status = status;
-            if self.active_processing_job_by_signature.get(&job.encoding_signature) == Some(&job_id) {
-                self.active_processing_job_by_signature.remove(&job.encoding_signature);
-            }
         }
     }
 

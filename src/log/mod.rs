@@ -17,7 +17,9 @@ use crate::domain::ids::EventSeq;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("the event log at {path} is locked by another process (is a humpback server running on this data directory?)")]
+    #[error(
+        "the event log at {path} is locked by another process (is a humpback server running on this data directory?)"
+    )]
     Locked { path: PathBuf },
     #[error("cannot open the event log at {path}: {source}")]
     Open { path: PathBuf, source: sled::Error },
@@ -28,7 +30,10 @@ pub enum LogError {
     #[error("event log key {key:?} is not a sequence number")]
     BadKey { key: Vec<u8> },
     #[error("cannot record {event_type}: {source}")]
-    Encode { event_type: &'static str, source: EnvelopeError },
+    Encode {
+        event_type: &'static str,
+        source: EnvelopeError,
+    },
 }
 
 /// An append-only, durable, ordered log of events.
@@ -55,7 +60,9 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Events after `after`, oldest first, at most `limit`.
     fn read_after(&self, after: EventSeq, limit: usize) -> Result<Vec<Envelope>, LogError> {
-        self.scan(after.next()..=EventSeq(u64::MAX), false).take(limit).collect()
+        self.scan(after.next()..=EventSeq(u64::MAX), false)
+            .take(limit)
+            .collect()
     }
 
     /// One event by sequence.
@@ -90,16 +97,22 @@ pub fn verify(log: &dyn EventLog) -> VerifyReport {
                 return VerifyReport {
                     records,
                     head: log.head(),
-                    first_problem: Some(VerifyProblem { seq: expected.0, problem: error.to_string() }),
+                    first_problem: Some(VerifyProblem {
+                        seq: expected.0,
+                        problem: error.to_string(),
+                    }),
                 }
             }
         };
         let problem = match EventSeq::from_key(&key) {
             None => Some((expected, format!("key {key:?} is not an 8-byte sequence number"))),
-            Some(seq) if seq != expected => {
-                Some((expected, format!("sequence {expected} is missing: the next record is {seq}")))
-            }
-            Some(seq) => envelope::decode_record(seq, &value).err().map(|error| (seq, error.to_string())),
+            Some(seq) if seq != expected => Some((
+                expected,
+                format!("sequence {expected} is missing: the next record is {seq}"),
+            )),
+            Some(seq) => envelope::decode_record(seq, &value)
+                .err()
+                .map(|error| (seq, error.to_string())),
         };
         if let Some((seq, problem)) = problem {
             return VerifyReport {
@@ -111,5 +124,9 @@ pub fn verify(log: &dyn EventLog) -> VerifyReport {
         records += 1;
         expected = expected.next();
     }
-    VerifyReport { records, head: log.head(), first_problem: None }
+    VerifyReport {
+        records,
+        head: log.head(),
+        first_problem: None,
+    }
 }

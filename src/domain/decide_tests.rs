@@ -1,0 +1,432 @@
+//! `decide` as given / when / then.
+
+use super::*;
+use crate::domain::ids::{ClusterId, EventSeq};
+use crate::domain::sample_events::{sample_encoding_config, sample_signature};
+
+fn given(events: &[Event]) -> DomainState {
+    DomainState::from_events(
+        events
+            .iter()
+            .enumerate()
+            .map(|(index, event)| (EventSeq(index as u64 + 1), event)),
+    )
+}
+
+fn then_events(state: &DomainState, command: Command) -> Vec<Event> {
+    decide(state, command).expect("command should be accepted")
+}
+
+fn then_rejected(state: &DomainState, command: Command) -> Rejection {
+    decide(state, command).expect_err("command should be rejected")
+}
+
+fn register(checksum: &str) -> Command {
+    Command::RegisterAudioFile(RegisterAudioFile {
+        original_filename: "../../etc/passwd.wav".into(),
+        folder: "maui".into(),
+        checksum_sha256: Sha256Hex(checksum.into()),
+        size_bytes: 10,
+        duration_seconds: 12.0,
+        sample_rate: 44_100,
+        channels: 1,
+        codec: "pcm_s16le".into(),
+        extension: "WAV".into(),
+    })
+}
+
+/// Applies the accepted events of each command in turn, as the writer does.
+fn given_commands(commands: Vec<Command>) -> (DomainState, Vec<Event>) {
+    let mut state = DomainState::default();
+    let mut log = Vec::new();
+    for command in commands {
+        for event in decide(&state, command).expect("setup command accepted") {
+            state.apply(EventSeq(log.len() as u64 + 1), &event);
+            log.push(event);
+        }
+    }
+    (state, log)
+}
+
+fn queue(audio: u64, signature: &str) -> Command {
+    Command::QueueProcessingJob {
+        audio_file_id: AudioFileId(audio),
+        encoding_signature: EncodingSignature(signature.into()),
+        config: sample_encoding_config(),
+    }
+}
+
+fn claim(worker: &str) -> Command {
+    Command::ClaimProcessingJob {
+        worker: WorkerId(worker.into()),
+    }
+}
+
+fn complete(job: u64, attempt: u32) -> Command {
+    Command::CompleteProcessingJob {
+        job_id: ProcessingJobId(job),
+        attempt,
+        embedding_set: Some(NewEmbeddingSet {
+            vector_dim: 8,
+            row_count: 3,
+            parquet_path: "embeddings/x.parquet".into(),
+        }),
+        warning: None,
+    }
+}
+
+#[test]
+fn registering_audio_assigns_the_next_id_and_a_path_built_from_the_id_not_the_filename() {
+    let (state, _) = given_commands(vec![register("a")]);
+    let events = then_events(&state, register("b"));
+    let [Event::AudioFileRegistered(registered)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(registered.audio_file_id, AudioFileId(2));
+    assert_eq!(registered.stored_path, "audio/raw/2/original.wav");
+    assert_eq!(
+        registered.original_filename, "../../etc/passwd.wav",
+        "the name is kept as metadata"
+    );
+}
+
+#[test]
+fn registering_the_same_bytes_twice_is_rejected_with_the_existing_file() {
+    let (state, _) = given_commands(vec![register("a")]);
+    assert_eq!(
+        then_rejected(&state, register("a")),
+        Rejection::AudioFileAlreadyRegistered(AudioFileId(1))
+    );
+}
+
+#[test]
+fn registering_an_unsupported_extension_is_rejected() {
+    let Command::RegisterAudioFile(mut command) = register("a") else {
+        unreachable!()
+    };
+    command.extension = "exe".into();
+    let rejection = then_rejected(&DomainState::default(), Command::RegisterAudioFile(command));
+    assert_eq!(rejection, Rejection::UnsupportedAudioExtension("exe".into()));
+}
+
+#[test]
+fn editing_metadata_needs_a_known_file_and_a_changed_field() {
+    let edit = |id| EditAudioMetadata {
+        audio_file_id: AudioFileId(id),
+        tag_data: None,
+        visual_observations: None,
+        group_composition: None,
+        prey_density_proxy: None,
+        edited_by: None,
+    };
+    let (state, _) = given_commands(vec![register("a")]);
+    assert_eq!(
+        then_rejected(&state, Command::EditAudioMetadata(edit(9))),
+        Rejection::AudioFileNotFound(AudioFileId(9))
+    );
+    assert_eq!(
+        then_rejected(&state, Command::EditAudioMetadata(edit(1))),
+        Rejection::EmptyMetadataEdit
+    );
+    let mut with_field = edit(1);
+    with_field.group_composition = Some(JsonText::parse(r#"{"adults":2}"#).unwrap());
+    let events = then_events(&state, Command::EditAudioMetadata(with_field));
+    assert!(matches!(events.as_slice(), [Event::AudioMetadataEdited(_)]));
+}
+
+#[test]
+fn queueing_unknown_audio_is_rejected() {
+    assert_eq!(
+        then_rejected(&DomainState::default(), queue(4, "s")),
+        Rejection::AudioFileNotFound(AudioFileId(4))
+    );
+}
+
+#[test]
+fn queueing_a_signature_that_is_queued_or_running_names_the_existing_job() {
+    let (state, _) = given_commands(vec![register("a"), queue(1, "s")]);
+    assert_eq!(
+        then_rejected(&state, queue(1, "s")),
+        Rejection::AlreadyQueued(ProcessingJobId(1))
+    );
+    let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w")]);
+    assert_eq!(
+        then_rejected(&state, queue(1, "s")),
+        Rejection::AlreadyQueued(ProcessingJobId(1))
+    );
+}
+
+#[test]
+fn requeueing_an_encoded_file_creates_no_second_embedding_set() {
+    let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w"), complete(1, 1)]);
+    assert_eq!(
+        then_rejected(&state, queue(1, "s")),
+        Rejection::AlreadyEncoded {
+            audio_file_id: AudioFileId(1),
+            embedding_set_id: Some(EmbeddingSetId(1))
+        }
+    );
+    assert_eq!(state.embedding_sets.len(), 1);
+}
+
+#[test]
+fn a_different_signature_for_the_same_file_is_a_new_job() {
+    let (state, _) = given_commands(vec![register("a"), queue(1, "s")]);
+    let events = then_events(&state, queue(1, "t"));
+    let [Event::ProcessingJobQueued(queued)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(queued.job_id, ProcessingJobId(2));
+}
+
+#[test]
+fn queueing_a_failed_signature_again_retries_its_one_job() {
+    let fail = Command::FailProcessingJob {
+        job_id: ProcessingJobId(1),
+        attempt: 1,
+        reason: "boom".into(),
+    };
+    let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w"), fail]);
+    assert_eq!(
+        then_events(&state, queue(1, "s")),
+        vec![Event::ProcessingJobRetried(ProcessingJobRetried {
+            job_id: ProcessingJobId(1)
+        })]
+    );
+}
+
+#[test]
+fn a_job_is_claimed_once_and_the_oldest_queued_job_goes_first() {
+    let (state, _) = given_commands(vec![register("a"), queue(1, "s"), queue(1, "t")]);
+    let events = then_events(&state, claim("w1"));
+    assert_eq!(
+        events,
+        vec![Event::ProcessingJobClaimed(ProcessingJobClaimed {
+            job_id: ProcessingJobId(1),
+            worker: WorkerId("w1".into()),
+            attempt: 1
+        })]
+    );
+    let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w1")]);
+    assert_eq!(then_rejected(&state, claim("w2")), Rejection::NothingToClaim);
+}
+
+#[test]
+fn completing_promotes_one_embedding_set_carrying_the_jobs_configuration() {
+    let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w")]);
+    let events = then_events(&state, complete(1, 1));
+    let [Event::EmbeddingSetPromoted(promoted), Event::ProcessingJobCompleted(completed)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(promoted.embedding_set_id, EmbeddingSetId(1));
+    assert_eq!(promoted.encoding_signature, EncodingSignature("s".into()));
+    assert_eq!(promoted.model_version, sample_encoding_config().model_version);
+    assert_eq!(completed.embedding_set_id, Some(EmbeddingSetId(1)));
+}
+
+#[test]
+fn a_stale_attempt_cannot_complete_report_or_fail() {
+    let abandon = Command::AbandonProcessingJob {
+        job_id: ProcessingJobId(1),
+        attempt: 1,
+        reason: "restart".into(),
+    };
+    let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w"), abandon, claim("w")]);
+    assert!(matches!(
+        then_rejected(&state, complete(1, 1)),
+        Rejection::NotRunningAttempt { attempt: 1, .. }
+    ));
+    let progress = Command::ReportProcessingProgress {
+        job_id: ProcessingJobId(1),
+        attempt: 1,
+        windows_done: 1,
+        windows_total: 2,
+    };
+    assert!(matches!(
+        then_rejected(&state, progress),
+        Rejection::NotRunningAttempt { .. }
+    ));
+    assert_eq!(then_events(&state, complete(1, 2)).len(), 2);
+}
+
+#[test]
+fn an_abandoned_attempt_goes_back_to_the_queue_and_the_next_claim_is_attempt_two() {
+    let abandon = Command::AbandonProcessingJob {
+        job_id: ProcessingJobId(1),
+        attempt: 1,
+        reason: "restart".into(),
+    };
+    let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w"), abandon]);
+    assert_eq!(state.processing_jobs[&ProcessingJobId(1)].status, JobStatus::Queued);
+    let events = then_events(&state, claim("w"));
+    assert!(matches!(
+        events.as_slice(),
+        [Event::ProcessingJobClaimed(ProcessingJobClaimed { attempt: 2, .. })]
+    ));
+}
+
+#[test]
+fn canceling_a_queued_job_cancels_it_and_a_running_one_asks_its_worker() {
+    let cancel = Command::CancelProcessingJob {
+        job_id: ProcessingJobId(1),
+    };
+    let (state, _) = given_commands(vec![register("a"), queue(1, "s")]);
+    assert_eq!(
+        then_events(&state, cancel.clone()),
+        vec![Event::ProcessingJobCanceled(ProcessingJobCanceled {
+            job_id: ProcessingJobId(1)
+        })]
+    );
+    let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w")]);
+    assert_eq!(
+        then_events(&state, cancel.clone()),
+        vec![Event::ProcessingJobCancelRequested(ProcessingJobCancelRequested {
+            job_id: ProcessingJobId(1)
+        })]
+    );
+    let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w"), cancel.clone()]);
+    assert_eq!(
+        then_events(&state, cancel.clone()),
+        vec![],
+        "asking twice records nothing new"
+    );
+    let abandon = Command::AbandonProcessingJob {
+        job_id: ProcessingJobId(1),
+        attempt: 1,
+        reason: "restart".into(),
+    };
+    let events = then_events(&state, abandon);
+    assert!(
+        matches!(events.last(), Some(Event::ProcessingJobCanceled(_))),
+        "{events:?}"
+    );
+    let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w"), complete(1, 1)]);
+    assert!(matches!(
+        then_rejected(&state, cancel),
+        Rejection::NotCancelable {
+            status: JobStatus::Complete,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn only_failed_or_canceled_jobs_can_be_retried() {
+    let retry = Command::RetryProcessingJob {
+        job_id: ProcessingJobId(1),
+    };
+    let (state, _) = given_commands(vec![register("a"), queue(1, "s")]);
+    assert!(matches!(
+        then_rejected(&state, retry.clone()),
+        Rejection::NotRetryable {
+            status: JobStatus::Queued,
+            ..
+        }
+    ));
+    let cancel = Command::CancelProcessingJob {
+        job_id: ProcessingJobId(1),
+    };
+    let (state, _) = given_commands(vec![register("a"), queue(1, "s"), cancel]);
+    assert_eq!(then_events(&state, retry).len(), 1);
+}
+
+fn encoded_sets() -> (DomainState, Vec<Event>) {
+    let mut other_config = sample_encoding_config();
+    other_config.model_version = "other@1".into();
+    given_commands(vec![
+        register("a"),
+        register("b"),
+        queue(1, "s"),
+        queue(2, "t"),
+        Command::QueueProcessingJob {
+            audio_file_id: AudioFileId(2),
+            encoding_signature: EncodingSignature("u".into()),
+            config: other_config,
+        },
+        claim("w"),
+        complete(1, 1),
+        claim("w"),
+        complete(2, 1),
+        claim("w"),
+        complete(3, 1),
+    ])
+}
+
+#[test]
+fn clustering_needs_known_sets_of_one_model_version() {
+    let (state, _) = encoded_sets();
+    let queue_clustering = |ids: Vec<u64>| Command::QueueClusteringJob {
+        embedding_set_ids: ids.into_iter().map(EmbeddingSetId).collect(),
+        parameters: JsonText::empty_object(),
+    };
+    assert_eq!(
+        then_rejected(&state, queue_clustering(vec![])),
+        Rejection::NoEmbeddingSets
+    );
+    assert_eq!(
+        then_rejected(&state, queue_clustering(vec![1, 7])),
+        Rejection::EmbeddingSetNotFound(EmbeddingSetId(7))
+    );
+    assert_eq!(
+        then_rejected(&state, queue_clustering(vec![1, 2, 3])),
+        Rejection::MixedEmbeddingSets(vec![EmbeddingSetId(3)])
+    );
+    let events = then_events(&state, queue_clustering(vec![1, 2]));
+    assert!(matches!(
+        events.as_slice(),
+        [Event::ClusteringJobQueued(ClusteringJobQueued {
+            job_id: ClusteringJobId(1),
+            ..
+        })]
+    ));
+}
+
+#[test]
+fn completed_clusterings_number_their_clusters_after_all_earlier_ones() {
+    let (state, _) = encoded_sets();
+    let mut completed = match crate::domain::sample_events::one_event_of_every_type()
+        .into_iter()
+        .find(|event| event.type_name() == "ClusteringJobCompleted")
+    {
+        Some(Event::ClusteringJobCompleted(completed)) => completed,
+        _ => unreachable!(),
+    };
+    let mut commands = vec![Command::QueueClusteringJob {
+        embedding_set_ids: vec![EmbeddingSetId(1)],
+        parameters: JsonText::empty_object(),
+    }];
+    commands.push(Command::ClaimClusteringJob {
+        worker: WorkerId("w".into()),
+    });
+    commands.push(Command::CompleteClusteringJob(completed.clone()));
+    commands.push(Command::QueueClusteringJob {
+        embedding_set_ids: vec![EmbeddingSetId(1)],
+        parameters: JsonText::empty_object(),
+    });
+    commands.push(Command::ClaimClusteringJob {
+        worker: WorkerId("w".into()),
+    });
+    let mut state = state;
+    let mut seq = state.last_seq;
+    for command in commands {
+        for event in decide(&state, command).unwrap() {
+            seq = seq.next();
+            state.apply(seq, &event);
+        }
+    }
+    completed.job_id = ClusteringJobId(2);
+    let events = then_events(&state, Command::CompleteClusteringJob(completed));
+    let [Event::ClusteringJobCompleted(done)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    let ids: Vec<ClusterId> = done.clusters.iter().map(|cluster| cluster.cluster_id).collect();
+    assert_eq!(ids, vec![ClusterId(3), ClusterId(4)]);
+}
+
+#[test]
+fn folding_the_sample_events_never_panics_and_tracks_the_last_sequence() {
+    let events = crate::domain::sample_events::one_event_of_every_type();
+    let state = given(&events);
+    assert_eq!(state.last_seq, EventSeq(events.len() as u64));
+    assert!(state.completed_signatures.contains_key(&sample_signature()));
+}
