@@ -2,5 +2,11 @@
 //!
 //! See ARCHITECTURE.md for the bird's-eye view, the code map and the invariants.
 
+pub mod app;
+pub mod cli;
+pub mod config;
 pub mod domain;
+pub mod http;
 pub mod log;
+pub mod projections;
+pub mod writer;

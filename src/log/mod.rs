@@ -72,14 +72,14 @@ pub trait EventLog: Send + Sync + 'static {
 }
 
 /// The outcome of [`verify`]: how many records were read, and the first problem if any.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VerifyReport {
     pub records: u64,
     pub head: EventSeq,
     pub first_problem: Option<VerifyProblem>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VerifyProblem {
     /// The sequence where the problem was found (or expected).
     pub seq: u64,

@@ -1,0 +1,183 @@
+//! The application core: the log, the writer, the projections and their catch-up task, and
+//! the HTTP server around them. `Application::build` binds (port 0 in tests); `run_until`
+//! serves until the shutdown future resolves, then flushes everything.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::config::DataDir;
+use crate::domain::decide::Command;
+use crate::domain::ids::EventSeq;
+use crate::log::{Envelope, EventLog, SledEventLog};
+use crate::projections::read::ProjectionReader;
+use crate::projections::Projector;
+use crate::writer::{Writer, WriterError};
+
+/// The services every handler and worker shares.
+pub struct Humpback {
+    pub data_dir: DataDir,
+    pub log: Arc<SledEventLog>,
+    pub writer: Arc<Writer>,
+    pub projector: Arc<Mutex<Projector>>,
+    pub reader: ProjectionReader,
+    projected: watch::Receiver<EventSeq>,
+}
+
+impl Humpback {
+    /// Opens (creating if needed) a data directory: its layout, the log, the domain state and
+    /// the projections, which are brought up to date with the log before this returns.
+    pub fn open(data_dir: DataDir) -> anyhow::Result<Humpback> {
+        data_dir.create_layout()?;
+        let log = Arc::new(SledEventLog::open(&data_dir.events_dir())?);
+        let writer = Arc::new(Writer::open(log.clone()).context("folding the event log into the domain state")?);
+        let mut projector = Projector::open(&data_dir.projections_db())?;
+        let reached = projector
+            .catch_up(log.as_ref())
+            .context("bringing the projections up to date")?;
+        tracing::info!(head = %log.head(), projected = %reached, data_dir = %data_dir.root().display(), "data directory open");
+        let projected = projector.subscribe();
+        let reader = ProjectionReader::new(&data_dir.projections_db());
+        Ok(Humpback {
+            data_dir,
+            log,
+            writer,
+            projector: Arc::new(Mutex::new(projector)),
+            reader,
+            projected,
+        })
+    }
+
+    /// Executes a command and waits until the projections reflect its events, so that a read
+    /// right after a write sees it.
+    pub async fn execute(self: &Arc<Self>, command: Command) -> Result<Vec<Envelope>, WriterError> {
+        let writer = self.writer.clone();
+        let envelopes = tokio::task::spawn_blocking(move || writer.execute(command))
+            .await
+            .unwrap_or_else(|join_error| {
+                Err(WriterError::Rejected(crate::domain::decide::Rejection::Invalid(
+                    format!("the writer stopped: {join_error}"),
+                )))
+            })?;
+        if let Some(last) = envelopes.last() {
+            self.wait_until_projected(last.seq).await;
+        }
+        Ok(envelopes)
+    }
+
+    /// Waits until every projection has applied `seq` (returns at once if it has).
+    pub async fn wait_until_projected(&self, seq: EventSeq) {
+        let mut projected = self.projected.clone();
+        let _ = projected.wait_for(|reached| *reached >= seq).await;
+    }
+
+    /// Applies new events to the projections. Blocking.
+    pub fn catch_up_projections(&self) -> Result<EventSeq, crate::projections::ProjectionError> {
+        let mut projector = self.projector.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        projector.catch_up(self.log.as_ref())
+    }
+
+    /// Keeps the projections up to date with the log until `stop` turns true.
+    pub async fn run_projection_catch_up(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut head = self.log.subscribe();
+        loop {
+            let app = self.clone();
+            match tokio::task::spawn_blocking(move || app.catch_up_projections()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(error = %error, "projection catch-up failed; retrying on the next event")
+                }
+                Err(join_error) => tracing::error!(error = %join_error, "projection catch-up panicked"),
+            }
+            tokio::select! {
+                changed = head.changed() => if changed.is_err() { return },
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+        }
+    }
+}
+
+/// What `serve` needs to know.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: DataDir,
+    /// `127.0.0.1:8080` by default; port 0 picks a free port (tests).
+    pub bind: String,
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    humpback: Arc<Humpback>,
+}
+
+impl Application {
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Application> {
+        let data_dir = config.data_dir.clone();
+        let humpback = tokio::task::spawn_blocking(move || Humpback::open(data_dir))
+            .await
+            .context("opening the data directory")??;
+        let listener = tokio::net::TcpListener::bind(&config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {} (is another server using that port?)", config.bind))?;
+        Ok(Application {
+            listener,
+            humpback: Arc::new(humpback),
+        })
+    }
+
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.listener.local_addr().context("reading the bound address")
+    }
+
+    pub fn humpback(&self) -> Arc<Humpback> {
+        self.humpback.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops background tasks and flushes the log.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop_sender, stop) = watch::channel(false);
+        let catch_up = tokio::spawn(self.humpback.clone().run_projection_catch_up(stop.clone()));
+        let router = crate::http::router(self.humpback.clone(), stop.clone());
+        let served = axum::serve(self.listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_sender.send(true);
+        });
+        let result = served.await.context("serving http");
+        let _ = catch_up.await;
+        let log = self.humpback.log.clone();
+        tokio::task::spawn_blocking(move || log.flush())
+            .await
+            .context("flushing the log")??;
+        tracing::info!("stopped cleanly");
+        result
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("interrupted; shutting down"),
+        _ = terminate => tracing::info!("terminated; shutting down"),
+    }
+}

@@ -1,0 +1,83 @@
+//! The command line: `serve`, and tools that inspect the log and the projections. Every
+//! inspection command opens a stopped data directory directly, or goes through the API of the
+//! server that holds it.
+
+mod access;
+mod bench;
+mod client;
+mod events;
+mod projections;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{Application, ServeConfig};
+use crate::config::{DataDir, DEFAULT_BIND, DEFAULT_DATA_DIR};
+
+#[derive(Debug, Parser)]
+#[command(name = "humpback", version, about = "Embed and cluster humpback-whale recordings")]
+pub struct Cli {
+    /// Where humpback keeps its event log, projections, audio and embeddings.
+    #[arg(long, global = true, env = "HUMPBACK_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+
+    /// Address the server listens on (and where the CLI looks for a running server).
+    #[arg(long, global = true, env = "HUMPBACK_BIND", default_value = DEFAULT_BIND)]
+    pub bind: String,
+
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Run the web server and its workers.
+    Serve,
+    /// Inspect the event log.
+    Events(events::EventsArgs),
+    /// Inspect and rebuild the SQLite projections.
+    Projections(projections::ProjectionsArgs),
+    /// Measure humpback's own performance.
+    Bench(bench::BenchArgs),
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let data_dir = DataDir::new(cli.data_dir.clone());
+    match cli.command {
+        Commands::Serve => {
+            serve(ServeConfig {
+                data_dir,
+                bind: cli.bind,
+            })?;
+            Ok(0)
+        }
+        Commands::Events(args) => events::run(&data_dir, &cli.bind, args),
+        Commands::Projections(args) => projections::run(&data_dir, &cli.bind, args),
+        Commands::Bench(args) => bench::run(args),
+    }
+}
+
+fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let application = Application::build(config).await?;
+        let address = application.local_addr()?;
+        // Tests and scripts read this line to learn the port when binding port 0.
+        println!("humpback listening on http://{address}");
+        tracing::info!(%address, "listening");
+        application.run_until(crate::app::shutdown_signal()).await
+    })
+}
+
+/// Logging to stderr, `RUST_LOG` to filter (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}

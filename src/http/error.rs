@@ -1,0 +1,99 @@
+//! Mapping errors to HTTP answers: rejections a person can act on become 4xx with the reason;
+//! anything else is an opaque 500, logged once with its cause chain.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::domain::decide::Rejection;
+use crate::writer::WriterError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn unprocessable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn internal(error: anyhow::Error) -> ApiError {
+        tracing::error!(error = format!("{error:#}"), "request failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error (details are in the server log)",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> ApiError {
+        let status = match &rejection {
+            Rejection::AudioFileNotFound(_)
+            | Rejection::ProcessingJobNotFound(_)
+            | Rejection::ClusteringJobNotFound(_)
+            | Rejection::EmbeddingSetNotFound(_) => StatusCode::NOT_FOUND,
+            Rejection::AudioFileAlreadyRegistered(_)
+            | Rejection::AlreadyEncoded { .. }
+            | Rejection::AlreadyQueued(_)
+            | Rejection::NotRunningAttempt { .. }
+            | Rejection::NotCancelable { .. }
+            | Rejection::NotRetryable { .. }
+            | Rejection::NothingToClaim => StatusCode::CONFLICT,
+            Rejection::MixedEmbeddingSets(_) => StatusCode::BAD_REQUEST,
+            Rejection::UnsupportedAudioExtension(_)
+            | Rejection::EmptyMetadataEdit
+            | Rejection::NoEmbeddingSets
+            | Rejection::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, rejection.to_string())
+    }
+}
+
+impl From<WriterError> for ApiError {
+    fn from(error: WriterError) -> ApiError {
+        match error {
+            WriterError::Rejected(rejection) => rejection.into(),
+            WriterError::Log(error) => ApiError::internal(error.into()),
+        }
+    }
+}
+
+impl From<crate::log::LogError> for ApiError {
+    fn from(error: crate::log::LogError) -> ApiError {
+        ApiError::internal(error.into())
+    }
+}
+
+impl From<crate::projections::ProjectionError> for ApiError {
+    fn from(error: crate::projections::ProjectionError) -> ApiError {
+        match error {
+            crate::projections::ProjectionError::UnknownProjection(..) => ApiError::not_found(error.to_string()),
+            other => ApiError::internal(other.into()),
+        }
+    }
+}

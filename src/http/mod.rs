@@ -1,0 +1,61 @@
+//! The JSON API. Thin handlers: parse, ask the core, map errors to statuses people can act on.
+
+mod error;
+pub mod events_api;
+pub mod projections_api;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::sync::watch;
+
+pub use error::ApiError;
+
+use crate::app::Humpback;
+use crate::log::EventLog;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct ApiState {
+    pub humpback: Arc<Humpback>,
+    /// Turns true when the server is shutting down (long polls return early).
+    pub stopping: watch::Receiver<bool>,
+}
+
+pub fn router(humpback: Arc<Humpback>, stopping: watch::Receiver<bool>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/events", get(events_api::list))
+        .route("/api/events/stats", get(events_api::stats))
+        .route("/api/events/verify", get(events_api::verify))
+        .route("/api/events/{seq}", get(events_api::show))
+        .route("/api/projections", get(projections_api::status))
+        .route("/api/projections/rebuild", post(projections_api::rebuild))
+        .fallback(not_found)
+        .with_state(ApiState { humpback, stopping })
+}
+
+async fn health(axum::extract::State(state): axum::extract::State<ApiState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "status": "ok",
+        "service": "humpback",
+        "version": env!("CARGO_PKG_VERSION"),
+        "log_head": state.humpback.log.head().0,
+        "data_dir": state.humpback.data_dir.root().display().to_string(),
+    }))
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {}", uri.path()))
+}
+
+/// Runs blocking work (sled scans, SQLite) off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join_error| ApiError::internal(anyhow::anyhow!("request task failed: {join_error}")))?
+}

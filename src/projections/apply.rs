@@ -1,0 +1,375 @@
+//! How each projection applies events. Plain SQL over the event's facts; no rules.
+
+use rusqlite::{params, Transaction};
+
+use crate::domain::events::{Event, ModelInputKind};
+use crate::log::Envelope;
+
+type Result = rusqlite::Result<()>;
+
+pub fn models(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
+    if let Event::ModelRegistered(e) = &envelope.event {
+        let input_kind = match e.input_kind {
+            ModelInputKind::Waveform => "waveform",
+            ModelInputKind::Spectrogram => "spectrogram",
+        };
+        tx.execute(
+            "INSERT INTO models (name, version, file_sha256, source, input_kind, sample_rate, window_seconds,
+                 embedding_dim, embedding_output, registered_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (name) DO UPDATE SET version = excluded.version, file_sha256 = excluded.file_sha256,
+                 source = excluded.source, input_kind = excluded.input_kind, sample_rate = excluded.sample_rate,
+                 window_seconds = excluded.window_seconds, embedding_dim = excluded.embedding_dim,
+                 embedding_output = excluded.embedding_output, registered_at = excluded.registered_at",
+            params![
+                e.name,
+                e.version,
+                e.file_sha256.as_ref().map(|hash| hash.0.as_str()),
+                e.source,
+                input_kind,
+                e.sample_rate,
+                e.window_seconds,
+                e.embedding_dim,
+                e.embedding_output,
+                envelope.recorded_at.to_rfc3339(),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn audio_files(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
+    if let Event::AudioFileRegistered(e) = &envelope.event {
+        tx.execute(
+            "INSERT INTO audio_files (id, filename, folder, checksum_sha256, size_bytes, duration_seconds,
+                 sample_rate_original, channels, codec, stored_path, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                e.audio_file_id.0,
+                e.original_filename,
+                e.folder,
+                e.checksum_sha256.0,
+                e.size_bytes,
+                e.duration_seconds,
+                e.sample_rate,
+                e.channels,
+                e.codec,
+                e.stored_path,
+                envelope.recorded_at.to_rfc3339(),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn audio_metadata(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
+    let at = envelope.recorded_at.to_rfc3339();
+    match &envelope.event {
+        Event::AudioFileRegistered(e) => {
+            tx.execute(
+                "INSERT INTO audio_metadata (audio_file_id, edit_count, updated_at) VALUES (?1, 0, ?2)",
+                params![e.audio_file_id.0, at],
+            )?;
+        }
+        Event::AudioMetadataEdited(e) => {
+            let text = |field: &Option<crate::domain::json_text::JsonText>| field.as_ref().map(|json| json.to_string());
+            tx.execute(
+                "UPDATE audio_metadata SET
+                     tag_data = COALESCE(?2, tag_data),
+                     visual_observations = COALESCE(?3, visual_observations),
+                     group_composition = COALESCE(?4, group_composition),
+                     prey_density_proxy = COALESCE(?5, prey_density_proxy),
+                     edit_count = edit_count + 1,
+                     updated_at = ?6
+                 WHERE audio_file_id = ?1",
+                params![
+                    e.audio_file_id.0,
+                    text(&e.tag_data),
+                    text(&e.visual_observations),
+                    text(&e.group_composition),
+                    text(&e.prey_density_proxy),
+                    at,
+                ],
+            )?;
+            let mut changes = serde_json::Map::new();
+            for (name, field) in [
+                ("tag_data", &e.tag_data),
+                ("visual_observations", &e.visual_observations),
+                ("group_composition", &e.group_composition),
+                ("prey_density_proxy", &e.prey_density_proxy),
+            ] {
+                if let Some(value) = field {
+                    changes.insert(name.to_string(), value.to_value());
+                }
+            }
+            tx.execute(
+                "INSERT INTO audio_metadata_edits (seq, audio_file_id, changes, edited_by, edited_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    envelope.seq.0,
+                    e.audio_file_id.0,
+                    serde_json::Value::Object(changes).to_string(),
+                    e.edited_by,
+                    at
+                ],
+            )?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub fn processing_jobs(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
+    let at = envelope.recorded_at.to_rfc3339();
+    match &envelope.event {
+        Event::ProcessingJobQueued(e) => {
+            tx.execute(
+                "INSERT INTO processing_jobs (id, audio_file_id, status, encoding_signature, model_name, model_version,
+                     window_size_seconds, hop_seconds, target_sample_rate, feature_config, attempt, cancel_requested,
+                     created_at, updated_at)
+                 VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, 0, ?10, ?10)",
+                params![
+                    e.job_id.0,
+                    e.audio_file_id.0,
+                    e.encoding_signature.0,
+                    e.config.model_name,
+                    e.config.model_version,
+                    e.config.window_seconds,
+                    e.config.hop_seconds,
+                    e.config.target_sample_rate,
+                    e.config.feature_config.as_str(),
+                    at,
+                ],
+            )?;
+        }
+        Event::ProcessingJobClaimed(e) => {
+            tx.execute(
+                "UPDATE processing_jobs SET status = 'running', attempt = ?2, worker = ?3, windows_done = NULL,
+                     windows_total = NULL, error_message = NULL, started_at = ?4, finished_at = NULL, updated_at = ?4
+                 WHERE id = ?1",
+                params![e.job_id.0, e.attempt, e.worker.0, at],
+            )?;
+        }
+        Event::ProcessingJobProgressed(e) => {
+            tx.execute(
+                "UPDATE processing_jobs SET windows_done = ?2, windows_total = ?3, updated_at = ?4 WHERE id = ?1",
+                params![e.job_id.0, e.windows_done, e.windows_total, at],
+            )?;
+        }
+        Event::ProcessingJobCompleted(e) => {
+            tx.execute(
+                "UPDATE processing_jobs SET status = 'complete', embedding_set_id = ?2, warning = ?3,
+                     windows_done = COALESCE(windows_total, windows_done), finished_at = ?4, updated_at = ?4
+                 WHERE id = ?1",
+                params![e.job_id.0, e.embedding_set_id.map(|id| id.0), e.warning, at],
+            )?;
+        }
+        Event::ProcessingJobFailed(e) => {
+            tx.execute(
+                "UPDATE processing_jobs SET status = 'failed', error_message = ?2, finished_at = ?3, updated_at = ?3
+                 WHERE id = ?1",
+                params![e.job_id.0, e.reason, at],
+            )?;
+        }
+        Event::ProcessingJobCancelRequested(e) => {
+            tx.execute(
+                "UPDATE processing_jobs SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
+                params![e.job_id.0, at],
+            )?;
+        }
+        Event::ProcessingJobCanceled(e) => {
+            tx.execute(
+                "UPDATE processing_jobs SET status = 'canceled', finished_at = ?2, updated_at = ?2 WHERE id = ?1",
+                params![e.job_id.0, at],
+            )?;
+        }
+        Event::ProcessingJobAbandoned(e) => {
+            tx.execute(
+                "UPDATE processing_jobs SET status = 'queued', worker = NULL, error_message = ?2, updated_at = ?3
+                 WHERE id = ?1",
+                params![e.job_id.0, format!("attempt {} abandoned: {}", e.attempt, e.reason), at],
+            )?;
+        }
+        Event::ProcessingJobRetried(e) => {
+            tx.execute(
+                "UPDATE processing_jobs SET status = 'queued', worker = NULL, cancel_requested = 0, finished_at = NULL,
+                     updated_at = ?2
+                 WHERE id = ?1",
+                params![e.job_id.0, at],
+            )?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub fn embedding_sets(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
+    if let Event::EmbeddingSetPromoted(e) = &envelope.event {
+        tx.execute(
+            "INSERT INTO embedding_sets (id, audio_file_id, processing_job_id, encoding_signature, model_name,
+                 model_version, window_size_seconds, hop_seconds, target_sample_rate, vector_dim, row_count,
+                 parquet_path, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                e.embedding_set_id.0,
+                e.audio_file_id.0,
+                e.job_id.0,
+                e.encoding_signature.0,
+                e.model_name,
+                e.model_version,
+                e.window_seconds,
+                e.hop_seconds,
+                e.target_sample_rate,
+                e.vector_dim,
+                e.row_count,
+                e.parquet_path,
+                envelope.recorded_at.to_rfc3339(),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn clustering_jobs(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
+    let at = envelope.recorded_at.to_rfc3339();
+    match &envelope.event {
+        Event::ClusteringJobQueued(e) => {
+            let ids: Vec<u64> = e.embedding_set_ids.iter().map(|id| id.0).collect();
+            tx.execute(
+                "INSERT INTO clustering_jobs (id, status, embedding_set_ids, parameters, attempt, cancel_requested,
+                     created_at, updated_at)
+                 VALUES (?1, 'queued', ?2, ?3, 0, 0, ?4, ?4)",
+                params![
+                    e.job_id.0,
+                    serde_json::Value::from(ids).to_string(),
+                    e.parameters.as_str(),
+                    at
+                ],
+            )?;
+            for id in &e.embedding_set_ids {
+                tx.execute(
+                    "INSERT OR IGNORE INTO clustering_job_embedding_sets (clustering_job_id, embedding_set_id)
+                     VALUES (?1, ?2)",
+                    params![e.job_id.0, id.0],
+                )?;
+            }
+        }
+        Event::ClusteringJobClaimed(e) => {
+            tx.execute(
+                "UPDATE clustering_jobs SET status = 'running', attempt = ?2, worker = ?3, stage = NULL,
+                     progress = NULL, error_message = NULL, started_at = ?4, finished_at = NULL, updated_at = ?4
+                 WHERE id = ?1",
+                params![e.job_id.0, e.attempt, e.worker.0, at],
+            )?;
+        }
+        Event::ClusteringJobProgressed(e) => {
+            tx.execute(
+                "UPDATE clustering_jobs SET stage = ?2, progress = ?3, updated_at = ?4 WHERE id = ?1",
+                params![e.job_id.0, e.stage, e.fraction, at],
+            )?;
+        }
+        Event::ClusteringJobCompleted(e) => {
+            tx.execute(
+                "UPDATE clustering_jobs SET status = 'complete', stage = 'done', progress = 1.0, metrics = ?2,
+                     clusters_json_path = ?3, assignments_path = ?4, finished_at = ?5, updated_at = ?5
+                 WHERE id = ?1",
+                params![
+                    e.job_id.0,
+                    e.metrics.as_str(),
+                    e.clusters_json_path,
+                    e.assignments_path,
+                    at
+                ],
+            )?;
+        }
+        Event::ClusteringJobFailed(e) => {
+            tx.execute(
+                "UPDATE clustering_jobs SET status = 'failed', error_message = ?2, finished_at = ?3, updated_at = ?3
+                 WHERE id = ?1",
+                params![e.job_id.0, e.reason, at],
+            )?;
+        }
+        Event::ClusteringJobCancelRequested(e) => {
+            tx.execute(
+                "UPDATE clustering_jobs SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
+                params![e.job_id.0, at],
+            )?;
+        }
+        Event::ClusteringJobCanceled(e) => {
+            tx.execute(
+                "UPDATE clustering_jobs SET status = 'canceled', finished_at = ?2, updated_at = ?2 WHERE id = ?1",
+                params![e.job_id.0, at],
+            )?;
+        }
+        Event::ClusteringJobAbandoned(e) => {
+            tx.execute(
+                "UPDATE clustering_jobs SET status = 'queued', worker = NULL, error_message = ?2, updated_at = ?3
+                 WHERE id = ?1",
+                params![e.job_id.0, format!("attempt {} abandoned: {}", e.attempt, e.reason), at],
+            )?;
+        }
+        Event::ClusteringJobRetried(e) => {
+            tx.execute(
+                "UPDATE clustering_jobs SET status = 'queued', worker = NULL, cancel_requested = 0, finished_at = NULL,
+                     updated_at = ?2
+                 WHERE id = ?1",
+                params![e.job_id.0, at],
+            )?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub fn clusters(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
+    if let Event::ClusteringJobCompleted(e) = &envelope.event {
+        let mut statement = tx.prepare_cached(
+            "INSERT INTO clusters (id, clustering_job_id, cluster_label, is_noise, size, metadata_summary)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for cluster in &e.clusters {
+            statement.execute(params![
+                cluster.cluster_id.0,
+                e.job_id.0,
+                cluster.label,
+                cluster.label < 0,
+                cluster.size,
+                cluster.metadata_summary.as_str(),
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+pub fn cluster_assignments(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
+    if let Event::ClusteringJobCompleted(e) = &envelope.event {
+        let cluster_by_label: std::collections::HashMap<i64, u64> = e
+            .clusters
+            .iter()
+            .map(|cluster| (cluster.label, cluster.cluster_id.0))
+            .collect();
+        let mut statement = tx.prepare_cached(
+            "INSERT INTO cluster_assignments (clustering_job_id, embedding_set_id, row_index, cluster_id, cluster_label)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for assignment in &e.assignments {
+            let Some(cluster_id) = cluster_by_label.get(&assignment.label) else {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    format!(
+                        "clustering job {} assigns row {} of embedding set {} to label {}, which has no cluster",
+                        e.job_id, assignment.row_index, assignment.embedding_set_id, assignment.label
+                    )
+                    .into(),
+                ));
+            };
+            statement.execute(params![
+                e.job_id.0,
+                assignment.embedding_set_id.0,
+                assignment.row_index,
+                cluster_id,
+                assignment.label
+            ])?;
+        }
+    }
+    Ok(())
+}
