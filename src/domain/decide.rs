@@ -462,10 +462,9 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
         }
         Command::CompleteClusteringJob(mut completed) => {
             running_clustering_attempt(state, completed.job_id, completed.attempt)?;
-            let mut next_cluster = state.next_cluster_id().0;
-            for cluster in &mut completed.clusters {
-                cluster.cluster_id = super::ids::ClusterId(next_cluster);
-                next_cluster += 1;
+            check_clusters_match_assignments(&completed)?;
+            for (cluster_id, cluster) in (state.next_cluster_id().0..).zip(completed.clusters.iter_mut()) {
+                cluster.cluster_id = super::ids::ClusterId(cluster_id);
             }
             Ok(vec![Event::ClusteringJobCompleted(completed)])
         }
@@ -532,6 +531,37 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
             Ok(vec![Event::ClusteringJobRetried(ClusteringJobRetried { job_id })])
         }
     }
+}
+
+/// Every assigned label has exactly one cluster whose size is its number of assignments, so
+/// the projections can always resolve an assignment to its cluster.
+fn check_clusters_match_assignments(completed: &ClusteringJobCompleted) -> Result<(), Rejection> {
+    let mut counts = std::collections::BTreeMap::<i64, u64>::new();
+    for assignment in &completed.assignments {
+        *counts.entry(assignment.label).or_default() += 1;
+    }
+    let mut labels = std::collections::BTreeSet::new();
+    for cluster in &completed.clusters {
+        if !labels.insert(cluster.label) {
+            return Err(Rejection::Invalid(format!(
+                "cluster label {} appears twice",
+                cluster.label
+            )));
+        }
+        let assigned = counts.remove(&cluster.label).unwrap_or(0);
+        if assigned != cluster.size {
+            return Err(Rejection::Invalid(format!(
+                "cluster label {} has size {} but {assigned} assignments",
+                cluster.label, cluster.size
+            )));
+        }
+    }
+    if let Some((label, count)) = counts.into_iter().next() {
+        return Err(Rejection::Invalid(format!(
+            "{count} rows are assigned to label {label}, which has no cluster"
+        )));
+    }
+    Ok(())
 }
 
 fn running_processing_attempt(

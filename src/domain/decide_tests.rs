@@ -430,3 +430,45 @@ fn folding_the_sample_events_never_panics_and_tracks_the_last_sequence() {
     assert_eq!(state.last_seq, EventSeq(events.len() as u64));
     assert!(state.completed_signatures.contains_key(&sample_signature()));
 }
+
+#[test]
+fn a_clustering_whose_sizes_or_labels_disagree_with_its_assignments_is_rejected() {
+    let (state, _) = encoded_sets();
+    let mut commands = vec![
+        Command::QueueClusteringJob {
+            embedding_set_ids: vec![EmbeddingSetId(1)],
+            parameters: JsonText::empty_object(),
+        },
+        Command::ClaimClusteringJob {
+            worker: WorkerId("w".into()),
+        },
+    ];
+    let mut state = state;
+    let mut seq = state.last_seq;
+    for command in commands.drain(..) {
+        for event in decide(&state, command).unwrap() {
+            seq = seq.next();
+            state.apply(seq, &event);
+        }
+    }
+    let Some(Event::ClusteringJobCompleted(good)) = crate::domain::sample_events::one_event_of_every_type()
+        .into_iter()
+        .find(|event| event.type_name() == "ClusteringJobCompleted")
+    else {
+        unreachable!()
+    };
+    assert!(decide(&state, Command::CompleteClusteringJob(good.clone())).is_ok());
+    let mut wrong_size = good.clone();
+    wrong_size.clusters[1].size = 7;
+    assert!(matches!(
+        then_rejected(&state, Command::CompleteClusteringJob(wrong_size)),
+        Rejection::Invalid(message) if message.contains("has size 7 but 3 assignments")
+    ));
+    let mut orphan_label = good;
+    orphan_label.assignments[0].label = 5;
+    orphan_label.clusters[1].size = 2;
+    assert!(matches!(
+        then_rejected(&state, Command::CompleteClusteringJob(orphan_label)),
+        Rejection::Invalid(message) if message.contains("label 5, which has no cluster")
+    ));
+}

@@ -36,6 +36,9 @@ pub enum LogError {
     },
 }
 
+/// A raw record as stored: key bytes and value bytes.
+pub type RawRecord = (Vec<u8>, Vec<u8>);
+
 /// An append-only, durable, ordered log of events.
 pub trait EventLog: Send + Sync + 'static {
     /// Appends the events atomically (all or none) and durably (flushed to disk) before
@@ -53,7 +56,7 @@ pub trait EventLog: Send + Sync + 'static {
     ) -> Box<dyn Iterator<Item = Result<Envelope, LogError>> + Send + '_>;
 
     /// Raw records, oldest first, for verification: `(key, value)` bytes as stored.
-    fn scan_raw(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), LogError>> + Send + '_>;
+    fn scan_raw(&self) -> Box<dyn Iterator<Item = Result<RawRecord, LogError>> + Send + '_>;
 
     /// A receiver of the head sequence, updated after every durable append.
     fn subscribe(&self) -> tokio::sync::watch::Receiver<EventSeq>;

@@ -62,6 +62,11 @@ impl SledEventLog {
         })
     }
 
+    /// How many receivers watch the head (tests use it to know a long poll is parked).
+    pub fn subscriber_count(&self) -> usize {
+        self.head_sender.receiver_count()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -141,7 +146,7 @@ impl EventLog for SledEventLog {
         }
     }
 
-    fn scan_raw(&self) -> Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), LogError>> + Send + '_> {
+    fn scan_raw(&self) -> Box<dyn Iterator<Item = Result<super::RawRecord, LogError>> + Send + '_> {
         Box::new(self.events.iter().map(|item| {
             item.map(|(key, value)| (key.to_vec(), value.to_vec()))
                 .map_err(|source| LogError::Storage {

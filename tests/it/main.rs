@@ -1,1 +1,9 @@
+//! Integration tests: one binary (link once), one module per area.
 
+mod api;
+mod cli;
+mod crash;
+mod golden_events;
+mod helpers;
+mod projections;
+mod roundtrip;
