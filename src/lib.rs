@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the bird's-eye view, the code map and the invariants.
 
 pub mod app;
+pub mod artifacts;
 pub mod cli;
 pub mod config;
 pub mod domain;

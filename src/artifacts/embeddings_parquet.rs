@@ -1,0 +1,430 @@
+//! Embedding sets as Parquet: written incrementally (bounded row groups, never all vectors in
+//! memory) to `{signature}.tmp.parquet`, then promoted to `{signature}.parquet`.
+//!
+//! Columns: `row_index` (uint64), `start_seconds`, `end_seconds` (float64), `padded`,
+//! `overlapped` (bool), `embedding` (fixed-size list of float32). File key-value metadata
+//! carries the signature, the model, the audio checksum and the full configuration, so a file
+//! explains itself to pyarrow or pandas without humpback.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, UInt64Array,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use super::files::{promote, remove_if_exists, temp_sibling};
+use super::ArtifactError;
+
+/// Version of this file layout, stored as `humpback.format_version`.
+pub const EMBEDDINGS_FORMAT_VERSION: &str = "1";
+/// Rows per row group at most; with 1536 dims that is 24 MiB of float32 before encoding.
+pub const MAX_ROWS_PER_ROW_GROUP: usize = 4096;
+
+/// One window's embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingRow {
+    pub row_index: u64,
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    pub padded: bool,
+    pub overlapped: bool,
+    pub embedding: Vec<f32>,
+}
+
+pub fn schema(vector_dim: usize) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("row_index", DataType::UInt64, false),
+        Field::new("start_seconds", DataType::Float64, false),
+        Field::new("end_seconds", DataType::Float64, false),
+        Field::new("padded", DataType::Boolean, false),
+        Field::new("overlapped", DataType::Boolean, false),
+        Field::new(
+            "embedding",
+            DataType::FixedSizeList(
+                Arc::new(Field::new("item", DataType::Float32, false)),
+                vector_dim as i32,
+            ),
+            false,
+        ),
+    ]))
+}
+
+/// Writes an embedding set to its temporary path; `finish_and_promote` makes it final.
+pub struct EmbeddingSetWriter {
+    final_path: PathBuf,
+    temp_path: PathBuf,
+    vector_dim: usize,
+    schema: SchemaRef,
+    writer: Option<ArrowWriter<File>>,
+    rows_written: u64,
+}
+
+impl EmbeddingSetWriter {
+    /// Starts `final_path`'s temporary sibling, replacing any leftover from an earlier attempt.
+    pub fn create(
+        final_path: &Path,
+        vector_dim: usize,
+        metadata: Vec<(String, String)>,
+    ) -> Result<EmbeddingSetWriter, ArtifactError> {
+        if vector_dim == 0 || vector_dim > i32::MAX as usize {
+            return Err(ArtifactError::Invalid {
+                path: final_path.to_path_buf(),
+                reason: format!("vector dimension {vector_dim} is not usable"),
+            });
+        }
+        let temp_path = temp_sibling(final_path);
+        if let Some(parent) = final_path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| ArtifactError::Io {
+                doing: "creating",
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let file = File::create(&temp_path).map_err(|source| ArtifactError::Io {
+            doing: "creating",
+            path: temp_path.clone(),
+            source,
+        })?;
+        let mut key_values = vec![KeyValue::new(
+            "humpback.format_version".into(),
+            EMBEDDINGS_FORMAT_VERSION.to_string(),
+        )];
+        key_values.extend(metadata.into_iter().map(|(key, value)| KeyValue::new(key, value)));
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(MAX_ROWS_PER_ROW_GROUP))
+            .set_key_value_metadata(Some(key_values))
+            .build();
+        let schema = schema(vector_dim);
+        let writer =
+            ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(|source| ArtifactError::Parquet {
+                path: temp_path.clone(),
+                source,
+            })?;
+        Ok(EmbeddingSetWriter {
+            final_path: final_path.to_path_buf(),
+            temp_path,
+            vector_dim,
+            schema,
+            writer: Some(writer),
+            rows_written: 0,
+        })
+    }
+
+    pub fn temp_path(&self) -> &Path {
+        &self.temp_path
+    }
+
+    pub fn rows_written(&self) -> u64 {
+        self.rows_written
+    }
+
+    /// Appends rows (typically one inference batch). Row groups are flushed as they fill.
+    pub fn write_rows(&mut self, rows: &[EmbeddingRow]) -> Result<(), ArtifactError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut values = Vec::with_capacity(rows.len() * self.vector_dim);
+        for row in rows {
+            if row.embedding.len() != self.vector_dim {
+                return Err(ArtifactError::WrongDimension {
+                    path: self.temp_path.clone(),
+                    row_index: row.row_index,
+                    found: row.embedding.len(),
+                    expected: self.vector_dim,
+                });
+            }
+            values.extend_from_slice(&row.embedding);
+        }
+        let arrow = |source| ArtifactError::Arrow {
+            path: self.temp_path.clone(),
+            source,
+        };
+        let embedding = FixedSizeListArray::try_new(
+            Arc::new(Field::new("item", DataType::Float32, false)),
+            self.vector_dim as i32,
+            Arc::new(Float32Array::from(values)),
+            None,
+        )
+        .map_err(arrow)?;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|row| row.row_index))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|row| row.start_seconds))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|row| row.end_seconds))),
+            Arc::new(BooleanArray::from(
+                rows.iter().map(|row| row.padded).collect::<Vec<_>>(),
+            )),
+            Arc::new(BooleanArray::from(
+                rows.iter().map(|row| row.overlapped).collect::<Vec<_>>(),
+            )),
+            Arc::new(embedding),
+        ];
+        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(|source| ArtifactError::Arrow {
+            path: self.temp_path.clone(),
+            source,
+        })?;
+        let writer = self.writer.as_mut().ok_or_else(|| ArtifactError::Invalid {
+            path: self.temp_path.clone(),
+            reason: "the writer was already closed".into(),
+        })?;
+        writer.write(&batch).map_err(|source| ArtifactError::Parquet {
+            path: self.temp_path.clone(),
+            source,
+        })?;
+        self.rows_written += rows.len() as u64;
+        Ok(())
+    }
+
+    /// Closes the file, fsyncs it, renames it to its final path and fsyncs the directory.
+    pub fn finish_and_promote(mut self) -> Result<u64, ArtifactError> {
+        if let Some(writer) = self.writer.take() {
+            writer.close().map_err(|source| ArtifactError::Parquet {
+                path: self.temp_path.clone(),
+                source,
+            })?;
+        }
+        promote(&self.temp_path, &self.final_path)?;
+        Ok(self.rows_written)
+    }
+
+    /// Stops writing and removes the temporary file.
+    pub fn abandon(mut self) -> Result<(), ArtifactError> {
+        self.writer.take();
+        remove_if_exists(&self.temp_path).map(|_| ())
+    }
+}
+
+/// What a readable embedding set holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingSetSummary {
+    pub rows: u64,
+    pub vector_dim: usize,
+    pub metadata: Vec<(String, String)>,
+}
+
+impl EmbeddingSetSummary {
+    pub fn metadata_value(&self, key: &str) -> Option<&str> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads the footer and schema: the file is complete and has the expected shape.
+pub fn inspect(path: &Path) -> Result<EmbeddingSetSummary, ArtifactError> {
+    let file = File::open(path).map_err(|source| ArtifactError::Io {
+        doing: "opening",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|source| ArtifactError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file_metadata = builder.metadata().file_metadata();
+    let rows = u64::try_from(file_metadata.num_rows()).unwrap_or(0);
+    let metadata = file_metadata
+        .key_value_metadata()
+        .map(|pairs| {
+            pairs
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let vector_dim = match builder
+        .schema()
+        .field_with_name("embedding")
+        .map(|field| field.data_type().clone())
+    {
+        Ok(DataType::FixedSizeList(_, size)) => size as usize,
+        _ => {
+            return Err(ArtifactError::Invalid {
+                path: path.to_path_buf(),
+                reason: "no fixed-size list column named \"embedding\"".into(),
+            })
+        }
+    };
+    Ok(EmbeddingSetSummary {
+        rows,
+        vector_dim,
+        metadata,
+    })
+}
+
+/// A batch of rows read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingBatch {
+    pub row_index: Vec<u64>,
+    pub start_seconds: Vec<f64>,
+    pub end_seconds: Vec<f64>,
+    pub vector_dim: usize,
+    /// Row-major, `row_index.len() * vector_dim` values.
+    pub vectors: Vec<f32>,
+}
+
+/// Streams an embedding set back in batches of at most `batch_rows` rows.
+pub fn read_batches(
+    path: &Path,
+    batch_rows: usize,
+) -> Result<impl Iterator<Item = Result<EmbeddingBatch, ArtifactError>>, ArtifactError> {
+    let owned = path.to_path_buf();
+    let file = File::open(path).map_err(|source| ArtifactError::Io {
+        doing: "opening",
+        path: owned.clone(),
+        source,
+    })?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|builder| builder.with_batch_size(batch_rows.max(1)).build())
+        .map_err(|source| ArtifactError::Parquet {
+            path: owned.clone(),
+            source,
+        })?;
+    Ok(reader.map(move |batch| {
+        let batch = batch.map_err(|source| ArtifactError::Arrow {
+            path: owned.clone(),
+            source,
+        })?;
+        decode_batch(&owned, &batch)
+    }))
+}
+
+fn decode_batch(path: &Path, batch: &RecordBatch) -> Result<EmbeddingBatch, ArtifactError> {
+    let invalid = |reason: &str| ArtifactError::Invalid {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| invalid(&format!("no column {name:?}")))
+    };
+    let row_index = column("row_index")?
+        .as_any()
+        .downcast_ref::<UInt64Array>()
+        .ok_or_else(|| invalid("row_index is not uint64"))?;
+    let start = column("start_seconds")?
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .ok_or_else(|| invalid("start_seconds is not float64"))?;
+    let end = column("end_seconds")?
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .ok_or_else(|| invalid("end_seconds is not float64"))?;
+    let embedding = column("embedding")?
+        .as_any()
+        .downcast_ref::<FixedSizeListArray>()
+        .ok_or_else(|| invalid("embedding is not a fixed-size list"))?;
+    let values = embedding
+        .values()
+        .as_any()
+        .downcast_ref::<Float32Array>()
+        .ok_or_else(|| invalid("embedding values are not float32"))?;
+    let vector_dim = embedding.value_length() as usize;
+    let offset = embedding.offset() * vector_dim;
+    let vectors = values.values()[offset..offset + embedding.len() * vector_dim].to_vec();
+    Ok(EmbeddingBatch {
+        row_index: row_index.values().to_vec(),
+        start_seconds: start.values().to_vec(),
+        end_seconds: end.values().to_vec(),
+        vector_dim,
+        vectors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(count: u64, dim: usize) -> Vec<EmbeddingRow> {
+        (0..count)
+            .map(|index| EmbeddingRow {
+                row_index: index,
+                start_seconds: index as f64 * 5.0,
+                end_seconds: index as f64 * 5.0 + 5.0,
+                padded: false,
+                overlapped: index == count - 1,
+                embedding: (0..dim).map(|d| (index * 100 + d as u64) as f32).collect(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_incrementally_written_set_is_invisible_until_promoted_then_reads_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let final_path = dir.path().join("m@1").join("7").join("abc.parquet");
+        let mut writer = EmbeddingSetWriter::create(
+            &final_path,
+            3,
+            vec![("humpback.encoding_signature".into(), "abc".into())],
+        )
+        .unwrap();
+        let all = rows(10_000, 3);
+        for chunk in all.chunks(777) {
+            writer.write_rows(chunk).unwrap();
+        }
+        assert!(!final_path.exists(), "nothing is visible before promotion");
+        assert!(writer.temp_path().ends_with("abc.tmp.parquet"));
+        assert_eq!(writer.finish_and_promote().unwrap(), 10_000);
+        assert!(!temp_sibling(&final_path).exists());
+
+        let summary = inspect(&final_path).unwrap();
+        assert_eq!(summary.rows, 10_000);
+        assert_eq!(summary.vector_dim, 3);
+        assert_eq!(summary.metadata_value("humpback.encoding_signature"), Some("abc"));
+        assert_eq!(summary.metadata_value("humpback.format_version"), Some("1"));
+
+        let mut read = Vec::new();
+        for batch in read_batches(&final_path, 1000).unwrap() {
+            let batch = batch.unwrap();
+            for (position, row_index) in batch.row_index.iter().enumerate() {
+                read.push((
+                    *row_index,
+                    batch.start_seconds[position],
+                    batch.vectors[position * 3..position * 3 + 3].to_vec(),
+                ));
+            }
+        }
+        assert_eq!(read.len(), 10_000);
+        for (row, expected) in read.iter().zip(&all) {
+            assert_eq!(row.0, expected.row_index);
+            assert_eq!(row.1, expected.start_seconds);
+            assert_eq!(row.2, expected.embedding);
+        }
+    }
+
+    #[test]
+    fn a_row_of_the_wrong_dimension_is_refused_and_abandoning_removes_the_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let final_path = dir.path().join("x.parquet");
+        let mut writer = EmbeddingSetWriter::create(&final_path, 4, vec![]).unwrap();
+        let error = writer.write_rows(&rows(2, 3)).unwrap_err();
+        assert!(
+            error.to_string().contains("has 3 values, the set has 4 dimensions"),
+            "{error}"
+        );
+        let temp = writer.temp_path().to_path_buf();
+        assert!(temp.exists());
+        writer.abandon().unwrap();
+        assert!(!temp.exists());
+        assert!(!final_path.exists());
+    }
+
+    #[test]
+    fn a_truncated_file_is_reported_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let final_path = dir.path().join("x.parquet");
+        let mut writer = EmbeddingSetWriter::create(&final_path, 2, vec![]).unwrap();
+        writer.write_rows(&rows(50, 2)).unwrap();
+        writer.finish_and_promote().unwrap();
+        let bytes = std::fs::read(&final_path).unwrap();
+        std::fs::write(&final_path, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(inspect(&final_path).is_err());
+    }
+}
