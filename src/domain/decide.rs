@@ -109,9 +109,20 @@ pub struct RegisterAudioFile {
     pub extension: String,
 }
 
+/// How an edit's documents combine with what is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataEditMode {
+    /// Each given document replaces the field (`PUT`).
+    Replace,
+    /// Each given document is a JSON merge patch (RFC 7386) of the field (`PATCH`): keys are
+    /// added or replaced, `null` removes a key.
+    MergePatch,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct EditAudioMetadata {
     pub audio_file_id: AudioFileId,
+    pub mode: MetadataEditMode,
     pub tag_data: Option<JsonText>,
     pub visual_observations: Option<JsonText>,
     pub group_composition: Option<JsonText>,
@@ -206,9 +217,10 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
             })])
         }
         Command::EditAudioMetadata(edit) => {
-            if !state.audio_files.contains_key(&edit.audio_file_id) {
-                return Err(Rejection::AudioFileNotFound(edit.audio_file_id));
-            }
+            let file = state
+                .audio_files
+                .get(&edit.audio_file_id)
+                .ok_or(Rejection::AudioFileNotFound(edit.audio_file_id))?;
             if edit.tag_data.is_none()
                 && edit.visual_observations.is_none()
                 && edit.group_composition.is_none()
@@ -216,12 +228,32 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
             {
                 return Err(Rejection::EmptyMetadataEdit);
             }
+            let current = &file.metadata;
+            let combine =
+                |current: &Option<JsonText>, given: Option<JsonText>| -> Result<Option<JsonText>, Rejection> {
+                    let Some(given) = given else { return Ok(None) };
+                    let value = given.to_value();
+                    if !value.is_object() {
+                        return Err(Rejection::Invalid("each metadata field must be a JSON object".into()));
+                    }
+                    Ok(Some(match edit.mode {
+                        MetadataEditMode::Replace => given,
+                        MetadataEditMode::MergePatch => {
+                            let mut merged = current
+                                .as_ref()
+                                .map(JsonText::to_value)
+                                .unwrap_or_else(|| serde_json::json!({}));
+                            json_merge_patch(&mut merged, &value);
+                            JsonText::from_value(&merged)
+                        }
+                    }))
+                };
             Ok(vec![Event::AudioMetadataEdited(AudioMetadataEdited {
                 audio_file_id: edit.audio_file_id,
-                tag_data: edit.tag_data,
-                visual_observations: edit.visual_observations,
-                group_composition: edit.group_composition,
-                prey_density_proxy: edit.prey_density_proxy,
+                tag_data: combine(&current.tag_data, edit.tag_data)?,
+                visual_observations: combine(&current.visual_observations, edit.visual_observations)?,
+                group_composition: combine(&current.group_composition, edit.group_composition)?,
+                prey_density_proxy: combine(&current.prey_density_proxy, edit.prey_density_proxy)?,
                 edited_by: edit.edited_by,
             })])
         }
@@ -529,6 +561,26 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
                 });
             }
             Ok(vec![Event::ClusteringJobRetried(ClusteringJobRetried { job_id })])
+        }
+    }
+}
+
+/// Applies a JSON merge patch (RFC 7386) to `target`.
+pub fn json_merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::json!({});
+    }
+    if let serde_json::Value::Object(target) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                target.remove(key);
+            } else {
+                json_merge_patch(target.entry(key.clone()).or_insert(serde_json::Value::Null), value);
+            }
         }
     }
 }

@@ -113,6 +113,7 @@ fn registering_an_unsupported_extension_is_rejected() {
 fn editing_metadata_needs_a_known_file_and_a_changed_field() {
     let edit = |id| EditAudioMetadata {
         audio_file_id: AudioFileId(id),
+        mode: MetadataEditMode::Replace,
         tag_data: None,
         visual_observations: None,
         group_composition: None,
@@ -470,5 +471,51 @@ fn a_clustering_whose_sizes_or_labels_disagree_with_its_assignments_is_rejected(
     assert!(matches!(
         then_rejected(&state, Command::CompleteClusteringJob(orphan_label)),
         Rejection::Invalid(message) if message.contains("label 5, which has no cluster")
+    ));
+}
+
+#[test]
+fn a_metadata_patch_merges_into_the_current_document_and_null_removes_a_key() {
+    let edit = |mode, text: &str| {
+        Command::EditAudioMetadata(EditAudioMetadata {
+            audio_file_id: AudioFileId(1),
+            mode,
+            tag_data: None,
+            visual_observations: None,
+            group_composition: Some(JsonText::parse(text).unwrap()),
+            prey_density_proxy: None,
+            edited_by: None,
+        })
+    };
+    let (state, _) = given_commands(vec![
+        register("a"),
+        edit(MetadataEditMode::Replace, r#"{"adults":2,"calves":1,"notes":{"a":1}}"#),
+    ]);
+    let events = then_events(
+        &state,
+        edit(
+            MetadataEditMode::MergePatch,
+            r#"{"calves":null,"juveniles":1,"notes":{"b":2}}"#,
+        ),
+    );
+    let [Event::AudioMetadataEdited(edited)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        edited.group_composition.as_ref().unwrap().as_str(),
+        r#"{"adults":2,"juveniles":1,"notes":{"a":1,"b":2}}"#
+    );
+    assert_eq!(edited.tag_data, None, "fields not in the edit are not touched");
+    let events = then_events(&state, edit(MetadataEditMode::Replace, r#"{"juveniles":3}"#));
+    let [Event::AudioMetadataEdited(edited)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        edited.group_composition.as_ref().unwrap().as_str(),
+        r#"{"juveniles":3}"#
+    );
+    assert!(matches!(
+        then_rejected(&state, edit(MetadataEditMode::Replace, "[1,2]")),
+        Rejection::Invalid(_)
     ));
 }

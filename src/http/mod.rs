@@ -1,5 +1,6 @@
 //! The JSON API. Thin handlers: parse, ask the core, map errors to statuses people can act on.
 
+pub mod audio_api;
 mod error;
 pub mod events_api;
 pub mod projections_api;
@@ -31,6 +32,15 @@ pub fn router(humpback: Arc<Humpback>, stopping: watch::Receiver<bool>) -> Route
         .route("/api/events/stats", get(events_api::stats))
         .route("/api/events/verify", get(events_api::verify))
         .route("/api/events/{seq}", get(events_api::show))
+        .route("/api/audio", get(audio_api::list))
+        .route("/api/audio/{id}", get(audio_api::detail))
+        .route("/api/audio/{id}/download", get(audio_api::download))
+        .route(
+            "/api/audio/{id}/metadata",
+            get(audio_api::metadata)
+                .put(audio_api::put_metadata)
+                .patch(audio_api::patch_metadata),
+        )
         .route("/api/projections", get(projections_api::status))
         .route("/api/projections/rebuild", post(projections_api::rebuild))
         .fallback(not_found)

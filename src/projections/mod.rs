@@ -7,6 +7,7 @@
 //! the store opens; a projection that is behind catches up.
 
 mod apply;
+pub mod queries;
 pub mod read;
 pub mod runner;
 

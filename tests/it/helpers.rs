@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use humpback::app::{Application, Humpback, ServeConfig};
 use humpback::config::DataDir;
-use humpback::domain::decide::{Command, EditAudioMetadata, NewEmbeddingSet, RegisterAudioFile};
+use humpback::domain::decide::{Command, EditAudioMetadata, MetadataEditMode, NewEmbeddingSet, RegisterAudioFile};
 use humpback::domain::events::{ClusterAssignmentRecord, ClusterRecord, ClusteringJobCompleted, EncodingConfig};
 use humpback::domain::ids::*;
 use humpback::domain::json_text::JsonText;
@@ -101,6 +101,7 @@ pub fn register(index: u64) -> Command {
 pub fn edit_metadata(audio: u64, value: u64) -> Command {
     Command::EditAudioMetadata(EditAudioMetadata {
         audio_file_id: AudioFileId(audio),
+        mode: MetadataEditMode::MergePatch,
         tag_data: None,
         visual_observations: Some(json(&format!(r#"{{"behaviour":"surface-active","count":{value}}}"#))),
         group_composition: (value % 2 == 0).then(|| json(r#"{"adults":2,"calves":1}"#)),

@@ -1,6 +1,7 @@
 //! Integration tests: one binary (link once), one module per area.
 
 mod api;
+mod audio_api;
 mod cli;
 mod crash;
 mod golden_events;

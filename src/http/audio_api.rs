@@ -1,0 +1,292 @@
+//! Audio files and their metadata: list, detail, download (with HTTP ranges), metadata edits.
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, Request};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt;
+
+use super::{blocking, ApiError, ApiState};
+use crate::domain::decide::{Command, EditAudioMetadata, MetadataEditMode};
+use crate::domain::ids::AudioFileId;
+use crate::domain::json_text::JsonText;
+use crate::projections::queries::{self, AudioFileRow, AudioListQuery, AudioMetadataRow, AudioSort, Page};
+
+pub const MAX_PAGE: u64 = 500;
+
+pub fn parse_id(text: &str, what: &str) -> Result<u64, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::bad_request(format!("{what} id {text:?} is not a whole number")))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct ListParameters {
+    pub folder: Option<String>,
+    #[serde(alias = "q")]
+    pub search: Option<String>,
+    pub sort: Option<String>,
+    pub order: Option<String>,
+    pub offset: Option<u64>,
+    pub limit: Option<u64>,
+}
+
+impl ListParameters {
+    pub fn to_query(&self) -> Result<AudioListQuery, ApiError> {
+        let sort = match self.sort.as_deref() {
+            None => AudioSort::Id,
+            Some(text) => AudioSort::parse(text).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "sort {text:?} is not one of id, name, folder, duration, created"
+                ))
+            })?,
+        };
+        let descending = match self.order.as_deref() {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "order must be asc or desc, not {other:?}"
+                )))
+            }
+        };
+        Ok(AudioListQuery {
+            folder: self.folder.clone(),
+            search: self.search.clone(),
+            sort,
+            descending,
+            offset: self.offset.unwrap_or(0),
+            limit: self.limit.unwrap_or(50).clamp(1, MAX_PAGE),
+        })
+    }
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    parameters: Result<Query<ListParameters>, QueryRejection>,
+) -> Result<Json<Page<AudioFileRow>>, ApiError> {
+    let Query(parameters) = parameters.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let query = parameters.to_query()?;
+    let humpback = state.humpback.clone();
+    blocking(move || {
+        Ok(Json(
+            humpback
+                .reader
+                .with_connection(|c| queries::list_audio_files(c, &query))?,
+        ))
+    })
+    .await
+}
+
+#[derive(Debug, Serialize)]
+pub struct AudioFileDetail {
+    #[serde(flatten)]
+    pub file: AudioFileRow,
+    pub metadata: Option<AudioMetadataRow>,
+    pub processing_jobs: Vec<queries::ProcessingJobRow>,
+    pub embedding_sets: Vec<queries::EmbeddingSetRow>,
+}
+
+pub fn load_detail(state: &ApiState, id: u64) -> Result<AudioFileDetail, ApiError> {
+    state.humpback.reader.with_connection(|connection| {
+        let Some(file) = queries::audio_file(connection, id)? else {
+            return Ok(Err(ApiError::not_found(format!("audio file {id} does not exist"))));
+        };
+        Ok(Ok(AudioFileDetail {
+            metadata: queries::audio_metadata(connection, id)?,
+            processing_jobs: queries::processing_jobs(connection, Some(id), None, 0, 1000)?.items,
+            embedding_sets: queries::embedding_sets(connection, Some(id), None)?,
+            file,
+        }))
+    })?
+}
+
+pub async fn detail(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<AudioFileDetail>, ApiError> {
+    let id = parse_id(&id, "audio file")?;
+    blocking(move || load_detail(&state, id).map(Json)).await
+}
+
+/// The stored recording, with `Range` support (for players and resumable downloads).
+pub async fn download(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    request: Request<Body>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "audio file")?;
+    let humpback = state.humpback.clone();
+    let file = blocking(move || Ok(humpback.reader.with_connection(|c| queries::audio_file(c, id))?)).await?;
+    let file = file.ok_or_else(|| ApiError::not_found(format!("audio file {id} does not exist")))?;
+    // The stored path was built by the writer from the id and a fixed extension list.
+    let path = state.humpback.data_dir.root().join(&file.stored_path);
+    let response = tower_http::services::ServeFile::new(&path)
+        .oneshot(request)
+        .await
+        .map_err(|error| ApiError::internal(anyhow::anyhow!("serving {}: {error}", path.display())))?;
+    if response.status() == axum::http::StatusCode::NOT_FOUND {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "audio file {id} is registered but {} is missing",
+            path.display()
+        )));
+    }
+    let mut response = response.into_response();
+    let extension = std::path::Path::new(&file.stored_path)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("bin");
+    let name = download_name(&file.filename, id, extension);
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// A file name safe for a header: the original name's letters, digits, `.`, `-` and `_`.
+pub fn download_name(original: &str, id: u64, extension: &str) -> String {
+    // Not a path: a user's name may contain slashes, which must not be taken as folders.
+    let stem = original.rsplit_once('.').map_or(original, |(stem, _)| stem);
+    let safe: String = stem
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(100)
+        .collect();
+    if safe.is_empty() {
+        format!("audio-{id}.{extension}")
+    } else {
+        format!("{safe}.{extension}")
+    }
+}
+
+pub async fn metadata(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<MetadataResponse>, ApiError> {
+    let id = parse_id(&id, "audio file")?;
+    blocking(move || load_metadata(&state, id).map(Json)).await
+}
+
+#[derive(Debug, Serialize)]
+pub struct MetadataResponse {
+    #[serde(flatten)]
+    pub metadata: AudioMetadataRow,
+    /// Every edit, newest first, from the log.
+    pub history: Vec<queries::MetadataEditRow>,
+}
+
+fn load_metadata(state: &ApiState, id: u64) -> Result<MetadataResponse, ApiError> {
+    state.humpback.reader.with_connection(|connection| {
+        let Some(metadata) = queries::audio_metadata(connection, id)? else {
+            return Ok(Err(ApiError::not_found(format!("audio file {id} does not exist"))));
+        };
+        Ok(Ok(MetadataResponse {
+            metadata,
+            history: queries::audio_metadata_edits(connection, id)?,
+        }))
+    })?
+}
+
+pub const METADATA_FIELDS: [&str; 4] = [
+    "tag_data",
+    "visual_observations",
+    "group_composition",
+    "prey_density_proxy",
+];
+
+/// Parses a metadata body: a JSON object whose keys are among the four fields, each an object.
+pub fn parse_metadata_body(body: &[u8]) -> Result<[Option<JsonText>; 4], ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| ApiError::unprocessable(format!("the body is not valid JSON: {error}")))?;
+    let serde_json::Value::Object(object) = value else {
+        return Err(ApiError::unprocessable(format!(
+            "the body must be a JSON object with any of the fields {}",
+            METADATA_FIELDS.join(", ")
+        )));
+    };
+    let mut fields: [Option<JsonText>; 4] = Default::default();
+    for (key, value) in object {
+        let Some(position) = METADATA_FIELDS.iter().position(|field| *field == key) else {
+            return Err(ApiError::unprocessable(format!(
+                "unknown metadata field {key:?}; the fields are {}",
+                METADATA_FIELDS.join(", ")
+            )));
+        };
+        if !value.is_object() {
+            return Err(ApiError::unprocessable(format!(
+                "{key} must be a JSON object (like {{\"behaviour\": \"feeding\"}}), not {}",
+                json_kind(&value)
+            )));
+        }
+        fields[position] = Some(JsonText::from_value(&value));
+    }
+    Ok(fields)
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+async fn edit_metadata(
+    state: ApiState,
+    id: String,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+    mode: MetadataEditMode,
+) -> Result<Json<MetadataResponse>, ApiError> {
+    let id = parse_id(&id, "audio file")?;
+    let [mut tag_data, mut visual_observations, mut group_composition, mut prey_density_proxy] =
+        parse_metadata_body(&body)?;
+    if mode == MetadataEditMode::Replace {
+        // PUT replaces the whole metadata: fields left out become empty.
+        for field in [
+            &mut tag_data,
+            &mut visual_observations,
+            &mut group_composition,
+            &mut prey_density_proxy,
+        ] {
+            field.get_or_insert_with(JsonText::empty_object);
+        }
+    }
+    let edited_by = headers
+        .get("x-humpback-user")
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.chars().take(200).collect());
+    state
+        .humpback
+        .execute(Command::EditAudioMetadata(EditAudioMetadata {
+            audio_file_id: AudioFileId(id),
+            mode,
+            tag_data,
+            visual_observations,
+            group_composition,
+            prey_density_proxy,
+            edited_by,
+        }))
+        .await?;
+    blocking(move || load_metadata(&state, id).map(Json)).await
+}
+
+pub async fn put_metadata(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Json<MetadataResponse>, ApiError> {
+    edit_metadata(state, id, headers, body, MetadataEditMode::Replace).await
+}
+
+pub async fn patch_metadata(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Json<MetadataResponse>, ApiError> {
+    edit_metadata(state, id, headers, body, MetadataEditMode::MergePatch).await
+}

@@ -1,0 +1,414 @@
+//! Read models over the projections: the rows the API returns and the UI renders.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+use super::{sql_error, ProjectionError};
+
+fn json_column(text: Option<String>) -> serde_json::Value {
+    text.and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AudioFileRow {
+    pub id: u64,
+    pub filename: String,
+    pub folder: String,
+    pub checksum_sha256: String,
+    pub size_bytes: u64,
+    pub duration_seconds: f64,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub codec: String,
+    pub stored_path: String,
+    pub created_at: String,
+}
+
+const AUDIO_COLUMNS: &str =
+    "id, filename, folder, checksum_sha256, size_bytes, duration_seconds, sample_rate_original, \
+                             channels, codec, stored_path, created_at";
+
+fn audio_row(row: &Row<'_>) -> rusqlite::Result<AudioFileRow> {
+    Ok(AudioFileRow {
+        id: row.get(0)?,
+        filename: row.get(1)?,
+        folder: row.get(2)?,
+        checksum_sha256: row.get(3)?,
+        size_bytes: row.get(4)?,
+        duration_seconds: row.get(5)?,
+        sample_rate: row.get(6)?,
+        channels: row.get(7)?,
+        codec: row.get(8)?,
+        stored_path: row.get(9)?,
+        created_at: row.get(10)?,
+    })
+}
+
+/// How to list audio files.
+#[derive(Debug, Clone, Default)]
+pub struct AudioListQuery {
+    /// Only files in this folder or below it.
+    pub folder: Option<String>,
+    /// Case-insensitive substring of the file name or folder.
+    pub search: Option<String>,
+    pub sort: AudioSort,
+    pub descending: bool,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AudioSort {
+    #[default]
+    Id,
+    Name,
+    Folder,
+    Duration,
+    Created,
+}
+
+impl AudioSort {
+    pub fn parse(text: &str) -> Option<AudioSort> {
+        Some(match text {
+            "id" => AudioSort::Id,
+            "name" | "filename" => AudioSort::Name,
+            "folder" => AudioSort::Folder,
+            "duration" => AudioSort::Duration,
+            "created" | "created_at" => AudioSort::Created,
+            _ => return None,
+        })
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            AudioSort::Id => "id",
+            AudioSort::Name => "filename COLLATE NOCASE",
+            AudioSort::Folder => "folder COLLATE NOCASE",
+            AudioSort::Duration => "duration_seconds",
+            AudioSort::Created => "created_at",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+pub fn list_audio_files(
+    connection: &Connection,
+    query: &AudioListQuery,
+) -> Result<Page<AudioFileRow>, ProjectionError> {
+    let folder = query
+        .folder
+        .as_deref()
+        .map(|folder| folder.trim_matches('/').to_string())
+        .filter(|f| !f.is_empty());
+    let search = query
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("%{}%", like_escape(s)));
+    let filter = "WHERE (?1 IS NULL OR folder = ?1 OR folder LIKE ?2 ESCAPE '\\')
+                  AND (?3 IS NULL OR filename LIKE ?3 ESCAPE '\\' OR folder LIKE ?3 ESCAPE '\\')";
+    let folder_prefix = folder.as_ref().map(|folder| format!("{}/%", like_escape(folder)));
+    let total: u64 = connection
+        .query_row(
+            &format!("SELECT COUNT(*) FROM audio_files {filter}"),
+            params![folder, folder_prefix, search],
+            |row| row.get(0),
+        )
+        .map_err(sql_error("counting audio files"))?;
+    let direction = if query.descending { "DESC" } else { "ASC" };
+    let sql = format!(
+        "SELECT {AUDIO_COLUMNS} FROM audio_files {filter} ORDER BY {} {direction}, id {direction} LIMIT ?4 OFFSET ?5",
+        query.sort.column()
+    );
+    let mut statement = connection.prepare(&sql).map_err(sql_error("listing audio files"))?;
+    let items = statement
+        .query_map(
+            params![folder, folder_prefix, search, query.limit, query.offset],
+            audio_row,
+        )
+        .map_err(sql_error("listing audio files"))?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error("listing audio files"))?;
+    Ok(Page {
+        items,
+        total,
+        offset: query.offset,
+        limit: query.limit,
+    })
+}
+
+pub fn audio_file(connection: &Connection, id: u64) -> Result<Option<AudioFileRow>, ProjectionError> {
+    connection
+        .query_row(
+            &format!("SELECT {AUDIO_COLUMNS} FROM audio_files WHERE id = ?1"),
+            [id],
+            audio_row,
+        )
+        .optional()
+        .map_err(sql_error("reading an audio file"))
+}
+
+/// Folders with how many files each holds directly.
+pub fn audio_folders(connection: &Connection) -> Result<Vec<(String, u64)>, ProjectionError> {
+    let mut statement = connection
+        .prepare("SELECT folder, COUNT(*) FROM audio_files GROUP BY folder ORDER BY folder")
+        .map_err(sql_error("listing folders"))?;
+    let folders = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .map_err(sql_error("listing folders"))?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error("listing folders"));
+    folders
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AudioMetadataRow {
+    pub audio_file_id: u64,
+    pub tag_data: serde_json::Value,
+    pub visual_observations: serde_json::Value,
+    pub group_composition: serde_json::Value,
+    pub prey_density_proxy: serde_json::Value,
+    pub edit_count: u64,
+    pub updated_at: String,
+}
+
+pub fn audio_metadata(connection: &Connection, id: u64) -> Result<Option<AudioMetadataRow>, ProjectionError> {
+    connection
+        .query_row(
+            "SELECT audio_file_id, tag_data, visual_observations, group_composition, prey_density_proxy, edit_count,
+                    updated_at
+             FROM audio_metadata WHERE audio_file_id = ?1",
+            [id],
+            |row| {
+                let object = |text: Option<String>| match json_column(text) {
+                    serde_json::Value::Null => serde_json::json!({}),
+                    value => value,
+                };
+                Ok(AudioMetadataRow {
+                    audio_file_id: row.get(0)?,
+                    tag_data: object(row.get(1)?),
+                    visual_observations: object(row.get(2)?),
+                    group_composition: object(row.get(3)?),
+                    prey_density_proxy: object(row.get(4)?),
+                    edit_count: row.get(5)?,
+                    updated_at: row.get(6)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(sql_error("reading audio metadata"))
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MetadataEditRow {
+    pub seq: u64,
+    pub changes: serde_json::Value,
+    pub edited_by: Option<String>,
+    pub edited_at: String,
+}
+
+pub fn audio_metadata_edits(connection: &Connection, id: u64) -> Result<Vec<MetadataEditRow>, ProjectionError> {
+    let mut statement = connection
+        .prepare(
+            "SELECT seq, changes, edited_by, edited_at FROM audio_metadata_edits WHERE audio_file_id = ?1
+             ORDER BY seq DESC",
+        )
+        .map_err(sql_error("reading metadata edits"))?;
+    let rows = statement
+        .query_map([id], |row| {
+            Ok(MetadataEditRow {
+                seq: row.get(0)?,
+                changes: json_column(row.get(1)?),
+                edited_by: row.get(2)?,
+                edited_at: row.get(3)?,
+            })
+        })
+        .map_err(sql_error("reading metadata edits"))?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error("reading metadata edits"));
+    rows
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProcessingJobRow {
+    pub id: u64,
+    pub audio_file_id: u64,
+    pub status: String,
+    pub encoding_signature: String,
+    pub model_name: String,
+    pub model_version: String,
+    pub window_seconds: f64,
+    pub hop_seconds: f64,
+    pub target_sample_rate: u32,
+    pub feature_config: serde_json::Value,
+    pub attempt: u32,
+    pub worker: Option<String>,
+    pub cancel_requested: bool,
+    pub windows_done: Option<u64>,
+    pub windows_total: Option<u64>,
+    pub embedding_set_id: Option<u64>,
+    pub warning: Option<String>,
+    pub error_message: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+const JOB_COLUMNS: &str =
+    "id, audio_file_id, status, encoding_signature, model_name, model_version, window_size_seconds, \
+     hop_seconds, target_sample_rate, feature_config, attempt, worker, cancel_requested, windows_done, windows_total, \
+     embedding_set_id, warning, error_message, created_at, updated_at, started_at, finished_at";
+
+fn job_row(row: &Row<'_>) -> rusqlite::Result<ProcessingJobRow> {
+    Ok(ProcessingJobRow {
+        id: row.get(0)?,
+        audio_file_id: row.get(1)?,
+        status: row.get(2)?,
+        encoding_signature: row.get(3)?,
+        model_name: row.get(4)?,
+        model_version: row.get(5)?,
+        window_seconds: row.get(6)?,
+        hop_seconds: row.get(7)?,
+        target_sample_rate: row.get(8)?,
+        feature_config: json_column(row.get(9)?),
+        attempt: row.get(10)?,
+        worker: row.get(11)?,
+        cancel_requested: row.get(12)?,
+        windows_done: row.get(13)?,
+        windows_total: row.get(14)?,
+        embedding_set_id: row.get(15)?,
+        warning: row.get(16)?,
+        error_message: row.get(17)?,
+        created_at: row.get(18)?,
+        updated_at: row.get(19)?,
+        started_at: row.get(20)?,
+        finished_at: row.get(21)?,
+    })
+}
+
+pub fn processing_job(connection: &Connection, id: u64) -> Result<Option<ProcessingJobRow>, ProjectionError> {
+    connection
+        .query_row(
+            &format!("SELECT {JOB_COLUMNS} FROM processing_jobs WHERE id = ?1"),
+            [id],
+            job_row,
+        )
+        .optional()
+        .map_err(sql_error("reading a processing job"))
+}
+
+/// Processing jobs, newest first, optionally of one audio file or one status.
+pub fn processing_jobs(
+    connection: &Connection,
+    audio_file_id: Option<u64>,
+    status: Option<&str>,
+    offset: u64,
+    limit: u64,
+) -> Result<Page<ProcessingJobRow>, ProjectionError> {
+    let filter = "WHERE (?1 IS NULL OR audio_file_id = ?1) AND (?2 IS NULL OR status = ?2)";
+    let total: u64 = connection
+        .query_row(
+            &format!("SELECT COUNT(*) FROM processing_jobs {filter}"),
+            params![audio_file_id, status],
+            |row| row.get(0),
+        )
+        .map_err(sql_error("counting processing jobs"))?;
+    let mut statement = connection
+        .prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM processing_jobs {filter} ORDER BY id DESC LIMIT ?3 OFFSET ?4"
+        ))
+        .map_err(sql_error("listing processing jobs"))?;
+    let items = statement
+        .query_map(params![audio_file_id, status, limit, offset], job_row)
+        .map_err(sql_error("listing processing jobs"))?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error("listing processing jobs"))?;
+    Ok(Page {
+        items,
+        total,
+        offset,
+        limit,
+    })
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EmbeddingSetRow {
+    pub id: u64,
+    pub audio_file_id: u64,
+    pub processing_job_id: u64,
+    pub encoding_signature: String,
+    pub model_name: String,
+    pub model_version: String,
+    pub window_seconds: f64,
+    pub hop_seconds: f64,
+    pub target_sample_rate: u32,
+    pub vector_dim: u32,
+    pub row_count: u64,
+    pub parquet_path: String,
+    pub created_at: String,
+}
+
+const SET_COLUMNS: &str = "id, audio_file_id, processing_job_id, encoding_signature, model_name, model_version, \
+     window_size_seconds, hop_seconds, target_sample_rate, vector_dim, row_count, parquet_path, created_at";
+
+fn set_row(row: &Row<'_>) -> rusqlite::Result<EmbeddingSetRow> {
+    Ok(EmbeddingSetRow {
+        id: row.get(0)?,
+        audio_file_id: row.get(1)?,
+        processing_job_id: row.get(2)?,
+        encoding_signature: row.get(3)?,
+        model_name: row.get(4)?,
+        model_version: row.get(5)?,
+        window_seconds: row.get(6)?,
+        hop_seconds: row.get(7)?,
+        target_sample_rate: row.get(8)?,
+        vector_dim: row.get(9)?,
+        row_count: row.get(10)?,
+        parquet_path: row.get(11)?,
+        created_at: row.get(12)?,
+    })
+}
+
+pub fn embedding_set(connection: &Connection, id: u64) -> Result<Option<EmbeddingSetRow>, ProjectionError> {
+    connection
+        .query_row(
+            &format!("SELECT {SET_COLUMNS} FROM embedding_sets WHERE id = ?1"),
+            [id],
+            set_row,
+        )
+        .optional()
+        .map_err(sql_error("reading an embedding set"))
+}
+
+pub fn embedding_sets(
+    connection: &Connection,
+    audio_file_id: Option<u64>,
+    model_version: Option<&str>,
+) -> Result<Vec<EmbeddingSetRow>, ProjectionError> {
+    let mut statement = connection
+        .prepare(&format!(
+            "SELECT {SET_COLUMNS} FROM embedding_sets WHERE (?1 IS NULL OR audio_file_id = ?1)
+             AND (?2 IS NULL OR model_version = ?2) ORDER BY id"
+        ))
+        .map_err(sql_error("listing embedding sets"))?;
+    let rows = statement
+        .query_map(params![audio_file_id, model_version], set_row)
+        .map_err(sql_error("listing embedding sets"))?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error("listing embedding sets"));
+    rows
+}
