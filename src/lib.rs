@@ -2,4 +2,5 @@
 //!
 //! See ARCHITECTURE.md for the bird's-eye view, the code map and the invariants.
 
+pub mod audio;
 pub mod domain;

@@ -1,0 +1,1 @@
+//! Fixture-based tests: every committed file under fixtures/audio and fixtures/logmel.
