@@ -334,3 +334,202 @@ impl Windower {
         plan
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn config(window_seconds: f64, hop_seconds: Option<f64>, short_file: ShortFilePolicy) -> WindowConfig {
+        WindowConfig {
+            window_seconds,
+            hop_seconds,
+            short_file,
+        }
+    }
+
+    fn starts(plan: &WindowPlan) -> Vec<u64> {
+        plan.windows().map(|window| window.start_sample).collect()
+    }
+
+    #[test]
+    fn evenly_dividing_file_gives_back_to_back_windows_without_flags() {
+        let plan = plan_windows(10_000, 1_000, &WindowConfig::default()).unwrap();
+        assert_eq!(plan.count(), 2);
+        assert_eq!(starts(&plan), vec![0, 5_000]);
+        assert!(plan.windows().all(|window| !window.padded && !window.overlapped));
+    }
+
+    #[test]
+    fn uneven_file_shifts_the_last_window_back_to_end_at_the_end_of_file() {
+        let plan = plan_windows(12_000, 1_000, &WindowConfig::default()).unwrap();
+        assert_eq!(starts(&plan), vec![0, 5_000, 7_000]);
+        let last = plan.window(2).unwrap();
+        assert!(last.overlapped && !last.padded);
+        assert!(!plan.window(1).unwrap().overlapped);
+        assert_eq!(plan.window(3), None);
+    }
+
+    #[test]
+    fn overlapping_hop_gives_windows_every_hop_and_a_shifted_tail() {
+        let plan = plan_windows(12_000, 1_000, &config(5.0, Some(2.0), ShortFilePolicy::Pad)).unwrap();
+        assert_eq!(starts(&plan), vec![0, 2_000, 4_000, 6_000, 7_000]);
+        assert!(plan.window(4).unwrap().overlapped);
+    }
+
+    #[test]
+    fn short_file_is_padded_or_skipped_by_policy() {
+        let padded = plan_windows(3_000, 1_000, &config(5.0, None, ShortFilePolicy::Pad)).unwrap();
+        assert_eq!(padded.count(), 1);
+        let only = padded.window(0).unwrap();
+        assert!(only.padded && !only.overlapped);
+        assert_eq!(only.start_sample, 0);
+
+        let skipped = plan_windows(3_000, 1_000, &config(5.0, None, ShortFilePolicy::Skip)).unwrap();
+        assert_eq!(skipped.count(), 0);
+        assert!(skipped.skipped_short_file);
+    }
+
+    #[test]
+    fn empty_stream_gives_no_windows_under_either_policy() {
+        for policy in [ShortFilePolicy::Pad, ShortFilePolicy::Skip] {
+            let plan = plan_windows(0, 1_000, &config(5.0, None, policy)).unwrap();
+            assert_eq!(plan.count(), 0);
+        }
+    }
+
+    #[test]
+    fn invalid_window_configurations_are_rejected_with_a_reason() {
+        let cases = [
+            config(5.0, Some(6.0), ShortFilePolicy::Pad),
+            config(5.0, Some(0.0), ShortFilePolicy::Pad),
+            config(5.0, Some(-1.0), ShortFilePolicy::Pad),
+            config(0.0, None, ShortFilePolicy::Pad),
+            config(-5.0, None, ShortFilePolicy::Pad),
+            config(f64::NAN, None, ShortFilePolicy::Pad),
+            config(5.0, Some(f64::INFINITY), ShortFilePolicy::Pad),
+            config(0.000_01, None, ShortFilePolicy::Pad),
+        ];
+        for case in cases {
+            match plan_windows(1_000, 1_000, &case) {
+                Err(AudioError::InvalidWindowConfig { reason }) => assert!(!reason.is_empty()),
+                other => panic!("{case:?} should be rejected, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn json_with_omitted_fields_equals_the_defaults() {
+        let empty: WindowConfig = serde_json::from_str("{}").unwrap();
+        let explicit: WindowConfig =
+            serde_json::from_str(r#"{"window_seconds":5.0,"hop_seconds":null,"short_file":"pad"}"#).unwrap();
+        assert_eq!(empty, WindowConfig::default());
+        assert_eq!(explicit, WindowConfig::default());
+        let partial: WindowConfig = serde_json::from_str(r#"{"short_file":"skip"}"#).unwrap();
+        assert_eq!(partial, config(5.0, None, ShortFilePolicy::Skip));
+        let round_trip: WindowConfig = serde_json::from_str(&serde_json::to_string(&partial).unwrap()).unwrap();
+        assert_eq!(round_trip, partial);
+        assert!(serde_json::from_str::<WindowConfig>(r#"{"hop_second":1.0}"#).is_err());
+    }
+
+    #[test]
+    fn start_seconds_is_the_exact_sample_position_over_the_rate() {
+        let mut windower = Windower::new(32_000, &config(0.5, Some(0.25), ShortFilePolicy::Pad)).unwrap();
+        let mut ready = Vec::new();
+        windower.push(&vec![0.0; 32_000], &mut ready);
+        windower.finish(&mut ready);
+        let seconds: Vec<f64> = ready.iter().map(|window| window.start_seconds).collect();
+        assert_eq!(seconds, vec![0.0, 0.25, 0.5]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn plan_invariants_hold_for_arbitrary_lengths_rates_and_hops(
+            total in 0u64..400_000,
+            rate in 1_000u32..96_000,
+            window_seconds in 0.01f64..6.0,
+            hop_fraction in 0.02f64..=1.0,
+            skip in any::<bool>(),
+        ) {
+            let policy = if skip { ShortFilePolicy::Skip } else { ShortFilePolicy::Pad };
+            let cfg = config(window_seconds, Some(window_seconds * hop_fraction), policy);
+            let Ok(samples) = cfg.samples_at(rate) else { return Ok(()); };
+            let plan = plan_windows(total, rate, &cfg).unwrap();
+            let windows: Vec<PlannedWindow> = plan.windows().collect();
+            prop_assert_eq!(windows.len() as u64, plan.count());
+            for (position, window) in windows.iter().enumerate() {
+                prop_assert_eq!(window.index, position as u64);
+            }
+            if total == 0 {
+                prop_assert_eq!(plan.count(), 0);
+            } else if total < samples.window {
+                prop_assert_eq!(plan.count(), u64::from(!skip));
+                prop_assert_eq!(plan.skipped_short_file, skip);
+                if !skip {
+                    prop_assert!(windows[0].padded && windows[0].start_sample == 0);
+                }
+            } else {
+                let expected_count = (total - samples.window).div_ceil(samples.hop) + 1;
+                prop_assert_eq!(plan.count(), expected_count);
+                prop_assert_eq!(windows[0].start_sample, 0);
+                let last = windows[windows.len() - 1];
+                prop_assert_eq!(last.start_sample + samples.window, total);
+                prop_assert!(windows.iter().all(|window| !window.padded));
+                prop_assert!(windows.iter().all(|window| window.start_sample + samples.window <= total));
+                for pair in windows.windows(2) {
+                    // strictly increasing, and never a gap between consecutive windows
+                    prop_assert!(pair[1].start_sample > pair[0].start_sample);
+                    prop_assert!(pair[1].start_sample - pair[0].start_sample <= samples.hop);
+                }
+                let shifted = (total - samples.window) % samples.hop != 0;
+                prop_assert_eq!(last.overlapped, shifted);
+                prop_assert!(windows[..windows.len() - 1].iter().all(|window| !window.overlapped));
+                prop_assert!(windows
+                    .iter()
+                    .filter(|window| !window.overlapped)
+                    .all(|window| window.start_sample % samples.hop == 0));
+            }
+        }
+
+        #[test]
+        fn streaming_windower_matches_the_plan_for_any_chunking(
+            total in 0usize..30_000,
+            window in 1u64..4_000,
+            hop_fraction in 0.05f64..=1.0,
+            chunk in 1usize..5_000,
+            skip in any::<bool>(),
+        ) {
+            let hop = ((window as f64 * hop_fraction).round() as u64).clamp(1, window);
+            let rate = 1_000;
+            let cfg = config(window as f64 / 1_000.0, Some(hop as f64 / 1_000.0), if skip {
+                ShortFilePolicy::Skip
+            } else {
+                ShortFilePolicy::Pad
+            });
+            let signal: Vec<f32> = (0..total).map(|index| index as f32 + 1.0).collect();
+            let mut windower = Windower::new(rate, &cfg).unwrap();
+            let mut ready = Vec::new();
+            for piece in signal.chunks(chunk) {
+                windower.push(piece, &mut ready);
+                // bounded: never more than a window plus one chunk buffered
+                prop_assert!(windower.buffer.len() as u64 <= window + chunk as u64);
+            }
+            let plan = windower.finish(&mut ready);
+            prop_assert_eq!(ready.len() as u64, plan.count());
+            for (window_out, planned) in ready.iter().zip(plan.windows()) {
+                prop_assert_eq!(window_out.index, planned.index);
+                prop_assert_eq!(window_out.start_sample, planned.start_sample);
+                prop_assert_eq!(window_out.padded, planned.padded);
+                prop_assert_eq!(window_out.overlapped, planned.overlapped);
+                prop_assert_eq!(window_out.samples.len() as u64, window);
+                let start = planned.start_sample as usize;
+                for (offset, value) in window_out.samples.iter().enumerate() {
+                    let expected = signal.get(start + offset).copied().unwrap_or(0.0);
+                    prop_assert_eq!(*value, expected);
+                }
+            }
+        }
+    }
+}
