@@ -435,3 +435,215 @@ pub fn normalize(values: &mut [f32], normalization: LogMelNormalization) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn noise(count: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..count)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn defaults_give_128_by_128_per_5_second_window_at_32_khz() {
+        let extractor = LogMelExtractor::new(32_000, &LogMelConfig::default()).unwrap();
+        assert_eq!(extractor.hop_samples(), 1_259);
+        let log_mel = extractor.extract(&noise(160_000, 1));
+        assert_eq!((log_mel.frames, log_mel.bins), (128, 128));
+        assert_eq!(log_mel.values.len(), 128 * 128);
+        assert!(log_mel.values.iter().all(|value| value.is_finite()));
+    }
+
+    #[test]
+    fn slaney_mel_scale_matches_known_values() {
+        // librosa.hz_to_mel(1000.0) == 15.0, hz_to_mel(440.0) == 6.6, hz_to_mel(8000.0) == 45.245640471924965 (librosa 0.11)
+        assert!((hz_to_mel_slaney(1_000.0) - 15.0).abs() < 1e-12);
+        assert!((hz_to_mel_slaney(440.0) - 6.6).abs() < 1e-12);
+        assert!((hz_to_mel_slaney(8_000.0) - 45.245_640_471_924_965).abs() < 1e-9);
+        for frequency in [0.0, 50.0, 999.0, 1_000.0, 4_321.0, 16_000.0] {
+            assert!((mel_to_hz_slaney(hz_to_mel_slaney(frequency)) - frequency).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn filterbank_triangles_are_slaney_area_normalised() {
+        let bank = mel_filterbank(32_000, 2_048, 128, 0.0, 16_000.0);
+        assert_eq!(bank.len(), 128);
+        let bin_hz = 32_000.0 / 2_048.0;
+        for (index, row) in bank.iter().enumerate() {
+            assert_eq!(row.len(), 1_025);
+            assert!(row.iter().all(|&weight| weight >= 0.0));
+            assert!(row.iter().any(|&weight| weight > 0.0), "filter {index} is empty");
+            // Area normalisation: each triangle integrates to about 1 over frequency.
+            let area: f64 = row.iter().sum::<f64>() * bin_hz;
+            if index > 4 {
+                assert!((area - 1.0).abs() < 0.1, "filter {index} area {area}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_tone_lights_up_the_mel_bin_containing_it() {
+        let extractor = LogMelExtractor::new(32_000, &LogMelConfig::default()).unwrap();
+        let tone: Vec<f32> = (0..32_000)
+            .map(|index| (2.0 * std::f64::consts::PI * 2_000.0 * index as f64 / 32_000.0).sin() as f32)
+            .collect();
+        let log_mel = extractor.extract_decibels(&tone);
+        let middle_frame = log_mel.frames / 2;
+        let row = &log_mel.values[middle_frame * log_mel.bins..(middle_frame + 1) * log_mel.bins];
+        let loudest = row
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (bin, &value)| if value > best.1 { (bin, value) } else { best });
+        let edges: Vec<f64> = (0..130)
+            .map(|index| mel_to_hz_slaney(hz_to_mel_slaney(16_000.0) * index as f64 / 129.0))
+            .collect();
+        assert!(edges[loudest.0] < 2_000.0 && 2_000.0 < edges[loudest.0 + 2], "loudest bin {}", loudest.0);
+    }
+
+    #[test]
+    fn silence_gives_the_amin_floor_not_nan() {
+        let extractor = LogMelExtractor::new(32_000, &LogMelConfig::default()).unwrap();
+        let log_mel = extractor.extract_decibels(&vec![0.0; 16_000]);
+        assert!(log_mel.values.iter().all(|&value| (value + 100.0).abs() < 1e-4));
+        for normalization in [
+            LogMelNormalization::PerWindowMax,
+            LogMelNormalization::GlobalRef,
+            LogMelNormalization::Standardize,
+        ] {
+            let mut values = log_mel.values.clone();
+            normalize(&mut values, normalization);
+            assert!(values.iter().all(|value| value.is_finite()), "{normalization:?}");
+        }
+    }
+
+    #[test]
+    fn per_window_max_puts_the_peak_at_zero_db_and_keeps_top_db_of_range() {
+        let config = LogMelConfig::default();
+        let extractor = LogMelExtractor::new(32_000, &config).unwrap();
+        let signal: Vec<f32> = noise(160_000, 3).iter().map(|value| value * 0.01).collect();
+        let decibels = extractor.extract_decibels(&signal);
+        let normalised = extractor.extract(&signal);
+        let maximum = decibels.values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let normalised_maximum = normalised.values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let normalised_minimum = normalised.values.iter().copied().fold(f32::INFINITY, f32::min);
+        assert!(maximum < -5.0, "quiet noise should sit below 0 db re 1, got {maximum}");
+        assert_eq!(normalised_maximum, 0.0);
+        assert!(normalised_minimum >= -80.0 - 1e-4);
+        for (before, after) in decibels.values.iter().zip(&normalised.values) {
+            assert!((before - maximum - after).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn global_ref_keeps_absolute_levels_so_louder_input_reads_louder() {
+        let config = LogMelConfig {
+            normalization: LogMelNormalization::GlobalRef,
+            ..LogMelConfig::default()
+        };
+        let extractor = LogMelExtractor::new(32_000, &config).unwrap();
+        let quiet = noise(32_000, 5);
+        let loud: Vec<f32> = quiet.iter().map(|value| value * 10.0).collect();
+        let quiet_mel = extractor.extract(&quiet);
+        let loud_mel = extractor.extract(&loud);
+        assert_eq!(quiet_mel, extractor.extract_decibels(&quiet));
+        // x10 amplitude = +20 db in every bin (no clipping at this level)
+        for (quiet_value, loud_value) in quiet_mel.values.iter().zip(&loud_mel.values) {
+            assert!((loud_value - quiet_value - 20.0).abs() < 1e-3);
+        }
+    }
+
+    #[test]
+    fn standardize_gives_zero_mean_and_unit_variance() {
+        let config = LogMelConfig {
+            normalization: LogMelNormalization::Standardize,
+            ..LogMelConfig::default()
+        };
+        let extractor = LogMelExtractor::new(32_000, &config).unwrap();
+        let log_mel = extractor.extract(&noise(160_000, 9));
+        let count = log_mel.values.len() as f64;
+        let mean = log_mel.values.iter().map(|&value| f64::from(value)).sum::<f64>() / count;
+        let variance = log_mel.values.iter().map(|&value| (f64::from(value) - mean).powi(2)).sum::<f64>() / count;
+        assert!(mean.abs() < 1e-4, "mean {mean}");
+        assert!((variance - 1.0).abs() < 1e-3, "variance {variance}");
+    }
+
+    #[test]
+    fn json_with_omitted_fields_equals_the_defaults() {
+        let empty: LogMelConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, LogMelConfig::default());
+        let normalization: LogMelConfig = serde_json::from_str(r#"{"normalization":"standardize"}"#).unwrap();
+        assert_eq!(normalization.normalization, LogMelNormalization::Standardize);
+        let text = serde_json::to_string(&LogMelConfig::default()).unwrap();
+        assert!(text.contains(r#""normalization":"per_window_max""#), "{text}");
+        assert!(serde_json::from_str::<LogMelConfig>(r#"{"n_mels":64}"#).is_err());
+    }
+
+    #[test]
+    fn invalid_configurations_are_rejected() {
+        let base = LogMelConfig::default();
+        let cases = [
+            LogMelConfig { mel_bins: 0, ..base.clone() },
+            LogMelConfig { n_fft: 1, ..base.clone() },
+            LogMelConfig { fmin_hz: 9_000.0, fmax_hz: Some(8_000.0), ..base.clone() },
+            LogMelConfig { fmax_hz: Some(20_000.0), ..base.clone() },
+            LogMelConfig { power: 0.0, ..base.clone() },
+            LogMelConfig { db_reference: -1.0, ..base.clone() },
+            LogMelConfig { amin: 0.0, ..base.clone() },
+            LogMelConfig { top_db: Some(-3.0), ..base.clone() },
+            LogMelConfig { hop_length: Some(0), ..base.clone() },
+            LogMelConfig { frames_per_window: 1, ..base.clone() },
+            LogMelConfig { frames_per_window: 100_000, ..base.clone() },
+        ];
+        for case in cases {
+            assert!(
+                matches!(LogMelExtractor::new(32_000, &case), Err(AudioError::InvalidLogMelConfig { .. })),
+                "{case:?} should be rejected"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn frame_count_follows_librosa_centring_for_any_length_and_hop(
+            length in 0usize..20_000,
+            hop in 1usize..3_000,
+            n_fft_power in 6u32..12,
+        ) {
+            let n_fft = 1usize << n_fft_power;
+            let config = LogMelConfig { n_fft, hop_length: Some(hop), mel_bins: 16, ..LogMelConfig::default() };
+            let extractor = LogMelExtractor::new(16_000, &config).unwrap();
+            let log_mel = extractor.extract(&noise(length, length as u64));
+            prop_assert_eq!(log_mel.frames, 1 + length / hop);
+            prop_assert_eq!(log_mel.bins, 16);
+            prop_assert_eq!(log_mel.values.len(), log_mel.frames * 16);
+            prop_assert!(log_mel.values.iter().all(|value| value.is_finite()));
+        }
+
+        #[test]
+        fn derived_hop_gives_exactly_the_requested_frames_per_window(
+            frames in 2usize..400,
+            rate_index in 0usize..3,
+            seconds in 1.0f64..10.0,
+        ) {
+            let rate = [16_000u32, 32_000, 48_000][rate_index];
+            let config = LogMelConfig { frames_per_window: frames, window_seconds: seconds, ..LogMelConfig::default() };
+            let window_samples = (seconds * f64::from(rate)).round() as usize;
+            if let Ok(hop) = config.hop_samples(rate) {
+                prop_assert_eq!(centred_frame_count(window_samples, config.n_fft, hop), frames);
+            } else {
+                // only refused when the frames cannot fit
+                prop_assert!(window_samples < frames * frames);
+            }
+        }
+    }
+}
