@@ -128,7 +128,7 @@ FIXTURE_UNITS = {
     "wav_pcm32_mono_8k.wav": (8000, ["grunts", "down"], 1, ("WAV", "PCM_32")),
     "wav_u8_mono_8k.wav": (8000, ["down", "grunts"], 1, ("WAV", "PCM_U8")),
     "wav_f32_mono_8k.wav": (8000, ["noise", "moan"], 1, ("WAV", "FLOAT")),
-    "wav_f64_mono_8k.wav": (8000, ["up", "noise"], 1, ("WAV", "DOUBLE")),
+    "wav_f64_mono_8k.wav": (8000, ["up"], 1, ("WAV", "DOUBLE")),
     "wav_pcm16_stereo_11k.wav": (11025, ["grunts", "moan"], 2, ("WAV", "PCM_16")),
     "wav_extensible_pcm16_stereo_8k.wav": (8000, ["down", "up"], 2, ("WAVEX", "PCM_16")),
     "flac16_mono_16k.flac": (16000, ["moan", "grunts", "up"], 1, ("FLAC", "PCM_16")),
@@ -137,7 +137,7 @@ FIXTURE_UNITS = {
 
 # MP3s: name -> (sample rate, units, channels, lame arguments)
 MP3_FIXTURES = {
-    "mp3_cbr_stereo_44k.mp3": (44100, ["up", "grunts", "moan"], 2, ["-b", "96", "--cbr"]),
+    "mp3_cbr_stereo_44k.mp3": (44100, ["up", "grunts", "moan"], 2, ["-b", "128", "--cbr", "--resample", "44.1"]),
     "mp3_vbr_id3_mono_22k.mp3": (
         22050,
         ["down", "moan", "noise"],

@@ -402,6 +402,34 @@ impl DecodedAudio {
         }
     }
 
+    /// At a clean end of stream: if the header announced clearly more audio than was decoded, the
+    /// file was cut short (or damaged data was dropped), so say so.
+    fn check_for_missing_tail(&mut self) {
+        let Some(announced) = self.probe.frame_count else {
+            return;
+        };
+        let tolerance = if self.probe.frame_count_is_estimate {
+            // MP3 counts can be estimates: allow two frames or 1 %, whichever is more.
+            (2 * 1_152).max(announced / 100)
+        } else {
+            0
+        };
+        if self.frames_decoded + tolerance < announced {
+            let rate = f64::from(self.probe.sample_rate);
+            let reason = format!(
+                "the file ended after {:.3} s of the {:.3} s its header announces; it is probably truncated \
+                 (a recording cut off mid-write) or had damaged data dropped; the audio before this point is usable",
+                self.frames_decoded as f64 / rate,
+                announced as f64 / rate
+            );
+            self.warnings.push(DecodeWarning {
+                seconds_decoded: self.seconds_decoded(),
+                byte_offset: Some(self.bytes_read.load(Ordering::Relaxed)),
+                reason,
+            });
+        }
+    }
+
     /// Seek so that the next chunk starts at or before `frame` (native rate). Returns the frame
     /// the next chunk will start at. Falls back to decoding from the start when the container
     /// cannot seek.
@@ -436,6 +464,7 @@ impl DecodedAudio {
                 Ok(Some(packet)) => packet,
                 Ok(None) => {
                     self.finished = true;
+                    self.check_for_missing_tail();
                     return Ok(None);
                 }
                 Err(SymphoniaError::IoError(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {

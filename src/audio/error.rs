@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 /// Messages are lowercase, name the file, and say what a person can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {
-    #[error("could not read {path}: {source}; check that the file exists and is readable")]
+    #[error(
+        "could not read {path}: {}; check that the file exists and is readable",
+        .source.to_string().to_lowercase()
+    )]
     Io {
         path: PathBuf,
         #[source]
