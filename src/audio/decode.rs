@@ -221,7 +221,11 @@ fn open_container(path: &Path) -> Result<OpenedContainer, AudioError> {
         path: path.to_path_buf(),
     })?;
     check_sample_rate(path, sample_rate)?;
-    let channels = parameters.channels.as_ref().map(|channels| channels.count()).unwrap_or(0);
+    let channels = parameters
+        .channels
+        .as_ref()
+        .map(|channels| channels.count())
+        .unwrap_or(0);
     if channels == 0 {
         return Err(AudioError::ZeroChannels {
             path: path.to_path_buf(),
@@ -232,7 +236,9 @@ fn open_container(path: &Path) -> Result<OpenedContainer, AudioError> {
         reason: format!("{channels} channels is not plausible"),
     })?;
     let frame_count = track.num_frames;
-    let duration_seconds = frame_count.map(|frames| frames as f64 / f64::from(sample_rate)).unwrap_or(0.0);
+    let duration_seconds = frame_count
+        .map(|frames| frames as f64 / f64::from(sample_rate))
+        .unwrap_or(0.0);
     let format_name = reader.format_info().short_name;
     let probe = AudioProbe {
         duration_seconds,

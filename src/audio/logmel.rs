@@ -253,7 +253,10 @@ impl LogMelExtractor {
             return Err(invalid("mel_bins must be at least 1".to_string()));
         }
         if config.n_fft < 2 || config.n_fft > 1 << 20 {
-            return Err(invalid(format!("n_fft must be between 2 and 1048576, got {}", config.n_fft)));
+            return Err(invalid(format!(
+                "n_fft must be between 2 and 1048576, got {}",
+                config.n_fft
+            )));
         }
         let nyquist = f64::from(sample_rate) / 2.0;
         let fmax = config.fmax_hz.unwrap_or(nyquist);
@@ -295,7 +298,11 @@ impl LogMelExtractor {
             .into_iter()
             .map(|row| {
                 let first = row.iter().position(|&weight| weight > 0.0).unwrap_or(0);
-                let last = row.iter().rposition(|&weight| weight > 0.0).map(|at| at + 1).unwrap_or(0);
+                let last = row
+                    .iter()
+                    .rposition(|&weight| weight > 0.0)
+                    .map(|at| at + 1)
+                    .unwrap_or(0);
                 MelFilter {
                     first_fft_bin: first,
                     weights: row.get(first..last.max(first)).map(<[f64]>::to_vec).unwrap_or_default(),
@@ -365,7 +372,11 @@ impl LogMelExtractor {
             let power = self.config.power;
             for (target, value) in power_spectrum.iter_mut().zip(&spectrum) {
                 let squared = value.norm_sqr();
-                *target = if power == 2.0 { squared } else { squared.sqrt().powf(power) };
+                *target = if power == 2.0 {
+                    squared
+                } else {
+                    squared.sqrt().powf(power)
+                };
             }
             let row = &mut output[frame * bins..(frame + 1) * bins];
             for (target, filter) in row.iter_mut().zip(&self.filters) {
@@ -445,7 +456,9 @@ mod tests {
         let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (0..count)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
             })
             .collect()
@@ -498,14 +511,19 @@ mod tests {
         let log_mel = extractor.extract_decibels(&tone);
         let middle_frame = log_mel.frames / 2;
         let row = &log_mel.values[middle_frame * log_mel.bins..(middle_frame + 1) * log_mel.bins];
-        let loudest = row
-            .iter()
-            .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (bin, &value)| if value > best.1 { (bin, value) } else { best });
+        let loudest =
+            row.iter().enumerate().fold(
+                (0, f32::NEG_INFINITY),
+                |best, (bin, &value)| if value > best.1 { (bin, value) } else { best },
+            );
         let edges: Vec<f64> = (0..130)
             .map(|index| mel_to_hz_slaney(hz_to_mel_slaney(16_000.0) * index as f64 / 129.0))
             .collect();
-        assert!(edges[loudest.0] < 2_000.0 && 2_000.0 < edges[loudest.0 + 2], "loudest bin {}", loudest.0);
+        assert!(
+            edges[loudest.0] < 2_000.0 && 2_000.0 < edges[loudest.0 + 2],
+            "loudest bin {}",
+            loudest.0
+        );
     }
 
     #[test]
@@ -570,7 +588,12 @@ mod tests {
         let log_mel = extractor.extract(&noise(160_000, 9));
         let count = log_mel.values.len() as f64;
         let mean = log_mel.values.iter().map(|&value| f64::from(value)).sum::<f64>() / count;
-        let variance = log_mel.values.iter().map(|&value| (f64::from(value) - mean).powi(2)).sum::<f64>() / count;
+        let variance = log_mel
+            .values
+            .iter()
+            .map(|&value| (f64::from(value) - mean).powi(2))
+            .sum::<f64>()
+            / count;
         assert!(mean.abs() < 1e-4, "mean {mean}");
         assert!((variance - 1.0).abs() < 1e-3, "variance {variance}");
     }
@@ -590,21 +613,58 @@ mod tests {
     fn invalid_configurations_are_rejected() {
         let base = LogMelConfig::default();
         let cases = [
-            LogMelConfig { mel_bins: 0, ..base.clone() },
-            LogMelConfig { n_fft: 1, ..base.clone() },
-            LogMelConfig { fmin_hz: 9_000.0, fmax_hz: Some(8_000.0), ..base.clone() },
-            LogMelConfig { fmax_hz: Some(20_000.0), ..base.clone() },
-            LogMelConfig { power: 0.0, ..base.clone() },
-            LogMelConfig { db_reference: -1.0, ..base.clone() },
-            LogMelConfig { amin: 0.0, ..base.clone() },
-            LogMelConfig { top_db: Some(-3.0), ..base.clone() },
-            LogMelConfig { hop_length: Some(0), ..base.clone() },
-            LogMelConfig { frames_per_window: 1, ..base.clone() },
-            LogMelConfig { frames_per_window: 100_000, ..base.clone() },
+            LogMelConfig {
+                mel_bins: 0,
+                ..base.clone()
+            },
+            LogMelConfig {
+                n_fft: 1,
+                ..base.clone()
+            },
+            LogMelConfig {
+                fmin_hz: 9_000.0,
+                fmax_hz: Some(8_000.0),
+                ..base.clone()
+            },
+            LogMelConfig {
+                fmax_hz: Some(20_000.0),
+                ..base.clone()
+            },
+            LogMelConfig {
+                power: 0.0,
+                ..base.clone()
+            },
+            LogMelConfig {
+                db_reference: -1.0,
+                ..base.clone()
+            },
+            LogMelConfig {
+                amin: 0.0,
+                ..base.clone()
+            },
+            LogMelConfig {
+                top_db: Some(-3.0),
+                ..base.clone()
+            },
+            LogMelConfig {
+                hop_length: Some(0),
+                ..base.clone()
+            },
+            LogMelConfig {
+                frames_per_window: 1,
+                ..base.clone()
+            },
+            LogMelConfig {
+                frames_per_window: 100_000,
+                ..base.clone()
+            },
         ];
         for case in cases {
             assert!(
-                matches!(LogMelExtractor::new(32_000, &case), Err(AudioError::InvalidLogMelConfig { .. })),
+                matches!(
+                    LogMelExtractor::new(32_000, &case),
+                    Err(AudioError::InvalidLogMelConfig { .. })
+                ),
                 "{case:?} should be rejected"
             );
         }

@@ -110,11 +110,7 @@ impl StreamingResampler {
         }
         self.pending_input.extend_from_slice(input);
         let mut consumed = 0;
-        loop {
-            let needed = match &self.engine {
-                Some(engine) => engine.input_frames_next(),
-                None => break,
-            };
+        while let Some(needed) = self.engine.as_ref().map(|engine| engine.input_frames_next()) {
             if self.pending_input.len() - consumed < needed {
                 break;
             }
@@ -273,8 +269,14 @@ mod tests {
             let level = amplitude_at(centre, 32_000, frequency);
             // a neighbouring frequency 5 Hz off should carry almost nothing: the tone did not move
             let neighbour = amplitude_at(centre, 32_000, frequency + 5.0);
-            assert!((level - 0.5).abs() < 0.005, "{input_rate} hz, {frequency} hz tone: level {level}");
-            assert!(neighbour < 0.02, "{input_rate} hz, {frequency} hz tone leaked {neighbour} 5 hz away");
+            assert!(
+                (level - 0.5).abs() < 0.005,
+                "{input_rate} hz, {frequency} hz tone: level {level}"
+            );
+            assert!(
+                neighbour < 0.02,
+                "{input_rate} hz, {frequency} hz tone leaked {neighbour} 5 hz away"
+            );
         }
     }
 
@@ -315,12 +317,20 @@ mod tests {
     /// `--nocapture`; asserted at >= 60 dB.
     #[test]
     fn a_tone_above_the_new_nyquist_is_suppressed_by_at_least_60_db() {
-        for (input_rate, frequency) in [(44_100, 17_000.0), (44_100, 20_000.0), (48_000, 18_000.0), (96_000, 30_000.0)] {
+        for (input_rate, frequency) in [
+            (44_100, 17_000.0),
+            (44_100, 20_000.0),
+            (48_000, 18_000.0),
+            (96_000, 30_000.0),
+        ] {
             let input = tone(input_rate, frequency, 1.0, 0.5);
             let output = resample_all(&input, input_rate, 32_000).unwrap();
             let suppression_db = 20.0 * (rms(middle(&input, input_rate)) / rms(middle(&output, 32_000))).log10();
             println!("{input_rate} hz -> 32000 hz: {frequency} hz tone suppressed by {suppression_db:.1} db");
-            assert!(suppression_db >= 60.0, "{frequency} hz only suppressed by {suppression_db:.1} db");
+            assert!(
+                suppression_db >= 60.0,
+                "{frequency} hz only suppressed by {suppression_db:.1} db"
+            );
         }
     }
 
@@ -346,8 +356,14 @@ mod tests {
 
     #[test]
     fn zero_rates_are_rejected() {
-        assert!(matches!(StreamingResampler::new(0, 32_000), Err(AudioError::Resampler { .. })));
-        assert!(matches!(StreamingResampler::new(32_000, 0), Err(AudioError::Resampler { .. })));
+        assert!(matches!(
+            StreamingResampler::new(0, 32_000),
+            Err(AudioError::Resampler { .. })
+        ));
+        assert!(matches!(
+            StreamingResampler::new(32_000, 0),
+            Err(AudioError::Resampler { .. })
+        ));
     }
 
     proptest! {

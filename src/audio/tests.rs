@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use super::*;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/audio").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/audio")
+        .join(name)
 }
 
 struct Expected {
@@ -20,18 +22,102 @@ struct Expected {
 }
 
 const GOOD_FIXTURES: &[Expected] = &[
-    Expected { name: "wav_pcm16_mono_16k.wav", sample_rate: 16_000, channels: 1, codec: "pcm_s16le", extension: "wav", seconds: 20.0 },
-    Expected { name: "wav_pcm24_mono_8k.wav", sample_rate: 8_000, channels: 1, codec: "pcm_s24le", extension: "wav", seconds: 10.0 },
-    Expected { name: "wav_pcm32_mono_8k.wav", sample_rate: 8_000, channels: 1, codec: "pcm_s32le", extension: "wav", seconds: 10.0 },
-    Expected { name: "wav_u8_mono_8k.wav", sample_rate: 8_000, channels: 1, codec: "pcm_u8", extension: "wav", seconds: 10.0 },
-    Expected { name: "wav_f32_mono_8k.wav", sample_rate: 8_000, channels: 1, codec: "pcm_f32le", extension: "wav", seconds: 10.0 },
-    Expected { name: "wav_f64_mono_8k.wav", sample_rate: 8_000, channels: 1, codec: "pcm_f64le", extension: "wav", seconds: 5.0 },
-    Expected { name: "wav_pcm16_stereo_11k.wav", sample_rate: 11_025, channels: 2, codec: "pcm_s16le", extension: "wav", seconds: 10.0 },
-    Expected { name: "wav_extensible_pcm16_stereo_8k.wav", sample_rate: 8_000, channels: 2, codec: "pcm_s16le", extension: "wav", seconds: 10.0 },
-    Expected { name: "flac16_mono_16k.flac", sample_rate: 16_000, channels: 1, codec: "flac", extension: "flac", seconds: 15.0 },
-    Expected { name: "flac24_mono_22k.flac", sample_rate: 22_050, channels: 1, codec: "flac", extension: "flac", seconds: 10.0 },
-    Expected { name: "mp3_cbr_stereo_44k.mp3", sample_rate: 44_100, channels: 2, codec: "mp3", extension: "mp3", seconds: 15.0 },
-    Expected { name: "mp3_vbr_id3_mono_22k.mp3", sample_rate: 22_050, channels: 1, codec: "mp3", extension: "mp3", seconds: 15.0 },
+    Expected {
+        name: "wav_pcm16_mono_16k.wav",
+        sample_rate: 16_000,
+        channels: 1,
+        codec: "pcm_s16le",
+        extension: "wav",
+        seconds: 20.0,
+    },
+    Expected {
+        name: "wav_pcm24_mono_8k.wav",
+        sample_rate: 8_000,
+        channels: 1,
+        codec: "pcm_s24le",
+        extension: "wav",
+        seconds: 10.0,
+    },
+    Expected {
+        name: "wav_pcm32_mono_8k.wav",
+        sample_rate: 8_000,
+        channels: 1,
+        codec: "pcm_s32le",
+        extension: "wav",
+        seconds: 10.0,
+    },
+    Expected {
+        name: "wav_u8_mono_8k.wav",
+        sample_rate: 8_000,
+        channels: 1,
+        codec: "pcm_u8",
+        extension: "wav",
+        seconds: 10.0,
+    },
+    Expected {
+        name: "wav_f32_mono_8k.wav",
+        sample_rate: 8_000,
+        channels: 1,
+        codec: "pcm_f32le",
+        extension: "wav",
+        seconds: 10.0,
+    },
+    Expected {
+        name: "wav_f64_mono_8k.wav",
+        sample_rate: 8_000,
+        channels: 1,
+        codec: "pcm_f64le",
+        extension: "wav",
+        seconds: 5.0,
+    },
+    Expected {
+        name: "wav_pcm16_stereo_11k.wav",
+        sample_rate: 11_025,
+        channels: 2,
+        codec: "pcm_s16le",
+        extension: "wav",
+        seconds: 10.0,
+    },
+    Expected {
+        name: "wav_extensible_pcm16_stereo_8k.wav",
+        sample_rate: 8_000,
+        channels: 2,
+        codec: "pcm_s16le",
+        extension: "wav",
+        seconds: 10.0,
+    },
+    Expected {
+        name: "flac16_mono_16k.flac",
+        sample_rate: 16_000,
+        channels: 1,
+        codec: "flac",
+        extension: "flac",
+        seconds: 15.0,
+    },
+    Expected {
+        name: "flac24_mono_22k.flac",
+        sample_rate: 22_050,
+        channels: 1,
+        codec: "flac",
+        extension: "flac",
+        seconds: 10.0,
+    },
+    Expected {
+        name: "mp3_cbr_stereo_44k.mp3",
+        sample_rate: 44_100,
+        channels: 2,
+        codec: "mp3",
+        extension: "mp3",
+        seconds: 15.0,
+    },
+    Expected {
+        name: "mp3_vbr_id3_mono_22k.mp3",
+        sample_rate: 22_050,
+        channels: 1,
+        codec: "mp3",
+        extension: "mp3",
+        seconds: 15.0,
+    },
 ];
 
 fn decode_all(path: &Path) -> (Vec<f32>, Vec<DecodeWarning>) {
@@ -81,7 +167,10 @@ fn wav_bytes(format_tag: u16, channels: u16, rate: u32, bits: u16, payload: &[u8
 fn raw_pcm16(path: &Path) -> Vec<i16> {
     let bytes = std::fs::read(path).unwrap();
     let data = bytes.windows(4).position(|tag| tag == b"data").unwrap() + 8;
-    bytes[data..].chunks_exact(2).map(|pair| i16::from_le_bytes([pair[0], pair[1]])).collect()
+    bytes[data..]
+        .chunks_exact(2)
+        .map(|pair| i16::from_le_bytes([pair[0], pair[1]]))
+        .collect()
 }
 
 #[test]
@@ -109,7 +198,11 @@ fn decoding_every_fixture_gives_its_duration_at_the_right_level_without_warnings
         let (samples, warnings) = decode_all(&fixture(expected.name));
         let seconds = samples.len() as f64 / f64::from(expected.sample_rate);
         let tolerance = if expected.codec == "mp3" { 0.06 } else { 1e-9 };
-        assert!((seconds - expected.seconds).abs() <= tolerance, "{}: {seconds} s", expected.name);
+        assert!(
+            (seconds - expected.seconds).abs() <= tolerance,
+            "{}: {seconds} s",
+            expected.name
+        );
         assert!(warnings.is_empty(), "{}: {warnings:?}", expected.name);
         assert!(samples.iter().all(|value| value.is_finite()));
         // The generator normalises every file to a peak of 0.5; a wrong sample-format scale
@@ -130,7 +223,10 @@ fn pcm16_decodes_bit_exactly_and_stereo_is_averaged_to_mono() {
     let (decoded, _) = decode_all(&mono_path);
     let raw = raw_pcm16(&mono_path);
     assert_eq!(decoded.len(), raw.len());
-    assert!(decoded.iter().zip(&raw).all(|(got, &want)| *got == f32::from(want) / 32_768.0));
+    assert!(decoded
+        .iter()
+        .zip(&raw)
+        .all(|(got, &want)| *got == f32::from(want) / 32_768.0));
 
     for name in ["wav_pcm16_stereo_11k.wav", "wav_extensible_pcm16_stereo_8k.wav"] {
         let path = fixture(name);
@@ -153,7 +249,11 @@ fn every_fixture_streams_its_planned_5_second_windows_at_32_khz() {
         let total = stream.final_plan().unwrap().total_samples;
         assert_eq!(
             total,
-            resampled_length(stream.probe().frame_count.unwrap(), expected.sample_rate, PERCH_SAMPLE_RATE),
+            resampled_length(
+                stream.probe().frame_count.unwrap(),
+                expected.sample_rate,
+                PERCH_SAMPLE_RATE
+            ),
             "{}",
             expected.name
         );
@@ -162,10 +262,19 @@ fn every_fixture_streams_its_planned_5_second_windows_at_32_khz() {
             assert_eq!(window.samples.len(), 160_000, "{}", expected.name);
             assert_eq!(window.start_seconds, window.start_sample as f64 / 32_000.0);
             assert!(!window.padded);
-            assert!(rms(&window.samples) > 0.001, "{} window {index} is silent", expected.name);
+            assert!(
+                rms(&window.samples) > 0.001,
+                "{} window {index} is silent",
+                expected.name
+            );
             assert!(peak(&window.samples) < 1.0);
         }
-        assert!(stream.warnings().is_empty(), "{}: {:?}", expected.name, stream.warnings());
+        assert!(
+            stream.warnings().is_empty(),
+            "{}: {:?}",
+            expected.name,
+            stream.warnings()
+        );
     }
 }
 
@@ -191,7 +300,9 @@ fn twenty_second_file_gives_four_back_to_back_windows_and_overlap_gives_more() {
 fn same_rate_file_passes_through_untouched() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("native_32k.wav");
-    let values: Vec<i16> = (0..7 * 32_000).map(|index: i32| ((index * 37) % 20_000 - 10_000) as i16).collect();
+    let values: Vec<i16> = (0..7 * 32_000)
+        .map(|index: i32| ((index * 37) % 20_000 - 10_000) as i16)
+        .collect();
     let payload: Vec<u8> = values.iter().flat_map(|value| value.to_le_bytes()).collect();
     std::fs::write(&path, wav_bytes(1, 1, 32_000, 16, &payload)).unwrap();
     let (windows, _) = collect_windows(&path, &WindowConfig::default());
@@ -210,7 +321,10 @@ fn same_rate_file_passes_through_untouched() {
 fn truncated_mp3_yields_its_good_windows_and_a_warning() {
     let (windows, stream) = collect_windows(&fixture("truncated.mp3"), &WindowConfig::default());
     let decoded_seconds = stream.final_plan().unwrap().total_samples as f64 / 32_000.0;
-    assert!((8.0..10.0).contains(&decoded_seconds), "decoded {decoded_seconds} s of 15");
+    assert!(
+        (8.0..10.0).contains(&decoded_seconds),
+        "decoded {decoded_seconds} s of 15"
+    );
     assert_eq!(windows.len(), 2);
     assert!(windows[1].overlapped);
     assert!(windows.iter().all(|window| rms(&window.samples) > 0.005));
@@ -269,17 +383,31 @@ fn mp3_with_damaged_middle_keeps_going_and_warns() {
     assert!(windows.iter().all(|window| rms(&window.samples) > 0.005));
     let warnings = stream.warnings();
     assert!(!warnings.is_empty());
-    assert!(warnings.iter().all(|warning| matches!(warning, AudioWarning::Decode(_))));
-    println!("{}", warnings.iter().map(AudioWarning::message).collect::<Vec<_>>().join("\n"));
+    assert!(warnings
+        .iter()
+        .all(|warning| matches!(warning, AudioWarning::Decode(_))));
+    println!(
+        "{}",
+        warnings
+            .iter()
+            .map(AudioWarning::message)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 #[test]
 fn bad_files_give_typed_errors_that_name_the_file() {
-    let cases: Vec<(&str, fn(&AudioError) -> bool)> = vec![
+    type ErrorCheck = fn(&AudioError) -> bool;
+    let cases: Vec<(&str, ErrorCheck)> = vec![
         ("empty.wav", |error| matches!(error, AudioError::EmptyFile { .. })),
         ("not_audio.wav", |error| matches!(error, AudioError::NotAudio { .. })),
-        ("corrupt_header.wav", |error| matches!(error, AudioError::CorruptHeader { .. })),
-        ("zero_channels.wav", |error| matches!(error, AudioError::ZeroChannels { .. })),
+        ("corrupt_header.wav", |error| {
+            matches!(error, AudioError::CorruptHeader { .. })
+        }),
+        ("zero_channels.wav", |error| {
+            matches!(error, AudioError::ZeroChannels { .. })
+        }),
         ("absurd_rate.wav", |error| {
             matches!(error, AudioError::AbsurdSampleRate { sample_rate: 200, .. })
         }),
@@ -320,7 +448,9 @@ fn nan_samples_are_an_error_naming_the_sample_time() {
     let payload: Vec<u8> = values.iter().flat_map(|value| value.to_le_bytes()).collect();
     std::fs::write(&path, wav_bytes(3, 1, 16_000, 32, &payload)).unwrap();
     let results: Vec<Result<Window, AudioError>> =
-        WindowStream::open(&path, PERCH_SAMPLE_RATE, &WindowConfig::default()).unwrap().collect();
+        WindowStream::open(&path, PERCH_SAMPLE_RATE, &WindowConfig::default())
+            .unwrap()
+            .collect();
     let error = results.into_iter().find_map(Result::err).expect("an error");
     match &error {
         AudioError::NonFiniteSamples {
@@ -345,7 +475,13 @@ fn nan_samples_are_an_error_naming_the_sample_time() {
             Err(error) => break error,
         }
     };
-    assert!(matches!(error, AudioError::NonFiniteSamples { sample_index: 40_000, .. }));
+    assert!(matches!(
+        error,
+        AudioError::NonFiniteSamples {
+            sample_index: 40_000,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -376,7 +512,11 @@ fn read_samples_range_matches_the_same_span_of_a_full_decode() {
         }
         // past the end: what is there, then nothing
         let tail = read_samples_range(&path, all.len() as f64 / rate - 0.25, 1.0).unwrap();
-        assert!((tail.len() as f64 - 0.25 * rate).abs() <= 1.0, "{name}: tail {}", tail.len());
+        assert!(
+            (tail.len() as f64 - 0.25 * rate).abs() <= 1.0,
+            "{name}: tail {}",
+            tail.len()
+        );
     }
     assert!(matches!(
         read_samples_range(&fixture("wav_pcm16_mono_16k.wav"), -1.0, 1.0),
@@ -386,8 +526,12 @@ fn read_samples_range_matches_the_same_span_of_a_full_decode() {
 
 #[test]
 fn log_mel_window_stream_gives_128_by_128_per_window() {
-    let windows =
-        WindowStream::open(&fixture("flac16_mono_16k.flac"), PERCH_SAMPLE_RATE, &WindowConfig::default()).unwrap();
+    let windows = WindowStream::open(
+        &fixture("flac16_mono_16k.flac"),
+        PERCH_SAMPLE_RATE,
+        &WindowConfig::default(),
+    )
+    .unwrap();
     let extractor = LogMelExtractor::new(PERCH_SAMPLE_RATE, &LogMelConfig::default()).unwrap();
     let features: Vec<FeatureWindow> = LogMelWindowStream::new(windows, extractor)
         .unwrap()
@@ -401,7 +545,12 @@ fn log_mel_window_stream_gives_128_by_128_per_window() {
     }
     // the three 5 s units are different call types, so their spectrograms differ clearly
     let distance = |a: &LogMel, b: &LogMel| -> f64 {
-        a.values.iter().zip(&b.values).map(|(x, y)| f64::from(x - y).abs()).sum::<f64>() / a.values.len() as f64
+        a.values
+            .iter()
+            .zip(&b.values)
+            .map(|(x, y)| f64::from(x - y).abs())
+            .sum::<f64>()
+            / a.values.len() as f64
     };
     assert!(distance(&features[0].log_mel, &features[1].log_mel) > 3.0);
     assert!(distance(&features[1].log_mel, &features[2].log_mel) > 3.0);
@@ -494,6 +643,8 @@ fn log_mel_agrees_with_librosa_references_within_a_hundredth_of_a_db() {
         assert!(worst < 0.01, "{}: max difference {worst} db", case.name);
     }
     // the defaults reproduce the default reference's hop without being told
-    let default_hop = LogMelExtractor::new(32_000, &LogMelConfig::default()).unwrap().hop_samples();
+    let default_hop = LogMelExtractor::new(32_000, &LogMelConfig::default())
+        .unwrap()
+        .hop_samples();
     assert_eq!(default_hop, manifest.cases[0].hop_length);
 }

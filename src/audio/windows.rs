@@ -67,7 +67,9 @@ impl WindowConfig {
             )));
         }
         if !hop_seconds.is_finite() || hop_seconds <= 0.0 {
-            return Err(invalid(format!("hop_seconds must be a positive number, got {hop_seconds}")));
+            return Err(invalid(format!(
+                "hop_seconds must be a positive number, got {hop_seconds}"
+            )));
         }
         if hop_seconds > self.window_seconds {
             return Err(invalid(format!(
@@ -89,7 +91,10 @@ impl WindowConfig {
             )));
         }
         if window > 1e12 {
-            return Err(invalid(format!("window_seconds {} is absurdly long", self.window_seconds)));
+            return Err(invalid(format!(
+                "window_seconds {} is absurdly long",
+                self.window_seconds
+            )));
         }
         Ok(WindowSamples {
             window: window as u64,
@@ -322,12 +327,7 @@ impl Windower {
         }
         self.finished = true;
         for planned in plan.windows().skip(self.next_regular_index as usize) {
-            ready.push(self.make_window(
-                planned.index,
-                planned.start_sample,
-                planned.padded,
-                planned.overlapped,
-            ));
+            ready.push(self.make_window(planned.index, planned.start_sample, planned.padded, planned.overlapped));
         }
         self.next_regular_index = plan.count();
         self.buffer.clear();
