@@ -67,6 +67,13 @@ pub enum AudioError {
     #[error("invalid log-mel configuration: {reason}")]
     InvalidLogMelConfig { reason: String },
 
+    #[error("the target sample rate {sample_rate} hz is outside {minimum}..={maximum} hz; perch models expect 32000")]
+    InvalidTargetSampleRate {
+        sample_rate: u32,
+        minimum: u32,
+        maximum: u32,
+    },
+
     #[error("cannot resample from {input_rate} hz to {output_rate} hz: {reason}")]
     Resampler {
         input_rate: u32,

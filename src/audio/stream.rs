@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
-use super::decode::{check_sample_rate, AudioProbe, DecodedAudio};
+use super::decode::{AudioProbe, DecodedAudio, MAXIMUM_SAMPLE_RATE, MINIMUM_SAMPLE_RATE};
 use super::error::{AudioError, AudioWarning};
 use super::logmel::{LogMel, LogMelExtractor};
 use super::resample::{resampled_length, StreamingResampler};
@@ -47,7 +47,13 @@ impl WindowStream {
     /// Fails early, before any decoding, on unreadable files, unsupported formats, damaged headers
     /// and invalid window configurations.
     pub fn open(path: &Path, target_sample_rate: u32, config: &WindowConfig) -> Result<Self, AudioError> {
-        check_sample_rate(Path::new("the target sample rate"), target_sample_rate)?;
+        if !(MINIMUM_SAMPLE_RATE..=MAXIMUM_SAMPLE_RATE).contains(&target_sample_rate) {
+            return Err(AudioError::InvalidTargetSampleRate {
+                sample_rate: target_sample_rate,
+                minimum: MINIMUM_SAMPLE_RATE,
+                maximum: MAXIMUM_SAMPLE_RATE,
+            });
+        }
         let windower = Windower::new(target_sample_rate, config)?;
         let decoded = DecodedAudio::open(path)?;
         let native_rate = decoded.sample_rate();

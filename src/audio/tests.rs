@@ -440,6 +440,14 @@ fn absurd_rates_are_rejected_from_the_header_bytes() {
 }
 
 #[test]
+fn absurd_target_rate_is_rejected_before_decoding() {
+    for rate in [0, 999, 1_000_001] {
+        let error = WindowStream::open(&fixture("wav_pcm16_mono_16k.wav"), rate, &WindowConfig::default()).unwrap_err();
+        assert!(matches!(error, AudioError::InvalidTargetSampleRate { sample_rate, .. } if sample_rate == rate));
+    }
+}
+
+#[test]
 fn nan_samples_are_an_error_naming_the_sample_time() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("nan.wav");

@@ -280,10 +280,10 @@ impl Windower {
     }
 
     fn make_window(&self, index: u64, start_sample: u64, padded: bool, overlapped: bool) -> Window {
-        let from = (start_sample - self.buffer_start) as usize;
+        let from = (start_sample.saturating_sub(self.buffer_start) as usize).min(self.buffer.len());
         let to = (from + self.window as usize).min(self.buffer.len());
         let mut samples = Vec::with_capacity(self.window as usize);
-        samples.extend_from_slice(&self.buffer[from..to]);
+        samples.extend_from_slice(self.buffer.get(from..to).unwrap_or(&[]));
         samples.resize(self.window as usize, 0.0);
         Window {
             index,

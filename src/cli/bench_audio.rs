@@ -119,14 +119,14 @@ fn bench_full_stream(path: &std::path::Path, target_sample_rate: u32) -> anyhow:
     ))
 }
 
-fn fastest(
-    repeat: usize,
-    mut measure: impl FnMut() -> anyhow::Result<StageResult>,
-) -> anyhow::Result<StageResult> {
+fn fastest(repeat: usize, mut measure: impl FnMut() -> anyhow::Result<StageResult>) -> anyhow::Result<StageResult> {
     let mut best: Option<StageResult> = None;
     for _ in 0..repeat.max(1) {
         let result = measure()?;
-        if best.as_ref().is_none_or(|current| result.wall_seconds < current.wall_seconds) {
+        if best
+            .as_ref()
+            .is_none_or(|current| result.wall_seconds < current.wall_seconds)
+        {
             best = Some(result);
         }
     }
