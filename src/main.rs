@@ -4,6 +4,8 @@
 mod bench_audio;
 
 use clap::{Parser, Subcommand};
+// Lets src/cli/bench_audio.rs say `crate::audio`, as it will inside the library's cli module.
+use humpback::audio;
 
 #[derive(Parser)]
 #[command(name = "humpback")]

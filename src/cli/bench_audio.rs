@@ -13,8 +13,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use humpback::audio::{
-    DecodedAudio, LogMelConfig, LogMelExtractor, LogMelWindowStream, StreamingResampler, WindowConfig, WindowStream,
+
+// `crate::audio` is the library module once this file is `crate::cli::bench_audio`; in the audio
+// branch's temporary src/main.rs it resolves to the `use humpback::audio` there.
+use crate::audio::{
+    probe, DecodedAudio, LogMelConfig, LogMelExtractor, LogMelWindowStream, StreamingResampler, WindowConfig,
+    WindowStream,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -147,14 +151,14 @@ fn print_result(path: &std::path::Path, result: &StageResult) {
 
 pub fn run(args: BenchAudioArgs) -> anyhow::Result<()> {
     for path in &args.files {
-        let probe = humpback::audio::probe(path).with_context(|| format!("probing {}", path.display()))?;
+        let probed = probe(path).with_context(|| format!("probing {}", path.display()))?;
         eprintln!(
             "{}: {} {} hz, {} channel(s), {:.1} s",
             path.display(),
-            probe.codec,
-            probe.sample_rate,
-            probe.channels,
-            probe.duration_seconds
+            probed.codec,
+            probed.sample_rate,
+            probed.channels,
+            probed.duration_seconds
         );
         if args.stream_only {
             let (result, windows) = bench_full_stream(path, args.target_sample_rate)?;
