@@ -623,3 +623,43 @@ pub fn read_samples_range(path: &Path, start_seconds: f64, duration_seconds: f64
     }
     Ok(output)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn codec_names_are_short_and_lowercase() {
+        assert_eq!(codec_short_name(codec_ids::CODEC_ID_PCM_S16LE), "pcm_s16le");
+        assert_eq!(codec_short_name(codec_ids::CODEC_ID_MP3), "mp3");
+        assert_eq!(codec_short_name(codec_ids::CODEC_ID_FLAC), "flac");
+        let unknown = codec_short_name(CODEC_ID_NULL_AUDIO);
+        assert_eq!(unknown, unknown.to_lowercase());
+        assert!(unknown.starts_with("unknown_codec"));
+    }
+
+    #[test]
+    fn extension_follows_the_container() {
+        assert_eq!(suggested_extension_for("wave", "pcm_s24le"), "wav");
+        assert_eq!(suggested_extension_for("mp3", "mp3"), "mp3");
+        assert_eq!(suggested_extension_for("flac", "flac"), "flac");
+    }
+
+    proptest! {
+        #[test]
+        fn downmix_averages_each_frame(
+            frames in prop::collection::vec(prop::collection::vec(-1.0f32..1.0, 8), 0..200),
+            channels in 1usize..8,
+        ) {
+            let interleaved: Vec<f32> = frames.iter().flat_map(|frame| frame[..channels].to_vec()).collect();
+            let mut mono = vec![123.0];
+            downmix_to_mono(&interleaved, channels, &mut mono);
+            prop_assert_eq!(mono.len(), frames.len());
+            for (value, frame) in mono.iter().zip(&frames) {
+                let mean = frame[..channels].iter().sum::<f32>() / channels as f32;
+                prop_assert!((value - mean).abs() < 1e-6);
+            }
+        }
+    }
+}
