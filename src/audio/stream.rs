@@ -219,3 +219,20 @@ impl Iterator for LogMelWindowStream {
         Some(Ok(FeatureWindow { window, log_mel }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+    fn assert_sync<T: Sync>() {}
+
+    /// The processing worker moves streams onto blocking threads.
+    #[test]
+    fn streams_can_move_between_threads() {
+        assert_send::<WindowStream>();
+        assert_send::<LogMelWindowStream>();
+        assert_send::<LogMelExtractor>();
+        assert_sync::<LogMelExtractor>();
+    }
+}
