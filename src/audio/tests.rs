@@ -656,3 +656,64 @@ fn log_mel_agrees_with_librosa_references_within_a_hundredth_of_a_db() {
         .hop_samples();
     assert_eq!(default_hop, manifest.cases[0].hop_length);
 }
+
+mod damaged_files_never_panic {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Decode a file end to end through the public API; any outcome but a panic is fine.
+    fn run_everything(path: &Path) {
+        let _ = probe(path);
+        if let Ok(stream) = WindowStream::open(path, PERCH_SAMPLE_RATE, &WindowConfig::default()) {
+            for item in stream {
+                if item.is_err() {
+                    break;
+                }
+            }
+        }
+        let _ = read_samples_range(path, 0.5, 0.25);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+
+        #[test]
+        fn truncating_or_scribbling_over_a_fixture_gives_results_or_errors(
+            fixture_index in 0usize..5,
+            cut_fraction in 0.0f64..1.0,
+            scribbles in prop::collection::vec((0.0f64..1.0, any::<u8>()), 0..40),
+        ) {
+            let names = [
+                "mp3_vbr_id3_mono_22k.mp3",
+                "flac16_mono_16k.flac",
+                "wav_pcm24_mono_8k.wav",
+                "wav_extensible_pcm16_stereo_8k.wav",
+                "mp3_cbr_stereo_44k.mp3",
+            ];
+            let name = names[fixture_index];
+            let mut bytes = std::fs::read(fixture(name)).unwrap();
+            bytes.truncate((bytes.len() as f64 * cut_fraction) as usize);
+            let length = bytes.len();
+            for (position, value) in scribbles {
+                if length > 0 {
+                    bytes[((length as f64 * position) as usize).min(length - 1)] = value;
+                }
+            }
+            let directory = tempfile::tempdir().unwrap();
+            let path = directory.path().join(name);
+            std::fs::write(&path, &bytes).unwrap();
+            run_everything(&path);
+        }
+
+        #[test]
+        fn random_bytes_give_results_or_errors(
+            bytes in prop::collection::vec(any::<u8>(), 0..3_000),
+            extension in prop::sample::select(vec!["wav", "mp3", "flac", "bin"]),
+        ) {
+            let directory = tempfile::tempdir().unwrap();
+            let path = directory.path().join(format!("random.{extension}"));
+            std::fs::write(&path, &bytes).unwrap();
+            run_everything(&path);
+        }
+    }
+}
