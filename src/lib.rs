@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod artifacts;
+pub mod audio;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -32,10 +32,13 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// The audio front end: decode, resample, log-mel, as times realtime on one core.
+    Audio(super::bench_audio::BenchAudioArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     match args.command {
+        BenchCommand::Audio(args) => super::bench_audio::run(args).map(|()| 0),
         BenchCommand::EventLog {
             single,
             batched,

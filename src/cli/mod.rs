@@ -4,6 +4,7 @@
 
 mod access;
 mod bench;
+mod bench_audio;
 mod client;
 mod events;
 mod projections;
