@@ -12,3 +12,4 @@ pub mod http;
 pub mod log;
 pub mod projections;
 pub mod writer;
+pub mod ingest;

@@ -16,6 +16,9 @@ pub enum WriterError {
     Rejected(#[from] Rejection),
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The artifact a command's events refer to could not be put in place; nothing was recorded.
+    #[error("{0}")]
+    Staging(String),
 }
 
 pub struct Writer {
@@ -48,6 +51,24 @@ impl Writer {
         // does not reflect: events are applied only after their append succeeded.
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let events = decide(&state, command)?;
+        let envelopes = self.log.append(&events)?;
+        for envelope in &envelopes {
+            state.apply(envelope.seq, &envelope.event);
+        }
+        Ok(envelopes)
+    }
+
+    /// Like [`Writer::execute`], but runs `stage` after deciding and before appending, with the
+    /// events about to be recorded: the place to put an artifact where an event will say it is
+    /// (stage, then publish). If `stage` fails nothing is appended.
+    pub fn execute_staged(
+        &self,
+        command: Command,
+        stage: impl FnOnce(&[crate::domain::events::Event]) -> Result<(), String>,
+    ) -> Result<Vec<Envelope>, WriterError> {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let events = decide(&state, command)?;
+        stage(&events).map_err(WriterError::Staging)?;
         let envelopes = self.log.append(&events)?;
         for envelope in &envelopes {
             state.apply(envelope.seq, &envelope.event);

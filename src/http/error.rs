@@ -79,6 +79,7 @@ impl From<WriterError> for ApiError {
         match error {
             WriterError::Rejected(rejection) => rejection.into(),
             WriterError::Log(error) => ApiError::internal(error.into()),
+            WriterError::Staging(message) => ApiError::internal(anyhow::anyhow!(message)),
         }
     }
 }

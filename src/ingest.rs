@@ -1,0 +1,296 @@
+//! Bringing recordings in: stage the bytes in `tmp/` while hashing them, probe them, and
+//! register them, moving the bytes to `audio/raw/{id}/original.{ext}` just before the event
+//! that says they are there. File names are metadata only: no path is built from them.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::app::Humpback;
+use crate::domain::decide::{Command, RegisterAudioFile, Rejection};
+use crate::domain::events::Event;
+use crate::domain::ids::{AudioFileId, Sha256Hex};
+use crate::writer::WriterError;
+
+/// Extensions humpback imports from folders.
+pub const AUDIO_EXTENSIONS: &[&str] = &["wav", "mp3", "flac"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Not decodable audio; the message names the file by its original name.
+    #[error("{0}")]
+    NotAudio(String),
+    #[error("{path} is larger than the limit of {limit} bytes")]
+    TooLarge { path: String, limit: u64 },
+    #[error("{doing} {path}: {source}")]
+    Io { doing: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Writer(#[from] WriterError),
+}
+
+/// Bytes in `tmp/`, hashed, waiting to be registered.
+#[derive(Debug)]
+pub struct StagedFile {
+    pub temp_path: PathBuf,
+    pub checksum_sha256: Sha256Hex,
+    pub size_bytes: u64,
+}
+
+impl StagedFile {
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(&self.temp_path);
+    }
+}
+
+/// Hashes as it writes.
+pub struct StagingWriter {
+    file: File,
+    path: PathBuf,
+    hasher: Sha256,
+    size_bytes: u64,
+    limit: u64,
+}
+
+impl StagingWriter {
+    /// A new uniquely named file in `tmp_dir`.
+    pub fn create(tmp_dir: &Path, limit: u64) -> Result<StagingWriter, IngestError> {
+        std::fs::create_dir_all(tmp_dir).map_err(|source| IngestError::Io {
+            doing: "creating",
+            path: tmp_dir.to_path_buf(),
+            source,
+        })?;
+        let named = tempfile::Builder::new()
+            .prefix("upload-")
+            .suffix(".part")
+            .tempfile_in(tmp_dir)
+            .map_err(|source| IngestError::Io { doing: "creating a file in", path: tmp_dir.to_path_buf(), source })?;
+        let (file, path) = named.keep().map_err(|error| IngestError::Io {
+            doing: "keeping",
+            path: tmp_dir.to_path_buf(),
+            source: error.error,
+        })?;
+        Ok(StagingWriter { file, path, hasher: Sha256::new(), size_bytes: 0, limit })
+    }
+
+    pub fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), IngestError> {
+        self.size_bytes += chunk.len() as u64;
+        if self.size_bytes > self.limit {
+            return Err(IngestError::TooLarge { path: "the upload".into(), limit: self.limit });
+        }
+        self.hasher.update(chunk);
+        self.file.write_all(chunk).map_err(|source| IngestError::Io { doing: "writing", path: self.path.clone(), source })
+    }
+
+    pub fn finish(self) -> Result<StagedFile, IngestError> {
+        self.file.sync_all().map_err(|source| IngestError::Io { doing: "syncing", path: self.path.clone(), source })?;
+        Ok(StagedFile {
+            temp_path: self.path,
+            checksum_sha256: Sha256Hex(hex(&self.hasher.finalize())),
+            size_bytes: self.size_bytes,
+        })
+    }
+
+    /// Removes the partial file.
+    pub fn abort(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Copies a readable source into `tmp/`, hashing it (the source is left untouched).
+pub fn stage_copy(tmp_dir: &Path, mut source: impl Read, limit: u64) -> Result<StagedFile, IngestError> {
+    let mut writer = StagingWriter::create(tmp_dir, limit)?;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = match source.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                let path = writer.path.clone();
+                writer.abort();
+                return Err(IngestError::Io { doing: "reading the source of", path, source: error });
+            }
+        };
+        if let Err(error) = writer.write_chunk(&buffer[..read]) {
+            writer.abort();
+            return Err(error);
+        }
+    }
+    writer.finish()
+}
+
+/// The result of registering one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "audio_file_id", rename_all = "snake_case")]
+pub enum IngestOutcome {
+    Added(AudioFileId),
+    /// The same bytes were already registered.
+    Duplicate(AudioFileId),
+}
+
+impl IngestOutcome {
+    pub fn audio_file_id(self) -> AudioFileId {
+        match self {
+            IngestOutcome::Added(id) | IngestOutcome::Duplicate(id) => id,
+        }
+    }
+}
+
+/// Registers staged bytes: a duplicate is recognised by checksum before anything else; then the
+/// bytes are probed (422-worthy errors name `original_filename`), moved into place and recorded.
+/// Blocking. The staged file is consumed in every case.
+pub fn register_staged(
+    humpback: &Humpback,
+    staged: StagedFile,
+    original_filename: &str,
+    folder: &str,
+) -> Result<IngestOutcome, IngestError> {
+    if let Some(existing) =
+        humpback.writer.read_state(|state| state.audio_file_by_checksum.get(&staged.checksum_sha256).copied())
+    {
+        staged.discard();
+        return Ok(IngestOutcome::Duplicate(existing));
+    }
+    if staged.size_bytes == 0 {
+        staged.discard();
+        return Err(IngestError::NotAudio(format!("{original_filename} is empty (0 bytes)")));
+    }
+    let probe = match crate::audio::probe(&staged.temp_path) {
+        Ok(probe) => probe,
+        Err(error) => {
+            let message = error.to_string().replace(&staged.temp_path.display().to_string(), original_filename);
+            staged.discard();
+            return Err(IngestError::NotAudio(message));
+        }
+    };
+    let command = Command::RegisterAudioFile(RegisterAudioFile {
+        original_filename: original_filename.chars().take(1000).collect(),
+        folder: folder.to_string(),
+        checksum_sha256: staged.checksum_sha256.clone(),
+        size_bytes: staged.size_bytes,
+        duration_seconds: probe.duration_seconds,
+        sample_rate: probe.sample_rate,
+        channels: probe.channels,
+        codec: probe.codec.clone(),
+        extension: probe.suggested_extension.clone(),
+    });
+    let root = humpback.data_dir.root().to_path_buf();
+    let temp_path = staged.temp_path.clone();
+    let result = humpback.writer.execute_staged(command, |events| {
+        let Some(Event::AudioFileRegistered(registered)) = events.first() else {
+            return Err("registering audio produced no registration".to_string());
+        };
+        let destination = root.join(&registered.stored_path);
+        if let Some(parent) = destination.parent() {
+            std::fs::create_dir_all(parent).map_err(|error| format!("creating {}: {error}", parent.display()))?;
+        }
+        std::fs::rename(&temp_path, &destination)
+            .map_err(|error| format!("moving the upload to {}: {error}", destination.display()))?;
+        if let Some(parent) = destination.parent() {
+            let _ = File::open(parent).and_then(|dir| dir.sync_all());
+        }
+        Ok(())
+    });
+    match result {
+        Ok(envelopes) => match envelopes.first().map(|envelope| &envelope.event) {
+            Some(Event::AudioFileRegistered(registered)) => Ok(IngestOutcome::Added(registered.audio_file_id)),
+            _ => Err(IngestError::Writer(WriterError::Staging("no registration was recorded".into()))),
+        },
+        Err(WriterError::Rejected(Rejection::AudioFileAlreadyRegistered(existing))) => {
+            staged.discard();
+            Ok(IngestOutcome::Duplicate(existing))
+        }
+        Err(error) => {
+            staged.discard();
+            Err(error.into())
+        }
+    }
+}
+
+/// What a folder import did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportSummary {
+    pub added: Vec<ImportedFile>,
+    pub duplicates: Vec<ImportedFile>,
+    pub rejected: Vec<RejectedFile>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportedFile {
+    pub path: String,
+    pub audio_file_id: AudioFileId,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedFile {
+    pub path: String,
+    pub reason: String,
+}
+
+/// Every WAV/MP3/FLAC below `root` (recursive, sorted, symlinks not followed), as paths
+/// relative to `root`.
+pub fn find_audio_files(root: &Path) -> Result<Vec<PathBuf>, IngestError> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|source| IngestError::Io { doing: "reading", path: dir.clone(), source })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| IngestError::Io { doing: "reading", path: dir.clone(), source })?;
+            let file_type =
+                entry.file_type().map_err(|source| IngestError::Io { doing: "reading", path: entry.path(), source })?;
+            let path = entry.path();
+            if file_type.is_dir() {
+                pending.push(path);
+            } else if file_type.is_file() {
+                let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+                if extension.is_some_and(|extension| AUDIO_EXTENSIONS.contains(&extension.as_str())) {
+                    if let Ok(relative) = path.strip_prefix(root) {
+                        found.push(relative.to_path_buf());
+                    }
+                }
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Imports every audio file below `root`, keeping each file's relative folder as its folder
+/// (prefixed with `root`'s own name, so `recordings/site-a/x.wav` gets `recordings/site-a`).
+/// `progress(done, total, path, outcome)` is called after each file.
+pub fn import_folder(
+    humpback: &Humpback,
+    root: &Path,
+    limit: u64,
+    mut progress: impl FnMut(usize, usize, &str, &Result<IngestOutcome, String>),
+) -> Result<ImportSummary, IngestError> {
+    let files = find_audio_files(root)?;
+    let base = root.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+    let mut summary = ImportSummary::default();
+    for (index, relative) in files.iter().enumerate() {
+        let display = relative.to_string_lossy().replace('\\', "/");
+        let folder_relative = relative.parent().map(|p| p.to_string_lossy().replace('\\', "/")).unwrap_or_default();
+        let folder = [base.as_str(), folder_relative.as_str()].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
+        let filename = relative.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let outcome = File::open(root.join(relative))
+            .map_err(|error| format!("cannot open {display}: {error}"))
+            .and_then(|file| stage_copy(&humpback.data_dir.tmp_dir(), file, limit).map_err(|error| error.to_string()))
+            .and_then(|staged| register_staged(humpback, staged, &filename, &folder).map_err(|error| error.to_string()));
+        match &outcome {
+            Ok(IngestOutcome::Added(id)) => summary.added.push(ImportedFile { path: display.clone(), audio_file_id: *id }),
+            Ok(IngestOutcome::Duplicate(id)) => {
+                summary.duplicates.push(ImportedFile { path: display.clone(), audio_file_id: *id })
+            }
+            Err(reason) => summary.rejected.push(RejectedFile { path: display.clone(), reason: reason.clone() }),
+        }
+        progress(index + 1, files.len(), &display, &outcome);
+    }
+    Ok(summary)
+}
