@@ -10,9 +10,12 @@ Rerunnable by anyone: fixed random seed, only numpy + soundfile from PyPI
 The content is a sequence of distinct 5-second "units" of whale-like sounds
 (up-sweeps, down-sweeps, pulsed grunts, tonal moans with harmonics, background
 noise only) so later clustering tests have structure to find. FIXTURE_UNITS
-below documents which unit sits where in each file.
+below documents which unit sits where in each file; the script also writes that ground truth to
+fixtures/audio/units.json. Float WAVs differ byte-wise between runs only in libsndfile's PEAK
+chunk timestamp.
 """
 
+import json
 import os
 import shutil
 import struct
@@ -214,6 +217,15 @@ def main():
         f.write(wav_header(0, 16000, 16, 3200) + bytes(3200))
     with open(os.path.join(OUT, "absurd_rate.wav"), "wb") as f:
         f.write(wav_header(1, 200, 16, 4000) + bytes(4000))
+
+    # Ground truth for later clustering tests: which call type sits in which 5 s unit of each file.
+    labels = {
+        name: [{"start_seconds": index * UNIT_SECONDS, "unit": unit} for index, unit in enumerate(units)]
+        for name, (_, units, _, _) in {**FIXTURE_UNITS, **MP3_FIXTURES}.items()
+    }
+    with open(os.path.join(OUT, "units.json"), "w") as f:
+        json.dump(labels, f, indent=1)
+        f.write("\n")
 
     total = sum(os.path.getsize(os.path.join(OUT, n)) for n in os.listdir(OUT))
     print(f"wrote {len(os.listdir(OUT))} fixtures to {OUT}, {total / 1e6:.2f} MB in total")

@@ -368,9 +368,9 @@ impl DecodedAudio {
         self.frames_decoded
     }
 
-    /// Frame index (from the start of the file) of the first sample of the chunk most recently
-    /// returned by [`DecodedAudio::next_chunk`]'s successor. After a seek this is where decoding
-    /// resumed, which may be before the requested frame.
+    /// Frame index (native rate, from the start of the file) where the next chunk returned by
+    /// [`DecodedAudio::next_chunk`] will start. After a seek this is where decoding resumed, which
+    /// may be before the requested frame.
     pub fn next_chunk_start_frame(&self) -> u64 {
         self.next_chunk_start_frame
     }

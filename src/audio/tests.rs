@@ -717,3 +717,56 @@ mod damaged_files_never_panic {
         }
     }
 }
+
+/// The fixtures carry structure for later clustering tests: each 5 s window's nearest neighbour
+/// (log-mel distance) among the windows of *other* files is usually a window of the same call type,
+/// per the ground truth in fixtures/audio/units.json.
+#[test]
+fn fixture_windows_cluster_by_call_type() {
+    #[derive(serde::Deserialize)]
+    struct Unit {
+        start_seconds: f64,
+        unit: String,
+    }
+    let labels: std::collections::HashMap<String, Vec<Unit>> =
+        serde_json::from_str(&std::fs::read_to_string(fixture("units.json")).unwrap()).unwrap();
+    let extractor = LogMelExtractor::new(PERCH_SAMPLE_RATE, &LogMelConfig::default()).unwrap();
+    let mut items: Vec<(String, String, Vec<f32>)> = Vec::new();
+    for expected in GOOD_FIXTURES {
+        let (windows, _) = collect_windows(&fixture(expected.name), &WindowConfig::default());
+        let units = &labels[expected.name];
+        assert_eq!(windows.len(), units.len(), "{}", expected.name);
+        for (window, unit) in windows.iter().zip(units) {
+            assert_eq!(window.start_seconds, unit.start_seconds);
+            // compare below 4 kHz, which every fixture (8 kHz and up) contains
+            let log_mel = extractor.extract(&window.samples);
+            let low_bins = 80;
+            let values: Vec<f32> = (0..log_mel.frames)
+                .flat_map(|frame| log_mel.values[frame * log_mel.bins..frame * log_mel.bins + low_bins].to_vec())
+                .collect();
+            items.push((expected.name.to_string(), unit.unit.clone(), values));
+        }
+    }
+    let distance = |a: &[f32], b: &[f32]| -> f64 {
+        a.iter().zip(b).map(|(x, y)| f64::from(x - y).abs()).sum::<f64>() / a.len() as f64
+    };
+    let mut correct = 0;
+    for (file, label, values) in &items {
+        let nearest = items
+            .iter()
+            .filter(|(other_file, _, _)| other_file != file)
+            .min_by(|a, b| distance(values, &a.2).total_cmp(&distance(values, &b.2)))
+            .unwrap();
+        if &nearest.1 == label {
+            correct += 1;
+        } else {
+            println!("{file} {label}: nearest is {} in {}", nearest.1, nearest.0);
+        }
+    }
+    let accuracy = f64::from(correct) / items.len() as f64;
+    println!(
+        "nearest-neighbour call-type accuracy across files: {correct}/{}",
+        items.len()
+    );
+    assert!(accuracy >= 0.9, "accuracy {accuracy}");
+}
