@@ -17,9 +17,28 @@ use crate::projections::read::ProjectionReader;
 use crate::projections::Projector;
 use crate::writer::{Writer, WriterError};
 
+/// Tunables of a running humpback.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest accepted upload, in bytes (larger answers 413).
+    pub max_upload_bytes: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+        }
+    }
+}
+
+/// 4 GiB: a few hours of 96 kHz 24-bit stereo WAV.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 4 << 30;
+
 /// The services every handler and worker shares.
 pub struct Humpback {
     pub data_dir: DataDir,
+    pub settings: Settings,
     pub log: Arc<SledEventLog>,
     pub writer: Arc<Writer>,
     pub projector: Arc<Mutex<Projector>>,
@@ -31,6 +50,10 @@ impl Humpback {
     /// Opens (creating if needed) a data directory: its layout, the log, the domain state and
     /// the projections, which are brought up to date with the log before this returns.
     pub fn open(data_dir: DataDir) -> anyhow::Result<Humpback> {
+        Humpback::open_with(data_dir, Settings::default())
+    }
+
+    pub fn open_with(data_dir: DataDir, settings: Settings) -> anyhow::Result<Humpback> {
         data_dir.create_layout()?;
         let log = Arc::new(SledEventLog::open(&data_dir.events_dir())?);
         let writer = Arc::new(Writer::open(log.clone()).context("folding the event log into the domain state")?);
@@ -43,6 +66,7 @@ impl Humpback {
         let reader = ProjectionReader::new(&data_dir.projections_db());
         Ok(Humpback {
             data_dir,
+            settings,
             log,
             writer,
             projector: Arc::new(Mutex::new(projector)),
@@ -66,6 +90,11 @@ impl Humpback {
             self.wait_until_projected(last.seq).await;
         }
         Ok(envelopes)
+    }
+
+    /// The sequence of the last recorded event.
+    pub fn log_head(&self) -> EventSeq {
+        self.log.head()
     }
 
     /// Waits until every projection has applied `seq` (returns at once if it has).
@@ -104,6 +133,7 @@ impl Humpback {
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub data_dir: DataDir,
+    pub settings: Settings,
     /// `127.0.0.1:8080` by default; port 0 picks a free port (tests).
     pub bind: String,
 }
@@ -117,7 +147,8 @@ pub struct Application {
 impl Application {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Application> {
         let data_dir = config.data_dir.clone();
-        let humpback = tokio::task::spawn_blocking(move || Humpback::open(data_dir))
+        let settings = config.settings.clone();
+        let humpback = tokio::task::spawn_blocking(move || Humpback::open_with(data_dir, settings))
             .await
             .context("opening the data directory")??;
         let listener = tokio::net::TcpListener::bind(&config.bind)

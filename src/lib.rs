@@ -9,7 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod ingest;
 pub mod log;
 pub mod projections;
 pub mod writer;
-pub mod ingest;

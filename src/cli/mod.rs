@@ -7,6 +7,7 @@ mod bench;
 mod bench_audio;
 mod client;
 mod events;
+mod import;
 mod projections;
 
 use std::path::PathBuf;
@@ -34,7 +35,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Commands {
     /// Run the web server and its workers.
-    Serve,
+    Serve(ServeArgs),
+    /// Register every WAV, MP3 and FLAC file below a folder (recursively).
+    Import(import::ImportArgs),
     /// Inspect the event log.
     Events(events::EventsArgs),
     /// Inspect and rebuild the SQLite projections.
@@ -43,13 +46,30 @@ pub enum Commands {
     Bench(bench::BenchArgs),
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Largest accepted upload in bytes.
+    #[arg(long, env = "HUMPBACK_MAX_UPLOAD_BYTES", default_value_t = crate::app::DEFAULT_MAX_UPLOAD_BYTES)]
+    pub max_upload_bytes: u64,
+}
+
+impl ServeArgs {
+    fn settings(&self) -> crate::app::Settings {
+        crate::app::Settings {
+            max_upload_bytes: self.max_upload_bytes,
+        }
+    }
+}
+
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let data_dir = DataDir::new(cli.data_dir.clone());
     match cli.command {
-        Commands::Serve => {
+        Commands::Import(args) => import::run(&data_dir, &cli.bind, args),
+        Commands::Serve(serve_args) => {
             serve(ServeConfig {
                 data_dir,
+                settings: serve_args.settings(),
                 bind: cli.bind,
             })?;
             Ok(0)

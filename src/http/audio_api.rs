@@ -290,3 +290,134 @@ pub async fn patch_metadata(
 ) -> Result<Json<MetadataResponse>, ApiError> {
     edit_metadata(state, id, headers, body, MetadataEditMode::MergePatch).await
 }
+
+/// `POST /api/audio`: a multipart upload with the recording in the field `file` (and optionally
+/// a `folder` field before it). Streamed to disk while hashed; 201 when new, 200 when the same
+/// bytes were already registered, 422 when it is not decodable audio, 413 when too large.
+pub async fn upload(
+    State(state): State<ApiState>,
+    multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<(axum::http::StatusCode, Json<AudioFileDetail>), ApiError> {
+    let mut multipart = multipart.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let mut folder = String::new();
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        match field.name() {
+            Some("folder") => {
+                folder = clean_folder(&field.text().await.map_err(multipart_error)?);
+            }
+            Some("file") => {
+                let original_filename = field.file_name().unwrap_or("upload").to_string();
+                let humpback = state.humpback.clone();
+                let mut writer = crate::ingest::StagingWriter::create(
+                    &humpback.data_dir.tmp_dir(),
+                    humpback.settings.max_upload_bytes,
+                )
+                .map_err(|error| ApiError::internal(error.into()))?;
+                loop {
+                    match field.chunk().await {
+                        Ok(Some(chunk)) => {
+                            if let Err(error) = writer.write_chunk(&chunk) {
+                                writer.abort();
+                                return Err(ingest_error(error));
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(error) => {
+                            writer.abort();
+                            return Err(multipart_error(error));
+                        }
+                    }
+                }
+                let staged = writer.finish().map_err(ingest_error)?;
+                let outcome = blocking({
+                    let humpback = humpback.clone();
+                    move || {
+                        crate::ingest::register_staged(&humpback, staged, &original_filename, &folder)
+                            .map_err(ingest_error)
+                    }
+                })
+                .await?;
+                humpback.wait_until_projected(humpback.log_head()).await;
+                let id = outcome.audio_file_id().0;
+                let detail = blocking(move || load_detail(&state, id)).await?;
+                let status = match outcome {
+                    crate::ingest::IngestOutcome::Added(_) => axum::http::StatusCode::CREATED,
+                    crate::ingest::IngestOutcome::Duplicate(_) => axum::http::StatusCode::OK,
+                };
+                return Ok((status, Json(detail)));
+            }
+            _ => {}
+        }
+    }
+    Err(ApiError::unprocessable(
+        "the upload has no multipart field named \"file\"",
+    ))
+}
+
+fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
+    if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            error.status(),
+            "the upload is larger than the server's limit (see --max-upload-bytes)".to_string(),
+        );
+    }
+    ApiError::new(
+        error.status(),
+        format!("the upload could not be read: {}", error.body_text()),
+    )
+}
+
+pub fn ingest_error(error: crate::ingest::IngestError) -> ApiError {
+    match error {
+        crate::ingest::IngestError::NotAudio(message) => ApiError::unprocessable(message),
+        crate::ingest::IngestError::TooLarge { limit, .. } => ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the upload is larger than the limit of {limit} bytes (see --max-upload-bytes)"),
+        ),
+        crate::ingest::IngestError::Writer(error) => error.into(),
+        other => ApiError::internal(other.into()),
+    }
+}
+
+/// A folder name as metadata: slashes normalised, no empty, `.` or `..` parts.
+pub fn clean_folder(text: &str) -> String {
+    text.replace('\\', "/")
+        .split('/')
+        .map(str::trim)
+        .filter(|part| !part.is_empty() && *part != "." && *part != "..")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ImportRequest {
+    /// A folder on the server's file system.
+    pub path: std::path::PathBuf,
+}
+
+/// `POST /api/audio/import {"path": DIR}`: registers every recording below a folder.
+pub async fn import(
+    State(state): State<ApiState>,
+    body: Result<Json<ImportRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<crate::ingest::ImportSummary>, ApiError> {
+    let Json(request) = body.map_err(|rejection| ApiError::unprocessable(rejection.body_text()))?;
+    if !request.path.is_dir() {
+        return Err(ApiError::unprocessable(format!(
+            "{} is not a folder on the server (give an absolute path the server can read)",
+            request.path.display()
+        )));
+    }
+    let humpback = state.humpback.clone();
+    let summary = blocking(move || {
+        crate::ingest::import_folder(
+            &humpback,
+            &request.path,
+            humpback.settings.max_upload_bytes,
+            |_, _, _, _| {},
+        )
+        .map_err(ingest_error)
+    })
+    .await?;
+    state.humpback.wait_until_projected(state.humpback.log_head()).await;
+    Ok(Json(summary))
+}

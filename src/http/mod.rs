@@ -32,7 +32,15 @@ pub fn router(humpback: Arc<Humpback>, stopping: watch::Receiver<bool>) -> Route
         .route("/api/events/stats", get(events_api::stats))
         .route("/api/events/verify", get(events_api::verify))
         .route("/api/events/{seq}", get(events_api::show))
-        .route("/api/audio", get(audio_api::list))
+        .route(
+            "/api/audio",
+            get(audio_api::list)
+                .post(audio_api::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    usize::try_from(humpback.settings.max_upload_bytes).unwrap_or(usize::MAX),
+                )),
+        )
+        .route("/api/audio/import", post(audio_api::import))
         .route("/api/audio/{id}", get(audio_api::detail))
         .route("/api/audio/{id}/download", get(audio_api::download))
         .route(

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use humpback::app::{Application, Humpback, ServeConfig};
+use humpback::app::{Application, Humpback, ServeConfig, Settings};
 use humpback::config::DataDir;
 use humpback::domain::decide::{Command, EditAudioMetadata, MetadataEditMode, NewEmbeddingSet, RegisterAudioFile};
 use humpback::domain::events::{ClusterAssignmentRecord, ClusterRecord, ClusteringJobCompleted, EncodingConfig};
@@ -48,8 +48,13 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_in(data_dir: tempfile::TempDir) -> TestApp {
+    spawn_app_with(data_dir, Settings::default()).await
+}
+
+pub async fn spawn_app_with(data_dir: tempfile::TempDir, settings: Settings) -> TestApp {
     let config = ServeConfig {
         data_dir: DataDir::new(data_dir.path()),
+        settings,
         bind: "127.0.0.1:0".into(),
     };
     let application = Application::build(config).await.expect("application builds");

@@ -6,5 +6,25 @@ mod cli;
 mod crash;
 mod golden_events;
 mod helpers;
+mod ingest_api;
 mod projections;
 mod roundtrip;
+
+/// GET a URL and read its JSON body (any status).
+pub async fn api_get(url: &str) -> (u16, serde_json::Value) {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut response = agent.get(&url).call().expect("request");
+        let status = response.status().as_u16();
+        (
+            status,
+            response
+                .body_mut()
+                .read_json::<serde_json::Value>()
+                .unwrap_or(serde_json::Value::Null),
+        )
+    })
+    .await
+    .expect("request task")
+}
