@@ -3,3 +3,4 @@
 //! See ARCHITECTURE.md for the bird's-eye view, the code map and the invariants.
 
 pub mod domain;
+pub mod model;
