@@ -12,6 +12,7 @@ What it writes (all little-endian float32 for .f32 files):
   logmel_fixed1.tflite     input  [1, 128, 128] (fixed batch 1, frames x mel bins);
                            outputs: embedding [1, 48], logits [1, 3], spectrogram [1, 128, 128]
   logmel_fixed4.tflite     the same graph and weights with a fixed batch of 4
+  logmel_dynamic.tflite    the same graph and weights with a dynamic batch (used by the benchmark)
   flex_select_op.tflite    a model that needs a TensorFlow "Flex" (select TF) op; LiteRT cannot run it
   waveform.input.f32       3 waveform windows, one after the other; logmel.input.f32: 3 log-mel windows
   NAME.NAME_OF_OUTPUT.f32  reference outputs of Python's LiteRT interpreter (ai-edge-litert 2.1.4),
@@ -146,6 +147,7 @@ def main():
     logmel_weights_seed = rng.integers(0, 2**31)
     logmel_fixed1 = LogMelModel(np.random.default_rng(logmel_weights_seed), 1)
     logmel_fixed4 = LogMelModel(np.random.default_rng(logmel_weights_seed), 4)
+    logmel_dynamic = LogMelModel(np.random.default_rng(logmel_weights_seed), None)
 
     time_axis = np.arange(16000, dtype=np.float32) / 16000.0
     waveform_windows = np.stack(
@@ -161,6 +163,7 @@ def main():
         ("waveform_stft", waveform_module, waveform_windows, "waveform", None),
         ("logmel_fixed1", logmel_fixed1, logmel_windows, "logmel", 1),
         ("logmel_fixed4", logmel_fixed4, logmel_windows, "logmel", 4),
+        ("logmel_dynamic", logmel_dynamic, logmel_windows, "logmel", None),
     ]
     for name, module, windows, input_family, fixed_batch in specs:
         concrete_function = module.__call__.get_concrete_function()

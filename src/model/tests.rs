@@ -58,7 +58,7 @@ fn the_waveform_stft_model_reproduces_pythons_reference_embeddings_exactly() {
 }
 
 #[test]
-fn the_fixed_batch_log_mel_models_reproduce_pythons_reference_embeddings_exactly() {
+fn the_log_mel_models_reproduce_pythons_reference_embeddings_exactly() {
     let input = read_f32_file("logmel.input.f32");
     for (file, reference, batch) in [
         (
@@ -70,6 +70,11 @@ fn the_fixed_batch_log_mel_models_reproduce_pythons_reference_embeddings_exactly
             "logmel_fixed4.tflite",
             "logmel_fixed4.embedding.f32",
             BatchSupport::Fixed(4),
+        ),
+        (
+            "logmel_dynamic.tflite",
+            "logmel_dynamic.embedding.f32",
+            BatchSupport::Dynamic,
         ),
     ] {
         let mut model = open_fixture(file, 32);
@@ -99,6 +104,7 @@ fn batching_gives_the_same_vectors_as_one_window_at_a_time() {
     for (file, input, window_values) in [
         ("waveform_stft.tflite", &waveform, 16_000),
         ("logmel_fixed4.tflite", &log_mel, 128 * 128),
+        ("logmel_dynamic.tflite", &log_mel, 128 * 128),
     ] {
         // Seven windows: full and partial (padded or shortened) batches.
         let windows: Vec<&[f32]> = windows_of(input, window_values).into_iter().cycle().take(7).collect();
