@@ -34,7 +34,7 @@ pub(crate) struct LiteRtSession {
     output_buffers: Vec<sys::LiteRtTensorBuffer>,
     /// Dimensions of the allocated input buffer; `None` before the first `prepare`.
     prepared_input_dimensions: Option<Vec<i32>>,
-    /// Value counts of the allocated output buffers.
+    /// How many values each output buffer holds (the output's size at the prepared batch).
     prepared_output_value_counts: Vec<usize>,
 }
 
@@ -200,7 +200,10 @@ impl LiteRtSession {
     }
 
     /// Makes the input `batch` windows tall (resizing a dynamic batch dimension) and allocates the
-    /// input and output buffers. Does nothing when already prepared for this batch size.
+    /// input and output buffers. A session is prepared for one batch size only, before its first
+    /// run: LiteRT 2.1.4 binds output buffers with the sizes the outputs had when a run starts, so
+    /// resizing after a run could make it write past a buffer. Callers keep one session per batch
+    /// size instead.
     pub fn prepare(&mut self, batch: usize, resize_batch_dimension: bool) -> Result<(), ModelError> {
         let mut dimensions: Vec<i32> = self
             .input
@@ -213,12 +216,18 @@ impl LiteRtSession {
                 *first = i32::try_from(batch).map_err(|_| self.tensor_error(format!("batch {batch} is too large")))?;
             }
         }
-        if self.prepared_input_dimensions.as_ref() == Some(&dimensions) {
-            return Ok(());
+        match &self.prepared_input_dimensions {
+            Some(prepared) if *prepared == dimensions => return Ok(()),
+            Some(prepared) => {
+                return Err(self.tensor_error(format!(
+                    "internal: session prepared for input {prepared:?} cannot take {dimensions:?}"
+                )))
+            }
+            None => {}
         }
-        self.release_buffers();
-        // SAFETY: `compiled_model` is valid; `dimensions` and `layouts` outlive the calls; every
-        // buffer created is stored in `self` and released in `release_buffers`.
+        let batch_rows = dimensions.first().copied().unwrap_or(1);
+        // SAFETY: `compiled_model` is valid; `dimensions` outlives the calls; every buffer created is
+        // stored in `self` and released in `release_buffers`.
         unsafe {
             if resize_batch_dimension {
                 let status = sys::LiteRtCompiledModelResizeInputTensor(
@@ -230,49 +239,79 @@ impl LiteRtSession {
                 );
                 self.check(status, "resize the input batch")?;
             }
-            self.allocate_buffers_for_current_layouts()?;
-            if resize_batch_dimension {
-                // LiteRT 2.1.4 propagates a new input shape to the outputs only while running, and
-                // binds each output with the byte size it had before; so the first run after a
-                // resize that grows the outputs fails while allocating (before any computation).
-                // That failed run (LiteRT prints "Custom allocation is too small" for it) is used as
-                // the shape propagation step, then the buffers
-                // are allocated for the new shapes. When the outputs shrink, the old sizes are large
-                // enough, the probe is a real run, and its result is simply not used.
-                self.prepared_input_dimensions = Some(dimensions.clone());
+            self.allocate_input_buffer()?;
+            // Allocating tensors propagates the new input shape to outputs of static shape.
+            let layouts = self.current_output_layouts(true)?;
+            self.allocate_output_buffers(&layouts)?;
+            self.prepared_input_dimensions = Some(dimensions.clone());
+            let has_dynamic_inner_dimensions = self
+                .outputs
+                .iter()
+                .any(|output| output.dimensions.iter().skip(1).any(|&dimension| dimension < 0));
+            let rows_are_stale = resize_batch_dimension && !self.outputs_follow_the_batch(&layouts, batch_rows);
+            if has_dynamic_inner_dimensions || rows_are_stale {
+                // Outputs computed by shape-dependent ops get their shapes only while running. The
+                // first run binds them with their old sizes; LiteRT checks these when it resizes
+                // such outputs, so the run fails before writing (it prints "Custom allocation is
+                // too small") or fits. Either way the shapes are known afterwards.
                 let zeros = vec![0.0f32; self.prepared_input_value_count()];
-                let _probe = self.run_raw(&zeros);
-                self.release_buffers();
-                self.allocate_buffers_for_current_layouts()?;
+                let _shape_discovery_run = self.run_raw(&zeros);
+                self.release_output_buffers();
+                let layouts = self.current_output_layouts(true)?;
+                if !self.outputs_follow_the_batch(&layouts, batch_rows) {
+                    return Err(self.tensor_error(format!(
+                        "outputs do not have {batch_rows} rows after resizing the input; run this model with \
+                         batch size 1"
+                    )));
+                }
+                self.allocate_output_buffers(&layouts)?;
             }
         }
-        self.prepared_input_dimensions = Some(dimensions);
         Ok(())
     }
 
-    /// SAFETY: `self.compiled_model` must be valid. Allocates the input and all output buffers with
-    /// the layouts the compiled model currently reports.
-    unsafe fn allocate_buffers_for_current_layouts(&mut self) -> Result<(), ModelError> {
+    /// SAFETY: `self.compiled_model` must be valid.
+    unsafe fn allocate_input_buffer(&mut self) -> Result<(), ModelError> {
         let mut input_layout = sys::LiteRtLayout::default();
         let status =
             sys::LiteRtGetCompiledModelInputTensorLayout(self.compiled_model, SIGNATURE_INDEX, 0, &mut input_layout);
         self.check(status, "read the input layout")?;
         self.input_buffer = self.create_float_buffer(&input_layout, "allocate the input buffer")?.0;
+        Ok(())
+    }
+
+    /// SAFETY: `self.compiled_model` must be valid. Allocates every output buffer with the layout
+    /// the compiled model currently reports.
+    unsafe fn allocate_output_buffers(&mut self, output_layouts: &[sys::LiteRtLayout]) -> Result<(), ModelError> {
+        for layout in output_layouts {
+            let (buffer, value_count) = self.create_float_buffer(layout, "allocate an output buffer")?;
+            self.output_buffers.push(buffer);
+            self.prepared_output_value_counts.push(value_count);
+        }
+        Ok(())
+    }
+
+    /// SAFETY: `self.compiled_model` must be valid. `allocate` asks LiteRT to allocate tensors
+    /// first, which propagates a new input shape to the outputs.
+    unsafe fn current_output_layouts(&self, allocate: bool) -> Result<Vec<sys::LiteRtLayout>, ModelError> {
         let mut output_layouts = vec![sys::LiteRtLayout::default(); self.outputs.len()];
         let status = sys::LiteRtGetCompiledModelOutputTensorLayouts(
             self.compiled_model,
             SIGNATURE_INDEX,
             output_layouts.len(),
             output_layouts.as_mut_ptr(),
-            true,
+            allocate,
         );
         self.check(status, "read the output layouts")?;
-        for layout in &output_layouts {
-            let (buffer, value_count) = self.create_float_buffer(layout, "allocate an output buffer")?;
-            self.output_buffers.push(buffer);
-            self.prepared_output_value_counts.push(value_count);
-        }
-        Ok(())
+        Ok(output_layouts)
+    }
+
+    /// Whether every output whose batch dimension is dynamic has `rows` rows in `layouts`.
+    fn outputs_follow_the_batch(&self, layouts: &[sys::LiteRtLayout], rows: i32) -> bool {
+        self.outputs.iter().zip(layouts).all(|(output, layout)| {
+            let batch_is_dynamic = output.dimensions.first().is_some_and(|&first| first < 0);
+            !batch_is_dynamic || (layout.rank() > 0 && layout.dimensions[0] == rows)
+        })
     }
 
     /// SAFETY: `self.environment` must be valid.
@@ -333,10 +372,10 @@ impl LiteRtSession {
                 input.len()
             )));
         }
+        self.run_raw(input)?;
         let Some(&output_value_count) = self.prepared_output_value_counts.get(output_index) else {
             return Err(self.tensor_error(format!("output index {output_index} is out of range")));
         };
-        self.run_raw(input)?;
         // SAFETY: the buffer was created for exactly this many f32 values.
         unsafe { self.copy_from_buffer(self.output_buffers[output_index], output_value_count) }
     }
@@ -391,19 +430,31 @@ impl LiteRtSession {
         Ok(values)
     }
 
-    fn release_buffers(&mut self) {
-        // SAFETY: each non-null buffer was created by `LiteRtCreateManagedTensorBuffer` and is
-        // destroyed exactly once (the fields are cleared).
+    fn release_input_buffer(&mut self) {
+        // SAFETY: a non-null buffer was created by `LiteRtCreateManagedTensorBuffer` and is destroyed
+        // exactly once (the field is cleared).
         unsafe {
             if !self.input_buffer.is_null() {
                 sys::LiteRtDestroyTensorBuffer(self.input_buffer);
             }
+        }
+        self.input_buffer = ptr::null_mut();
+    }
+
+    fn release_output_buffers(&mut self) {
+        // SAFETY: each buffer was created by `LiteRtCreateManagedTensorBuffer` and is destroyed
+        // exactly once (drained).
+        unsafe {
             for buffer in self.output_buffers.drain(..) {
                 sys::LiteRtDestroyTensorBuffer(buffer);
             }
         }
-        self.input_buffer = ptr::null_mut();
         self.prepared_output_value_counts.clear();
+    }
+
+    fn release_buffers(&mut self) {
+        self.release_input_buffer();
+        self.release_output_buffers();
         self.prepared_input_dimensions = None;
     }
 }

@@ -27,7 +27,22 @@ fn open_fixture(name: &str, batch_size: usize) -> TfliteEmbeddingModel {
         .unwrap_or_else(|error| panic!("{name}: {error}"))
 }
 
-/// The largest absolute difference; the runner is expected to match the reference exactly (0.0).
+/// How far the runner may be from Python's reference outputs. On the machine that generated the
+/// references the difference is exactly 0 (same library, same kernels); another CPU can make
+/// LiteRT's XNNPACK pick other kernels (e.g. without AVX-512 or FMA, or under valgrind), which
+/// moves results by a few units in the last place (measured: 4.8e-7).
+const REFERENCE_TOLERANCE: f32 = 1e-5;
+
+fn assert_matches_reference(actual: &[Vec<f32>], expected: &[f32], label: &str) {
+    let difference = max_abs_difference(actual, expected);
+    eprintln!("{label}: max abs difference to the python reference = {difference:e}");
+    assert!(
+        difference <= REFERENCE_TOLERANCE,
+        "{label}: max abs difference {difference} > {REFERENCE_TOLERANCE}"
+    );
+}
+
+/// The largest absolute difference between the flattened vectors and the reference.
 fn max_abs_difference(actual: &[Vec<f32>], expected: &[f32]) -> f32 {
     let flat: Vec<f32> = actual.iter().flatten().copied().collect();
     assert_eq!(flat.len(), expected.len());
@@ -38,7 +53,7 @@ fn max_abs_difference(actual: &[Vec<f32>], expected: &[f32]) -> f32 {
 }
 
 #[test]
-fn the_waveform_stft_model_reproduces_pythons_reference_embeddings_exactly() {
+fn the_waveform_stft_model_reproduces_pythons_reference_embeddings() {
     let mut model = open_fixture("waveform_stft.tflite", 32);
     let info = model.info().clone();
     assert_eq!(info.input_kind, ModelInputKind::Waveform);
@@ -51,14 +66,15 @@ fn the_waveform_stft_model_reproduces_pythons_reference_embeddings_exactly() {
     assert_eq!(info.embedding_output.reason, OutputChoiceReason::DefaultName);
     let input = read_f32_file("waveform.input.f32");
     let embeddings = model.embed_batch(&windows_of(&input, 16_000)).unwrap();
-    assert_eq!(
-        max_abs_difference(&embeddings, &read_f32_file("waveform_stft.embedding.f32")),
-        0.0
+    assert_matches_reference(
+        &embeddings,
+        &read_f32_file("waveform_stft.embedding.f32"),
+        "waveform_stft",
     );
 }
 
 #[test]
-fn the_log_mel_models_reproduce_pythons_reference_embeddings_exactly() {
+fn the_log_mel_models_reproduce_pythons_reference_embeddings() {
     let input = read_f32_file("logmel.input.f32");
     for (file, reference, batch) in [
         (
@@ -89,11 +105,7 @@ fn the_log_mel_models_reproduce_pythons_reference_embeddings_exactly() {
         );
         assert_eq!(model.info().batch_support, batch);
         let embeddings = model.embed_batch(&windows_of(&input, 128 * 128)).unwrap();
-        assert_eq!(
-            max_abs_difference(&embeddings, &read_f32_file(reference)),
-            0.0,
-            "{file}"
-        );
+        assert_matches_reference(&embeddings, &read_f32_file(reference), file);
     }
 }
 
@@ -142,7 +154,7 @@ fn a_sidecar_selects_the_output_by_name_or_index() {
         assert_eq!(model.info().embedding_output.reason, reason);
         assert_eq!(model.info().embedding_dim, 5);
         let logits = model.embed_batch(&windows_of(&input, 16_000)).unwrap();
-        assert_eq!(max_abs_difference(&logits, &reference), 0.0, "{name}");
+        assert_matches_reference(&logits, &reference, name);
     }
 }
 
@@ -281,4 +293,20 @@ fn a_real_model_named_by_the_environment_loads_and_embeds() {
         .all(|vector| vector.len() == info.embedding_dim as usize));
     assert!(embeddings.iter().flatten().all(|value| value.is_finite()));
     assert_eq!(embeddings[0], embeddings[2]);
+}
+
+#[test]
+fn one_dynamic_model_instance_stays_correct_while_the_batch_changes() {
+    let mut model = open_fixture("waveform_stft.tflite", 2);
+    let input = read_f32_file("waveform.input.f32");
+    let windows = windows_of(&input, 16_000);
+    let reference = read_f32_file("waveform_stft.embedding.f32");
+    let reference_rows: Vec<&[f32]> = reference.chunks_exact(64).collect();
+    for call in [&[0usize, 1][..], &[2, 1, 0], &[1], &[0, 2, 2], &[2, 0]] {
+        let batch: Vec<&[f32]> = call.iter().map(|&index| windows[index]).collect();
+        let embeddings = model.embed_batch(&batch).unwrap();
+        for (embedding, &index) in embeddings.iter().zip(call) {
+            assert_matches_reference(&[embedding.clone()], reference_rows[index], &format!("call {call:?}"));
+        }
+    }
 }

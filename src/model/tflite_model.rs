@@ -204,7 +204,10 @@ impl Default for RunOptions {
 /// A `.tflite` model run by LiteRT on the CPU, single-threaded.
 pub struct TfliteEmbeddingModel {
     info: ModelInfo,
-    session: LiteRtSession,
+    /// The model file, kept to compile one more session per batch size.
+    model_bytes: Vec<u8>,
+    /// One compiled LiteRT session per batch size used (at most two: the batch size and 1).
+    sessions: Vec<(usize, LiteRtSession)>,
     runtime_output_index: usize,
     options: RunOptions,
 }
@@ -212,7 +215,7 @@ pub struct TfliteEmbeddingModel {
 impl TfliteEmbeddingModel {
     /// Loads `bytes` (already described by `info`, e.g. by the registry) and compiles it.
     pub fn from_bytes(info: ModelInfo, bytes: Vec<u8>, options: RunOptions) -> Result<Self, ModelError> {
-        let session = LiteRtSession::new(&info.name, bytes)?;
+        let session = LiteRtSession::new(&info.name, bytes.clone())?;
         if !session.input.is_float32 {
             return Err(ModelError::UnexpectedTensor {
                 model: info.name.clone(),
@@ -238,10 +241,33 @@ impl TfliteEmbeddingModel {
         }
         Ok(TfliteEmbeddingModel {
             info,
-            session,
+            model_bytes: bytes,
+            sessions: vec![(0, session)],
             runtime_output_index,
             options,
         })
+    }
+
+    /// The session prepared for `batch` windows; the first session (compiled by `from_bytes`, not
+    /// yet prepared) is taken by the first batch size asked for.
+    fn session_for(&mut self, batch: usize) -> Result<&mut LiteRtSession, ModelError> {
+        let resize = self.info.batch_support == BatchSupport::Dynamic;
+        let position = match self.sessions.iter().position(|(size, _)| *size == batch) {
+            Some(position) => position,
+            None => {
+                if let Some(unprepared) = self.sessions.iter().position(|(size, _)| *size == 0) {
+                    self.sessions[unprepared].0 = batch;
+                    unprepared
+                } else {
+                    let session = LiteRtSession::new(&self.info.name, self.model_bytes.clone())?;
+                    self.sessions.push((batch, session));
+                    self.sessions.len() - 1
+                }
+            }
+        };
+        let session = &mut self.sessions[position].1;
+        session.prepare(batch, resize)?;
+        Ok(session)
     }
 
     /// Reads a model file and its sidecar (`NAME.toml` next to it), describes and loads it.
@@ -277,13 +303,13 @@ impl EmbeddingModel for TfliteEmbeddingModel {
         let window_values = self.info.window_value_count();
         check_window_lengths(&self.info, windows)?;
         let embedding_dim = self.info.embedding_dim as usize;
-        let resize = self.info.batch_support == BatchSupport::Dynamic;
         let mut embeddings = Vec::with_capacity(windows.len());
         let mut batch_values: Vec<f32> = Vec::new();
         for run in plan_batches(windows.len(), self.options.batch_size, self.info.batch_support) {
-            self.session.prepare(run.run_batch_size, resize)?;
+            let runtime_output_index = self.runtime_output_index;
+            let session = self.session_for(run.run_batch_size)?;
             batch_values.clear();
-            batch_values.resize(self.session.prepared_input_value_count(), 0.0);
+            batch_values.resize(session.prepared_input_value_count(), 0.0);
             if batch_values.len() != run.run_batch_size * window_values {
                 return Err(ModelError::UnexpectedTensor {
                     model: self.info.name.clone(),
@@ -301,7 +327,7 @@ impl EmbeddingModel for TfliteEmbeddingModel {
             {
                 batch_values[slot * window_values..(slot + 1) * window_values].copy_from_slice(window);
             }
-            let output = self.session.run(&batch_values, self.runtime_output_index)?;
+            let output = session.run(&batch_values, runtime_output_index)?;
             if output.len() != run.run_batch_size * embedding_dim {
                 return Err(ModelError::UnexpectedTensor {
                     model: self.info.name.clone(),
