@@ -13,12 +13,12 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::events::ModelInputKind;
 use crate::model::ModelError;
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSidecar {
     pub version: Option<String>,
@@ -68,6 +68,15 @@ impl ModelSidecar {
         }
     }
 
+    /// SHA-256 of the parsed sidecar in a canonical form (JSON with sorted keys), so comments and
+    /// formatting do not count but every value does.
+    pub fn content_sha256(&self) -> String {
+        let canonical = serde_json::to_value(self)
+            .map(|value| value.to_string())
+            .unwrap_or_default();
+        crate::model::tflite_model::sha256_hex(canonical.as_bytes())
+    }
+
     /// The `[log_mel]` table as JSON, for `ModelInfo::log_mel`.
     pub fn log_mel_as_json(&self) -> Option<serde_json::Value> {
         self.log_mel.as_ref().and_then(|table| serde_json::to_value(table).ok())
@@ -101,5 +110,16 @@ mod tests {
         assert!(typo.contains("m.toml") && typo.contains("sample_rat"), "{typo}");
         assert!(ModelSidecar::parse(Path::new("m.toml"), "window_seconds = -1.0").is_err());
         assert!(ModelSidecar::parse(Path::new("m.toml"), "output_name = \"a\"\noutput_index = 1").is_err());
+    }
+
+    #[test]
+    fn the_content_hash_ignores_formatting_but_not_values() {
+        let path = Path::new("m.toml");
+        let plain = ModelSidecar::parse(path, "sample_rate = 32000\n[log_mel]\nmel_bins = 128\n").unwrap();
+        let reformatted =
+            ModelSidecar::parse(path, "# comment\nsample_rate   = 32000\n\n[log_mel]\nmel_bins=128").unwrap();
+        let changed = ModelSidecar::parse(path, "sample_rate = 32000\n[log_mel]\nmel_bins = 64\n").unwrap();
+        assert_eq!(plain.content_sha256(), reformatted.content_sha256());
+        assert_ne!(plain.content_sha256(), changed.content_sha256());
     }
 }

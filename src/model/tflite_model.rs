@@ -137,10 +137,15 @@ pub fn describe_tflite_model(
         .map(|&dimension| dimension as usize)
         .product();
     let sha256 = sha256_hex(bytes);
-    let version = match &sidecar.version {
+    let mut version = match &sidecar.version {
         Some(version) => format!("{version}+sha256.{}", &sha256[..12]),
         None => format!("sha256.{}", &sha256[..12]),
     };
+    if *sidecar != ModelSidecar::default() {
+        // A sidecar changes what the model means (timing, output, log-mel parameters): editing it
+        // must change the version too.
+        version.push_str(&format!(".sidecar.{}", &sidecar.content_sha256()[..8]));
+    }
     let info = ModelInfo {
         name: name.to_string(),
         version,
