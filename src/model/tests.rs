@@ -310,7 +310,11 @@ fn one_dynamic_model_instance_stays_correct_while_the_batch_changes() {
         let batch: Vec<&[f32]> = call.iter().map(|&index| windows[index]).collect();
         let embeddings = model.embed_batch(&batch).unwrap();
         for (embedding, &index) in embeddings.iter().zip(call) {
-            assert_matches_reference(&[embedding.clone()], reference_rows[index], &format!("call {call:?}"));
+            assert_matches_reference(
+                std::slice::from_ref(embedding),
+                reference_rows[index],
+                &format!("call {call:?}"),
+            );
         }
     }
 }
