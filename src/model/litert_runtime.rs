@@ -1,4 +1,5 @@
-//! The only place that calls the LiteRT C API (through `litert-sys`). It owns one environment, one
+//! The only place that calls the LiteRT C API (through `litert-sys`). A session uses the process-wide
+//! LiteRT environment (created once: it probes for accelerators and logs about each) and owns one
 //! model and one compiled model, and exposes exactly what the TFLite embedding model needs:
 //! signature names and shapes, resizing the batch dimension, and running one batch.
 //!
@@ -88,8 +89,8 @@ impl LiteRtSession {
         };
         // SAFETY: out-pointers are valid locals/fields; on failure `Drop` releases whatever was created.
         unsafe {
-            let status = sys::LiteRtCreateEnvironment(0, ptr::null(), &mut session.environment);
-            session.check(status, "create the environment")?;
+            session.environment =
+                shared_environment().map_err(|status| runtime_error(model_name, status, "create the environment"))?;
             let status = sys::LiteRtCreateModelFromBuffer(
                 session._model_bytes.as_ptr().cast::<c_void>(),
                 session._model_bytes.len(),
@@ -470,9 +471,6 @@ impl Drop for LiteRtSession {
             if !self.model.is_null() {
                 sys::LiteRtDestroyModel(self.model);
             }
-            if !self.environment.is_null() {
-                sys::LiteRtDestroyEnvironment(self.environment);
-            }
         }
     }
 }
@@ -481,10 +479,42 @@ fn check_status(model: &str, status: sys::LiteRtStatus, operation: &'static str)
     if status == sys::kLiteRtStatusOk {
         return Ok(());
     }
-    Err(ModelError::Runtime {
+    Err(runtime_error(model, status, operation))
+}
+
+fn runtime_error(model: &str, status: sys::LiteRtStatus, operation: &'static str) -> ModelError {
+    ModelError::Runtime {
         model: model.to_string(),
         operation,
         status: status as i32,
         meaning: status_meaning(status),
-    })
+    }
+}
+
+/// The LiteRT environment shared by all sessions; never destroyed (it lives as long as the process).
+struct SharedEnvironment(sys::LiteRtEnvironment);
+
+// SAFETY: a LiteRT environment is an internally synchronised, reference-counted context meant to be
+// shared by the compiled models of a process; humpback never mutates or destroys it.
+unsafe impl Send for SharedEnvironment {}
+unsafe impl Sync for SharedEnvironment {}
+
+static SHARED_ENVIRONMENT: std::sync::OnceLock<Result<SharedEnvironment, sys::LiteRtStatus>> =
+    std::sync::OnceLock::new();
+
+fn shared_environment() -> Result<sys::LiteRtEnvironment, sys::LiteRtStatus> {
+    let created = SHARED_ENVIRONMENT.get_or_init(|| {
+        let mut environment: sys::LiteRtEnvironment = ptr::null_mut();
+        // SAFETY: no options; the out-pointer is a valid local.
+        let status = unsafe { sys::LiteRtCreateEnvironment(0, ptr::null(), &mut environment) };
+        if status == sys::kLiteRtStatusOk && !environment.is_null() {
+            Ok(SharedEnvironment(environment))
+        } else {
+            Err(status)
+        }
+    });
+    match created {
+        Ok(environment) => Ok(environment.0),
+        Err(status) => Err(*status),
+    }
 }
