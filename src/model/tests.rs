@@ -59,6 +59,8 @@ fn the_waveform_stft_model_reproduces_pythons_reference_embeddings() {
     assert_eq!(info.input_kind, ModelInputKind::Waveform);
     assert_eq!(info.input_shape, WindowShape::Samples { samples: 16_000 });
     assert_eq!(info.batch_support, BatchSupport::Dynamic);
+    // From fixtures/models/waveform_stft.toml.
+    assert_eq!((info.sample_rate, info.window_seconds), (16_000, 1.0));
     assert_eq!(
         (info.embedding_dim, info.embedding_output.name.as_str()),
         (64, "embedding")
