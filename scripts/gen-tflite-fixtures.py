@@ -18,6 +18,7 @@ What it writes (all little-endian float32 for .f32 files):
   NAME.NAME_OF_OUTPUT.f32  reference outputs of Python's LiteRT interpreter (ai-edge-litert 2.1.4),
                            each window run on its own with batch 1 (or padded to the fixed batch)
   manifest.json            shapes, output names and file names of all of the above
+(waveform_stft.toml, the sidecar saying that model's input is 16 kHz audio, is written by hand.)
 
 The weights come from a fixed seed, so rerunning gives the same models (up to converter versions).
 """
