@@ -11,5 +11,6 @@ pub mod domain;
 pub mod http;
 pub mod ingest;
 pub mod log;
+pub mod model;
 pub mod projections;
 pub mod writer;

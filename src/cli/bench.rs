@@ -34,11 +34,14 @@ pub enum BenchCommand {
     },
     /// The audio front end: decode, resample, log-mel, as times realtime on one core.
     Audio(super::bench_audio::BenchAudioArgs),
+    /// Embedding models: windows per second at batch 1 and 32, single thread.
+    Models(super::bench_models::BenchModelsArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     match args.command {
         BenchCommand::Audio(args) => super::bench_audio::run(args).map(|()| 0),
+        BenchCommand::Models(args) => super::bench_models::run(args).map(|()| 0),
         BenchCommand::EventLog {
             single,
             batched,

@@ -91,6 +91,6 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ImportArgs) -> anyhow::Result<i
 }
 
 fn progress_bar(done: usize, total: usize, width: usize) -> String {
-    let filled = if total == 0 { width } else { done * width / total };
+    let filled = (done * width).checked_div(total).unwrap_or(width);
     format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
 }

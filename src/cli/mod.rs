@@ -5,9 +5,11 @@
 mod access;
 mod bench;
 mod bench_audio;
+mod bench_models;
 mod client;
 mod events;
 mod import;
+mod models;
 mod projections;
 
 use std::path::PathBuf;
@@ -42,6 +44,8 @@ pub enum Commands {
     Events(events::EventsArgs),
     /// Inspect and rebuild the SQLite projections.
     Projections(projections::ProjectionsArgs),
+    /// List the embedding models humpback can use, or inspect a .tflite file.
+    Models(models::ModelsArgs),
     /// Measure humpback's own performance.
     Bench(bench::BenchArgs),
 }
@@ -76,6 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Commands::Events(args) => events::run(&data_dir, &cli.bind, args),
         Commands::Projections(args) => projections::run(&data_dir, &cli.bind, args),
+        Commands::Models(args) => models::run(args).map(|()| 0),
         Commands::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,59 @@
+//! Embedding models: turn windows of audio (or of log-mel spectrogram) into embedding vectors.
+//!
+//! - [`EmbeddingModel`]: the trait every model implements;
+//! - [`TfliteEmbeddingModel`]: a `.tflite` file run by LiteRT 2.1.4 (CPU, single thread), in batches;
+//! - [`BuiltinLogMelStatsModel`] (`builtin-logmel-stats`): the default, needs no download, a baseline;
+//! - [`FakeModel`] (`fake`): deterministic, for tests, only when the configuration enables it;
+//! - [`ModelRegistry`]: discovers models in the models directory, reports unusable files;
+//! - [`inspect_tflite_file`]: inputs, outputs and operators of a file, and whether it can run here.
+//!
+//! Functional core: describing a model ([`describe_tflite_model`]), choosing its embedding output,
+//! planning batches, parsing the flatbuffer, the fake and built-in computations are pure.
+//! Imperative shell: reading files ([`ModelRegistry::discover`]) and the LiteRT calls
+//! (`litert_runtime`, the only `unsafe` code).
+
+mod batching;
+mod builtin;
+mod error;
+mod fake;
+mod flatbuffer;
+mod info;
+mod inspect;
+mod litert_runtime;
+mod operator_names;
+mod registry;
+mod sidecar;
+mod tflite_model;
+
+pub use batching::{plan_batches, BatchRun, DEFAULT_BATCH_SIZE};
+pub use builtin::{log_mel_band_statistics, BuiltinLogMelStatsModel, BUILTIN_MODEL_NAME};
+pub use error::ModelError;
+pub use fake::{fake_embedding, FakeModel, FakeModelConfig, FAKE_MODEL_NAME};
+pub use info::{
+    choose_embedding_output, BatchSupport, EmbeddingOutputChoice, ModelInfo, OutputChoiceReason, OutputDescription,
+    OutputPreference, WindowShape, DEFAULT_EMBEDDING_OUTPUT_NAME,
+};
+pub use inspect::{
+    inspect_tflite_bytes, inspect_tflite_file, ModelInspection, OperatorSupport, OperatorUsage, TensorSummary,
+};
+pub use registry::{ModelImplementation, ModelListing, ModelProblem, ModelRegistry, RegisteredModel, RegistryConfig};
+pub use sidecar::ModelSidecar;
+pub use tflite_model::{
+    describe_tflite_model, sha256_hex, RunOptions, TfliteEmbeddingModel, DEFAULT_SAMPLE_RATE,
+    DEFAULT_SPECTROGRAM_WINDOW_SECONDS,
+};
+
+/// A model that turns windows into embeddings. `Send` so a worker thread can own it; not `Sync`:
+/// one model instance runs one batch at a time (`&mut self`).
+pub trait EmbeddingModel: Send {
+    fn info(&self) -> &ModelInfo;
+
+    /// Embeds any number of windows. Each window holds exactly `info().window_value_count()` values
+    /// (samples, or frames x bins frame after frame). Returns one vector of `info().embedding_dim`
+    /// values per window, in order. Implementations split the windows into runs of the configured
+    /// batch size as the model allows; the result never depends on how windows were grouped.
+    fn embed_batch(&mut self, windows: &[&[f32]]) -> Result<Vec<Vec<f32>>, ModelError>;
+}
+
+#[cfg(test)]
+mod tests;
