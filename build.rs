@@ -172,9 +172,8 @@ fn read_member_of_wheel(wheel_path: &Path, member: &str) -> Result<Vec<u8>, Stri
     let file = fs::File::open(wheel_path).map_err(|error| format!("cannot open {}: {error}", wheel_path.display()))?;
     let mut archive =
         zip::ZipArchive::new(file).map_err(|error| format!("{} is not a zip file: {error}", wheel_path.display()))?;
-    let mut entry = archive
-        .by_name(member)
-        .map_err(|error| format!("{} has no {member}: {error}", wheel_path.display()))?;
+    let mut entry =
+        archive.by_name(member).map_err(|error| format!("{} has no {member}: {error}", wheel_path.display()))?;
     let mut bytes = Vec::new();
     entry
         .read_to_end(&mut bytes)

@@ -22,14 +22,31 @@ use crate::writer::{Writer, WriterError};
 pub struct Settings {
     /// Largest accepted upload, in bytes (larger answers 413).
     pub max_upload_bytes: u64,
+    /// Where `.tflite` models (and their `NAME.toml` sidecars) are found; `None`: `{data_dir}/models`.
+    pub models_dir: Option<std::path::PathBuf>,
+    /// Offer the deterministic `fake` model (tests and demos only).
+    pub enable_fake_model: bool,
+    /// Processing workers in the server.
+    pub processing_workers: usize,
+    /// Windows per inference batch.
+    pub batch_size: usize,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            models_dir: None,
+            enable_fake_model: false,
+            processing_workers: default_worker_count(),
+            batch_size: crate::model::DEFAULT_BATCH_SIZE,
         }
     }
+}
+
+/// One worker per core.
+pub fn default_worker_count() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// 4 GiB: a few hours of 96 kHz 24-bit stereo WAV.
@@ -39,6 +56,9 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 4 << 30;
 pub struct Humpback {
     pub data_dir: DataDir,
     pub settings: Settings,
+    pub models: Arc<crate::model::ModelRegistry>,
+    /// What start-up recovery found and did.
+    pub recovery: crate::processing::worker::RecoveryReport,
     pub log: Arc<SledEventLog>,
     pub writer: Arc<Writer>,
     pub projector: Arc<Mutex<Projector>>,
@@ -57,34 +77,54 @@ impl Humpback {
         data_dir.create_layout()?;
         let log = Arc::new(SledEventLog::open(&data_dir.events_dir())?);
         let writer = Arc::new(Writer::open(log.clone()).context("folding the event log into the domain state")?);
+        let models_dir = settings.models_dir.clone().unwrap_or_else(|| data_dir.root().join("models"));
+        std::fs::create_dir_all(&models_dir).with_context(|| format!("creating {}", models_dir.display()))?;
+        let mut registry_config = crate::model::RegistryConfig::new(&models_dir);
+        if settings.enable_fake_model {
+            registry_config.fake_model = Some(crate::model::FakeModelConfig::default());
+        }
+        registry_config.run_options.batch_size = settings.batch_size.max(1);
+        let models = Arc::new(crate::model::ModelRegistry::discover(registry_config).context("discovering models")?);
+        for problem in models.problems() {
+            tracing::warn!(file = %problem.file, reason = %problem.reason, "model file skipped");
+        }
+        for model in models.models() {
+            writer
+                .execute(Command::RegisterModel(model.info.to_registered_event()))
+                .with_context(|| format!("registering model {}", model.info.name))?;
+        }
         let mut projector = Projector::open(&data_dir.projections_db())?;
-        let reached = projector
-            .catch_up(log.as_ref())
-            .context("bringing the projections up to date")?;
+        let reached = projector.catch_up(log.as_ref()).context("bringing the projections up to date")?;
         tracing::info!(head = %log.head(), projected = %reached, data_dir = %data_dir.root().display(), "data directory open");
         let projected = projector.subscribe();
         let reader = ProjectionReader::new(&data_dir.projections_db());
-        Ok(Humpback {
+        let mut humpback = Humpback {
             data_dir,
             settings,
+            models,
+            recovery: Default::default(),
             log,
             writer,
             projector: Arc::new(Mutex::new(projector)),
             reader,
             projected,
-        })
+        };
+        // Whoever holds the log holds the data directory: a job still running belongs to a
+        // process that died.
+        humpback.recovery = crate::processing::worker::recover_running_jobs(&humpback)?;
+        humpback.catch_up_projections()?;
+        Ok(humpback)
     }
 
     /// Executes a command and waits until the projections reflect its events, so that a read
     /// right after a write sees it.
     pub async fn execute(self: &Arc<Self>, command: Command) -> Result<Vec<Envelope>, WriterError> {
         let writer = self.writer.clone();
-        let envelopes = tokio::task::spawn_blocking(move || writer.execute(command))
-            .await
-            .unwrap_or_else(|join_error| {
-                Err(WriterError::Rejected(crate::domain::decide::Rejection::Invalid(
-                    format!("the writer stopped: {join_error}"),
-                )))
+        let envelopes =
+            tokio::task::spawn_blocking(move || writer.execute(command)).await.unwrap_or_else(|join_error| {
+                Err(WriterError::Rejected(crate::domain::decide::Rejection::Invalid(format!(
+                    "the writer stopped: {join_error}"
+                ))))
             })?;
         if let Some(last) = envelopes.last() {
             self.wait_until_projected(last.seq).await;
@@ -154,10 +194,7 @@ impl Application {
         let listener = tokio::net::TcpListener::bind(&config.bind)
             .await
             .with_context(|| format!("cannot listen on {} (is another server using that port?)", config.bind))?;
-        Ok(Application {
-            listener,
-            humpback: Arc::new(humpback),
-        })
+        Ok(Application { listener, humpback: Arc::new(humpback) })
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -172,17 +209,31 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_sender, stop) = watch::channel(false);
         let catch_up = tokio::spawn(self.humpback.clone().run_projection_catch_up(stop.clone()));
+        let stopping_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let workers: Vec<_> = (0..self.humpback.settings.processing_workers)
+            .map(|index| {
+                tokio::spawn(crate::processing::worker::run_worker(
+                    self.humpback.clone(),
+                    index,
+                    stopping_flag.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect();
         let router = crate::http::router(self.humpback.clone(), stop.clone());
+        let flag = stopping_flag.clone();
         let served = axum::serve(self.listener, router).with_graceful_shutdown(async move {
             shutdown.await;
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
             let _ = stop_sender.send(true);
         });
         let result = served.await.context("serving http");
+        for worker in workers {
+            let _ = worker.await;
+        }
         let _ = catch_up.await;
         let log = self.humpback.log.clone();
-        tokio::task::spawn_blocking(move || log.flush())
-            .await
-            .context("flushing the log")??;
+        tokio::task::spawn_blocking(move || log.flush()).await.context("flushing the log")??;
         tracing::info!("stopped cleanly");
         result
     }

@@ -61,17 +61,10 @@ impl DataDir {
 
     /// Creates the directory layout.
     pub fn create_layout(&self) -> Result<(), DataDirError> {
-        for path in [
-            self.audio_raw_dir(),
-            self.embeddings_dir(),
-            self.clusters_dir(),
-            self.tmp_dir(),
-            self.events_dir(),
-        ] {
-            std::fs::create_dir_all(&path).map_err(|source| DataDirError {
-                path: path.clone(),
-                source,
-            })?;
+        for path in
+            [self.audio_raw_dir(), self.embeddings_dir(), self.clusters_dir(), self.tmp_dir(), self.events_dir()]
+        {
+            std::fs::create_dir_all(&path).map_err(|source| DataDirError { path: path.clone(), source })?;
         }
         Ok(())
     }

@@ -26,11 +26,7 @@ pub enum IngestError {
     #[error("{path} is larger than the limit of {limit} bytes")]
     TooLarge { path: String, limit: u64 },
     #[error("{doing} {path}: {source}")]
-    Io {
-        doing: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { doing: &'static str, path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Writer(#[from] WriterError),
 }
@@ -66,36 +62,22 @@ impl StagingWriter {
             path: tmp_dir.to_path_buf(),
             source,
         })?;
-        let named = tempfile::Builder::new()
-            .prefix("upload-")
-            .suffix(".part")
-            .tempfile_in(tmp_dir)
-            .map_err(|source| IngestError::Io {
-                doing: "creating a file in",
-                path: tmp_dir.to_path_buf(),
-                source,
+        let named =
+            tempfile::Builder::new().prefix("upload-").suffix(".part").tempfile_in(tmp_dir).map_err(|source| {
+                IngestError::Io { doing: "creating a file in", path: tmp_dir.to_path_buf(), source }
             })?;
         let (file, path) = named.keep().map_err(|error| IngestError::Io {
             doing: "keeping",
             path: tmp_dir.to_path_buf(),
             source: error.error,
         })?;
-        Ok(StagingWriter {
-            file,
-            path,
-            hasher: Sha256::new(),
-            size_bytes: 0,
-            limit,
-        })
+        Ok(StagingWriter { file, path, hasher: Sha256::new(), size_bytes: 0, limit })
     }
 
     pub fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), IngestError> {
         self.size_bytes += chunk.len() as u64;
         if self.size_bytes > self.limit {
-            return Err(IngestError::TooLarge {
-                path: "the upload".into(),
-                limit: self.limit,
-            });
+            return Err(IngestError::TooLarge { path: "the upload".into(), limit: self.limit });
         }
         self.hasher.update(chunk);
         self.file.write_all(chunk).map_err(|source| IngestError::Io {
@@ -106,11 +88,7 @@ impl StagingWriter {
     }
 
     pub fn finish(self) -> Result<StagedFile, IngestError> {
-        self.file.sync_all().map_err(|source| IngestError::Io {
-            doing: "syncing",
-            path: self.path.clone(),
-            source,
-        })?;
+        self.file.sync_all().map_err(|source| IngestError::Io { doing: "syncing", path: self.path.clone(), source })?;
         Ok(StagedFile {
             temp_path: self.path,
             checksum_sha256: Sha256Hex(hex(&self.hasher.finalize())),
@@ -140,11 +118,7 @@ pub fn stage_copy(tmp_dir: &Path, mut source: impl Read, limit: u64) -> Result<S
             Err(error) => {
                 let path = writer.path.clone();
                 writer.abort();
-                return Err(IngestError::Io {
-                    doing: "reading the source of",
-                    path,
-                    source: error,
-                });
+                return Err(IngestError::Io { doing: "reading the source of", path, source: error });
             }
         };
         if let Err(error) = writer.write_chunk(&buffer[..read]) {
@@ -181,9 +155,8 @@ pub fn register_staged(
     original_filename: &str,
     folder: &str,
 ) -> Result<IngestOutcome, IngestError> {
-    if let Some(existing) = humpback
-        .writer
-        .read_state(|state| state.audio_file_by_checksum.get(&staged.checksum_sha256).copied())
+    if let Some(existing) =
+        humpback.writer.read_state(|state| state.audio_file_by_checksum.get(&staged.checksum_sha256).copied())
     {
         staged.discard();
         return Ok(IngestOutcome::Duplicate(existing));
@@ -195,9 +168,7 @@ pub fn register_staged(
     let probe = match crate::audio::probe(&staged.temp_path) {
         Ok(probe) => probe,
         Err(error) => {
-            let message = error
-                .to_string()
-                .replace(&staged.temp_path.display().to_string(), original_filename);
+            let message = error.to_string().replace(&staged.temp_path.display().to_string(), original_filename);
             staged.discard();
             return Err(IngestError::NotAudio(message));
         }
@@ -233,9 +204,7 @@ pub fn register_staged(
     match result {
         Ok(envelopes) => match envelopes.first().map(|envelope| &envelope.event) {
             Some(Event::AudioFileRegistered(registered)) => Ok(IngestOutcome::Added(registered.audio_file_id)),
-            _ => Err(IngestError::Writer(WriterError::Staging(
-                "no registration was recorded".into(),
-            ))),
+            _ => Err(IngestError::Writer(WriterError::Staging("no registration was recorded".into()))),
         },
         Err(WriterError::Rejected(Rejection::AudioFileAlreadyRegistered(existing))) => {
             staged.discard();
@@ -280,16 +249,9 @@ pub fn find_audio_files(root: &Path) -> Result<Vec<PathBuf>, IngestError> {
             source,
         })?;
         for entry in entries {
-            let entry = entry.map_err(|source| IngestError::Io {
-                doing: "reading",
-                path: dir.clone(),
-                source,
-            })?;
-            let file_type = entry.file_type().map_err(|source| IngestError::Io {
-                doing: "reading",
-                path: entry.path(),
-                source,
-            })?;
+            let entry = entry.map_err(|source| IngestError::Io { doing: "reading", path: dir.clone(), source })?;
+            let file_type =
+                entry.file_type().map_err(|source| IngestError::Io { doing: "reading", path: entry.path(), source })?;
             let path = entry.path();
             if file_type.is_dir() {
                 pending.push(path);
@@ -321,20 +283,14 @@ pub fn import_folder(
     let mut summary = ImportSummary::default();
     for (index, relative) in files.iter().enumerate() {
         let display = relative.to_string_lossy().replace('\\', "/");
-        let folder_relative = relative
-            .parent()
-            .map(|p| p.to_string_lossy().replace('\\', "/"))
-            .unwrap_or_default();
+        let folder_relative = relative.parent().map(|p| p.to_string_lossy().replace('\\', "/")).unwrap_or_default();
         let folder = [base.as_str(), folder_relative.as_str()]
             .iter()
             .filter(|p| !p.is_empty())
             .copied()
             .collect::<Vec<_>>()
             .join("/");
-        let filename = relative
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let filename = relative.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let outcome = File::open(root.join(relative))
             .map_err(|error| format!("cannot open {display}: {error}"))
             .and_then(|file| stage_copy(&humpback.data_dir.tmp_dir(), file, limit).map_err(|error| error.to_string()))
@@ -342,18 +298,13 @@ pub fn import_folder(
                 register_staged(humpback, staged, &filename, &folder).map_err(|error| error.to_string())
             });
         match &outcome {
-            Ok(IngestOutcome::Added(id)) => summary.added.push(ImportedFile {
-                path: display.clone(),
-                audio_file_id: *id,
-            }),
-            Ok(IngestOutcome::Duplicate(id)) => summary.duplicates.push(ImportedFile {
-                path: display.clone(),
-                audio_file_id: *id,
-            }),
-            Err(reason) => summary.rejected.push(RejectedFile {
-                path: display.clone(),
-                reason: reason.clone(),
-            }),
+            Ok(IngestOutcome::Added(id)) => {
+                summary.added.push(ImportedFile { path: display.clone(), audio_file_id: *id })
+            }
+            Ok(IngestOutcome::Duplicate(id)) => {
+                summary.duplicates.push(ImportedFile { path: display.clone(), audio_file_id: *id })
+            }
+            Err(reason) => summary.rejected.push(RejectedFile { path: display.clone(), reason: reason.clone() }),
         }
         progress(index + 1, files.len(), &display, &outcome);
     }

@@ -12,5 +12,6 @@ pub mod http;
 pub mod ingest;
 pub mod log;
 pub mod model;
+pub mod processing;
 pub mod projections;
 pub mod writer;

@@ -34,10 +34,7 @@ impl Writer {
             let envelope = envelope?;
             state.apply(envelope.seq, &envelope.event);
         }
-        Ok(Writer {
-            log,
-            state: Mutex::new(state),
-        })
+        Ok(Writer { log, state: Mutex::new(state) })
     }
 
     pub fn log(&self) -> &Arc<dyn EventLog> {

@@ -25,6 +25,8 @@ use super::ArtifactError;
 
 /// Version of this file layout, stored as `humpback.format_version`.
 pub const EMBEDDINGS_FORMAT_VERSION: &str = "1";
+/// Key of the row count recorded when the file is finished (a recovered file must match it).
+pub const ROW_COUNT_KEY: &str = "humpback.row_count";
 /// Rows per row group at most; with 1536 dims that is 24 MiB of float32 before encoding.
 pub const MAX_ROWS_PER_ROW_GROUP: usize = 4096;
 
@@ -48,10 +50,7 @@ pub fn schema(vector_dim: usize) -> SchemaRef {
         Field::new("overlapped", DataType::Boolean, false),
         Field::new(
             "embedding",
-            DataType::FixedSizeList(
-                Arc::new(Field::new("item", DataType::Float32, false)),
-                vector_dim as i32,
-            ),
+            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), vector_dim as i32),
             false,
         ),
     ]))
@@ -93,10 +92,8 @@ impl EmbeddingSetWriter {
             path: temp_path.clone(),
             source,
         })?;
-        let mut key_values = vec![KeyValue::new(
-            "humpback.format_version".into(),
-            EMBEDDINGS_FORMAT_VERSION.to_string(),
-        )];
+        let mut key_values =
+            vec![KeyValue::new("humpback.format_version".into(), EMBEDDINGS_FORMAT_VERSION.to_string())];
         key_values.extend(metadata.into_iter().map(|(key, value)| KeyValue::new(key, value)));
         let properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
@@ -104,11 +101,8 @@ impl EmbeddingSetWriter {
             .set_key_value_metadata(Some(key_values))
             .build();
         let schema = schema(vector_dim);
-        let writer =
-            ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(|source| ArtifactError::Parquet {
-                path: temp_path.clone(),
-                source,
-            })?;
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties))
+            .map_err(|source| ArtifactError::Parquet { path: temp_path.clone(), source })?;
         Ok(EmbeddingSetWriter {
             final_path: final_path.to_path_buf(),
             temp_path,
@@ -144,10 +138,7 @@ impl EmbeddingSetWriter {
             }
             values.extend_from_slice(&row.embedding);
         }
-        let arrow = |source| ArtifactError::Arrow {
-            path: self.temp_path.clone(),
-            source,
-        };
+        let arrow = |source| ArtifactError::Arrow { path: self.temp_path.clone(), source };
         let embedding = FixedSizeListArray::try_new(
             Arc::new(Field::new("item", DataType::Float32, false)),
             self.vector_dim as i32,
@@ -159,37 +150,26 @@ impl EmbeddingSetWriter {
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|row| row.row_index))),
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|row| row.start_seconds))),
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|row| row.end_seconds))),
-            Arc::new(BooleanArray::from(
-                rows.iter().map(|row| row.padded).collect::<Vec<_>>(),
-            )),
-            Arc::new(BooleanArray::from(
-                rows.iter().map(|row| row.overlapped).collect::<Vec<_>>(),
-            )),
+            Arc::new(BooleanArray::from(rows.iter().map(|row| row.padded).collect::<Vec<_>>())),
+            Arc::new(BooleanArray::from(rows.iter().map(|row| row.overlapped).collect::<Vec<_>>())),
             Arc::new(embedding),
         ];
-        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(|source| ArtifactError::Arrow {
-            path: self.temp_path.clone(),
-            source,
-        })?;
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|source| ArtifactError::Arrow { path: self.temp_path.clone(), source })?;
         let writer = self.writer.as_mut().ok_or_else(|| ArtifactError::Invalid {
             path: self.temp_path.clone(),
             reason: "the writer was already closed".into(),
         })?;
-        writer.write(&batch).map_err(|source| ArtifactError::Parquet {
-            path: self.temp_path.clone(),
-            source,
-        })?;
+        writer.write(&batch).map_err(|source| ArtifactError::Parquet { path: self.temp_path.clone(), source })?;
         self.rows_written += rows.len() as u64;
         Ok(())
     }
 
     /// Closes the file, fsyncs it, renames it to its final path and fsyncs the directory.
     pub fn finish_and_promote(mut self) -> Result<u64, ArtifactError> {
-        if let Some(writer) = self.writer.take() {
-            writer.close().map_err(|source| ArtifactError::Parquet {
-                path: self.temp_path.clone(),
-                source,
-            })?;
+        if let Some(mut writer) = self.writer.take() {
+            writer.append_key_value_metadata(KeyValue::new(ROW_COUNT_KEY.into(), self.rows_written.to_string()));
+            writer.close().map_err(|source| ArtifactError::Parquet { path: self.temp_path.clone(), source })?;
         }
         promote(&self.temp_path, &self.final_path)?;
         Ok(self.rows_written)
@@ -211,6 +191,11 @@ pub struct EmbeddingSetSummary {
 }
 
 impl EmbeddingSetSummary {
+    /// Whether the file is complete: it states its row count and holds exactly that many rows.
+    pub fn is_complete(&self) -> bool {
+        self.metadata_value(ROW_COUNT_KEY).and_then(|count| count.parse::<u64>().ok()) == Some(self.rows)
+    }
+
     pub fn metadata_value(&self, key: &str) -> Option<&str> {
         self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
@@ -218,31 +203,17 @@ impl EmbeddingSetSummary {
 
 /// Reads the footer and schema: the file is complete and has the expected shape.
 pub fn inspect(path: &Path) -> Result<EmbeddingSetSummary, ArtifactError> {
-    let file = File::open(path).map_err(|source| ArtifactError::Io {
-        doing: "opening",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|source| ArtifactError::Parquet {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file =
+        File::open(path).map_err(|source| ArtifactError::Io { doing: "opening", path: path.to_path_buf(), source })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|source| ArtifactError::Parquet { path: path.to_path_buf(), source })?;
     let file_metadata = builder.metadata().file_metadata();
     let rows = u64::try_from(file_metadata.num_rows()).unwrap_or(0);
     let metadata = file_metadata
         .key_value_metadata()
-        .map(|pairs| {
-            pairs
-                .iter()
-                .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
-                .collect()
-        })
+        .map(|pairs| pairs.iter().map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default())).collect())
         .unwrap_or_default();
-    let vector_dim = match builder
-        .schema()
-        .field_with_name("embedding")
-        .map(|field| field.data_type().clone())
-    {
+    let vector_dim = match builder.schema().field_with_name("embedding").map(|field| field.data_type().clone()) {
         Ok(DataType::FixedSizeList(_, size)) => size as usize,
         _ => {
             return Err(ArtifactError::Invalid {
@@ -251,11 +222,7 @@ pub fn inspect(path: &Path) -> Result<EmbeddingSetSummary, ArtifactError> {
             })
         }
     };
-    Ok(EmbeddingSetSummary {
-        rows,
-        vector_dim,
-        metadata,
-    })
+    Ok(EmbeddingSetSummary { rows, vector_dim, metadata })
 }
 
 /// A batch of rows read back.
@@ -275,36 +242,20 @@ pub fn read_batches(
     batch_rows: usize,
 ) -> Result<impl Iterator<Item = Result<EmbeddingBatch, ArtifactError>>, ArtifactError> {
     let owned = path.to_path_buf();
-    let file = File::open(path).map_err(|source| ArtifactError::Io {
-        doing: "opening",
-        path: owned.clone(),
-        source,
-    })?;
+    let file =
+        File::open(path).map_err(|source| ArtifactError::Io { doing: "opening", path: owned.clone(), source })?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|builder| builder.with_batch_size(batch_rows.max(1)).build())
-        .map_err(|source| ArtifactError::Parquet {
-            path: owned.clone(),
-            source,
-        })?;
+        .map_err(|source| ArtifactError::Parquet { path: owned.clone(), source })?;
     Ok(reader.map(move |batch| {
-        let batch = batch.map_err(|source| ArtifactError::Arrow {
-            path: owned.clone(),
-            source,
-        })?;
+        let batch = batch.map_err(|source| ArtifactError::Arrow { path: owned.clone(), source })?;
         decode_batch(&owned, &batch)
     }))
 }
 
 fn decode_batch(path: &Path, batch: &RecordBatch) -> Result<EmbeddingBatch, ArtifactError> {
-    let invalid = |reason: &str| ArtifactError::Invalid {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    };
-    let column = |name: &str| {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| invalid(&format!("no column {name:?}")))
-    };
+    let invalid = |reason: &str| ArtifactError::Invalid { path: path.to_path_buf(), reason: reason.to_string() };
+    let column = |name: &str| batch.column_by_name(name).ok_or_else(|| invalid(&format!("no column {name:?}")));
     let row_index = column("row_index")?
         .as_any()
         .downcast_ref::<UInt64Array>()
@@ -359,12 +310,9 @@ mod tests {
     fn an_incrementally_written_set_is_invisible_until_promoted_then_reads_back_exactly() {
         let dir = tempfile::tempdir().unwrap();
         let final_path = dir.path().join("m@1").join("7").join("abc.parquet");
-        let mut writer = EmbeddingSetWriter::create(
-            &final_path,
-            3,
-            vec![("humpback.encoding_signature".into(), "abc".into())],
-        )
-        .unwrap();
+        let mut writer =
+            EmbeddingSetWriter::create(&final_path, 3, vec![("humpback.encoding_signature".into(), "abc".into())])
+                .unwrap();
         let all = rows(10_000, 3);
         for chunk in all.chunks(777) {
             writer.write_rows(chunk).unwrap();
@@ -379,6 +327,7 @@ mod tests {
         assert_eq!(summary.vector_dim, 3);
         assert_eq!(summary.metadata_value("humpback.encoding_signature"), Some("abc"));
         assert_eq!(summary.metadata_value("humpback.format_version"), Some("1"));
+        assert!(summary.is_complete());
 
         let mut read = Vec::new();
         for batch in read_batches(&final_path, 1000).unwrap() {
@@ -405,10 +354,7 @@ mod tests {
         let final_path = dir.path().join("x.parquet");
         let mut writer = EmbeddingSetWriter::create(&final_path, 4, vec![]).unwrap();
         let error = writer.write_rows(&rows(2, 3)).unwrap_err();
-        assert!(
-            error.to_string().contains("has 3 values, the set has 4 dimensions"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("has 3 values, the set has 4 dimensions"), "{error}");
         let temp = writer.temp_path().to_path_buf();
         assert!(temp.exists());
         writer.abandon().unwrap();

@@ -12,16 +12,12 @@ fn io(doing: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Artifa
 
 /// Flushes a file's contents to disk.
 pub fn fsync_file(path: &Path) -> Result<(), ArtifactError> {
-    File::open(path)
-        .and_then(|file| file.sync_all())
-        .map_err(io("syncing", path))
+    File::open(path).and_then(|file| file.sync_all()).map_err(io("syncing", path))
 }
 
 /// Flushes a directory entry list to disk (so a rename in it survives a crash).
 pub fn fsync_dir(path: &Path) -> Result<(), ArtifactError> {
-    File::open(path)
-        .and_then(|dir| dir.sync_all())
-        .map_err(io("syncing directory", path))
+    File::open(path).and_then(|dir| dir.sync_all()).map_err(io("syncing directory", path))
 }
 
 /// Makes `temp` visible as `final_path`: fsync the file, rename (atomic on one filesystem),
@@ -59,11 +55,7 @@ pub fn remove_if_exists(path: &Path) -> Result<bool, ArtifactError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(error) => Err(ArtifactError::Io {
-            doing: "removing",
-            path: path.to_path_buf(),
-            source: error,
-        }),
+        Err(error) => Err(ArtifactError::Io { doing: "removing", path: path.to_path_buf(), source: error }),
     }
 }
 
@@ -73,14 +65,8 @@ mod tests {
 
     #[test]
     fn temp_siblings_follow_the_seed_layout() {
-        assert_eq!(
-            temp_sibling(Path::new("a/b/abc.parquet")),
-            PathBuf::from("a/b/abc.tmp.parquet")
-        );
-        assert_eq!(
-            temp_sibling(Path::new("a/clusters.json")),
-            PathBuf::from("a/clusters.tmp.json")
-        );
+        assert_eq!(temp_sibling(Path::new("a/b/abc.parquet")), PathBuf::from("a/b/abc.tmp.parquet"));
+        assert_eq!(temp_sibling(Path::new("a/clusters.json")), PathBuf::from("a/clusters.tmp.json"));
     }
 
     #[test]

@@ -147,15 +147,9 @@ struct OpenedContainer {
 fn map_probe_error(path: &Path, error: SymphoniaError) -> AudioError {
     let path = path.to_path_buf();
     match error {
-        SymphoniaError::Unsupported(reason) => AudioError::NotAudio {
-            path,
-            reason: reason.to_string(),
-        },
+        SymphoniaError::Unsupported(reason) => AudioError::NotAudio { path, reason: reason.to_string() },
         SymphoniaError::IoError(source) if source.kind() == std::io::ErrorKind::UnexpectedEof => {
-            AudioError::CorruptHeader {
-                path,
-                reason: "the file ends inside its header".to_string(),
-            }
+            AudioError::CorruptHeader { path, reason: "the file ends inside its header".to_string() }
         }
         SymphoniaError::IoError(source) => AudioError::Io { path, source },
         other => {
@@ -170,23 +164,14 @@ fn map_probe_error(path: &Path, error: SymphoniaError) -> AudioError {
 }
 
 fn open_container(path: &Path) -> Result<OpenedContainer, AudioError> {
-    let io_error = |source| AudioError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io_error = |source| AudioError::Io { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(io_error)?;
     let length = file.metadata().map_err(io_error)?.len();
     if length == 0 {
-        return Err(AudioError::EmptyFile {
-            path: path.to_path_buf(),
-        });
+        return Err(AudioError::EmptyFile { path: path.to_path_buf() });
     }
     let bytes_read = Arc::new(AtomicU64::new(0));
-    let source = PositionTrackingFile {
-        file,
-        position: Arc::clone(&bytes_read),
-        length,
-    };
+    let source = PositionTrackingFile { file, position: Arc::clone(&bytes_read), length };
     let stream = MediaSourceStream::new(Box::new(source), Default::default());
     let mut hint = Hint::new();
     if let Some(extension) = path.extension().and_then(|extension| extension.to_str()) {
@@ -196,49 +181,30 @@ fn open_container(path: &Path) -> Result<OpenedContainer, AudioError> {
         .probe(&hint, stream, FormatOptions::default(), MetadataOptions::default())
         .map_err(|error| map_probe_error(path, error))?;
 
-    let track = reader
-        .default_track(TrackType::Audio)
-        .ok_or_else(|| AudioError::NotAudio {
-            path: path.to_path_buf(),
-            reason: "the container has no audio track".to_string(),
-        })?;
-    let parameters = track
-        .codec_params
-        .as_ref()
-        .and_then(|parameters| parameters.audio())
-        .ok_or_else(|| AudioError::NotAudio {
-            path: path.to_path_buf(),
-            reason: "the audio track has no codec parameters".to_string(),
-        })?;
+    let track = reader.default_track(TrackType::Audio).ok_or_else(|| AudioError::NotAudio {
+        path: path.to_path_buf(),
+        reason: "the container has no audio track".to_string(),
+    })?;
+    let parameters = track.codec_params.as_ref().and_then(|parameters| parameters.audio()).ok_or_else(|| {
+        AudioError::NotAudio { path: path.to_path_buf(), reason: "the audio track has no codec parameters".to_string() }
+    })?;
     if parameters.codec == CODEC_ID_NULL_AUDIO {
-        return Err(AudioError::UnsupportedCodec {
-            path: path.to_path_buf(),
-            codec: "unknown".to_string(),
-        });
+        return Err(AudioError::UnsupportedCodec { path: path.to_path_buf(), codec: "unknown".to_string() });
     }
     let codec = codec_short_name(parameters.codec);
-    let sample_rate = parameters.sample_rate.ok_or_else(|| AudioError::MissingSampleRate {
-        path: path.to_path_buf(),
-    })?;
+    let sample_rate =
+        parameters.sample_rate.ok_or_else(|| AudioError::MissingSampleRate { path: path.to_path_buf() })?;
     check_sample_rate(path, sample_rate)?;
-    let channels = parameters
-        .channels
-        .as_ref()
-        .map(|channels| channels.count())
-        .unwrap_or(0);
+    let channels = parameters.channels.as_ref().map(|channels| channels.count()).unwrap_or(0);
     if channels == 0 {
-        return Err(AudioError::ZeroChannels {
-            path: path.to_path_buf(),
-        });
+        return Err(AudioError::ZeroChannels { path: path.to_path_buf() });
     }
     let channels = u16::try_from(channels).map_err(|_| AudioError::CorruptHeader {
         path: path.to_path_buf(),
         reason: format!("{channels} channels is not plausible"),
     })?;
     let frame_count = track.num_frames;
-    let duration_seconds = frame_count
-        .map(|frames| frames as f64 / f64::from(sample_rate))
-        .unwrap_or(0.0);
+    let duration_seconds = frame_count.map(|frames| frames as f64 / f64::from(sample_rate)).unwrap_or(0.0);
     let format_name = reader.format_info().short_name;
     let probe = AudioProbe {
         duration_seconds,
@@ -251,12 +217,7 @@ fn open_container(path: &Path) -> Result<OpenedContainer, AudioError> {
         frame_count,
     };
     let track_id = track.id;
-    Ok(OpenedContainer {
-        reader,
-        probe,
-        track_id,
-        bytes_read,
-    })
+    Ok(OpenedContainer { reader, probe, track_id, bytes_read })
 }
 
 pub(crate) fn check_sample_rate(path: &Path, sample_rate: u32) -> Result<(), AudioError> {
@@ -302,34 +263,25 @@ impl DecodedAudio {
     /// Open a file and prepare to decode it.
     pub fn open(path: &Path) -> Result<Self, AudioError> {
         let container = open_container(path)?;
-        let track = container
-            .reader
-            .tracks()
-            .iter()
-            .find(|track| track.id == container.track_id)
-            .ok_or_else(|| AudioError::NotAudio {
+        let track = container.reader.tracks().iter().find(|track| track.id == container.track_id).ok_or_else(|| {
+            AudioError::NotAudio {
                 path: path.to_path_buf(),
                 reason: "the audio track disappeared after probing".to_string(),
-            })?;
-        let parameters = track
-            .codec_params
-            .as_ref()
-            .and_then(|parameters| parameters.audio())
-            .ok_or_else(|| AudioError::NotAudio {
+            }
+        })?;
+        let parameters = track.codec_params.as_ref().and_then(|parameters| parameters.audio()).ok_or_else(|| {
+            AudioError::NotAudio {
                 path: path.to_path_buf(),
                 reason: "the audio track has no codec parameters".to_string(),
-            })?;
+            }
+        })?;
         let decoder = symphonia::default::get_codecs()
             .make_audio_decoder(parameters, &AudioDecoderOptions::default())
             .map_err(|error| match error {
-                SymphoniaError::Unsupported(_) => AudioError::UnsupportedCodec {
-                    path: path.to_path_buf(),
-                    codec: container.probe.codec.clone(),
-                },
-                other => AudioError::CorruptHeader {
-                    path: path.to_path_buf(),
-                    reason: other.to_string(),
-                },
+                SymphoniaError::Unsupported(_) => {
+                    AudioError::UnsupportedCodec { path: path.to_path_buf(), codec: container.probe.codec.clone() }
+                }
+                other => AudioError::CorruptHeader { path: path.to_path_buf(), reason: other.to_string() },
             })?;
         Ok(DecodedAudio {
             path: path.to_path_buf(),
@@ -441,13 +393,7 @@ impl DecodedAudio {
     /// cannot seek.
     pub fn seek_to_frame(&mut self, frame: u64) -> Result<u64, AudioError> {
         let timestamp = Timestamp::new(i64::try_from(frame).unwrap_or(i64::MAX));
-        match self.reader.seek(
-            SeekMode::Accurate,
-            SeekTo::Timestamp {
-                ts: timestamp,
-                track_id: self.track_id,
-            },
-        ) {
+        match self.reader.seek(SeekMode::Accurate, SeekTo::Timestamp { ts: timestamp, track_id: self.track_id }) {
             Ok(seeked) => {
                 self.decoder.reset();
                 let actual = u64::try_from(seeked.actual_ts.get()).unwrap_or(0);
@@ -484,10 +430,7 @@ impl DecodedAudio {
                 Err(error) => {
                     if self.frames_decoded == 0 {
                         self.finished = true;
-                        return Err(AudioError::DecodeFailed {
-                            path: self.path.clone(),
-                            reason: error.to_string(),
-                        });
+                        return Err(AudioError::DecodeFailed { path: self.path.clone(), reason: error.to_string() });
                     }
                     self.stop_with_warning(format!(
                         "the container could not be read further ({error}); the audio before this point is usable"
@@ -527,10 +470,7 @@ impl DecodedAudio {
                 Err(error) => {
                     if self.frames_decoded == 0 {
                         self.finished = true;
-                        return Err(AudioError::DecodeFailed {
-                            path: self.path.clone(),
-                            reason: error.to_string(),
-                        });
+                        return Err(AudioError::DecodeFailed { path: self.path.clone(), reason: error.to_string() });
                     }
                     self.stop_with_warning(format!(
                         "decoding stopped ({error}); the audio before this point is usable"
@@ -539,9 +479,7 @@ impl DecodedAudio {
                 }
             }
             if channel_count == 0 {
-                return Err(AudioError::ZeroChannels {
-                    path: self.path.clone(),
-                });
+                return Err(AudioError::ZeroChannels { path: self.path.clone() });
             }
             downmix_to_mono(&self.interleaved, channel_count, &mut self.mono);
             if let Some(position) = self.mono.iter().position(|sample| !sample.is_finite()) {
@@ -568,11 +506,7 @@ pub fn downmix_to_mono(interleaved: &[f32], channel_count: usize, output: &mut V
         return;
     }
     let scale = 1.0 / channel_count as f32;
-    output.extend(
-        interleaved
-            .chunks_exact(channel_count)
-            .map(|frame| frame.iter().sum::<f32>() * scale),
-    );
+    output.extend(interleaved.chunks_exact(channel_count).map(|frame| frame.iter().sum::<f32>() * scale));
 }
 
 /// Decode `duration_seconds` of mono audio starting at `start_seconds`, at the file's native rate.
@@ -601,11 +535,8 @@ pub fn read_samples_range(path: &Path, start_seconds: f64, duration_seconds: f64
     }
     // Seeking in MP3 is not sample exact across every encoder; decode MP3 from the start, which
     // is fast (hundreds of times realtime) and always exact.
-    let mut position = if first_frame > 0 && decoded.probe().codec != "mp3" {
-        decoded.seek_to_frame(first_frame)?
-    } else {
-        0
-    };
+    let mut position =
+        if first_frame > 0 && decoded.probe().codec != "mp3" { decoded.seek_to_frame(first_frame)? } else { 0 };
     while let Some(chunk) = decoded.next_chunk()? {
         let chunk_start = position;
         let chunk_end = chunk_start + chunk.len() as u64;

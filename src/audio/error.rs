@@ -38,12 +38,7 @@ pub enum AudioError {
         "{path} declares a sample rate of {sample_rate} hz, outside the plausible range \
          {minimum}..={maximum} hz; the header is probably damaged"
     )]
-    AbsurdSampleRate {
-        path: PathBuf,
-        sample_rate: u64,
-        minimum: u32,
-        maximum: u32,
-    },
+    AbsurdSampleRate { path: PathBuf, sample_rate: u64, minimum: u32, maximum: u32 },
 
     #[error("{path} has no sample rate in its header; re-export the recording with an explicit sample rate")]
     MissingSampleRate { path: PathBuf },
@@ -52,11 +47,7 @@ pub enum AudioError {
         "{path} contains a non-finite sample (nan or infinity) at {seconds:.6} s (sample {sample_index}); \
          the float data is corrupt, re-export the recording"
     )]
-    NonFiniteSamples {
-        path: PathBuf,
-        seconds: f64,
-        sample_index: u64,
-    },
+    NonFiniteSamples { path: PathBuf, seconds: f64, sample_index: u64 },
 
     #[error("{path}: decoding failed before any audio could be read ({reason}); the file is probably corrupt")]
     DecodeFailed { path: PathBuf, reason: String },
@@ -68,18 +59,10 @@ pub enum AudioError {
     InvalidLogMelConfig { reason: String },
 
     #[error("the target sample rate {sample_rate} hz is outside {minimum}..={maximum} hz; perch models expect 32000")]
-    InvalidTargetSampleRate {
-        sample_rate: u32,
-        minimum: u32,
-        maximum: u32,
-    },
+    InvalidTargetSampleRate { sample_rate: u32, minimum: u32, maximum: u32 },
 
     #[error("cannot resample from {input_rate} hz to {output_rate} hz: {reason}")]
-    Resampler {
-        input_rate: u32,
-        output_rate: u32,
-        reason: String,
-    },
+    Resampler { input_rate: u32, output_rate: u32, reason: String },
 
     #[error("invalid sample range for {path}: {reason}")]
     InvalidRange { path: PathBuf, reason: String },
@@ -123,10 +106,7 @@ impl AudioWarning {
             AudioWarning::Decode(warning) => format!(
                 "decoding stopped or skipped data after {:.3} s{}: {}",
                 warning.seconds_decoded,
-                warning
-                    .byte_offset
-                    .map(|offset| format!(" (near byte {offset})"))
-                    .unwrap_or_default(),
+                warning.byte_offset.map(|offset| format!(" (near byte {offset})")).unwrap_or_default(),
                 warning.reason
             ),
             AudioWarning::ShortFileSkipped { message, .. } => message.clone(),

@@ -119,10 +119,7 @@ impl LogMelConfig {
             )));
         }
         if !self.window_seconds.is_finite() || self.window_seconds <= 0.0 {
-            return Err(invalid(format!(
-                "window_seconds must be positive, got {}",
-                self.window_seconds
-            )));
+            return Err(invalid(format!("window_seconds must be positive, got {}", self.window_seconds)));
         }
         let window_samples = (self.window_seconds * f64::from(sample_rate)).round() as usize;
         let hop = window_samples / (self.frames_per_window - 1);
@@ -193,9 +190,8 @@ struct MelFilter {
 /// `filters.mel(sr, n_fft, n_mels, fmin, fmax, htk=False, norm='slaney')`.
 pub fn mel_filterbank(sample_rate: u32, n_fft: usize, mel_bins: usize, fmin_hz: f64, fmax_hz: f64) -> Vec<Vec<f64>> {
     let fft_bins = n_fft / 2 + 1;
-    let fft_frequencies: Vec<f64> = (0..fft_bins)
-        .map(|bin| bin as f64 * f64::from(sample_rate) / n_fft as f64)
-        .collect();
+    let fft_frequencies: Vec<f64> =
+        (0..fft_bins).map(|bin| bin as f64 * f64::from(sample_rate) / n_fft as f64).collect();
     let mel_low = hz_to_mel_slaney(fmin_hz);
     let mel_high = hz_to_mel_slaney(fmax_hz);
     let edge_count = mel_bins + 2;
@@ -253,10 +249,7 @@ impl LogMelExtractor {
             return Err(invalid("mel_bins must be at least 1".to_string()));
         }
         if config.n_fft < 2 || config.n_fft > 1 << 20 {
-            return Err(invalid(format!(
-                "n_fft must be between 2 and 1048576, got {}",
-                config.n_fft
-            )));
+            return Err(invalid(format!("n_fft must be between 2 and 1048576, got {}", config.n_fft)));
         }
         let nyquist = f64::from(sample_rate) / 2.0;
         let fmax = config.fmax_hz.unwrap_or(nyquist);
@@ -267,19 +260,13 @@ impl LogMelExtractor {
             )));
         }
         if config.fmin_hz >= fmax {
-            return Err(invalid(format!(
-                "fmin_hz ({}) must be below fmax_hz ({fmax})",
-                config.fmin_hz
-            )));
+            return Err(invalid(format!("fmin_hz ({}) must be below fmax_hz ({fmax})", config.fmin_hz)));
         }
         if !config.power.is_finite() || config.power <= 0.0 {
             return Err(invalid(format!("power must be positive, got {}", config.power)));
         }
         if !config.db_reference.is_finite() || config.db_reference <= 0.0 {
-            return Err(invalid(format!(
-                "db_reference must be positive, got {}",
-                config.db_reference
-            )));
+            return Err(invalid(format!("db_reference must be positive, got {}", config.db_reference)));
         }
         if !config.amin.is_finite() || config.amin <= 0.0 {
             return Err(invalid(format!("amin must be positive, got {}", config.amin)));
@@ -298,11 +285,7 @@ impl LogMelExtractor {
             .into_iter()
             .map(|row| {
                 let first = row.iter().position(|&weight| weight > 0.0).unwrap_or(0);
-                let last = row
-                    .iter()
-                    .rposition(|&weight| weight > 0.0)
-                    .map(|at| at + 1)
-                    .unwrap_or(0);
+                let last = row.iter().rposition(|&weight| weight > 0.0).map(|at| at + 1).unwrap_or(0);
                 MelFilter {
                     first_fft_bin: first,
                     weights: row.get(first..last.max(first)).map(<[f64]>::to_vec).unwrap_or_default(),
@@ -310,14 +293,7 @@ impl LogMelExtractor {
             })
             .collect();
         let fft = RealFftPlanner::<f64>::new().plan_fft_forward(n_fft);
-        Ok(LogMelExtractor {
-            sample_rate,
-            config: config.clone(),
-            hop,
-            hann_window,
-            filters,
-            fft,
-        })
+        Ok(LogMelExtractor { sample_rate, config: config.clone(), hop, hann_window, filters, fft })
     }
 
     pub fn sample_rate(&self) -> u32 {
@@ -361,22 +337,14 @@ impl LogMelExtractor {
                     .unwrap_or(0.0);
                 *value = f64::from(sample) * self.hann_window[offset];
             }
-            if self
-                .fft
-                .process_with_scratch(&mut frame_buffer, &mut spectrum, &mut scratch)
-                .is_err()
-            {
+            if self.fft.process_with_scratch(&mut frame_buffer, &mut spectrum, &mut scratch).is_err() {
                 // Only possible with mismatched buffer lengths, which make_*_vec rules out.
                 continue;
             }
             let power = self.config.power;
             for (target, value) in power_spectrum.iter_mut().zip(&spectrum) {
                 let squared = value.norm_sqr();
-                *target = if power == 2.0 {
-                    squared
-                } else {
-                    squared.sqrt().powf(power)
-                };
+                *target = if power == 2.0 { squared } else { squared.sqrt().powf(power) };
             }
             let row = &mut output[frame * bins..(frame + 1) * bins];
             for (target, filter) in row.iter_mut().zip(&self.filters) {
@@ -395,20 +363,14 @@ impl LogMelExtractor {
     pub fn extract_decibels(&self, samples: &[f32]) -> LogMel {
         let (frames, power) = self.mel_power(samples);
         let reference_db = 10.0 * self.config.db_reference.max(self.config.amin).log10();
-        let mut decibels: Vec<f64> = power
-            .iter()
-            .map(|&value| 10.0 * value.max(self.config.amin).log10() - reference_db)
-            .collect();
+        let mut decibels: Vec<f64> =
+            power.iter().map(|&value| 10.0 * value.max(self.config.amin).log10() - reference_db).collect();
         if let Some(top_db) = self.config.top_db {
             let maximum = decibels.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let floor = maximum - top_db;
             decibels.iter_mut().for_each(|value| *value = value.max(floor));
         }
-        LogMel {
-            frames,
-            bins: self.filters.len(),
-            values: decibels.into_iter().map(|value| value as f32).collect(),
-        }
+        LogMel { frames, bins: self.filters.len(), values: decibels.into_iter().map(|value| value as f32).collect() }
     }
 
     /// Log-mel in dB with the configured per-window normalisation applied.
@@ -433,16 +395,10 @@ pub fn normalize(values: &mut [f32], normalization: LogMelNormalization) {
         LogMelNormalization::Standardize => {
             let count = values.len() as f64;
             let mean = values.iter().map(|&value| f64::from(value)).sum::<f64>() / count;
-            let variance = values
-                .iter()
-                .map(|&value| (f64::from(value) - mean).powi(2))
-                .sum::<f64>()
-                / count;
+            let variance = values.iter().map(|&value| (f64::from(value) - mean).powi(2)).sum::<f64>() / count;
             // A constant window (digital silence) has zero spread: centre it, do not blow it up.
             let scale = if variance > 1e-12 { 1.0 / variance.sqrt() } else { 1.0 };
-            values
-                .iter_mut()
-                .for_each(|value| *value = ((f64::from(*value) - mean) * scale) as f32);
+            values.iter_mut().for_each(|value| *value = ((f64::from(*value) - mean) * scale) as f32);
         }
     }
 }
@@ -456,9 +412,7 @@ mod tests {
         let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (0..count)
             .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
             })
             .collect()
@@ -512,18 +466,12 @@ mod tests {
         let middle_frame = log_mel.frames / 2;
         let row = &log_mel.values[middle_frame * log_mel.bins..(middle_frame + 1) * log_mel.bins];
         let loudest =
-            row.iter().enumerate().fold(
-                (0, f32::NEG_INFINITY),
-                |best, (bin, &value)| if value > best.1 { (bin, value) } else { best },
-            );
-        let edges: Vec<f64> = (0..130)
-            .map(|index| mel_to_hz_slaney(hz_to_mel_slaney(16_000.0) * index as f64 / 129.0))
-            .collect();
-        assert!(
-            edges[loudest.0] < 2_000.0 && 2_000.0 < edges[loudest.0 + 2],
-            "loudest bin {}",
-            loudest.0
-        );
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (bin, &value)| if value > best.1 { (bin, value) } else { best });
+        let edges: Vec<f64> =
+            (0..130).map(|index| mel_to_hz_slaney(hz_to_mel_slaney(16_000.0) * index as f64 / 129.0)).collect();
+        assert!(edges[loudest.0] < 2_000.0 && 2_000.0 < edges[loudest.0 + 2], "loudest bin {}", loudest.0);
     }
 
     #[test]
@@ -531,11 +479,9 @@ mod tests {
         let extractor = LogMelExtractor::new(32_000, &LogMelConfig::default()).unwrap();
         let log_mel = extractor.extract_decibels(&vec![0.0; 16_000]);
         assert!(log_mel.values.iter().all(|&value| (value + 100.0).abs() < 1e-4));
-        for normalization in [
-            LogMelNormalization::PerWindowMax,
-            LogMelNormalization::GlobalRef,
-            LogMelNormalization::Standardize,
-        ] {
+        for normalization in
+            [LogMelNormalization::PerWindowMax, LogMelNormalization::GlobalRef, LogMelNormalization::Standardize]
+        {
             let mut values = log_mel.values.clone();
             normalize(&mut values, normalization);
             assert!(values.iter().all(|value| value.is_finite()), "{normalization:?}");
@@ -562,10 +508,7 @@ mod tests {
 
     #[test]
     fn global_ref_keeps_absolute_levels_so_louder_input_reads_louder() {
-        let config = LogMelConfig {
-            normalization: LogMelNormalization::GlobalRef,
-            ..LogMelConfig::default()
-        };
+        let config = LogMelConfig { normalization: LogMelNormalization::GlobalRef, ..LogMelConfig::default() };
         let extractor = LogMelExtractor::new(32_000, &config).unwrap();
         let quiet = noise(32_000, 5);
         let loud: Vec<f32> = quiet.iter().map(|value| value * 10.0).collect();
@@ -580,20 +523,12 @@ mod tests {
 
     #[test]
     fn standardize_gives_zero_mean_and_unit_variance() {
-        let config = LogMelConfig {
-            normalization: LogMelNormalization::Standardize,
-            ..LogMelConfig::default()
-        };
+        let config = LogMelConfig { normalization: LogMelNormalization::Standardize, ..LogMelConfig::default() };
         let extractor = LogMelExtractor::new(32_000, &config).unwrap();
         let log_mel = extractor.extract(&noise(160_000, 9));
         let count = log_mel.values.len() as f64;
         let mean = log_mel.values.iter().map(|&value| f64::from(value)).sum::<f64>() / count;
-        let variance = log_mel
-            .values
-            .iter()
-            .map(|&value| (f64::from(value) - mean).powi(2))
-            .sum::<f64>()
-            / count;
+        let variance = log_mel.values.iter().map(|&value| (f64::from(value) - mean).powi(2)).sum::<f64>() / count;
         assert!(mean.abs() < 1e-4, "mean {mean}");
         assert!((variance - 1.0).abs() < 1e-3, "variance {variance}");
     }
@@ -613,58 +548,21 @@ mod tests {
     fn invalid_configurations_are_rejected() {
         let base = LogMelConfig::default();
         let cases = [
-            LogMelConfig {
-                mel_bins: 0,
-                ..base.clone()
-            },
-            LogMelConfig {
-                n_fft: 1,
-                ..base.clone()
-            },
-            LogMelConfig {
-                fmin_hz: 9_000.0,
-                fmax_hz: Some(8_000.0),
-                ..base.clone()
-            },
-            LogMelConfig {
-                fmax_hz: Some(20_000.0),
-                ..base.clone()
-            },
-            LogMelConfig {
-                power: 0.0,
-                ..base.clone()
-            },
-            LogMelConfig {
-                db_reference: -1.0,
-                ..base.clone()
-            },
-            LogMelConfig {
-                amin: 0.0,
-                ..base.clone()
-            },
-            LogMelConfig {
-                top_db: Some(-3.0),
-                ..base.clone()
-            },
-            LogMelConfig {
-                hop_length: Some(0),
-                ..base.clone()
-            },
-            LogMelConfig {
-                frames_per_window: 1,
-                ..base.clone()
-            },
-            LogMelConfig {
-                frames_per_window: 100_000,
-                ..base.clone()
-            },
+            LogMelConfig { mel_bins: 0, ..base.clone() },
+            LogMelConfig { n_fft: 1, ..base.clone() },
+            LogMelConfig { fmin_hz: 9_000.0, fmax_hz: Some(8_000.0), ..base.clone() },
+            LogMelConfig { fmax_hz: Some(20_000.0), ..base.clone() },
+            LogMelConfig { power: 0.0, ..base.clone() },
+            LogMelConfig { db_reference: -1.0, ..base.clone() },
+            LogMelConfig { amin: 0.0, ..base.clone() },
+            LogMelConfig { top_db: Some(-3.0), ..base.clone() },
+            LogMelConfig { hop_length: Some(0), ..base.clone() },
+            LogMelConfig { frames_per_window: 1, ..base.clone() },
+            LogMelConfig { frames_per_window: 100_000, ..base.clone() },
         ];
         for case in cases {
             assert!(
-                matches!(
-                    LogMelExtractor::new(32_000, &case),
-                    Err(AudioError::InvalidLogMelConfig { .. })
-                ),
+                matches!(LogMelExtractor::new(32_000, &case), Err(AudioError::InvalidLogMelConfig { .. })),
                 "{case:?} should be rejected"
             );
         }

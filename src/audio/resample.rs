@@ -43,11 +43,7 @@ pub struct StreamingResampler {
 impl StreamingResampler {
     /// A resampler from `input_rate` to `output_rate` Hz. Equal rates give a pass-through.
     pub fn new(input_rate: u32, output_rate: u32) -> Result<Self, AudioError> {
-        let construction_error = |reason: String| AudioError::Resampler {
-            input_rate,
-            output_rate,
-            reason,
-        };
+        let construction_error = |reason: String| AudioError::Resampler { input_rate, output_rate, reason };
         if input_rate == 0 || output_rate == 0 {
             return Err(construction_error("sample rates must be positive".to_string()));
         }
@@ -168,11 +164,7 @@ impl StreamingResampler {
         output: &mut Vec<f32>,
     ) -> Result<(usize, usize), AudioError> {
         let (input_rate, output_rate) = (self.input_rate, self.output_rate);
-        let error = |reason: String| AudioError::Resampler {
-            input_rate,
-            output_rate,
-            reason,
-        };
+        let error = |reason: String| AudioError::Resampler { input_rate, output_rate, reason };
         let Some(engine) = self.engine.as_mut() else {
             return Ok((0, 0));
         };
@@ -181,12 +173,7 @@ impl StreamingResampler {
         let capacity = self.engine_output.len();
         let mut output_adapter =
             InterleavedSlice::new_mut(&mut self.engine_output, 1, capacity).map_err(|e| error(e.to_string()))?;
-        let indexing = Indexing {
-            input_offset: 0,
-            output_offset: 0,
-            partial_len,
-            active_channels_mask: None,
-        };
+        let indexing = Indexing { input_offset: 0, output_offset: 0, partial_len, active_channels_mask: None };
         let (used, produced) = engine
             .process_into_buffer(&input_adapter, &mut output_adapter, Some(&indexing))
             .map_err(|e| error(e.to_string()))?;
@@ -269,14 +256,8 @@ mod tests {
             let level = amplitude_at(centre, 32_000, frequency);
             // a neighbouring frequency 5 Hz off should carry almost nothing: the tone did not move
             let neighbour = amplitude_at(centre, 32_000, frequency + 5.0);
-            assert!(
-                (level - 0.5).abs() < 0.005,
-                "{input_rate} hz, {frequency} hz tone: level {level}"
-            );
-            assert!(
-                neighbour < 0.02,
-                "{input_rate} hz, {frequency} hz tone leaked {neighbour} 5 hz away"
-            );
+            assert!((level - 0.5).abs() < 0.005, "{input_rate} hz, {frequency} hz tone: level {level}");
+            assert!(neighbour < 0.02, "{input_rate} hz, {frequency} hz tone leaked {neighbour} 5 hz away");
         }
     }
 
@@ -317,20 +298,13 @@ mod tests {
     /// `--nocapture`; asserted at >= 60 dB.
     #[test]
     fn a_tone_above_the_new_nyquist_is_suppressed_by_at_least_60_db() {
-        for (input_rate, frequency) in [
-            (44_100, 17_000.0),
-            (44_100, 20_000.0),
-            (48_000, 18_000.0),
-            (96_000, 30_000.0),
-        ] {
+        for (input_rate, frequency) in [(44_100, 17_000.0), (44_100, 20_000.0), (48_000, 18_000.0), (96_000, 30_000.0)]
+        {
             let input = tone(input_rate, frequency, 1.0, 0.5);
             let output = resample_all(&input, input_rate, 32_000).unwrap();
             let suppression_db = 20.0 * (rms(middle(&input, input_rate)) / rms(middle(&output, 32_000))).log10();
             println!("{input_rate} hz -> 32000 hz: {frequency} hz tone suppressed by {suppression_db:.1} db");
-            assert!(
-                suppression_db >= 60.0,
-                "{frequency} hz only suppressed by {suppression_db:.1} db"
-            );
+            assert!(suppression_db >= 60.0, "{frequency} hz only suppressed by {suppression_db:.1} db");
         }
     }
 
@@ -356,14 +330,8 @@ mod tests {
 
     #[test]
     fn zero_rates_are_rejected() {
-        assert!(matches!(
-            StreamingResampler::new(0, 32_000),
-            Err(AudioError::Resampler { .. })
-        ));
-        assert!(matches!(
-            StreamingResampler::new(32_000, 0),
-            Err(AudioError::Resampler { .. })
-        ));
+        assert!(matches!(StreamingResampler::new(0, 32_000), Err(AudioError::Resampler { .. })));
+        assert!(matches!(StreamingResampler::new(32_000, 0), Err(AudioError::Resampler { .. })));
     }
 
     proptest! {

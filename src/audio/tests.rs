@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use super::*;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/audio")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/audio").join(name)
 }
 
 struct Expected {
@@ -167,10 +165,7 @@ fn wav_bytes(format_tag: u16, channels: u16, rate: u32, bits: u16, payload: &[u8
 fn raw_pcm16(path: &Path) -> Vec<i16> {
     let bytes = std::fs::read(path).unwrap();
     let data = bytes.windows(4).position(|tag| tag == b"data").unwrap() + 8;
-    bytes[data..]
-        .chunks_exact(2)
-        .map(|pair| i16::from_le_bytes([pair[0], pair[1]]))
-        .collect()
+    bytes[data..].chunks_exact(2).map(|pair| i16::from_le_bytes([pair[0], pair[1]])).collect()
 }
 
 #[test]
@@ -198,11 +193,7 @@ fn decoding_every_fixture_gives_its_duration_at_the_right_level_without_warnings
         let (samples, warnings) = decode_all(&fixture(expected.name));
         let seconds = samples.len() as f64 / f64::from(expected.sample_rate);
         let tolerance = if expected.codec == "mp3" { 0.06 } else { 1e-9 };
-        assert!(
-            (seconds - expected.seconds).abs() <= tolerance,
-            "{}: {seconds} s",
-            expected.name
-        );
+        assert!((seconds - expected.seconds).abs() <= tolerance, "{}: {seconds} s", expected.name);
         assert!(warnings.is_empty(), "{}: {warnings:?}", expected.name);
         assert!(samples.iter().all(|value| value.is_finite()));
         // The generator normalises every file to a peak of 0.5; a wrong sample-format scale
@@ -223,10 +214,7 @@ fn pcm16_decodes_bit_exactly_and_stereo_is_averaged_to_mono() {
     let (decoded, _) = decode_all(&mono_path);
     let raw = raw_pcm16(&mono_path);
     assert_eq!(decoded.len(), raw.len());
-    assert!(decoded
-        .iter()
-        .zip(&raw)
-        .all(|(got, &want)| *got == f32::from(want) / 32_768.0));
+    assert!(decoded.iter().zip(&raw).all(|(got, &want)| *got == f32::from(want) / 32_768.0));
 
     for name in ["wav_pcm16_stereo_11k.wav", "wav_extensible_pcm16_stereo_8k.wav"] {
         let path = fixture(name);
@@ -249,11 +237,7 @@ fn every_fixture_streams_its_planned_5_second_windows_at_32_khz() {
         let total = stream.final_plan().unwrap().total_samples;
         assert_eq!(
             total,
-            resampled_length(
-                stream.probe().frame_count.unwrap(),
-                expected.sample_rate,
-                PERCH_SAMPLE_RATE
-            ),
+            resampled_length(stream.probe().frame_count.unwrap(), expected.sample_rate, PERCH_SAMPLE_RATE),
             "{}",
             expected.name
         );
@@ -262,19 +246,10 @@ fn every_fixture_streams_its_planned_5_second_windows_at_32_khz() {
             assert_eq!(window.samples.len(), 160_000, "{}", expected.name);
             assert_eq!(window.start_seconds, window.start_sample as f64 / 32_000.0);
             assert!(!window.padded);
-            assert!(
-                rms(&window.samples) > 0.001,
-                "{} window {index} is silent",
-                expected.name
-            );
+            assert!(rms(&window.samples) > 0.001, "{} window {index} is silent", expected.name);
             assert!(peak(&window.samples) < 1.0);
         }
-        assert!(
-            stream.warnings().is_empty(),
-            "{}: {:?}",
-            expected.name,
-            stream.warnings()
-        );
+        assert!(stream.warnings().is_empty(), "{}: {:?}", expected.name, stream.warnings());
     }
 }
 
@@ -286,10 +261,7 @@ fn twenty_second_file_gives_four_back_to_back_windows_and_overlap_gives_more() {
     assert_eq!(starts, vec![0.0, 5.0, 10.0, 15.0]);
     assert!(windows.iter().all(|window| !window.overlapped && !window.padded));
 
-    let overlapping = WindowConfig {
-        hop_seconds: Some(3.0),
-        ..WindowConfig::default()
-    };
+    let overlapping = WindowConfig { hop_seconds: Some(3.0), ..WindowConfig::default() };
     let (windows, stream) = collect_windows(&path, &overlapping);
     let starts: Vec<f64> = windows.iter().map(|window| window.start_seconds).collect();
     assert_eq!(starts, vec![0.0, 3.0, 6.0, 9.0, 12.0, 15.0]);
@@ -300,9 +272,7 @@ fn twenty_second_file_gives_four_back_to_back_windows_and_overlap_gives_more() {
 fn same_rate_file_passes_through_untouched() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("native_32k.wav");
-    let values: Vec<i16> = (0..7 * 32_000)
-        .map(|index: i32| ((index * 37) % 20_000 - 10_000) as i16)
-        .collect();
+    let values: Vec<i16> = (0..7 * 32_000).map(|index: i32| ((index * 37) % 20_000 - 10_000) as i16).collect();
     let payload: Vec<u8> = values.iter().flat_map(|value| value.to_le_bytes()).collect();
     std::fs::write(&path, wav_bytes(1, 1, 32_000, 16, &payload)).unwrap();
     let (windows, _) = collect_windows(&path, &WindowConfig::default());
@@ -321,10 +291,7 @@ fn same_rate_file_passes_through_untouched() {
 fn truncated_mp3_yields_its_good_windows_and_a_warning() {
     let (windows, stream) = collect_windows(&fixture("truncated.mp3"), &WindowConfig::default());
     let decoded_seconds = stream.final_plan().unwrap().total_samples as f64 / 32_000.0;
-    assert!(
-        (8.0..10.0).contains(&decoded_seconds),
-        "decoded {decoded_seconds} s of 15"
-    );
+    assert!((8.0..10.0).contains(&decoded_seconds), "decoded {decoded_seconds} s of 15");
     assert_eq!(windows.len(), 2);
     assert!(windows[1].overlapped);
     assert!(windows.iter().all(|window| rms(&window.samples) > 0.005));
@@ -352,21 +319,14 @@ fn truncated_wav_short_file_is_padded_or_skipped_with_warnings() {
     assert!(windows[0].samples[144_100..].iter().all(|&value| value == 0.0));
     assert!(matches!(stream.warnings().as_slice(), [AudioWarning::Decode(warning)] if warning.seconds_decoded == 4.5));
 
-    let skip = WindowConfig {
-        short_file: ShortFilePolicy::Skip,
-        ..WindowConfig::default()
-    };
+    let skip = WindowConfig { short_file: ShortFilePolicy::Skip, ..WindowConfig::default() };
     let (windows, stream) = collect_windows(&path, &skip);
     assert!(windows.is_empty());
     let warnings = stream.warnings();
     let message = warnings
         .iter()
         .find_map(|warning| match warning {
-            AudioWarning::ShortFileSkipped {
-                file_samples,
-                window_samples,
-                message,
-            } => {
+            AudioWarning::ShortFileSkipped { file_samples, window_samples, message } => {
                 assert_eq!((*file_samples, *window_samples), (144_000, 160_000));
                 Some(message.clone())
             }
@@ -383,17 +343,8 @@ fn mp3_with_damaged_middle_keeps_going_and_warns() {
     assert!(windows.iter().all(|window| rms(&window.samples) > 0.005));
     let warnings = stream.warnings();
     assert!(!warnings.is_empty());
-    assert!(warnings
-        .iter()
-        .all(|warning| matches!(warning, AudioWarning::Decode(_))));
-    println!(
-        "{}",
-        warnings
-            .iter()
-            .map(AudioWarning::message)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert!(warnings.iter().all(|warning| matches!(warning, AudioWarning::Decode(_))));
+    println!("{}", warnings.iter().map(AudioWarning::message).collect::<Vec<_>>().join("\n"));
 }
 
 #[test]
@@ -402,15 +353,9 @@ fn bad_files_give_typed_errors_that_name_the_file() {
     let cases: Vec<(&str, ErrorCheck)> = vec![
         ("empty.wav", |error| matches!(error, AudioError::EmptyFile { .. })),
         ("not_audio.wav", |error| matches!(error, AudioError::NotAudio { .. })),
-        ("corrupt_header.wav", |error| {
-            matches!(error, AudioError::CorruptHeader { .. })
-        }),
-        ("zero_channels.wav", |error| {
-            matches!(error, AudioError::ZeroChannels { .. })
-        }),
-        ("absurd_rate.wav", |error| {
-            matches!(error, AudioError::AbsurdSampleRate { sample_rate: 200, .. })
-        }),
+        ("corrupt_header.wav", |error| matches!(error, AudioError::CorruptHeader { .. })),
+        ("zero_channels.wav", |error| matches!(error, AudioError::ZeroChannels { .. })),
+        ("absurd_rate.wav", |error| matches!(error, AudioError::AbsurdSampleRate { sample_rate: 200, .. })),
         ("does_not_exist.wav", |error| matches!(error, AudioError::Io { .. })),
     ];
     for (name, is_expected) in cases {
@@ -456,14 +401,10 @@ fn nan_samples_are_an_error_naming_the_sample_time() {
     let payload: Vec<u8> = values.iter().flat_map(|value| value.to_le_bytes()).collect();
     std::fs::write(&path, wav_bytes(3, 1, 16_000, 32, &payload)).unwrap();
     let results: Vec<Result<Window, AudioError>> =
-        WindowStream::open(&path, PERCH_SAMPLE_RATE, &WindowConfig::default())
-            .unwrap()
-            .collect();
+        WindowStream::open(&path, PERCH_SAMPLE_RATE, &WindowConfig::default()).unwrap().collect();
     let error = results.into_iter().find_map(Result::err).expect("an error");
     match &error {
-        AudioError::NonFiniteSamples {
-            seconds, sample_index, ..
-        } => {
+        AudioError::NonFiniteSamples { seconds, sample_index, .. } => {
             assert_eq!(*sample_index, 40_000);
             assert!((seconds - 2.5).abs() < 1e-9);
         }
@@ -483,13 +424,7 @@ fn nan_samples_are_an_error_naming_the_sample_time() {
             Err(error) => break error,
         }
     };
-    assert!(matches!(
-        error,
-        AudioError::NonFiniteSamples {
-            sample_index: 40_000,
-            ..
-        }
-    ));
+    assert!(matches!(error, AudioError::NonFiniteSamples { sample_index: 40_000, .. }));
 }
 
 #[test]
@@ -511,20 +446,12 @@ fn read_samples_range_matches_the_same_span_of_a_full_decode() {
             let first = (start * rate).round() as usize;
             let expected = &all[first..first + (duration * rate).round() as usize];
             assert_eq!(range.len(), expected.len(), "{name} at {start} s");
-            let worst = range
-                .iter()
-                .zip(expected)
-                .map(|(got, want)| (got - want).abs())
-                .fold(0.0f32, f32::max);
+            let worst = range.iter().zip(expected).map(|(got, want)| (got - want).abs()).fold(0.0f32, f32::max);
             assert!(worst < 1e-6, "{name} at {start} s differs by {worst}");
         }
         // past the end: what is there, then nothing
         let tail = read_samples_range(&path, all.len() as f64 / rate - 0.25, 1.0).unwrap();
-        assert!(
-            (tail.len() as f64 - 0.25 * rate).abs() <= 1.0,
-            "{name}: tail {}",
-            tail.len()
-        );
+        assert!((tail.len() as f64 - 0.25 * rate).abs() <= 1.0, "{name}: tail {}", tail.len());
     }
     assert!(matches!(
         read_samples_range(&fixture("wav_pcm16_mono_16k.wav"), -1.0, 1.0),
@@ -534,17 +461,11 @@ fn read_samples_range_matches_the_same_span_of_a_full_decode() {
 
 #[test]
 fn log_mel_window_stream_gives_128_by_128_per_window() {
-    let windows = WindowStream::open(
-        &fixture("flac16_mono_16k.flac"),
-        PERCH_SAMPLE_RATE,
-        &WindowConfig::default(),
-    )
-    .unwrap();
+    let windows =
+        WindowStream::open(&fixture("flac16_mono_16k.flac"), PERCH_SAMPLE_RATE, &WindowConfig::default()).unwrap();
     let extractor = LogMelExtractor::new(PERCH_SAMPLE_RATE, &LogMelConfig::default()).unwrap();
-    let features: Vec<FeatureWindow> = LogMelWindowStream::new(windows, extractor)
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let features: Vec<FeatureWindow> =
+        LogMelWindowStream::new(windows, extractor).unwrap().collect::<Result<_, _>>().unwrap();
     assert_eq!(features.len(), 3);
     for feature in &features {
         assert_eq!((feature.log_mel.frames, feature.log_mel.bins), (128, 128));
@@ -553,12 +474,7 @@ fn log_mel_window_stream_gives_128_by_128_per_window() {
     }
     // the three 5 s units are different call types, so their spectrograms differ clearly
     let distance = |a: &LogMel, b: &LogMel| -> f64 {
-        a.values
-            .iter()
-            .zip(&b.values)
-            .map(|(x, y)| f64::from(x - y).abs())
-            .sum::<f64>()
-            / a.values.len() as f64
+        a.values.iter().zip(&b.values).map(|(x, y)| f64::from(x - y).abs()).sum::<f64>() / a.values.len() as f64
     };
     assert!(distance(&features[0].log_mel, &features[1].log_mel) > 3.0);
     assert!(distance(&features[1].log_mel, &features[2].log_mel) > 3.0);
@@ -632,18 +548,9 @@ fn log_mel_agrees_with_librosa_references_within_a_hundredth_of_a_db() {
             ..LogMelConfig::default()
         };
         let extractor = LogMelExtractor::new(manifest.sample_rate, &config).unwrap();
-        let ours = if case.ref_is_max {
-            extractor.extract(&input)
-        } else {
-            extractor.extract_decibels(&input)
-        };
+        let ours = if case.ref_is_max { extractor.extract(&input) } else { extractor.extract_decibels(&input) };
         assert_eq!((ours.frames, ours.bins), (case.frames, case.bins), "{}", case.name);
-        let worst = ours
-            .values
-            .iter()
-            .zip(&reference)
-            .map(|(got, want)| (got - want).abs())
-            .fold(0.0f32, f32::max);
+        let worst = ours.values.iter().zip(&reference).map(|(got, want)| (got - want).abs()).fold(0.0f32, f32::max);
         println!(
             "{}: {} x {}, max |ours - librosa {}| = {worst:.2e} db",
             case.name, case.frames, case.bins, manifest.librosa_version
@@ -651,9 +558,7 @@ fn log_mel_agrees_with_librosa_references_within_a_hundredth_of_a_db() {
         assert!(worst < 0.01, "{}: max difference {worst} db", case.name);
     }
     // the defaults reproduce the default reference's hop without being told
-    let default_hop = LogMelExtractor::new(32_000, &LogMelConfig::default())
-        .unwrap()
-        .hop_samples();
+    let default_hop = LogMelExtractor::new(32_000, &LogMelConfig::default()).unwrap().hop_samples();
     assert_eq!(default_hop, manifest.cases[0].hop_length);
 }
 
@@ -764,9 +669,6 @@ fn fixture_windows_cluster_by_call_type() {
         }
     }
     let accuracy = f64::from(correct) / items.len() as f64;
-    println!(
-        "nearest-neighbour call-type accuracy across files: {correct}/{}",
-        items.len()
-    );
+    println!("nearest-neighbour call-type accuracy across files: {correct}/{}", items.len());
     assert!(accuracy >= 0.9, "accuracy {accuracy}");
 }

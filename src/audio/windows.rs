@@ -38,11 +38,7 @@ pub struct WindowConfig {
 
 impl Default for WindowConfig {
     fn default() -> Self {
-        WindowConfig {
-            window_seconds: 5.0,
-            hop_seconds: None,
-            short_file: ShortFilePolicy::Pad,
-        }
+        WindowConfig { window_seconds: 5.0, hop_seconds: None, short_file: ShortFilePolicy::Pad }
     }
 }
 
@@ -61,15 +57,10 @@ impl WindowConfig {
         let invalid = |reason: String| AudioError::InvalidWindowConfig { reason };
         let hop_seconds = self.effective_hop_seconds();
         if !self.window_seconds.is_finite() || self.window_seconds <= 0.0 {
-            return Err(invalid(format!(
-                "window_seconds must be a positive number, got {}",
-                self.window_seconds
-            )));
+            return Err(invalid(format!("window_seconds must be a positive number, got {}", self.window_seconds)));
         }
         if !hop_seconds.is_finite() || hop_seconds <= 0.0 {
-            return Err(invalid(format!(
-                "hop_seconds must be a positive number, got {hop_seconds}"
-            )));
+            return Err(invalid(format!("hop_seconds must be a positive number, got {hop_seconds}")));
         }
         if hop_seconds > self.window_seconds {
             return Err(invalid(format!(
@@ -91,15 +82,9 @@ impl WindowConfig {
             )));
         }
         if window > 1e12 {
-            return Err(invalid(format!(
-                "window_seconds {} is absurdly long",
-                self.window_seconds
-            )));
+            return Err(invalid(format!("window_seconds {} is absurdly long", self.window_seconds)));
         }
-        Ok(WindowSamples {
-            window: window as u64,
-            hop: (hop as u64).min(window as u64),
-        })
+        Ok(WindowSamples { window: window as u64, hop: (hop as u64).min(window as u64) })
     }
 }
 
@@ -146,12 +131,7 @@ impl WindowPlan {
     /// The `index`-th window, if there is one.
     pub fn window(&self, index: u64) -> Option<PlannedWindow> {
         if self.padded_single {
-            return (index == 0).then_some(PlannedWindow {
-                index,
-                start_sample: 0,
-                padded: true,
-                overlapped: false,
-            });
+            return (index == 0).then_some(PlannedWindow { index, start_sample: 0, padded: true, overlapped: false });
         }
         if index < self.regular_count {
             return Some(PlannedWindow {
@@ -162,12 +142,9 @@ impl WindowPlan {
             });
         }
         match self.shifted_last_start {
-            Some(start_sample) if index == self.regular_count => Some(PlannedWindow {
-                index,
-                start_sample,
-                padded: false,
-                overlapped: true,
-            }),
+            Some(start_sample) if index == self.regular_count => {
+                Some(PlannedWindow { index, start_sample, padded: false, overlapped: true })
+            }
             _ => None,
         }
     }
@@ -341,11 +318,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn config(window_seconds: f64, hop_seconds: Option<f64>, short_file: ShortFilePolicy) -> WindowConfig {
-        WindowConfig {
-            window_seconds,
-            hop_seconds,
-            short_file,
-        }
+        WindowConfig { window_seconds, hop_seconds, short_file }
     }
 
     fn starts(plan: &WindowPlan) -> Vec<u64> {

@@ -16,9 +16,7 @@ pub enum LogAccess {
 pub fn open_log(data_dir: &DataDir, bind: &str, server: Option<&str>) -> anyhow::Result<LogAccess> {
     if let Some(server) = server {
         let client = ServerClient::new(server);
-        client
-            .is_humpback()
-            .map_err(|reason| anyhow!("no humpback server at {}: {reason}", client.base_url()))?;
+        client.is_humpback().map_err(|reason| anyhow!("no humpback server at {}: {reason}", client.base_url()))?;
         return Ok(LogAccess::Server(client));
     }
     if !data_dir.has_event_log() {

@@ -42,12 +42,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     match args.command {
         BenchCommand::Audio(args) => super::bench_audio::run(args).map(|()| 0),
         BenchCommand::Models(args) => super::bench_models::run(args).map(|()| 0),
-        BenchCommand::EventLog {
-            single,
-            batched,
-            batch_size,
-            dir,
-        } => {
+        BenchCommand::EventLog { single, batched, batch_size, dir } => {
             let scratch = match dir {
                 Some(dir) => tempfile::Builder::new().prefix("humpback-bench-").tempdir_in(dir)?,
                 None => tempfile::Builder::new().prefix("humpback-bench-").tempdir()?,
@@ -66,9 +61,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             );
 
             let batch_size = batch_size.max(1);
-            let batch: Vec<_> = (0..batch_size)
-                .map(|index| samples[index % samples.len()].clone())
-                .collect();
+            let batch: Vec<_> = (0..batch_size).map(|index| samples[index % samples.len()].clone()).collect();
             let started = Instant::now();
             let mut appended = 0;
             while appended < batched {

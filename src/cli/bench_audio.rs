@@ -114,11 +114,7 @@ fn bench_full_stream(path: &std::path::Path, target_sample_rate: u32) -> anyhow:
         eprintln!("warning: {}: {}", path.display(), warning.message());
     }
     Ok((
-        StageResult {
-            stage: "decode+resample+logmel",
-            audio_seconds,
-            wall_seconds: started.elapsed().as_secs_f64(),
-        },
+        StageResult { stage: "decode+resample+logmel", audio_seconds, wall_seconds: started.elapsed().as_secs_f64() },
         window_count,
     ))
 }
@@ -127,10 +123,7 @@ fn fastest(repeat: usize, mut measure: impl FnMut() -> anyhow::Result<StageResul
     let mut best: Option<StageResult> = None;
     for _ in 0..repeat.max(1) {
         let result = measure()?;
-        if best
-            .as_ref()
-            .is_none_or(|current| result.wall_seconds < current.wall_seconds)
-        {
+        if best.as_ref().is_none_or(|current| result.wall_seconds < current.wall_seconds) {
             best = Some(result);
         }
     }
@@ -175,9 +168,7 @@ pub fn run(args: BenchAudioArgs) -> anyhow::Result<()> {
         print_result(path, &decode);
         let resample = fastest(args.repeat, || bench_decode_resample(path, args.target_sample_rate))?;
         print_result(path, &resample);
-        let full = fastest(args.repeat, || {
-            bench_full_stream(path, args.target_sample_rate).map(|(result, _)| result)
-        })?;
+        let full = fastest(args.repeat, || bench_full_stream(path, args.target_sample_rate).map(|(result, _)| result))?;
         print_result(path, &full);
     }
     Ok(())

@@ -27,10 +27,7 @@ pub struct BenchModelsArgs {
 
 fn default_models() -> Vec<PathBuf> {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models");
-    vec![
-        fixtures.join("waveform_stft.tflite"),
-        fixtures.join("logmel_dynamic.tflite"),
-    ]
+    vec![fixtures.join("waveform_stft.tflite"), fixtures.join("logmel_dynamic.tflite")]
 }
 
 /// Deterministic input: values in [-0.5, 0.5) from a fixed linear congruential sequence.
@@ -46,16 +43,9 @@ pub fn benchmark_input(value_count: usize) -> Vec<f32> {
 }
 
 pub fn run(args: BenchModelsArgs) -> anyhow::Result<()> {
-    let models = if args.models.is_empty() {
-        default_models()
-    } else {
-        args.models.clone()
-    };
+    let models = if args.models.is_empty() { default_models() } else { args.models.clone() };
     if !args.json {
-        println!(
-            "{:<28} {:>6} {:>8} {:>10} {:>12}",
-            "model", "batch", "windows", "seconds", "windows/s"
-        );
+        println!("{:<28} {:>6} {:>8} {:>10} {:>12}", "model", "batch", "windows", "seconds", "windows/s");
     }
     for path in &models {
         for &batch_size in &args.batch_sizes {
@@ -71,9 +61,7 @@ pub fn run(args: BenchModelsArgs) -> anyhow::Result<()> {
             let embeddings = model.embed_batch(&windows).context("timed run")?;
             let seconds = started.elapsed().as_secs_f64();
             let windows_per_second = embeddings.len() as f64 / seconds.max(f64::EPSILON);
-            let name = path
-                .file_name()
-                .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
+            let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
             if args.json {
                 let line = serde_json::json!({
                     "runtime": "humpback",

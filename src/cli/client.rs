@@ -55,11 +55,7 @@ impl ServerClient {
 
     pub fn post_json<T: DeserializeOwned>(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base_url);
-        let response = self
-            .agent
-            .post(&url)
-            .send_json(body)
-            .with_context(|| format!("cannot reach {url}"))?;
+        let response = self.agent.post(&url).send_json(body).with_context(|| format!("cannot reach {url}"))?;
         Self::read(url, response)
     }
 

@@ -196,9 +196,7 @@ struct Output {
 
 impl Output {
     fn stdout() -> Output {
-        Output {
-            writer: Box::new(std::io::stdout().lock()),
-        }
+        Output { writer: Box::new(std::io::stdout().lock()) }
     }
 
     fn line(&mut self, line: &str) -> anyhow::Result<bool> {
@@ -274,22 +272,16 @@ pub fn run(data_dir: &DataDir, bind: &str, args: EventsArgs) -> anyhow::Result<i
                     event["type"].as_str().unwrap_or("?"),
                     event["version"]
                 ))?;
-                out.line(&format!(
-                    "recorded at  {}",
-                    event["recorded_at"].as_str().unwrap_or("?")
-                ))?;
+                out.line(&format!("recorded at  {}", event["recorded_at"].as_str().unwrap_or("?")))?;
                 out.line(&format!("concerns     {}", join_strings(&event["aggregates"])))?;
                 out.line(&format!("summary      {}", event["summary"].as_str().unwrap_or("")))?;
                 out.line(&serde_json::to_string_pretty(&event["data"])?)?;
             }
             Ok(0)
         }
-        EventsCommand::Tail {
-            lines,
-            follow,
-            filter,
-            json,
-        } => tail(data_dir, bind, server, lines, follow, &filter, json),
+        EventsCommand::Tail { lines, follow, filter, json } => {
+            tail(data_dir, bind, server, lines, follow, &filter, json)
+        }
         EventsCommand::Stats { json } => {
             let stats: EventStats = match open_log(data_dir, bind, server)? {
                 LogAccess::Direct(log) => compute_stats(&log)?,
@@ -331,11 +323,7 @@ pub fn run(data_dir: &DataDir, bind: &str, args: EventsArgs) -> anyhow::Result<i
             }
             Ok(if report.first_problem.is_some() { 1 } else { 0 })
         }
-        EventsCommand::Export {
-            jsonl: _,
-            output,
-            filter,
-        } => {
+        EventsCommand::Export { jsonl: _, output, filter } => {
             let access = open_log(data_dir, bind, server)?;
             let mut out = match &output {
                 Some(path) => Output {

@@ -37,22 +37,15 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ImportArgs) -> anyhow::Result<i
     };
     let summary: ImportSummary = match access {
         Some(LogAccess::Server(client)) => {
-            eprintln!(
-                "importing {} through the server at {}",
-                folder.display(),
-                client.base_url()
-            );
+            eprintln!("importing {} through the server at {}", folder.display(), client.base_url());
             client.post_json("/api/audio/import", &serde_json::json!({ "path": folder }))?
         }
         direct => {
             drop(direct);
             let humpback = Humpback::open_with(data_dir.clone(), Settings::default())?;
             let interactive = std::io::stderr().is_terminal();
-            let summary = import_folder(
-                &humpback,
-                &folder,
-                humpback.settings.max_upload_bytes,
-                |done, total, path, outcome| {
+            let summary =
+                import_folder(&humpback, &folder, humpback.settings.max_upload_bytes, |done, total, path, outcome| {
                     let what = match outcome {
                         Ok(IngestOutcome::Added(id)) => format!("added as audio file {id}"),
                         Ok(IngestOutcome::Duplicate(id)) => format!("already there as audio file {id}"),
@@ -68,8 +61,7 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ImportArgs) -> anyhow::Result<i
                         eprintln!("{bar} {done}/{total} {path}: {what}");
                     }
                     let _ = std::io::stderr().flush();
-                },
-            )?;
+                })?;
             humpback.catch_up_projections()?;
             summary
         }

@@ -55,12 +55,28 @@ pub struct ServeArgs {
     /// Largest accepted upload in bytes.
     #[arg(long, env = "HUMPBACK_MAX_UPLOAD_BYTES", default_value_t = crate::app::DEFAULT_MAX_UPLOAD_BYTES)]
     pub max_upload_bytes: u64,
+    /// Where .tflite models and their NAME.toml sidecars are (default: DATA_DIR/models).
+    #[arg(long, env = "HUMPBACK_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Processing workers (default: one per core).
+    #[arg(long, env = "HUMPBACK_WORKERS")]
+    pub workers: Option<usize>,
+    /// Windows per inference batch.
+    #[arg(long, env = "HUMPBACK_BATCH_SIZE", default_value_t = crate::model::DEFAULT_BATCH_SIZE)]
+    pub batch_size: usize,
+    /// Offer the deterministic `fake` model (for tests and demos; its embeddings mean nothing).
+    #[arg(long, env = "HUMPBACK_ENABLE_FAKE_MODEL")]
+    pub enable_fake_model: bool,
 }
 
 impl ServeArgs {
     fn settings(&self) -> crate::app::Settings {
         crate::app::Settings {
             max_upload_bytes: self.max_upload_bytes,
+            models_dir: self.models_dir.clone(),
+            enable_fake_model: self.enable_fake_model,
+            processing_workers: self.workers.unwrap_or_else(crate::app::default_worker_count),
+            batch_size: self.batch_size.max(1),
         }
     }
 }
@@ -71,11 +87,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Commands::Import(args) => import::run(&data_dir, &cli.bind, args),
         Commands::Serve(serve_args) => {
-            serve(ServeConfig {
-                data_dir,
-                settings: serve_args.settings(),
-                bind: cli.bind,
-            })?;
+            serve(ServeConfig { data_dir, settings: serve_args.settings(), bind: cli.bind })?;
             Ok(0)
         }
         Commands::Events(args) => events::run(&data_dir, &cli.bind, args),

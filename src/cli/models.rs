@@ -40,11 +40,7 @@ pub enum ModelsCommand {
 
 pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
     match args.command {
-        ModelsCommand::List {
-            models_dir,
-            enable_fake_model,
-            json,
-        } => list(models_dir, enable_fake_model, json),
+        ModelsCommand::List { models_dir, enable_fake_model, json } => list(models_dir, enable_fake_model, json),
         ModelsCommand::Inspect { file, json } => inspect(file, json),
     }
 }
@@ -58,29 +54,19 @@ fn list(models_directory: PathBuf, enable_fake_model: bool, json: bool) -> anyho
         .with_context(|| format!("scanning models directory {}", models_directory.display()))?;
     let listing = registry.listing();
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&listing).context("serializing the model list")?
-        );
+        println!("{}", serde_json::to_string_pretty(&listing).context("serializing the model list")?);
         return Ok(());
     }
     println!("models directory: {}", listing.models_directory);
     for info in &listing.models {
-        let default_marker = if info.name == listing.default_model {
-            " (default)"
-        } else {
-            ""
-        };
+        let default_marker = if info.name == listing.default_model { " (default)" } else { "" };
         println!("{}{default_marker}", info.name);
         println!("  version: {}  source: {}", info.version, info.source);
         println!(
             "  input: {:?}, {} at {} Hz, {} s windows, batch {}",
             info.input_kind, info.input_shape, info.sample_rate, info.window_seconds, info.batch_support
         );
-        println!(
-            "  embedding: {} values from {}",
-            info.embedding_dim, info.embedding_output
-        );
+        println!("  embedding: {} values from {}", info.embedding_dim, info.embedding_output);
     }
     if !listing.problems.is_empty() {
         println!("files that cannot be used:");
@@ -96,12 +82,10 @@ fn inspect(file: PathBuf, json: bool) -> anyhow::Result<()> {
     // The static check says whether every op is a builtin; compiling with LiteRT confirms it.
     let compiles = match inspection.why_it_cannot_run() {
         Some(_) => None,
-        None => Some(
-            TfliteEmbeddingModel::open_file(&file, RunOptions::default()).map(|model| {
-                use crate::model::EmbeddingModel;
-                model.info().clone()
-            }),
-        ),
+        None => Some(TfliteEmbeddingModel::open_file(&file, RunOptions::default()).map(|model| {
+            use crate::model::EmbeddingModel;
+            model.info().clone()
+        })),
     };
     if json {
         let value = serde_json::json!({
@@ -111,10 +95,7 @@ fn inspect(file: PathBuf, json: bool) -> anyhow::Result<()> {
             "model_info": compiles.as_ref().and_then(|result| result.as_ref().ok()),
             "load_error": compiles.as_ref().and_then(|result| result.as_ref().err()).map(ToString::to_string),
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).context("serializing the inspection")?
-        );
+        println!("{}", serde_json::to_string_pretty(&value).context("serializing the inspection")?);
         return Ok(());
     }
     print!("{}", inspection.render_text());

@@ -50,10 +50,7 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ProjectionsArgs) -> anyhow::Res
                     } else {
                         status(&rusqlite::Connection::open_in_memory()?, head).unwrap_or_default()
                     };
-                    ProjectionsJson {
-                        head: head.0,
-                        projections,
-                    }
+                    ProjectionsJson { head: head.0, projections }
                 }
                 LogAccess::Server(client) => client.get("/api/projections", &[])?,
             };
@@ -61,10 +58,7 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ProjectionsArgs) -> anyhow::Res
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!("log head {}", report.head);
-                println!(
-                    "{:<22} {:>7} {:>10} {:>8}  rebuilt at",
-                    "projection", "version", "checkpoint", "lag"
-                );
+                println!("{:<22} {:>7} {:>10} {:>8}  rebuilt at", "projection", "version", "checkpoint", "lag");
                 for projection in &report.projections {
                     let version = match projection.stored_version {
                         Some(stored) if stored == projection.schema_version => stored.to_string(),
@@ -90,10 +84,9 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ProjectionsArgs) -> anyhow::Res
                     let mut projector = Projector::open(&data_dir.projections_db())?;
                     projector.rebuild(log, &names).context("rebuilding projections")?
                 }
-                LogAccess::Server(client) => client.post_json(
-                    "/api/projections/rebuild",
-                    &serde_json::to_value(RebuildRequest { names })?,
-                )?,
+                LogAccess::Server(client) => {
+                    client.post_json("/api/projections/rebuild", &serde_json::to_value(RebuildRequest { names })?)?
+                }
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

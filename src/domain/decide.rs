@@ -151,10 +151,7 @@ pub enum Rejection {
     #[error(
         "audio file {audio_file_id} is already encoded with this configuration (embedding set {embedding_set_id:?})"
     )]
-    AlreadyEncoded {
-        audio_file_id: AudioFileId,
-        embedding_set_id: Option<EmbeddingSetId>,
-    },
+    AlreadyEncoded { audio_file_id: AudioFileId, embedding_set_id: Option<EmbeddingSetId> },
     #[error("processing job {0} already encodes this file with this configuration")]
     AlreadyQueued(ProcessingJobId),
     #[error("processing job {0} does not exist")]
@@ -164,11 +161,7 @@ pub enum Rejection {
     #[error("no job is waiting in the queue")]
     NothingToClaim,
     #[error("job {job} is {status}, not running attempt {attempt}")]
-    NotRunningAttempt {
-        job: String,
-        status: JobStatus,
-        attempt: u32,
-    },
+    NotRunningAttempt { job: String, status: JobStatus, attempt: u32 },
     #[error("job {job} is {status} and cannot be canceled")]
     NotCancelable { job: String, status: JobStatus },
     #[error("job {job} is {status}; only failed or canceled jobs can be retried")]
@@ -217,10 +210,8 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
             })])
         }
         Command::EditAudioMetadata(edit) => {
-            let file = state
-                .audio_files
-                .get(&edit.audio_file_id)
-                .ok_or(Rejection::AudioFileNotFound(edit.audio_file_id))?;
+            let file =
+                state.audio_files.get(&edit.audio_file_id).ok_or(Rejection::AudioFileNotFound(edit.audio_file_id))?;
             if edit.tag_data.is_none()
                 && edit.visual_observations.is_none()
                 && edit.group_composition.is_none()
@@ -239,10 +230,8 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
                     Ok(Some(match edit.mode {
                         MetadataEditMode::Replace => given,
                         MetadataEditMode::MergePatch => {
-                            let mut merged = current
-                                .as_ref()
-                                .map(JsonText::to_value)
-                                .unwrap_or_else(|| serde_json::json!({}));
+                            let mut merged =
+                                current.as_ref().map(JsonText::to_value).unwrap_or_else(|| serde_json::json!({}));
                             json_merge_patch(&mut merged, &value);
                             JsonText::from_value(&merged)
                         }
@@ -257,27 +246,18 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
                 edited_by: edit.edited_by,
             })])
         }
-        Command::QueueProcessingJob {
-            audio_file_id,
-            encoding_signature,
-            config,
-        } => {
+        Command::QueueProcessingJob { audio_file_id, encoding_signature, config } => {
             if !state.audio_files.contains_key(&audio_file_id) {
                 return Err(Rejection::AudioFileNotFound(audio_file_id));
             }
             if let Some(embedding_set_id) = state.completed_signatures.get(&encoding_signature) {
-                return Err(Rejection::AlreadyEncoded {
-                    audio_file_id,
-                    embedding_set_id: *embedding_set_id,
-                });
+                return Err(Rejection::AlreadyEncoded { audio_file_id, embedding_set_id: *embedding_set_id });
             }
             match state.processing_job_by_signature.get(&encoding_signature) {
                 // A signature has one job for ever: asking again after a failure retries it.
                 Some(job_id) => match state.processing_jobs.get(job_id).map(|job| job.status) {
                     Some(JobStatus::Failed | JobStatus::Canceled) => {
-                        Ok(vec![Event::ProcessingJobRetried(ProcessingJobRetried {
-                            job_id: *job_id,
-                        })])
+                        Ok(vec![Event::ProcessingJobRetried(ProcessingJobRetried { job_id: *job_id })])
                     }
                     _ => Err(Rejection::AlreadyQueued(*job_id)),
                 },
@@ -304,12 +284,7 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
                 attempt: job.attempt + 1,
             })])
         }
-        Command::ReportProcessingProgress {
-            job_id,
-            attempt,
-            windows_done,
-            windows_total,
-        } => {
+        Command::ReportProcessingProgress { job_id, attempt, windows_done, windows_total } => {
             running_processing_attempt(state, job_id, attempt)?;
             Ok(vec![Event::ProcessingJobProgressed(ProcessingJobProgressed {
                 job_id,
@@ -318,12 +293,7 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
                 windows_total,
             })])
         }
-        Command::CompleteProcessingJob {
-            job_id,
-            attempt,
-            embedding_set,
-            warning,
-        } => {
+        Command::CompleteProcessingJob { job_id, attempt, embedding_set, warning } => {
             let job = running_processing_attempt(state, job_id, attempt)?;
             if let Some(existing) = state.completed_signatures.get(&job.encoding_signature) {
                 return Err(Rejection::AlreadyEncoded {
@@ -358,65 +328,37 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
             }));
             Ok(events)
         }
-        Command::FailProcessingJob {
-            job_id,
-            attempt,
-            reason,
-        } => {
+        Command::FailProcessingJob { job_id, attempt, reason } => {
             running_processing_attempt(state, job_id, attempt)?;
-            Ok(vec![Event::ProcessingJobFailed(ProcessingJobFailed {
-                job_id,
-                attempt,
-                reason,
-            })])
+            Ok(vec![Event::ProcessingJobFailed(ProcessingJobFailed { job_id, attempt, reason })])
         }
         Command::CancelProcessingJob { job_id } => {
-            let job = state
-                .processing_jobs
-                .get(&job_id)
-                .ok_or(Rejection::ProcessingJobNotFound(job_id))?;
+            let job = state.processing_jobs.get(&job_id).ok_or(Rejection::ProcessingJobNotFound(job_id))?;
             match job.status {
                 JobStatus::Queued => Ok(vec![Event::ProcessingJobCanceled(ProcessingJobCanceled { job_id })]),
                 JobStatus::Running if job.cancel_requested => Ok(vec![]),
-                JobStatus::Running => Ok(vec![Event::ProcessingJobCancelRequested(
-                    ProcessingJobCancelRequested { job_id },
-                )]),
-                status => Err(Rejection::NotCancelable {
-                    job: format!("processing job {job_id}"),
-                    status,
-                }),
+                JobStatus::Running => {
+                    Ok(vec![Event::ProcessingJobCancelRequested(ProcessingJobCancelRequested { job_id })])
+                }
+                status => Err(Rejection::NotCancelable { job: format!("processing job {job_id}"), status }),
             }
         }
         Command::ConfirmProcessingJobCanceled { job_id, attempt } => {
             running_processing_attempt(state, job_id, attempt)?;
             Ok(vec![Event::ProcessingJobCanceled(ProcessingJobCanceled { job_id })])
         }
-        Command::AbandonProcessingJob {
-            job_id,
-            attempt,
-            reason,
-        } => {
+        Command::AbandonProcessingJob { job_id, attempt, reason } => {
             let job = running_processing_attempt(state, job_id, attempt)?;
-            let mut events = vec![Event::ProcessingJobAbandoned(ProcessingJobAbandoned {
-                job_id,
-                attempt,
-                reason,
-            })];
+            let mut events = vec![Event::ProcessingJobAbandoned(ProcessingJobAbandoned { job_id, attempt, reason })];
             if job.cancel_requested {
                 events.push(Event::ProcessingJobCanceled(ProcessingJobCanceled { job_id }));
             }
             Ok(events)
         }
         Command::RetryProcessingJob { job_id } => {
-            let job = state
-                .processing_jobs
-                .get(&job_id)
-                .ok_or(Rejection::ProcessingJobNotFound(job_id))?;
+            let job = state.processing_jobs.get(&job_id).ok_or(Rejection::ProcessingJobNotFound(job_id))?;
             if !matches!(job.status, JobStatus::Failed | JobStatus::Canceled) {
-                return Err(Rejection::NotRetryable {
-                    job: format!("processing job {job_id}"),
-                    status: job.status,
-                });
+                return Err(Rejection::NotRetryable { job: format!("processing job {job_id}"), status: job.status });
             }
             if let Some(embedding_set_id) = state.completed_signatures.get(&job.encoding_signature) {
                 return Err(Rejection::AlreadyEncoded {
@@ -426,22 +368,13 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
             }
             Ok(vec![Event::ProcessingJobRetried(ProcessingJobRetried { job_id })])
         }
-        Command::QueueClusteringJob {
-            embedding_set_ids,
-            parameters,
-        } => {
+        Command::QueueClusteringJob { embedding_set_ids, parameters } => {
             if embedding_set_ids.is_empty() {
                 return Err(Rejection::NoEmbeddingSets);
             }
             let mut sets = Vec::with_capacity(embedding_set_ids.len());
             for id in &embedding_set_ids {
-                sets.push((
-                    *id,
-                    state
-                        .embedding_sets
-                        .get(id)
-                        .ok_or(Rejection::EmbeddingSetNotFound(*id))?,
-                ));
+                sets.push((*id, state.embedding_sets.get(id).ok_or(Rejection::EmbeddingSetNotFound(*id))?));
             }
             let (_, first) = sets[0];
             let offending: Vec<EmbeddingSetId> = sets
@@ -473,24 +406,12 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
                 attempt: job.attempt + 1,
             })])
         }
-        Command::ReportClusteringProgress {
-            job_id,
-            attempt,
-            stage,
-            fraction,
-        } => {
+        Command::ReportClusteringProgress { job_id, attempt, stage, fraction } => {
             running_clustering_attempt(state, job_id, attempt)?;
             if !(0.0..=1.0).contains(&fraction) {
-                return Err(Rejection::Invalid(format!(
-                    "progress fraction {fraction} is not between 0 and 1"
-                )));
+                return Err(Rejection::Invalid(format!("progress fraction {fraction} is not between 0 and 1")));
             }
-            Ok(vec![Event::ClusteringJobProgressed(ClusteringJobProgressed {
-                job_id,
-                attempt,
-                stage,
-                fraction,
-            })])
+            Ok(vec![Event::ClusteringJobProgressed(ClusteringJobProgressed { job_id, attempt, stage, fraction })])
         }
         Command::CompleteClusteringJob(mut completed) => {
             running_clustering_attempt(state, completed.job_id, completed.attempt)?;
@@ -500,65 +421,37 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
             }
             Ok(vec![Event::ClusteringJobCompleted(completed)])
         }
-        Command::FailClusteringJob {
-            job_id,
-            attempt,
-            reason,
-        } => {
+        Command::FailClusteringJob { job_id, attempt, reason } => {
             running_clustering_attempt(state, job_id, attempt)?;
-            Ok(vec![Event::ClusteringJobFailed(ClusteringJobFailed {
-                job_id,
-                attempt,
-                reason,
-            })])
+            Ok(vec![Event::ClusteringJobFailed(ClusteringJobFailed { job_id, attempt, reason })])
         }
         Command::CancelClusteringJob { job_id } => {
-            let job = state
-                .clustering_jobs
-                .get(&job_id)
-                .ok_or(Rejection::ClusteringJobNotFound(job_id))?;
+            let job = state.clustering_jobs.get(&job_id).ok_or(Rejection::ClusteringJobNotFound(job_id))?;
             match job.status {
                 JobStatus::Queued => Ok(vec![Event::ClusteringJobCanceled(ClusteringJobCanceled { job_id })]),
                 JobStatus::Running if job.cancel_requested => Ok(vec![]),
-                JobStatus::Running => Ok(vec![Event::ClusteringJobCancelRequested(
-                    ClusteringJobCancelRequested { job_id },
-                )]),
-                status => Err(Rejection::NotCancelable {
-                    job: format!("clustering job {job_id}"),
-                    status,
-                }),
+                JobStatus::Running => {
+                    Ok(vec![Event::ClusteringJobCancelRequested(ClusteringJobCancelRequested { job_id })])
+                }
+                status => Err(Rejection::NotCancelable { job: format!("clustering job {job_id}"), status }),
             }
         }
         Command::ConfirmClusteringJobCanceled { job_id, attempt } => {
             running_clustering_attempt(state, job_id, attempt)?;
             Ok(vec![Event::ClusteringJobCanceled(ClusteringJobCanceled { job_id })])
         }
-        Command::AbandonClusteringJob {
-            job_id,
-            attempt,
-            reason,
-        } => {
+        Command::AbandonClusteringJob { job_id, attempt, reason } => {
             let job = running_clustering_attempt(state, job_id, attempt)?;
-            let mut events = vec![Event::ClusteringJobAbandoned(ClusteringJobAbandoned {
-                job_id,
-                attempt,
-                reason,
-            })];
+            let mut events = vec![Event::ClusteringJobAbandoned(ClusteringJobAbandoned { job_id, attempt, reason })];
             if job.cancel_requested {
                 events.push(Event::ClusteringJobCanceled(ClusteringJobCanceled { job_id }));
             }
             Ok(events)
         }
         Command::RetryClusteringJob { job_id } => {
-            let job = state
-                .clustering_jobs
-                .get(&job_id)
-                .ok_or(Rejection::ClusteringJobNotFound(job_id))?;
+            let job = state.clustering_jobs.get(&job_id).ok_or(Rejection::ClusteringJobNotFound(job_id))?;
             if !matches!(job.status, JobStatus::Failed | JobStatus::Canceled) {
-                return Err(Rejection::NotRetryable {
-                    job: format!("clustering job {job_id}"),
-                    status: job.status,
-                });
+                return Err(Rejection::NotRetryable { job: format!("clustering job {job_id}"), status: job.status });
             }
             Ok(vec![Event::ClusteringJobRetried(ClusteringJobRetried { job_id })])
         }
@@ -595,10 +488,7 @@ fn check_clusters_match_assignments(completed: &ClusteringJobCompleted) -> Resul
     let mut labels = std::collections::BTreeSet::new();
     for cluster in &completed.clusters {
         if !labels.insert(cluster.label) {
-            return Err(Rejection::Invalid(format!(
-                "cluster label {} appears twice",
-                cluster.label
-            )));
+            return Err(Rejection::Invalid(format!("cluster label {} appears twice", cluster.label)));
         }
         let assigned = counts.remove(&cluster.label).unwrap_or(0);
         if assigned != cluster.size {
@@ -609,9 +499,7 @@ fn check_clusters_match_assignments(completed: &ClusteringJobCompleted) -> Resul
         }
     }
     if let Some((label, count)) = counts.into_iter().next() {
-        return Err(Rejection::Invalid(format!(
-            "{count} rows are assigned to label {label}, which has no cluster"
-        )));
+        return Err(Rejection::Invalid(format!("{count} rows are assigned to label {label}, which has no cluster")));
     }
     Ok(())
 }
@@ -621,10 +509,7 @@ fn running_processing_attempt(
     job_id: ProcessingJobId,
     attempt: u32,
 ) -> Result<&super::state::ProcessingJobState, Rejection> {
-    let job = state
-        .processing_jobs
-        .get(&job_id)
-        .ok_or(Rejection::ProcessingJobNotFound(job_id))?;
+    let job = state.processing_jobs.get(&job_id).ok_or(Rejection::ProcessingJobNotFound(job_id))?;
     if job.status != JobStatus::Running || job.attempt != attempt {
         return Err(Rejection::NotRunningAttempt {
             job: format!("processing job {job_id}"),
@@ -640,10 +525,7 @@ fn running_clustering_attempt(
     job_id: ClusteringJobId,
     attempt: u32,
 ) -> Result<&super::state::ClusteringJobState, Rejection> {
-    let job = state
-        .clustering_jobs
-        .get(&job_id)
-        .ok_or(Rejection::ClusteringJobNotFound(job_id))?;
+    let job = state.clustering_jobs.get(&job_id).ok_or(Rejection::ClusteringJobNotFound(job_id))?;
     if job.status != JobStatus::Running || job.attempt != attempt {
         return Err(Rejection::NotRunningAttempt {
             job: format!("clustering job {job_id}"),

@@ -5,12 +5,7 @@ use crate::domain::ids::{ClusterId, EventSeq};
 use crate::domain::sample_events::{sample_encoding_config, sample_signature};
 
 fn given(events: &[Event]) -> DomainState {
-    DomainState::from_events(
-        events
-            .iter()
-            .enumerate()
-            .map(|(index, event)| (EventSeq(index as u64 + 1), event)),
-    )
+    DomainState::from_events(events.iter().enumerate().map(|(index, event)| (EventSeq(index as u64 + 1), event)))
 }
 
 fn then_events(state: &DomainState, command: Command) -> Vec<Event> {
@@ -57,9 +52,7 @@ fn queue(audio: u64, signature: &str) -> Command {
 }
 
 fn claim(worker: &str) -> Command {
-    Command::ClaimProcessingJob {
-        worker: WorkerId(worker.into()),
-    }
+    Command::ClaimProcessingJob { worker: WorkerId(worker.into()) }
 }
 
 fn complete(job: u64, attempt: u32) -> Command {
@@ -79,31 +72,21 @@ fn complete(job: u64, attempt: u32) -> Command {
 fn registering_audio_assigns_the_next_id_and_a_path_built_from_the_id_not_the_filename() {
     let (state, _) = given_commands(vec![register("a")]);
     let events = then_events(&state, register("b"));
-    let [Event::AudioFileRegistered(registered)] = events.as_slice() else {
-        panic!("{events:?}")
-    };
+    let [Event::AudioFileRegistered(registered)] = events.as_slice() else { panic!("{events:?}") };
     assert_eq!(registered.audio_file_id, AudioFileId(2));
     assert_eq!(registered.stored_path, "audio/raw/2/original.wav");
-    assert_eq!(
-        registered.original_filename, "../../etc/passwd.wav",
-        "the name is kept as metadata"
-    );
+    assert_eq!(registered.original_filename, "../../etc/passwd.wav", "the name is kept as metadata");
 }
 
 #[test]
 fn registering_the_same_bytes_twice_is_rejected_with_the_existing_file() {
     let (state, _) = given_commands(vec![register("a")]);
-    assert_eq!(
-        then_rejected(&state, register("a")),
-        Rejection::AudioFileAlreadyRegistered(AudioFileId(1))
-    );
+    assert_eq!(then_rejected(&state, register("a")), Rejection::AudioFileAlreadyRegistered(AudioFileId(1)));
 }
 
 #[test]
 fn registering_an_unsupported_extension_is_rejected() {
-    let Command::RegisterAudioFile(mut command) = register("a") else {
-        unreachable!()
-    };
+    let Command::RegisterAudioFile(mut command) = register("a") else { unreachable!() };
     command.extension = "exe".into();
     let rejection = then_rejected(&DomainState::default(), Command::RegisterAudioFile(command));
     assert_eq!(rejection, Rejection::UnsupportedAudioExtension("exe".into()));
@@ -125,10 +108,7 @@ fn editing_metadata_needs_a_known_file_and_a_changed_field() {
         then_rejected(&state, Command::EditAudioMetadata(edit(9))),
         Rejection::AudioFileNotFound(AudioFileId(9))
     );
-    assert_eq!(
-        then_rejected(&state, Command::EditAudioMetadata(edit(1))),
-        Rejection::EmptyMetadataEdit
-    );
+    assert_eq!(then_rejected(&state, Command::EditAudioMetadata(edit(1))), Rejection::EmptyMetadataEdit);
     let mut with_field = edit(1);
     with_field.group_composition = Some(JsonText::parse(r#"{"adults":2}"#).unwrap());
     let events = then_events(&state, Command::EditAudioMetadata(with_field));
@@ -137,24 +117,15 @@ fn editing_metadata_needs_a_known_file_and_a_changed_field() {
 
 #[test]
 fn queueing_unknown_audio_is_rejected() {
-    assert_eq!(
-        then_rejected(&DomainState::default(), queue(4, "s")),
-        Rejection::AudioFileNotFound(AudioFileId(4))
-    );
+    assert_eq!(then_rejected(&DomainState::default(), queue(4, "s")), Rejection::AudioFileNotFound(AudioFileId(4)));
 }
 
 #[test]
 fn queueing_a_signature_that_is_queued_or_running_names_the_existing_job() {
     let (state, _) = given_commands(vec![register("a"), queue(1, "s")]);
-    assert_eq!(
-        then_rejected(&state, queue(1, "s")),
-        Rejection::AlreadyQueued(ProcessingJobId(1))
-    );
+    assert_eq!(then_rejected(&state, queue(1, "s")), Rejection::AlreadyQueued(ProcessingJobId(1)));
     let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w")]);
-    assert_eq!(
-        then_rejected(&state, queue(1, "s")),
-        Rejection::AlreadyQueued(ProcessingJobId(1))
-    );
+    assert_eq!(then_rejected(&state, queue(1, "s")), Rejection::AlreadyQueued(ProcessingJobId(1)));
 }
 
 #[test]
@@ -162,10 +133,7 @@ fn requeueing_an_encoded_file_creates_no_second_embedding_set() {
     let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w"), complete(1, 1)]);
     assert_eq!(
         then_rejected(&state, queue(1, "s")),
-        Rejection::AlreadyEncoded {
-            audio_file_id: AudioFileId(1),
-            embedding_set_id: Some(EmbeddingSetId(1))
-        }
+        Rejection::AlreadyEncoded { audio_file_id: AudioFileId(1), embedding_set_id: Some(EmbeddingSetId(1)) }
     );
     assert_eq!(state.embedding_sets.len(), 1);
 }
@@ -174,25 +142,17 @@ fn requeueing_an_encoded_file_creates_no_second_embedding_set() {
 fn a_different_signature_for_the_same_file_is_a_new_job() {
     let (state, _) = given_commands(vec![register("a"), queue(1, "s")]);
     let events = then_events(&state, queue(1, "t"));
-    let [Event::ProcessingJobQueued(queued)] = events.as_slice() else {
-        panic!("{events:?}")
-    };
+    let [Event::ProcessingJobQueued(queued)] = events.as_slice() else { panic!("{events:?}") };
     assert_eq!(queued.job_id, ProcessingJobId(2));
 }
 
 #[test]
 fn queueing_a_failed_signature_again_retries_its_one_job() {
-    let fail = Command::FailProcessingJob {
-        job_id: ProcessingJobId(1),
-        attempt: 1,
-        reason: "boom".into(),
-    };
+    let fail = Command::FailProcessingJob { job_id: ProcessingJobId(1), attempt: 1, reason: "boom".into() };
     let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w"), fail]);
     assert_eq!(
         then_events(&state, queue(1, "s")),
-        vec![Event::ProcessingJobRetried(ProcessingJobRetried {
-            job_id: ProcessingJobId(1)
-        })]
+        vec![Event::ProcessingJobRetried(ProcessingJobRetried { job_id: ProcessingJobId(1) })]
     );
 }
 
@@ -227,106 +187,52 @@ fn completing_promotes_one_embedding_set_carrying_the_jobs_configuration() {
 
 #[test]
 fn a_stale_attempt_cannot_complete_report_or_fail() {
-    let abandon = Command::AbandonProcessingJob {
-        job_id: ProcessingJobId(1),
-        attempt: 1,
-        reason: "restart".into(),
-    };
+    let abandon = Command::AbandonProcessingJob { job_id: ProcessingJobId(1), attempt: 1, reason: "restart".into() };
     let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w"), abandon, claim("w")]);
-    assert!(matches!(
-        then_rejected(&state, complete(1, 1)),
-        Rejection::NotRunningAttempt { attempt: 1, .. }
-    ));
-    let progress = Command::ReportProcessingProgress {
-        job_id: ProcessingJobId(1),
-        attempt: 1,
-        windows_done: 1,
-        windows_total: 2,
-    };
-    assert!(matches!(
-        then_rejected(&state, progress),
-        Rejection::NotRunningAttempt { .. }
-    ));
+    assert!(matches!(then_rejected(&state, complete(1, 1)), Rejection::NotRunningAttempt { attempt: 1, .. }));
+    let progress =
+        Command::ReportProcessingProgress { job_id: ProcessingJobId(1), attempt: 1, windows_done: 1, windows_total: 2 };
+    assert!(matches!(then_rejected(&state, progress), Rejection::NotRunningAttempt { .. }));
     assert_eq!(then_events(&state, complete(1, 2)).len(), 2);
 }
 
 #[test]
 fn an_abandoned_attempt_goes_back_to_the_queue_and_the_next_claim_is_attempt_two() {
-    let abandon = Command::AbandonProcessingJob {
-        job_id: ProcessingJobId(1),
-        attempt: 1,
-        reason: "restart".into(),
-    };
+    let abandon = Command::AbandonProcessingJob { job_id: ProcessingJobId(1), attempt: 1, reason: "restart".into() };
     let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w"), abandon]);
     assert_eq!(state.processing_jobs[&ProcessingJobId(1)].status, JobStatus::Queued);
     let events = then_events(&state, claim("w"));
-    assert!(matches!(
-        events.as_slice(),
-        [Event::ProcessingJobClaimed(ProcessingJobClaimed { attempt: 2, .. })]
-    ));
+    assert!(matches!(events.as_slice(), [Event::ProcessingJobClaimed(ProcessingJobClaimed { attempt: 2, .. })]));
 }
 
 #[test]
 fn canceling_a_queued_job_cancels_it_and_a_running_one_asks_its_worker() {
-    let cancel = Command::CancelProcessingJob {
-        job_id: ProcessingJobId(1),
-    };
+    let cancel = Command::CancelProcessingJob { job_id: ProcessingJobId(1) };
     let (state, _) = given_commands(vec![register("a"), queue(1, "s")]);
     assert_eq!(
         then_events(&state, cancel.clone()),
-        vec![Event::ProcessingJobCanceled(ProcessingJobCanceled {
-            job_id: ProcessingJobId(1)
-        })]
+        vec![Event::ProcessingJobCanceled(ProcessingJobCanceled { job_id: ProcessingJobId(1) })]
     );
     let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w")]);
     assert_eq!(
         then_events(&state, cancel.clone()),
-        vec![Event::ProcessingJobCancelRequested(ProcessingJobCancelRequested {
-            job_id: ProcessingJobId(1)
-        })]
+        vec![Event::ProcessingJobCancelRequested(ProcessingJobCancelRequested { job_id: ProcessingJobId(1) })]
     );
     let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w"), cancel.clone()]);
-    assert_eq!(
-        then_events(&state, cancel.clone()),
-        vec![],
-        "asking twice records nothing new"
-    );
-    let abandon = Command::AbandonProcessingJob {
-        job_id: ProcessingJobId(1),
-        attempt: 1,
-        reason: "restart".into(),
-    };
+    assert_eq!(then_events(&state, cancel.clone()), vec![], "asking twice records nothing new");
+    let abandon = Command::AbandonProcessingJob { job_id: ProcessingJobId(1), attempt: 1, reason: "restart".into() };
     let events = then_events(&state, abandon);
-    assert!(
-        matches!(events.last(), Some(Event::ProcessingJobCanceled(_))),
-        "{events:?}"
-    );
+    assert!(matches!(events.last(), Some(Event::ProcessingJobCanceled(_))), "{events:?}");
     let (state, _) = given_commands(vec![register("a"), queue(1, "s"), claim("w"), complete(1, 1)]);
-    assert!(matches!(
-        then_rejected(&state, cancel),
-        Rejection::NotCancelable {
-            status: JobStatus::Complete,
-            ..
-        }
-    ));
+    assert!(matches!(then_rejected(&state, cancel), Rejection::NotCancelable { status: JobStatus::Complete, .. }));
 }
 
 #[test]
 fn only_failed_or_canceled_jobs_can_be_retried() {
-    let retry = Command::RetryProcessingJob {
-        job_id: ProcessingJobId(1),
-    };
+    let retry = Command::RetryProcessingJob { job_id: ProcessingJobId(1) };
     let (state, _) = given_commands(vec![register("a"), queue(1, "s")]);
-    assert!(matches!(
-        then_rejected(&state, retry.clone()),
-        Rejection::NotRetryable {
-            status: JobStatus::Queued,
-            ..
-        }
-    ));
-    let cancel = Command::CancelProcessingJob {
-        job_id: ProcessingJobId(1),
-    };
+    assert!(matches!(then_rejected(&state, retry.clone()), Rejection::NotRetryable { status: JobStatus::Queued, .. }));
+    let cancel = Command::CancelProcessingJob { job_id: ProcessingJobId(1) };
     let (state, _) = given_commands(vec![register("a"), queue(1, "s"), cancel]);
     assert_eq!(then_events(&state, retry).len(), 1);
 }
@@ -360,14 +266,8 @@ fn clustering_needs_known_sets_of_one_model_version() {
         embedding_set_ids: ids.into_iter().map(EmbeddingSetId).collect(),
         parameters: JsonText::empty_object(),
     };
-    assert_eq!(
-        then_rejected(&state, queue_clustering(vec![])),
-        Rejection::NoEmbeddingSets
-    );
-    assert_eq!(
-        then_rejected(&state, queue_clustering(vec![1, 7])),
-        Rejection::EmbeddingSetNotFound(EmbeddingSetId(7))
-    );
+    assert_eq!(then_rejected(&state, queue_clustering(vec![])), Rejection::NoEmbeddingSets);
+    assert_eq!(then_rejected(&state, queue_clustering(vec![1, 7])), Rejection::EmbeddingSetNotFound(EmbeddingSetId(7)));
     assert_eq!(
         then_rejected(&state, queue_clustering(vec![1, 2, 3])),
         Rejection::MixedEmbeddingSets(vec![EmbeddingSetId(3)])
@@ -375,10 +275,7 @@ fn clustering_needs_known_sets_of_one_model_version() {
     let events = then_events(&state, queue_clustering(vec![1, 2]));
     assert!(matches!(
         events.as_slice(),
-        [Event::ClusteringJobQueued(ClusteringJobQueued {
-            job_id: ClusteringJobId(1),
-            ..
-        })]
+        [Event::ClusteringJobQueued(ClusteringJobQueued { job_id: ClusteringJobId(1), .. })]
     ));
 }
 
@@ -396,17 +293,13 @@ fn completed_clusterings_number_their_clusters_after_all_earlier_ones() {
         embedding_set_ids: vec![EmbeddingSetId(1)],
         parameters: JsonText::empty_object(),
     }];
-    commands.push(Command::ClaimClusteringJob {
-        worker: WorkerId("w".into()),
-    });
+    commands.push(Command::ClaimClusteringJob { worker: WorkerId("w".into()) });
     commands.push(Command::CompleteClusteringJob(completed.clone()));
     commands.push(Command::QueueClusteringJob {
         embedding_set_ids: vec![EmbeddingSetId(1)],
         parameters: JsonText::empty_object(),
     });
-    commands.push(Command::ClaimClusteringJob {
-        worker: WorkerId("w".into()),
-    });
+    commands.push(Command::ClaimClusteringJob { worker: WorkerId("w".into()) });
     let mut state = state;
     let mut seq = state.last_seq;
     for command in commands {
@@ -417,9 +310,7 @@ fn completed_clusterings_number_their_clusters_after_all_earlier_ones() {
     }
     completed.job_id = ClusteringJobId(2);
     let events = then_events(&state, Command::CompleteClusteringJob(completed));
-    let [Event::ClusteringJobCompleted(done)] = events.as_slice() else {
-        panic!("{events:?}")
-    };
+    let [Event::ClusteringJobCompleted(done)] = events.as_slice() else { panic!("{events:?}") };
     let ids: Vec<ClusterId> = done.clusters.iter().map(|cluster| cluster.cluster_id).collect();
     assert_eq!(ids, vec![ClusterId(3), ClusterId(4)]);
 }
@@ -440,9 +331,7 @@ fn a_clustering_whose_sizes_or_labels_disagree_with_its_assignments_is_rejected(
             embedding_set_ids: vec![EmbeddingSetId(1)],
             parameters: JsonText::empty_object(),
         },
-        Command::ClaimClusteringJob {
-            worker: WorkerId("w".into()),
-        },
+        Command::ClaimClusteringJob { worker: WorkerId("w".into()) },
     ];
     let mut state = state;
     let mut seq = state.last_seq;
@@ -491,31 +380,16 @@ fn a_metadata_patch_merges_into_the_current_document_and_null_removes_a_key() {
         register("a"),
         edit(MetadataEditMode::Replace, r#"{"adults":2,"calves":1,"notes":{"a":1}}"#),
     ]);
-    let events = then_events(
-        &state,
-        edit(
-            MetadataEditMode::MergePatch,
-            r#"{"calves":null,"juveniles":1,"notes":{"b":2}}"#,
-        ),
-    );
-    let [Event::AudioMetadataEdited(edited)] = events.as_slice() else {
-        panic!("{events:?}")
-    };
+    let events =
+        then_events(&state, edit(MetadataEditMode::MergePatch, r#"{"calves":null,"juveniles":1,"notes":{"b":2}}"#));
+    let [Event::AudioMetadataEdited(edited)] = events.as_slice() else { panic!("{events:?}") };
     assert_eq!(
         edited.group_composition.as_ref().unwrap().as_str(),
         r#"{"adults":2,"juveniles":1,"notes":{"a":1,"b":2}}"#
     );
     assert_eq!(edited.tag_data, None, "fields not in the edit are not touched");
     let events = then_events(&state, edit(MetadataEditMode::Replace, r#"{"juveniles":3}"#));
-    let [Event::AudioMetadataEdited(edited)] = events.as_slice() else {
-        panic!("{events:?}")
-    };
-    assert_eq!(
-        edited.group_composition.as_ref().unwrap().as_str(),
-        r#"{"juveniles":3}"#
-    );
-    assert!(matches!(
-        then_rejected(&state, edit(MetadataEditMode::Replace, "[1,2]")),
-        Rejection::Invalid(_)
-    ));
+    let [Event::AudioMetadataEdited(edited)] = events.as_slice() else { panic!("{events:?}") };
+    assert_eq!(edited.group_composition.as_ref().unwrap().as_str(), r#"{"juveniles":3}"#);
+    assert!(matches!(then_rejected(&state, edit(MetadataEditMode::Replace, "[1,2]")), Rejection::Invalid(_)));
 }

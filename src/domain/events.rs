@@ -344,11 +344,9 @@ impl Event {
             Event::ProcessingJobQueued(e) => vec![A::ProcessingJob(e.job_id), A::AudioFile(e.audio_file_id)],
             Event::ProcessingJobClaimed(e) => vec![A::ProcessingJob(e.job_id)],
             Event::ProcessingJobProgressed(e) => vec![A::ProcessingJob(e.job_id)],
-            Event::EmbeddingSetPromoted(e) => vec![
-                A::EmbeddingSet(e.embedding_set_id),
-                A::ProcessingJob(e.job_id),
-                A::AudioFile(e.audio_file_id),
-            ],
+            Event::EmbeddingSetPromoted(e) => {
+                vec![A::EmbeddingSet(e.embedding_set_id), A::ProcessingJob(e.job_id), A::AudioFile(e.audio_file_id)]
+            }
             Event::ProcessingJobCompleted(e) => {
                 let mut aggregates = vec![A::ProcessingJob(e.job_id)];
                 aggregates.extend(e.embedding_set_id.map(A::EmbeddingSet));
@@ -414,15 +412,11 @@ impl Event {
                 short_signature(&e.encoding_signature)
             ),
             Event::ProcessingJobClaimed(e) => {
-                format!(
-                    "processing job {} claimed by {} (attempt {})",
-                    e.job_id, e.worker, e.attempt
-                )
+                format!("processing job {} claimed by {} (attempt {})", e.job_id, e.worker, e.attempt)
             }
-            Event::ProcessingJobProgressed(e) => format!(
-                "processing job {} at {}/{} windows",
-                e.job_id, e.windows_done, e.windows_total
-            ),
+            Event::ProcessingJobProgressed(e) => {
+                format!("processing job {} at {}/{} windows", e.job_id, e.windows_done, e.windows_total)
+            }
             Event::EmbeddingSetPromoted(e) => format!(
                 "embedding set {} promoted for audio file {}: {} rows x {} dims",
                 e.embedding_set_id, e.audio_file_id, e.row_count, e.vector_dim
@@ -436,22 +430,14 @@ impl Event {
             Event::ProcessingJobCancelRequested(e) => format!("processing job {} cancel requested", e.job_id),
             Event::ProcessingJobCanceled(e) => format!("processing job {} canceled", e.job_id),
             Event::ProcessingJobAbandoned(e) => {
-                format!(
-                    "processing job {} attempt {} abandoned: {}",
-                    e.job_id, e.attempt, e.reason
-                )
+                format!("processing job {} attempt {} abandoned: {}", e.job_id, e.attempt, e.reason)
             }
             Event::ProcessingJobRetried(e) => format!("processing job {} queued again", e.job_id),
-            Event::ClusteringJobQueued(e) => format!(
-                "clustering job {} queued over {} embedding sets",
-                e.job_id,
-                e.embedding_set_ids.len()
-            ),
+            Event::ClusteringJobQueued(e) => {
+                format!("clustering job {} queued over {} embedding sets", e.job_id, e.embedding_set_ids.len())
+            }
             Event::ClusteringJobClaimed(e) => {
-                format!(
-                    "clustering job {} claimed by {} (attempt {})",
-                    e.job_id, e.worker, e.attempt
-                )
+                format!("clustering job {} claimed by {} (attempt {})", e.job_id, e.worker, e.attempt)
             }
             Event::ClusteringJobProgressed(e) => {
                 format!("clustering job {} {} ({:.0}%)", e.job_id, e.stage, e.fraction * 100.0)
@@ -466,10 +452,7 @@ impl Event {
             Event::ClusteringJobCancelRequested(e) => format!("clustering job {} cancel requested", e.job_id),
             Event::ClusteringJobCanceled(e) => format!("clustering job {} canceled", e.job_id),
             Event::ClusteringJobAbandoned(e) => {
-                format!(
-                    "clustering job {} attempt {} abandoned: {}",
-                    e.job_id, e.attempt, e.reason
-                )
+                format!("clustering job {} attempt {} abandoned: {}", e.job_id, e.attempt, e.reason)
             }
             Event::ClusteringJobRetried(e) => format!("clustering job {} queued again", e.job_id),
         }

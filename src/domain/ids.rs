@@ -172,13 +172,8 @@ pub enum AggregateRefParseError {
 impl FromStr for AggregateRef {
     type Err = AggregateRefParseError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (kind, id) = text
-            .split_once(':')
-            .ok_or_else(|| AggregateRefParseError::Malformed(text.to_string()))?;
-        let id: u64 = id
-            .trim()
-            .parse()
-            .map_err(|_| AggregateRefParseError::BadId(id.to_string()))?;
+        let (kind, id) = text.split_once(':').ok_or_else(|| AggregateRefParseError::Malformed(text.to_string()))?;
+        let id: u64 = id.trim().parse().map_err(|_| AggregateRefParseError::BadId(id.to_string()))?;
         match kind.trim() {
             AudioFileId::KIND => Ok(AggregateRef::AudioFile(AudioFileId(id))),
             ProcessingJobId::KIND => Ok(AggregateRef::ProcessingJob(ProcessingJobId(id))),
@@ -209,18 +204,9 @@ mod tests {
 
     #[test]
     fn malformed_aggregate_refs_say_what_is_expected() {
-        assert!(matches!(
-            "audio".parse::<AggregateRef>(),
-            Err(AggregateRefParseError::Malformed(_))
-        ));
-        assert!(matches!(
-            "whale:1".parse::<AggregateRef>(),
-            Err(AggregateRefParseError::UnknownKind(_))
-        ));
-        assert!(matches!(
-            "audio_file:x".parse::<AggregateRef>(),
-            Err(AggregateRefParseError::BadId(_))
-        ));
+        assert!(matches!("audio".parse::<AggregateRef>(), Err(AggregateRefParseError::Malformed(_))));
+        assert!(matches!("whale:1".parse::<AggregateRef>(), Err(AggregateRefParseError::UnknownKind(_))));
+        assert!(matches!("audio_file:x".parse::<AggregateRef>(), Err(AggregateRefParseError::BadId(_))));
     }
 
     #[test]

@@ -69,11 +69,7 @@ pub fn one_event_of_every_type() -> Vec<Event> {
             encoding_signature: sample_signature(),
             config: sample_encoding_config(),
         }),
-        Event::ProcessingJobClaimed(ProcessingJobClaimed {
-            job_id: job,
-            worker: worker.clone(),
-            attempt: 1,
-        }),
+        Event::ProcessingJobClaimed(ProcessingJobClaimed { job_id: job, worker: worker.clone(), attempt: 1 }),
         Event::ProcessingJobProgressed(ProcessingJobProgressed {
             job_id: job,
             attempt: 1,
@@ -105,30 +101,20 @@ pub fn one_event_of_every_type() -> Vec<Event> {
             attempt: 1,
             reason: "decode failed: not an audio file".into(),
         }),
-        Event::ProcessingJobCancelRequested(ProcessingJobCancelRequested {
-            job_id: ProcessingJobId(3),
-        }),
-        Event::ProcessingJobCanceled(ProcessingJobCanceled {
-            job_id: ProcessingJobId(3),
-        }),
+        Event::ProcessingJobCancelRequested(ProcessingJobCancelRequested { job_id: ProcessingJobId(3) }),
+        Event::ProcessingJobCanceled(ProcessingJobCanceled { job_id: ProcessingJobId(3) }),
         Event::ProcessingJobAbandoned(ProcessingJobAbandoned {
             job_id: ProcessingJobId(4),
             attempt: 1,
             reason: "server restarted while the attempt was running".into(),
         }),
-        Event::ProcessingJobRetried(ProcessingJobRetried {
-            job_id: ProcessingJobId(2),
-        }),
+        Event::ProcessingJobRetried(ProcessingJobRetried { job_id: ProcessingJobId(2) }),
         Event::ClusteringJobQueued(ClusteringJobQueued {
             job_id: clustering,
             embedding_set_ids: vec![set],
             parameters: json(r#"{"algorithm":"hdbscan","min_cluster_size":5}"#),
         }),
-        Event::ClusteringJobClaimed(ClusteringJobClaimed {
-            job_id: clustering,
-            worker,
-            attempt: 1,
-        }),
+        Event::ClusteringJobClaimed(ClusteringJobClaimed { job_id: clustering, worker, attempt: 1 }),
         Event::ClusteringJobProgressed(ClusteringJobProgressed {
             job_id: clustering,
             attempt: 1,
@@ -153,26 +139,10 @@ pub fn one_event_of_every_type() -> Vec<Event> {
                 },
             ],
             assignments: vec![
-                ClusterAssignmentRecord {
-                    embedding_set_id: set,
-                    row_index: 0,
-                    label: 0,
-                },
-                ClusterAssignmentRecord {
-                    embedding_set_id: set,
-                    row_index: 1,
-                    label: 0,
-                },
-                ClusterAssignmentRecord {
-                    embedding_set_id: set,
-                    row_index: 2,
-                    label: -1,
-                },
-                ClusterAssignmentRecord {
-                    embedding_set_id: set,
-                    row_index: 3,
-                    label: 0,
-                },
+                ClusterAssignmentRecord { embedding_set_id: set, row_index: 0, label: 0 },
+                ClusterAssignmentRecord { embedding_set_id: set, row_index: 1, label: 0 },
+                ClusterAssignmentRecord { embedding_set_id: set, row_index: 2, label: -1 },
+                ClusterAssignmentRecord { embedding_set_id: set, row_index: 3, label: 0 },
             ],
             metrics: json(r#"{"silhouette":null,"n_clusters":1,"noise_fraction":0.25}"#),
             clusters_json_path: "clusters/1/clusters.json".into(),
@@ -183,20 +153,14 @@ pub fn one_event_of_every_type() -> Vec<Event> {
             attempt: 1,
             reason: "embedding set 9 parquet is unreadable".into(),
         }),
-        Event::ClusteringJobCancelRequested(ClusteringJobCancelRequested {
-            job_id: ClusteringJobId(3),
-        }),
-        Event::ClusteringJobCanceled(ClusteringJobCanceled {
-            job_id: ClusteringJobId(3),
-        }),
+        Event::ClusteringJobCancelRequested(ClusteringJobCancelRequested { job_id: ClusteringJobId(3) }),
+        Event::ClusteringJobCanceled(ClusteringJobCanceled { job_id: ClusteringJobId(3) }),
         Event::ClusteringJobAbandoned(ClusteringJobAbandoned {
             job_id: ClusteringJobId(4),
             attempt: 1,
             reason: "server restarted while the attempt was running".into(),
         }),
-        Event::ClusteringJobRetried(ClusteringJobRetried {
-            job_id: ClusteringJobId(2),
-        }),
+        Event::ClusteringJobRetried(ClusteringJobRetried { job_id: ClusteringJobId(2) }),
     ]
 }
 

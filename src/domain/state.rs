@@ -48,6 +48,8 @@ impl std::fmt::Display for JobStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudioFileState {
     pub checksum_sha256: Sha256Hex,
+    /// Relative to the data directory.
+    pub stored_path: String,
     pub folder: String,
     pub metadata: AudioMetadataState,
 }
@@ -148,12 +150,12 @@ impl DomainState {
                 self.models.insert(e.name.clone(), e.clone());
             }
             Event::AudioFileRegistered(e) => {
-                self.audio_file_by_checksum
-                    .insert(e.checksum_sha256.clone(), e.audio_file_id);
+                self.audio_file_by_checksum.insert(e.checksum_sha256.clone(), e.audio_file_id);
                 self.audio_files.insert(
                     e.audio_file_id,
                     AudioFileState {
                         checksum_sha256: e.checksum_sha256.clone(),
+                        stored_path: e.stored_path.clone(),
                         folder: e.folder.clone(),
                         metadata: AudioMetadataState::default(),
                     },
@@ -175,8 +177,7 @@ impl DomainState {
                 }
             }
             Event::ProcessingJobQueued(e) => {
-                self.processing_job_by_signature
-                    .insert(e.encoding_signature.clone(), e.job_id);
+                self.processing_job_by_signature.insert(e.encoding_signature.clone(), e.job_id);
                 self.processing_jobs.insert(
                     e.job_id,
                     ProcessingJobState {
@@ -209,16 +210,13 @@ impl DomainState {
                         row_count: e.row_count,
                     },
                 );
-                self.completed_signatures
-                    .insert(e.encoding_signature.clone(), Some(e.embedding_set_id));
+                self.completed_signatures.insert(e.encoding_signature.clone(), Some(e.embedding_set_id));
             }
             Event::ProcessingJobCompleted(e) => {
                 if let Some(job) = self.processing_jobs.get_mut(&e.job_id) {
                     job.status = JobStatus::Complete;
                     job.embedding_set_id = e.embedding_set_id;
-                    self.completed_signatures
-                        .entry(job.encoding_signature.clone())
-                        .or_insert(e.embedding_set_id);
+                    self.completed_signatures.entry(job.encoding_signature.clone()).or_insert(e.embedding_set_id);
                 }
             }
             Event::ProcessingJobFailed(e) => self.set_processing_status(e.job_id, JobStatus::Failed),

@@ -18,8 +18,7 @@ use crate::projections::queries::{self, AudioFileRow, AudioListQuery, AudioMetad
 pub const MAX_PAGE: u64 = 500;
 
 pub fn parse_id(text: &str, what: &str) -> Result<u64, ApiError> {
-    text.parse()
-        .map_err(|_| ApiError::bad_request(format!("{what} id {text:?} is not a whole number")))
+    text.parse().map_err(|_| ApiError::bad_request(format!("{what} id {text:?} is not a whole number")))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -38,19 +37,13 @@ impl ListParameters {
         let sort = match self.sort.as_deref() {
             None => AudioSort::Id,
             Some(text) => AudioSort::parse(text).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "sort {text:?} is not one of id, name, folder, duration, created"
-                ))
+                ApiError::bad_request(format!("sort {text:?} is not one of id, name, folder, duration, created"))
             })?,
         };
         let descending = match self.order.as_deref() {
             None | Some("asc") => false,
             Some("desc") => true,
-            Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "order must be asc or desc, not {other:?}"
-                )))
-            }
+            Some(other) => return Err(ApiError::bad_request(format!("order must be asc or desc, not {other:?}"))),
         };
         Ok(AudioListQuery {
             folder: self.folder.clone(),
@@ -70,14 +63,7 @@ pub async fn list(
     let Query(parameters) = parameters.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
     let query = parameters.to_query()?;
     let humpback = state.humpback.clone();
-    blocking(move || {
-        Ok(Json(
-            humpback
-                .reader
-                .with_connection(|c| queries::list_audio_files(c, &query))?,
-        ))
-    })
-    .await
+    blocking(move || Ok(Json(humpback.reader.with_connection(|c| queries::list_audio_files(c, &query))?))).await
 }
 
 #[derive(Debug, Serialize)]
@@ -131,10 +117,7 @@ pub async fn download(
         )));
     }
     let mut response = response.into_response();
-    let extension = std::path::Path::new(&file.stored_path)
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("bin");
+    let extension = std::path::Path::new(&file.stored_path).extension().and_then(|e| e.to_str()).unwrap_or("bin");
     let name = download_name(&file.filename, id, extension);
     if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
@@ -146,11 +129,8 @@ pub async fn download(
 pub fn download_name(original: &str, id: u64, extension: &str) -> String {
     // Not a path: a user's name may contain slashes, which must not be taken as folders.
     let stem = original.rsplit_once('.').map_or(original, |(stem, _)| stem);
-    let safe: String = stem
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        .take(100)
-        .collect();
+    let safe: String =
+        stem.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).take(100).collect();
     if safe.is_empty() {
         format!("audio-{id}.{extension}")
     } else {
@@ -179,19 +159,11 @@ fn load_metadata(state: &ApiState, id: u64) -> Result<MetadataResponse, ApiError
         let Some(metadata) = queries::audio_metadata(connection, id)? else {
             return Ok(Err(ApiError::not_found(format!("audio file {id} does not exist"))));
         };
-        Ok(Ok(MetadataResponse {
-            metadata,
-            history: queries::audio_metadata_edits(connection, id)?,
-        }))
+        Ok(Ok(MetadataResponse { metadata, history: queries::audio_metadata_edits(connection, id)? }))
     })?
 }
 
-pub const METADATA_FIELDS: [&str; 4] = [
-    "tag_data",
-    "visual_observations",
-    "group_composition",
-    "prey_density_proxy",
-];
+pub const METADATA_FIELDS: [&str; 4] = ["tag_data", "visual_observations", "group_composition", "prey_density_proxy"];
 
 /// Parses a metadata body: a JSON object whose keys are among the four fields, each an object.
 pub fn parse_metadata_body(body: &[u8]) -> Result<[Option<JsonText>; 4], ApiError> {
@@ -245,12 +217,7 @@ async fn edit_metadata(
         parse_metadata_body(&body)?;
     if mode == MetadataEditMode::Replace {
         // PUT replaces the whole metadata: fields left out become empty.
-        for field in [
-            &mut tag_data,
-            &mut visual_observations,
-            &mut group_composition,
-            &mut prey_density_proxy,
-        ] {
+        for field in [&mut tag_data, &mut visual_observations, &mut group_composition, &mut prey_density_proxy] {
             field.get_or_insert_with(JsonText::empty_object);
         }
     }
@@ -349,9 +316,7 @@ pub async fn upload(
             _ => {}
         }
     }
-    Err(ApiError::unprocessable(
-        "the upload has no multipart field named \"file\"",
-    ))
+    Err(ApiError::unprocessable("the upload has no multipart field named \"file\""))
 }
 
 fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
@@ -361,10 +326,7 @@ fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError 
             "the upload is larger than the server's limit (see --max-upload-bytes)".to_string(),
         );
     }
-    ApiError::new(
-        error.status(),
-        format!("the upload could not be read: {}", error.body_text()),
-    )
+    ApiError::new(error.status(), format!("the upload could not be read: {}", error.body_text()))
 }
 
 pub fn ingest_error(error: crate::ingest::IngestError) -> ApiError {
@@ -409,13 +371,8 @@ pub async fn import(
     }
     let humpback = state.humpback.clone();
     let summary = blocking(move || {
-        crate::ingest::import_folder(
-            &humpback,
-            &request.path,
-            humpback.settings.max_upload_bytes,
-            |_, _, _, _| {},
-        )
-        .map_err(ingest_error)
+        crate::ingest::import_folder(&humpback, &request.path, humpback.settings.max_upload_bytes, |_, _, _, _| {})
+            .map_err(ingest_error)
     })
     .await?;
     state.humpback.wait_until_projected(state.humpback.log_head()).await;

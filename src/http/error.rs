@@ -17,10 +17,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            message: message.into(),
-        }
+        ApiError { status, message: message.into() }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -37,10 +34,7 @@ impl ApiError {
 
     pub fn internal(error: anyhow::Error) -> ApiError {
         tracing::error!(error = format!("{error:#}"), "request failed");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error (details are in the server log)",
-        )
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error (details are in the server log)")
     }
 }
 

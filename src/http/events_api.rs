@@ -30,9 +30,7 @@ pub async fn list(
     query: Result<Query<EventQuery>, QueryRejection>,
 ) -> Result<Json<EventPageJson>, ApiError> {
     let Query(query) = query.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
-    let request = query
-        .parse()
-        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let request = query.parse().map_err(|error| ApiError::bad_request(error.to_string()))?;
     let wait = Duration::from_secs(query.wait_seconds.unwrap_or(0)).min(MAX_WAIT);
     let mut head = state.humpback.log.subscribe();
     let deadline = tokio::time::Instant::now() + wait;
@@ -44,11 +42,7 @@ pub async fn list(
         let waiting_is_useful = !request.newest_first && page.events.is_empty() && !wait.is_zero();
         if !waiting_is_useful || tokio::time::Instant::now() >= deadline {
             return Ok(Json(EventPageJson {
-                events: page
-                    .events
-                    .iter()
-                    .map(|envelope| to_value(envelope.to_json()))
-                    .collect(),
+                events: page.events.iter().map(|envelope| to_value(envelope.to_json())).collect(),
                 next_cursor: page.next_cursor.map(EventSeq::get),
                 head: page.head.0,
             }));
@@ -60,11 +54,7 @@ pub async fn list(
             _ = stopping.wait_for(|stopped| *stopped) => {}
         }
         if *state.stopping.borrow() {
-            return Ok(Json(EventPageJson {
-                events: vec![],
-                next_cursor: None,
-                head: state.humpback.log.head().0,
-            }));
+            return Ok(Json(EventPageJson { events: vec![], next_cursor: None, head: state.humpback.log.head().0 }));
         }
     }
 }
@@ -74,9 +64,8 @@ fn to_value(json: EnvelopeJson) -> serde_json::Value {
 }
 
 pub async fn show(State(state): State<ApiState>, Path(seq): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    let seq: u64 = seq
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("event sequence {seq:?} is not a whole number")))?;
+    let seq: u64 =
+        seq.parse().map_err(|_| ApiError::bad_request(format!("event sequence {seq:?} is not a whole number")))?;
     let log = state.humpback.log.clone();
     let envelope = blocking(move || Ok(log.get(EventSeq(seq))?)).await?;
     match envelope {

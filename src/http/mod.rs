@@ -3,6 +3,7 @@
 pub mod audio_api;
 mod error;
 pub mod events_api;
+pub mod processing_api;
 pub mod projections_api;
 
 use std::sync::Arc;
@@ -34,21 +35,24 @@ pub fn router(humpback: Arc<Humpback>, stopping: watch::Receiver<bool>) -> Route
         .route("/api/events/{seq}", get(events_api::show))
         .route(
             "/api/audio",
-            get(audio_api::list)
-                .post(audio_api::upload)
-                .layer(axum::extract::DefaultBodyLimit::max(
-                    usize::try_from(humpback.settings.max_upload_bytes).unwrap_or(usize::MAX),
-                )),
+            get(audio_api::list).post(audio_api::upload).layer(axum::extract::DefaultBodyLimit::max(
+                usize::try_from(humpback.settings.max_upload_bytes).unwrap_or(usize::MAX),
+            )),
         )
         .route("/api/audio/import", post(audio_api::import))
         .route("/api/audio/{id}", get(audio_api::detail))
         .route("/api/audio/{id}/download", get(audio_api::download))
         .route(
             "/api/audio/{id}/metadata",
-            get(audio_api::metadata)
-                .put(audio_api::put_metadata)
-                .patch(audio_api::patch_metadata),
+            get(audio_api::metadata).put(audio_api::put_metadata).patch(audio_api::patch_metadata),
         )
+        .route("/api/processing-jobs", get(processing_api::list).post(processing_api::queue))
+        .route("/api/processing-jobs/{id}", get(processing_api::show))
+        .route("/api/processing-jobs/{id}/cancel", post(processing_api::cancel))
+        .route("/api/processing-jobs/{id}/retry", post(processing_api::retry))
+        .route("/api/models", get(processing_api::models))
+        .route("/api/embedding-sets", get(processing_api::embedding_sets))
+        .route("/api/embedding-sets/{id}", get(processing_api::embedding_set))
         .route("/api/projections", get(projections_api::status))
         .route("/api/projections/rebuild", post(projections_api::rebuild))
         .fallback(not_found)

@@ -20,14 +20,8 @@ pub async fn status(State(state): State<ApiState>) -> Result<Json<ProjectionsJso
     let humpback = state.humpback.clone();
     blocking(move || {
         let head = humpback.log.head();
-        let projector = humpback
-            .projector
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Ok(Json(ProjectionsJson {
-            head: head.0,
-            projections: projector.status(head)?,
-        }))
+        let projector = humpback.projector.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(Json(ProjectionsJson { head: head.0, projections: projector.status(head)? }))
     })
     .await
 }
@@ -50,10 +44,7 @@ pub async fn rebuild(
     };
     let humpback = state.humpback.clone();
     blocking(move || {
-        let mut projector = humpback
-            .projector
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut projector = humpback.projector.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         Ok(Json(projector.rebuild(humpback.log.as_ref(), &request.names)?))
     })
     .await

@@ -24,10 +24,7 @@ pub struct RecordedAt(pub i64);
 
 impl RecordedAt {
     pub fn now() -> RecordedAt {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
+        let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
         RecordedAt(i64::try_from(millis).unwrap_or(i64::MAX))
     }
 
@@ -132,27 +129,18 @@ pub enum EnvelopeError {
     #[error("event type {0:?} is unknown to this version of humpback")]
     UnknownEventType(String),
     #[error("{event_type} version {version} is unknown to this version of humpback (current is {current})")]
-    UnknownEventVersion {
-        event_type: String,
-        version: u16,
-        current: u16,
-    },
+    UnknownEventVersion { event_type: String, version: u16, current: u16 },
     #[error("{event_type} v{version} payload does not decode: {reason}")]
-    Payload {
-        event_type: String,
-        version: u16,
-        reason: String,
-    },
+    Payload { event_type: String, version: u16, reason: String },
     #[error("{event_type} does not encode: {reason}")]
     Encode { event_type: &'static str, reason: String },
 }
 
 /// Encodes an event in its current version as a record value.
 pub fn encode_record(event: &Event, recorded_at: RecordedAt) -> Result<Vec<u8>, EnvelopeError> {
-    let payload = event.encode_payload().map_err(|error| EnvelopeError::Encode {
-        event_type: event.type_name(),
-        reason: error.to_string(),
-    })?;
+    let payload = event
+        .encode_payload()
+        .map_err(|error| EnvelopeError::Encode { event_type: event.type_name(), reason: error.to_string() })?;
     let record = StoredRecord {
         recorded_at,
         event_type: event.type_name().to_string(),
@@ -160,12 +148,8 @@ pub fn encode_record(event: &Event, recorded_at: RecordedAt) -> Result<Vec<u8>, 
         payload,
     };
     let mut bytes = vec![RECORD_FORMAT_V1];
-    bincode::encode_into_std_write(&record, &mut bytes, bincode::config::standard()).map_err(|error| {
-        EnvelopeError::Encode {
-            event_type: event.type_name(),
-            reason: error.to_string(),
-        }
-    })?;
+    bincode::encode_into_std_write(&record, &mut bytes, bincode::config::standard())
+        .map_err(|error| EnvelopeError::Encode { event_type: event.type_name(), reason: error.to_string() })?;
     Ok(bytes)
 }
 
@@ -187,12 +171,7 @@ pub fn decode_stored_record(bytes: &[u8]) -> Result<StoredRecord, EnvelopeError>
 pub fn decode_record(seq: EventSeq, bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
     let record = decode_stored_record(bytes)?;
     let event = decode_payload(&record.event_type, record.event_version, &record.payload)?;
-    Ok(Envelope {
-        seq,
-        recorded_at: record.recorded_at,
-        event_version: record.event_version,
-        event,
-    })
+    Ok(Envelope { seq, recorded_at: record.recorded_at, event_version: record.event_version, event })
 }
 
 /// Decodes a payload of any known version. Upcasters for retired versions go here, e.g.
@@ -204,19 +183,13 @@ pub fn decode_payload(event_type: &str, version: u16, payload: &[u8]) -> Result<
         .map(|(_, version)| *version)
         .ok_or_else(|| EnvelopeError::UnknownEventType(event_type.to_string()))?;
     if version != current {
-        return Err(EnvelopeError::UnknownEventVersion {
-            event_type: event_type.to_string(),
-            version,
-            current,
-        });
+        return Err(EnvelopeError::UnknownEventVersion { event_type: event_type.to_string(), version, current });
     }
     match Event::decode_current_payload(event_type, payload) {
         Some(Ok(event)) => Ok(event),
-        Some(Err(error)) => Err(EnvelopeError::Payload {
-            event_type: event_type.to_string(),
-            version,
-            reason: error.to_string(),
-        }),
+        Some(Err(error)) => {
+            Err(EnvelopeError::Payload { event_type: event_type.to_string(), version, reason: error.to_string() })
+        }
         None => Err(EnvelopeError::UnknownEventType(event_type.to_string())),
     }
 }
@@ -242,20 +215,14 @@ mod tests {
     fn a_record_of_an_unknown_format_is_refused_not_misread() {
         let mut bytes = encode_record(&one_event_of_every_type()[0], RecordedAt(0)).unwrap();
         bytes[0] = 9;
-        assert!(matches!(
-            decode_record(EventSeq(1), &bytes),
-            Err(EnvelopeError::UnknownFormat(9))
-        ));
+        assert!(matches!(decode_record(EventSeq(1), &bytes), Err(EnvelopeError::UnknownFormat(9))));
     }
 
     #[test]
     fn a_truncated_record_is_an_error() {
         let bytes = encode_record(&one_event_of_every_type()[1], RecordedAt(0)).unwrap();
         for cut in 0..bytes.len() {
-            assert!(
-                decode_record(EventSeq(1), &bytes[..cut]).is_err(),
-                "cut at {cut} decoded"
-            );
+            assert!(decode_record(EventSeq(1), &bytes[..cut]).is_err(), "cut at {cut} decoded");
         }
     }
 
@@ -272,11 +239,7 @@ mod tests {
         let error = decode_record(EventSeq(1), &bytes).unwrap_err();
         assert!(error.to_string().contains("WhaleSang"), "{error}");
 
-        let record = StoredRecord {
-            event_type: "AudioFileRegistered".into(),
-            event_version: 99,
-            ..record
-        };
+        let record = StoredRecord { event_type: "AudioFileRegistered".into(), event_version: 99, ..record };
         let mut bytes = vec![RECORD_FORMAT_V1];
         bincode::encode_into_std_write(&record, &mut bytes, bincode::config::standard()).unwrap();
         let error = decode_record(EventSeq(1), &bytes).unwrap_err();
@@ -285,24 +248,14 @@ mod tests {
 
     #[test]
     fn json_form_carries_type_version_aggregates_and_data() {
-        let event = one_event_of_every_type()
-            .into_iter()
-            .find(|event| event.type_name() == "ProcessingJobQueued")
-            .unwrap();
-        let envelope = Envelope {
-            seq: EventSeq(5),
-            recorded_at: RecordedAt(0),
-            event_version: 1,
-            event,
-        };
+        let event =
+            one_event_of_every_type().into_iter().find(|event| event.type_name() == "ProcessingJobQueued").unwrap();
+        let envelope = Envelope { seq: EventSeq(5), recorded_at: RecordedAt(0), event_version: 1, event };
         let json: serde_json::Value = serde_json::from_str(&envelope.to_json().to_json_line()).unwrap();
         assert_eq!(json["seq"], 5);
         assert_eq!(json["type"], "ProcessingJobQueued");
         assert_eq!(json["recorded_at"], "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            json["aggregates"],
-            serde_json::json!(["processing_job:1", "audio_file:1"])
-        );
+        assert_eq!(json["aggregates"], serde_json::json!(["processing_job:1", "audio_file:1"]));
         assert_eq!(json["data"]["config"]["feature_config"]["short_file"], "pad");
     }
 }

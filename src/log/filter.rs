@@ -133,14 +133,7 @@ impl EventQuery {
         let types = self
             .types
             .as_deref()
-            .map(|types| {
-                types
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
+            .map(|types| types.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect())
             .unwrap_or_default();
         let filter = EventFilter {
             types,
@@ -199,11 +192,7 @@ pub fn read_page(log: &dyn EventLog, request: &PageRequest) -> Result<EventPage,
             events.push(envelope);
         }
     }
-    Ok(EventPage {
-        events,
-        next_cursor,
-        head,
-    })
+    Ok(EventPage { events, next_cursor, head })
 }
 
 #[cfg(test)]
@@ -227,44 +216,28 @@ mod tests {
     #[test]
     fn filters_by_type_and_by_aggregate() {
         let (_dir, log) = log_with_samples();
-        let query = EventQuery {
-            types: Some("ProcessingJobQueued,ProcessingJobClaimed".into()),
-            ..Default::default()
-        };
+        let query = EventQuery { types: Some("ProcessingJobQueued,ProcessingJobClaimed".into()), ..Default::default() };
         let page = read_page(&log, &query.parse().unwrap()).unwrap();
         assert_eq!(seqs(&page), vec![4, 5]);
 
-        let query = EventQuery {
-            aggregate: Some("processing_job:1".into()),
-            ..Default::default()
-        };
+        let query = EventQuery { aggregate: Some("processing_job:1".into()), ..Default::default() };
         let page = read_page(&log, &query.parse().unwrap()).unwrap();
-        assert!(page.events.iter().all(|e| e
-            .event
-            .aggregates()
-            .contains(&AggregateRef::ProcessingJob(ProcessingJobId(1)))));
+        assert!(page
+            .events
+            .iter()
+            .all(|e| e.event.aggregates().contains(&AggregateRef::ProcessingJob(ProcessingJobId(1)))));
         assert_eq!(seqs(&page), vec![4, 5, 6, 7, 8]);
 
-        let query = EventQuery {
-            aggregate: Some(AggregateRef::AudioFile(AudioFileId(1)).to_string()),
-            ..Default::default()
-        };
-        assert_eq!(
-            seqs(&read_page(&log, &query.parse().unwrap()).unwrap()),
-            vec![2, 3, 4, 7]
-        );
+        let query =
+            EventQuery { aggregate: Some(AggregateRef::AudioFile(AudioFileId(1)).to_string()), ..Default::default() };
+        assert_eq!(seqs(&read_page(&log, &query.parse().unwrap()).unwrap()), vec![2, 3, 4, 7]);
     }
 
     #[test]
     fn pages_continue_from_their_cursor_in_both_orders() {
         let (_dir, log) = log_with_samples();
         let total = one_event_of_every_type().len() as u64;
-        let mut request = EventQuery {
-            limit: Some(5),
-            ..Default::default()
-        }
-        .parse()
-        .unwrap();
+        let mut request = EventQuery { limit: Some(5), ..Default::default() }.parse().unwrap();
         let mut seen = Vec::new();
         loop {
             let page = read_page(&log, &request).unwrap();
@@ -276,12 +249,7 @@ mod tests {
         }
         assert_eq!(seen, (1..=total).collect::<Vec<_>>());
 
-        let request = EventQuery {
-            limit: Some(3),
-            order: Some("desc".into()),
-            cursor: Some(10),
-            ..Default::default()
-        };
+        let request = EventQuery { limit: Some(3), order: Some("desc".into()), cursor: Some(10), ..Default::default() };
         let page = read_page(&log, &request.parse().unwrap()).unwrap();
         assert_eq!(seqs(&page), vec![9, 8, 7]);
         assert_eq!(page.next_cursor, Some(EventSeq(7)));
@@ -290,59 +258,23 @@ mod tests {
     #[test]
     fn sequence_and_time_ranges_bound_the_result() {
         let (_dir, log) = log_with_samples();
-        let query = EventQuery {
-            from_seq: Some(3),
-            to_seq: Some(6),
-            ..Default::default()
-        };
-        assert_eq!(
-            seqs(&read_page(&log, &query.parse().unwrap()).unwrap()),
-            vec![3, 4, 5, 6]
-        );
-        let query = EventQuery {
-            since: Some("2999-01-01T00:00:00Z".into()),
-            ..Default::default()
-        };
+        let query = EventQuery { from_seq: Some(3), to_seq: Some(6), ..Default::default() };
+        assert_eq!(seqs(&read_page(&log, &query.parse().unwrap()).unwrap()), vec![3, 4, 5, 6]);
+        let query = EventQuery { since: Some("2999-01-01T00:00:00Z".into()), ..Default::default() };
         assert!(read_page(&log, &query.parse().unwrap()).unwrap().events.is_empty());
-        let query = EventQuery {
-            since: Some("1h".into()),
-            ..Default::default()
-        };
+        let query = EventQuery { since: Some("1h".into()), ..Default::default() };
         assert_eq!(read_page(&log, &query.parse().unwrap()).unwrap().events.len(), 22);
     }
 
     #[test]
     fn bad_queries_say_what_is_wrong() {
-        let error = EventQuery {
-            types: Some("WhaleSang".into()),
-            ..Default::default()
-        }
-        .parse()
-        .unwrap_err();
-        assert!(
-            error.to_string().contains("unknown event type \"WhaleSang\""),
-            "{error}"
-        );
-        let error = EventQuery {
-            since: Some("yesterday-ish".into()),
-            ..Default::default()
-        }
-        .parse()
-        .unwrap_err();
+        let error = EventQuery { types: Some("WhaleSang".into()), ..Default::default() }.parse().unwrap_err();
+        assert!(error.to_string().contains("unknown event type \"WhaleSang\""), "{error}");
+        let error = EventQuery { since: Some("yesterday-ish".into()), ..Default::default() }.parse().unwrap_err();
         assert!(error.to_string().contains("RFC 3339"), "{error}");
-        let error = EventQuery {
-            aggregate: Some("audio:1".into()),
-            ..Default::default()
-        }
-        .parse()
-        .unwrap_err();
+        let error = EventQuery { aggregate: Some("audio:1".into()), ..Default::default() }.parse().unwrap_err();
         assert!(error.to_string().contains("unknown aggregate kind"), "{error}");
-        let error = EventQuery {
-            order: Some("up".into()),
-            ..Default::default()
-        }
-        .parse()
-        .unwrap_err();
+        let error = EventQuery { order: Some("up".into()), ..Default::default() }.parse().unwrap_err();
         assert!(error.to_string().contains("asc"), "{error}");
     }
 }

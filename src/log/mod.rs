@@ -30,10 +30,7 @@ pub enum LogError {
     #[error("event log key {key:?} is not a sequence number")]
     BadKey { key: Vec<u8> },
     #[error("cannot record {event_type}: {source}")]
-    Encode {
-        event_type: &'static str,
-        source: EnvelopeError,
-    },
+    Encode { event_type: &'static str, source: EnvelopeError },
 }
 
 /// A raw record as stored: key bytes and value bytes.
@@ -63,9 +60,7 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Events after `after`, oldest first, at most `limit`.
     fn read_after(&self, after: EventSeq, limit: usize) -> Result<Vec<Envelope>, LogError> {
-        self.scan(after.next()..=EventSeq(u64::MAX), false)
-            .take(limit)
-            .collect()
+        self.scan(after.next()..=EventSeq(u64::MAX), false).take(limit).collect()
     }
 
     /// One event by sequence.
@@ -100,22 +95,16 @@ pub fn verify(log: &dyn EventLog) -> VerifyReport {
                 return VerifyReport {
                     records,
                     head: log.head(),
-                    first_problem: Some(VerifyProblem {
-                        seq: expected.0,
-                        problem: error.to_string(),
-                    }),
+                    first_problem: Some(VerifyProblem { seq: expected.0, problem: error.to_string() }),
                 }
             }
         };
         let problem = match EventSeq::from_key(&key) {
             None => Some((expected, format!("key {key:?} is not an 8-byte sequence number"))),
-            Some(seq) if seq != expected => Some((
-                expected,
-                format!("sequence {expected} is missing: the next record is {seq}"),
-            )),
-            Some(seq) => envelope::decode_record(seq, &value)
-                .err()
-                .map(|error| (seq, error.to_string())),
+            Some(seq) if seq != expected => {
+                Some((expected, format!("sequence {expected} is missing: the next record is {seq}")))
+            }
+            Some(seq) => envelope::decode_record(seq, &value).err().map(|error| (seq, error.to_string())),
         };
         if let Some((seq, problem)) = problem {
             return VerifyReport {
@@ -127,9 +116,5 @@ pub fn verify(log: &dyn EventLog) -> VerifyReport {
         records += 1;
         expected = expected.next();
     }
-    VerifyReport {
-        records,
-        head: log.head(),
-        first_problem: None,
-    }
+    VerifyReport { records, head: log.head(), first_problem: None }
 }

@@ -31,35 +31,19 @@ impl SledEventLog {
     pub fn open(path: &Path) -> Result<SledEventLog, LogError> {
         let database = sled::Config::new().path(path).open().map_err(|source| {
             if source.to_string().contains("could not acquire lock") {
-                LogError::Locked {
-                    path: path.to_path_buf(),
-                }
+                LogError::Locked { path: path.to_path_buf() }
             } else {
-                LogError::Open {
-                    path: path.to_path_buf(),
-                    source,
-                }
+                LogError::Open { path: path.to_path_buf(), source }
             }
         })?;
-        let events = database.open_tree(EVENTS_TREE).map_err(|source| LogError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let head = match events.last().map_err(|source| LogError::Storage {
-            doing: "reading the head",
-            source,
-        })? {
+        let events =
+            database.open_tree(EVENTS_TREE).map_err(|source| LogError::Open { path: path.to_path_buf(), source })?;
+        let head = match events.last().map_err(|source| LogError::Storage { doing: "reading the head", source })? {
             Some((key, _)) => EventSeq::from_key(&key).ok_or_else(|| LogError::BadKey { key: key.to_vec() })?,
             None => EventSeq::BEFORE_FIRST,
         };
         let (head_sender, _) = watch::channel(head);
-        Ok(SledEventLog {
-            path: path.to_path_buf(),
-            database,
-            events,
-            append_lock: Mutex::new(head),
-            head_sender,
-        })
+        Ok(SledEventLog { path: path.to_path_buf(), database, events, append_lock: Mutex::new(head), head_sender })
     }
 
     /// How many receivers watch the head (tests use it to know a long poll is parked).
@@ -73,17 +57,11 @@ impl SledEventLog {
 
     /// Flushes everything to disk (also done by every append).
     pub fn flush(&self) -> Result<(), LogError> {
-        self.database.flush().map(|_| ()).map_err(|source| LogError::Storage {
-            doing: "flushing",
-            source,
-        })
+        self.database.flush().map(|_| ()).map_err(|source| LogError::Storage { doing: "flushing", source })
     }
 
     fn decode_item(item: sled::Result<(sled::IVec, sled::IVec)>) -> Result<Envelope, LogError> {
-        let (key, value) = item.map_err(|source| LogError::Storage {
-            doing: "scanning",
-            source,
-        })?;
+        let (key, value) = item.map_err(|source| LogError::Storage { doing: "scanning", source })?;
         let seq = EventSeq::from_key(&key).ok_or_else(|| LogError::BadKey { key: key.to_vec() })?;
         decode_record(seq, &value).map_err(|source| LogError::Corrupt { seq, source })
     }
@@ -103,26 +81,13 @@ impl EventLog for SledEventLog {
         let mut seq = *head;
         for event in events {
             seq = seq.next();
-            let value = encode_record(event, recorded_at).map_err(|source| LogError::Encode {
-                event_type: event.type_name(),
-                source,
-            })?;
+            let value = encode_record(event, recorded_at)
+                .map_err(|source| LogError::Encode { event_type: event.type_name(), source })?;
             batch.insert(&seq.to_key(), value);
-            envelopes.push(Envelope {
-                seq,
-                recorded_at,
-                event_version: event.type_version(),
-                event: event.clone(),
-            });
+            envelopes.push(Envelope { seq, recorded_at, event_version: event.type_version(), event: event.clone() });
         }
-        self.events.apply_batch(batch).map_err(|source| LogError::Storage {
-            doing: "appending",
-            source,
-        })?;
-        self.database.flush().map_err(|source| LogError::Storage {
-            doing: "flushing an append",
-            source,
-        })?;
+        self.events.apply_batch(batch).map_err(|source| LogError::Storage { doing: "appending", source })?;
+        self.database.flush().map_err(|source| LogError::Storage { doing: "flushing an append", source })?;
         *head = seq;
         self.head_sender.send_replace(seq);
         Ok(envelopes)
@@ -149,10 +114,7 @@ impl EventLog for SledEventLog {
     fn scan_raw(&self) -> Box<dyn Iterator<Item = Result<super::RawRecord, LogError>> + Send + '_> {
         Box::new(self.events.iter().map(|item| {
             item.map(|(key, value)| (key.to_vec(), value.to_vec()))
-                .map_err(|source| LogError::Storage {
-                    doing: "scanning",
-                    source,
-                })
+                .map_err(|source| LogError::Storage { doing: "scanning", source })
         }))
     }
 
@@ -176,15 +138,9 @@ mod tests {
         assert_eq!(first.iter().map(|e| e.seq.0).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(second[0].seq, EventSeq(4));
         assert_eq!(log.head(), EventSeq(events.len() as u64));
-        let read: Vec<Event> = log
-            .scan(EventSeq(1)..=EventSeq(u64::MAX), false)
-            .map(|e| e.unwrap().event)
-            .collect();
+        let read: Vec<Event> = log.scan(EventSeq(1)..=EventSeq(u64::MAX), false).map(|e| e.unwrap().event).collect();
         assert_eq!(read, events);
-        let newest_first: Vec<u64> = log
-            .scan(EventSeq(2)..=EventSeq(4), true)
-            .map(|e| e.unwrap().seq.0)
-            .collect();
+        let newest_first: Vec<u64> = log.scan(EventSeq(2)..=EventSeq(4), true).map(|e| e.unwrap().seq.0).collect();
         assert_eq!(newest_first, vec![4, 3, 2]);
     }
 

@@ -59,25 +59,11 @@ mod tests {
     fn a_fixed_batch_pads_the_last_run_and_a_dynamic_batch_runs_the_rest_one_by_one() {
         let fixed = plan_batches(10, 32, BatchSupport::Fixed(4));
         assert_eq!(fixed.len(), 3);
-        assert_eq!(
-            fixed[2],
-            BatchRun {
-                first_window: 8,
-                window_count: 2,
-                run_batch_size: 4
-            }
-        );
+        assert_eq!(fixed[2], BatchRun { first_window: 8, window_count: 2, run_batch_size: 4 });
         let dynamic = plan_batches(10, 4, BatchSupport::Dynamic);
         let sizes: Vec<usize> = dynamic.iter().map(|run| run.run_batch_size).collect();
         assert_eq!(sizes, [4, 4, 1, 1]);
-        assert_eq!(
-            dynamic[3],
-            BatchRun {
-                first_window: 9,
-                window_count: 1,
-                run_batch_size: 1
-            }
-        );
+        assert_eq!(dynamic[3], BatchRun { first_window: 9, window_count: 1, run_batch_size: 1 });
         assert!(plan_batches(0, 4, BatchSupport::Dynamic).is_empty());
     }
 

@@ -50,11 +50,7 @@ impl BuiltinLogMelStatsModel {
                 input_kind: ModelInputKind::Spectrogram,
                 sample_rate: BUILTIN_SAMPLE_RATE,
                 window_seconds: BUILTIN_WINDOW_SECONDS,
-                input_shape: WindowShape::Frames {
-                    frames,
-                    bins,
-                    channels: 1,
-                },
+                input_shape: WindowShape::Frames { frames, bins, channels: 1 },
                 embedding_dim: u32::try_from(3 * bins).unwrap_or(u32::MAX),
                 embedding_output: EmbeddingOutputChoice {
                     index: 0,
@@ -96,9 +92,7 @@ pub fn log_mel_band_statistics(window: &[f32], frames: usize, bins: usize) -> Ve
     let mut embedding = Vec::with_capacity(3 * bins);
     embedding.extend(mean.iter().map(|sum| (sum / count) as f32));
     embedding.extend(
-        mean.iter()
-            .zip(&square)
-            .map(|(sum, squares)| (squares / count - (sum / count).powi(2)).max(0.0).sqrt() as f32),
+        mean.iter().zip(&square).map(|(sum, squares)| (squares / count - (sum / count).powi(2)).max(0.0).sqrt() as f32),
     );
     embedding.extend(delta.iter().map(|sum| (sum / delta_count) as f32));
     embedding
@@ -111,10 +105,7 @@ impl EmbeddingModel for BuiltinLogMelStatsModel {
 
     fn embed_batch(&mut self, windows: &[&[f32]]) -> Result<Vec<Vec<f32>>, ModelError> {
         check_window_lengths(&self.info, windows)?;
-        Ok(windows
-            .iter()
-            .map(|window| log_mel_band_statistics(window, self.frames, self.bins))
-            .collect())
+        Ok(windows.iter().map(|window| log_mel_band_statistics(window, self.frames, self.bins)).collect())
     }
 }
 
@@ -128,10 +119,7 @@ mod tests {
         let info = model.info();
         assert_eq!(info.input_kind, ModelInputKind::Spectrogram);
         assert_eq!(info.window_value_count(), 128 * 128);
-        assert_eq!(
-            (info.sample_rate, info.window_seconds, info.embedding_dim),
-            (32_000, 5.0, 384)
-        );
+        assert_eq!((info.sample_rate, info.window_seconds, info.embedding_dim), (32_000, 5.0, 384));
         assert_eq!(info.to_registered_event().file_sha256, None);
     }
 

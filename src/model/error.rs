@@ -29,30 +29,16 @@ pub enum ModelError {
         "model {model}: no output named {wanted:?} (outputs: {available}); set output_name or output_index in the \
          sidecar"
     )]
-    OutputNameNotFound {
-        model: String,
-        wanted: String,
-        available: String,
-    },
+    OutputNameNotFound { model: String, wanted: String, available: String },
 
     #[error("model {model}: output index {index} is out of range, the model has {count} outputs")]
     OutputIndexOutOfRange { model: String, index: usize, count: usize },
 
     #[error("model {model}: window {window} has {actual} values, the model expects {expected}")]
-    WrongWindowLength {
-        model: String,
-        window: usize,
-        actual: usize,
-        expected: usize,
-    },
+    WrongWindowLength { model: String, window: usize, actual: usize, expected: usize },
 
     #[error("litert runtime failed to {operation} for model {model}: status {status} ({meaning})")]
-    Runtime {
-        model: String,
-        operation: &'static str,
-        status: i32,
-        meaning: &'static str,
-    },
+    Runtime { model: String, operation: &'static str, status: i32, meaning: &'static str },
 
     #[error("model {model}: {reason}")]
     UnexpectedTensor { model: String, reason: String },
@@ -61,9 +47,5 @@ pub enum ModelError {
     UnknownModel { name: String, available: String },
 
     #[error("model file {path} changed since it was registered (sha256 {expected} -> {actual}); rescan the models directory")]
-    ModelFileChanged {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    ModelFileChanged { path: PathBuf, expected: String, actual: String },
 }

@@ -59,20 +59,14 @@ impl FakeModel {
         let input_shape = match config.input_kind {
             ModelInputKind::Waveform => {
                 let samples = (config.window_seconds * f64::from(config.sample_rate)).round() as usize;
-                WindowShape::Samples {
-                    samples: samples.max(1),
-                }
+                WindowShape::Samples { samples: samples.max(1) }
             }
             ModelInputKind::Spectrogram => {
                 let (frames, bins) = config.spectrogram_frames_and_bins;
                 if frames == 0 || bins == 0 {
                     return Err(invalid("spectrogram frames and bins must be positive"));
                 }
-                WindowShape::Frames {
-                    frames,
-                    bins,
-                    channels: 1,
-                }
+                WindowShape::Frames { frames, bins, channels: 1 }
             }
         };
         Ok(FakeModel {
@@ -103,31 +97,15 @@ fn content_features(window: &[f32]) -> [f64; 6] {
     let count = window.len().max(1) as f64;
     let energy: f64 = window.iter().map(|&value| f64::from(value) * f64::from(value)).sum();
     let rms = (energy / count).sqrt();
-    let zero_crossings = window
-        .windows(2)
-        .filter(|pair| (pair[0] >= 0.0) != (pair[1] >= 0.0))
-        .count() as f64;
+    let zero_crossings = window.windows(2).filter(|pair| (pair[0] >= 0.0) != (pair[1] >= 0.0)).count() as f64;
     let difference_energy: f64 = window.windows(2).map(|pair| f64::from(pair[1] - pair[0]).powi(2)).sum();
-    let centroid_like = if energy > 0.0 {
-        (difference_energy / energy / 4.0).min(1.0)
-    } else {
-        0.0
-    };
-    let peak = window
-        .iter()
-        .fold(0.0f64, |peak, &value| peak.max(f64::from(value).abs()));
+    let centroid_like = if energy > 0.0 { (difference_energy / energy / 4.0).min(1.0) } else { 0.0 };
+    let peak = window.iter().fold(0.0f64, |peak, &value| peak.max(f64::from(value).abs()));
     let mean = window.iter().map(|&value| f64::from(value)).sum::<f64>() / count;
     let half = window.len() / 2;
     let first_half_energy: f64 = window[..half].iter().map(|&value| f64::from(value).powi(2)).sum();
     let balance = if energy > 0.0 { first_half_energy / energy } else { 0.5 };
-    [
-        rms.tanh(),
-        zero_crossings / count,
-        centroid_like,
-        peak.tanh(),
-        mean.tanh(),
-        balance,
-    ]
+    [rms.tanh(), zero_crossings / count, centroid_like, peak.tanh(), mean.tanh(), balance]
 }
 
 /// The fake embedding of one window. Pure.
@@ -138,11 +116,7 @@ pub fn fake_embedding(window: &[f32], embedding_dim: usize) -> Vec<f32> {
             let feature = features[index % features.len()];
             let harmonic = (index / features.len()) as f64 / 2.0 + 1.0;
             let angle = std::f64::consts::PI * harmonic * feature;
-            (if (index / features.len()) % 2 == 0 {
-                angle.sin()
-            } else {
-                angle.cos()
-            }) as f32
+            (if (index / features.len()) % 2 == 0 { angle.sin() } else { angle.cos() }) as f32
         })
         .collect()
 }
@@ -154,10 +128,7 @@ impl EmbeddingModel for FakeModel {
 
     fn embed_batch(&mut self, windows: &[&[f32]]) -> Result<Vec<Vec<f32>>, ModelError> {
         check_window_lengths(&self.info, windows)?;
-        Ok(windows
-            .iter()
-            .map(|window| fake_embedding(window, self.info.embedding_dim as usize))
-            .collect())
+        Ok(windows.iter().map(|window| fake_embedding(window, self.info.embedding_dim as usize)).collect())
     }
 }
 

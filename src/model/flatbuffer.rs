@@ -104,10 +104,7 @@ const MAXIMUM_VECTOR_LENGTH: usize = 1 << 24;
 /// Parses a TFLite model. The error string says what is wrong and where.
 pub fn parse_tflite_flatbuffer(bytes: &[u8]) -> Result<TfliteFlatbuffer, String> {
     if bytes.len() < 8 {
-        return Err(format!(
-            "file is {} bytes long, too short for a flatbuffer",
-            bytes.len()
-        ));
+        return Err(format!("file is {} bytes long, too short for a flatbuffer", bytes.len()));
     }
     if &bytes[4..8] != FILE_IDENTIFIER {
         return Err("file identifier is not \"TFL3\" (not a tflite flatbuffer)".to_string());
@@ -134,12 +131,7 @@ pub fn parse_tflite_flatbuffer(bytes: &[u8]) -> Result<TfliteFlatbuffer, String>
     if subgraphs.is_empty() {
         return Err("model has no subgraphs".to_string());
     }
-    Ok(TfliteFlatbuffer {
-        schema_version,
-        operator_codes,
-        subgraphs,
-        signatures,
-    })
+    Ok(TfliteFlatbuffer { schema_version, operator_codes, subgraphs, signatures })
 }
 
 fn read_operator_code(reader: &Reader<'_>, table: &Table) -> Result<OperatorCode, String> {
@@ -147,11 +139,7 @@ fn read_operator_code(reader: &Reader<'_>, table: &Table) -> Result<OperatorCode
     let custom_code = reader.string(table, 1)?;
     let version = reader.scalar_i32(table, 2)?.unwrap_or(1);
     let builtin_code = reader.scalar_i32(table, 3)?.unwrap_or(0);
-    Ok(OperatorCode {
-        builtin_code: builtin_code.max(i32::from(deprecated_code)),
-        custom_code,
-        version,
-    })
+    Ok(OperatorCode { builtin_code: builtin_code.max(i32::from(deprecated_code)), custom_code, version })
 }
 
 fn read_subgraph(reader: &Reader<'_>, table: &Table) -> Result<Subgraph, String> {
@@ -170,19 +158,10 @@ fn read_subgraph(reader: &Reader<'_>, table: &Table) -> Result<Subgraph, String>
     let name = reader.string(table, 4)?;
     for index in inputs.iter().chain(outputs.iter()) {
         if usize::try_from(*index).map_or(true, |index| index >= tensors.len()) {
-            return Err(format!(
-                "subgraph refers to tensor {index}, but it has {} tensors",
-                tensors.len()
-            ));
+            return Err(format!("subgraph refers to tensor {index}, but it has {} tensors", tensors.len()));
         }
     }
-    Ok(Subgraph {
-        name,
-        tensors,
-        inputs,
-        outputs,
-        operator_code_indices,
-    })
+    Ok(Subgraph { name, tensors, inputs, outputs, operator_code_indices })
 }
 
 fn read_tensor(reader: &Reader<'_>, table: &Table) -> Result<TensorDescription, String> {
@@ -232,12 +211,7 @@ impl Reader<'_> {
         position
             .checked_add(length)
             .and_then(|end| self.bytes.get(position..end))
-            .ok_or_else(|| {
-                format!(
-                    "offset {position}+{length} is outside the file ({} bytes)",
-                    self.bytes.len()
-                )
-            })
+            .ok_or_else(|| format!("offset {position}+{length} is outside the file ({} bytes)", self.bytes.len()))
     }
 
     fn read_u16(&self, position: usize) -> Result<u16, String> {
@@ -272,16 +246,10 @@ impl Reader<'_> {
             .map_err(|_| format!("table at {position} has a vtable before the file"))?;
         let vtable_length = usize::from(self.read_u16(vtable_position)?);
         if vtable_length < 4 || vtable_length % 2 != 0 {
-            return Err(format!(
-                "table at {position} has a malformed vtable (length {vtable_length})"
-            ));
+            return Err(format!("table at {position} has a malformed vtable (length {vtable_length})"));
         }
         self.slice(vtable_position, vtable_length)?;
-        Ok(Table {
-            position,
-            vtable_position,
-            vtable_length,
-        })
+        Ok(Table { position, vtable_position, vtable_length })
     }
 
     /// The root table, whose offset is stored at the start of the buffer.
@@ -347,19 +315,14 @@ impl Reader<'_> {
         let Some((start, length)) = self.vector(table, field, 4)? else {
             return Ok(None);
         };
-        (0..length)
-            .map(|index| self.read_i32(start + 4 * index))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
+        (0..length).map(|index| self.read_i32(start + 4 * index)).collect::<Result<Vec<_>, _>>().map(Some)
     }
 
     fn table_vector(&self, table: &Table, field: usize) -> Result<Vec<Table>, String> {
         let Some((start, length)) = self.vector(table, field, 4)? else {
             return Ok(Vec::new());
         };
-        (0..length)
-            .map(|index| self.follow_offset(start + 4 * index).and_then(|at| self.table_at(at)))
-            .collect()
+        (0..length).map(|index| self.follow_offset(start + 4 * index).and_then(|at| self.table_at(at))).collect()
     }
 
     fn string(&self, table: &Table, field: usize) -> Result<Option<String>, String> {

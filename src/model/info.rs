@@ -71,14 +71,8 @@ impl From<&ModelInfo> for ModelRegistered {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "layout")]
 pub enum WindowShape {
-    Samples {
-        samples: usize,
-    },
-    Frames {
-        frames: usize,
-        bins: usize,
-        channels: usize,
-    },
+    Samples { samples: usize },
+    Frames { frames: usize, bins: usize, channels: usize },
 }
 
 impl WindowShape {
@@ -94,11 +88,7 @@ impl fmt::Display for WindowShape {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             WindowShape::Samples { samples } => write!(formatter, "{samples} samples"),
-            WindowShape::Frames {
-                frames,
-                bins,
-                channels: 1,
-            } => write!(formatter, "{frames} frames x {bins} bins"),
+            WindowShape::Frames { frames, bins, channels: 1 } => write!(formatter, "{frames} frames x {bins} bins"),
             WindowShape::Frames { frames, bins, channels } => {
                 write!(formatter, "{frames} frames x {bins} bins x {channels} channels")
             }
@@ -219,11 +209,7 @@ pub fn choose_embedding_output(
     default_name: &str,
 ) -> Result<EmbeddingOutputChoice, crate::model::ModelError> {
     use crate::model::ModelError;
-    let choice = |index: usize, reason| EmbeddingOutputChoice {
-        index,
-        name: outputs[index].name.clone(),
-        reason,
-    };
+    let choice = |index: usize, reason| EmbeddingOutputChoice { index, name: outputs[index].name.clone(), reason };
     if outputs.is_empty() {
         return Err(ModelError::UnexpectedTensor {
             model: model.to_string(),
@@ -238,20 +224,12 @@ pub fn choose_embedding_output(
             .ok_or_else(|| ModelError::OutputNameNotFound {
                 model: model.to_string(),
                 wanted: wanted.clone(),
-                available: outputs
-                    .iter()
-                    .map(|output| output.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                available: outputs.iter().map(|output| output.name.as_str()).collect::<Vec<_>>().join(", "),
             });
     }
     if let Some(index) = preference.index {
         if index >= outputs.len() {
-            return Err(ModelError::OutputIndexOutOfRange {
-                model: model.to_string(),
-                index,
-                count: outputs.len(),
-            });
+            return Err(ModelError::OutputIndexOutOfRange { model: model.to_string(), index, count: outputs.len() });
         }
         return Ok(choice(index, OutputChoiceReason::ConfiguredIndex));
     }
@@ -297,34 +275,18 @@ mod tests {
 
     #[test]
     fn the_output_named_embedding_wins_over_earlier_outputs() {
-        let chosen = choose(
-            &["label", "embedding", "spatial_embedding"],
-            OutputPreference::default(),
-        )
-        .unwrap();
+        let chosen = choose(&["label", "embedding", "spatial_embedding"], OutputPreference::default()).unwrap();
         assert_eq!((chosen.index, chosen.reason), (1, OutputChoiceReason::DefaultName));
     }
 
     #[test]
     fn a_configured_name_matches_signature_or_tensor_names() {
-        let by_signature = choose(
-            &["embedding", "logits"],
-            OutputPreference {
-                name: Some("logits".into()),
-                index: None,
-            },
-        )
-        .unwrap();
-        assert_eq!(
-            (by_signature.index, by_signature.reason),
-            (1, OutputChoiceReason::ConfiguredName)
-        );
+        let by_signature =
+            choose(&["embedding", "logits"], OutputPreference { name: Some("logits".into()), index: None }).unwrap();
+        assert_eq!((by_signature.index, by_signature.reason), (1, OutputChoiceReason::ConfiguredName));
         let by_tensor = choose(
             &["embedding", "logits"],
-            OutputPreference {
-                name: Some("StatefulPartitionedCall:1".into()),
-                index: None,
-            },
+            OutputPreference { name: Some("StatefulPartitionedCall:1".into()), index: None },
         )
         .unwrap();
         assert_eq!(by_tensor.index, 1);
@@ -332,50 +294,24 @@ mod tests {
 
     #[test]
     fn a_configured_name_that_does_not_exist_lists_the_outputs() {
-        let error = choose(
-            &["embedding", "logits"],
-            OutputPreference {
-                name: Some("emb".into()),
-                index: None,
-            },
-        )
-        .unwrap_err();
+        let error =
+            choose(&["embedding", "logits"], OutputPreference { name: Some("emb".into()), index: None }).unwrap_err();
         assert!(error.contains("embedding, logits"), "{error}");
     }
 
     #[test]
     fn a_configured_index_is_used_and_checked() {
-        let chosen = choose(
-            &["embedding", "logits"],
-            OutputPreference {
-                name: None,
-                index: Some(1),
-            },
-        )
-        .unwrap();
+        let chosen = choose(&["embedding", "logits"], OutputPreference { name: None, index: Some(1) }).unwrap();
         assert_eq!((chosen.index, chosen.reason), (1, OutputChoiceReason::ConfiguredIndex));
-        assert!(choose(
-            &["embedding"],
-            OutputPreference {
-                name: None,
-                index: Some(3)
-            }
-        )
-        .is_err());
+        assert!(choose(&["embedding"], OutputPreference { name: None, index: Some(3) }).is_err());
     }
 
     #[test]
     fn a_unique_name_containing_embedding_is_found_and_otherwise_the_first_output_is_a_declared_fallback() {
         let chosen = choose(&["logits", "frame_embedding"], OutputPreference::default()).unwrap();
-        assert_eq!(
-            (chosen.index, chosen.reason),
-            (1, OutputChoiceReason::NameContainsDefault)
-        );
+        assert_eq!((chosen.index, chosen.reason), (1, OutputChoiceReason::NameContainsDefault));
         let fallback = choose(&["logits", "scores"], OutputPreference::default()).unwrap();
-        assert_eq!(
-            (fallback.index, fallback.reason),
-            (0, OutputChoiceReason::FirstOutputFallback)
-        );
+        assert_eq!((fallback.index, fallback.reason), (0, OutputChoiceReason::FirstOutputFallback));
         let ambiguous = choose(&["a_embedding", "b_embedding"], OutputPreference::default()).unwrap();
         assert_eq!(ambiguous.reason, OutputChoiceReason::FirstOutputFallback);
     }

@@ -66,20 +66,13 @@ impl OperatorSupport {
 impl ModelInspection {
     /// Operators the LiteRT runtime in humpback cannot run.
     pub fn unsupported_operators(&self) -> Vec<&OperatorUsage> {
-        self.operators
-            .iter()
-            .filter(|operator| !operator.support.runs_here())
-            .collect()
+        self.operators.iter().filter(|operator| !operator.support.runs_here()).collect()
     }
 
     /// Why this model cannot run here, in words a person can act on; `None` when it can.
     pub fn why_it_cannot_run(&self) -> Option<String> {
         let names_of = |support: OperatorSupport| -> Vec<&str> {
-            self.operators
-                .iter()
-                .filter(|o| o.support == support)
-                .map(|o| o.name.as_str())
-                .collect()
+            self.operators.iter().filter(|o| o.support == support).map(|o| o.name.as_str()).collect()
         };
         let mut reasons = Vec::new();
         let flex = names_of(OperatorSupport::Flex);
@@ -116,10 +109,7 @@ impl ModelInspection {
         }
         if let Some(input) = self.inputs.first() {
             if input.element_type != "float32" {
-                reasons.push(format!(
-                    "its input {:?} is {}, humpback feeds float32",
-                    input.name, input.element_type
-                ));
+                reasons.push(format!("its input {:?} is {}, humpback feeds float32", input.name, input.element_type));
             }
         }
         (!reasons.is_empty()).then(|| reasons.join("; "))
@@ -129,11 +119,7 @@ impl ModelInspection {
     pub fn render_text(&self) -> String {
         let mut text = String::new();
         let _ = writeln!(text, "file: {}", self.file);
-        let _ = writeln!(
-            text,
-            "schema version: {}, subgraphs: {}",
-            self.schema_version, self.subgraph_count
-        );
+        let _ = writeln!(text, "schema version: {}, subgraphs: {}", self.schema_version, self.subgraph_count);
         let _ = writeln!(text, "signature: {}", self.signature_key.as_deref().unwrap_or("(none)"));
         for (title, tensors) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
             let _ = writeln!(text, "{title}:");
@@ -170,23 +156,15 @@ impl ModelInspection {
 
 /// Reads and inspects a model file.
 pub fn inspect_tflite_file(path: &Path) -> Result<ModelInspection, ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
     inspect_tflite_bytes(&path.display().to_string(), &bytes)
 }
 
 /// Inspects the bytes of a model; `file` is only used in messages.
 pub fn inspect_tflite_bytes(file: &str, bytes: &[u8]) -> Result<ModelInspection, ModelError> {
-    let model = parse_tflite_flatbuffer(bytes).map_err(|reason| ModelError::NotTflite {
-        file: file.to_string(),
-        reason,
-    })?;
-    describe(file, &model).map_err(|reason| ModelError::NotTflite {
-        file: file.to_string(),
-        reason,
-    })
+    let model =
+        parse_tflite_flatbuffer(bytes).map_err(|reason| ModelError::NotTflite { file: file.to_string(), reason })?;
+    describe(file, &model).map_err(|reason| ModelError::NotTflite { file: file.to_string(), reason })
 }
 
 fn describe(file: &str, model: &TfliteFlatbuffer) -> Result<ModelInspection, String> {
@@ -202,12 +180,8 @@ fn describe(file: &str, model: &TfliteFlatbuffer) -> Result<ModelInspection, Str
         shape: tensor.shape_with_dynamic_dimensions(),
         element_type: tensor.element_type_name().to_string(),
     };
-    let tensor_at = |index: usize| {
-        subgraph
-            .tensors
-            .get(index)
-            .ok_or_else(|| format!("tensor index {index} is out of range"))
-    };
+    let tensor_at =
+        |index: usize| subgraph.tensors.get(index).ok_or_else(|| format!("tensor index {index} is out of range"));
     let (inputs, outputs) = match signature {
         Some(signature) => {
             let map = |tensors: &[crate::model::flatbuffer::SignatureTensor]| {
@@ -232,24 +206,13 @@ fn describe(file: &str, model: &TfliteFlatbuffer) -> Result<ModelInspection, Str
         }
     };
     let mut operators: BTreeMap<String, OperatorUsage> = BTreeMap::new();
-    for operator_code_index in model
-        .subgraphs
-        .iter()
-        .flat_map(|subgraph| &subgraph.operator_code_indices)
-    {
+    for operator_code_index in model.subgraphs.iter().flat_map(|subgraph| &subgraph.operator_code_indices) {
         let code = model
             .operator_codes
             .get(*operator_code_index as usize)
             .ok_or_else(|| format!("operator refers to operator code {operator_code_index}, which does not exist"))?;
         let (name, support) = classify_operator(code.builtin_code, code.custom_code.as_deref());
-        operators
-            .entry(name.clone())
-            .or_insert(OperatorUsage {
-                name,
-                count: 0,
-                support,
-            })
-            .count += 1;
+        operators.entry(name.clone()).or_insert(OperatorUsage { name, count: 0, support }).count += 1;
     }
     Ok(ModelInspection {
         file: file.to_string(),
@@ -265,20 +228,13 @@ fn describe(file: &str, model: &TfliteFlatbuffer) -> Result<ModelInspection, Str
 fn classify_operator(builtin_code: i32, custom_code: Option<&str>) -> (String, OperatorSupport) {
     if builtin_code == CUSTOM_OPERATOR_CODE {
         let name = custom_code.unwrap_or("(unnamed custom op)").to_string();
-        let support = if name.starts_with("Flex") {
-            OperatorSupport::Flex
-        } else {
-            OperatorSupport::Custom
-        };
+        let support = if name.starts_with("Flex") { OperatorSupport::Flex } else { OperatorSupport::Custom };
         return (name, support);
     }
     if builtin_code == DELEGATE_OPERATOR_CODE {
         return ("DELEGATE".to_string(), OperatorSupport::Delegate);
     }
-    match usize::try_from(builtin_code)
-        .ok()
-        .and_then(|code| BUILTIN_OPERATOR_NAMES.get(code))
-    {
+    match usize::try_from(builtin_code).ok().and_then(|code| BUILTIN_OPERATOR_NAMES.get(code)) {
         Some(name) => (name.to_string(), OperatorSupport::Builtin),
         None => (format!("BUILTIN_{builtin_code}"), OperatorSupport::UnknownBuiltin),
     }
@@ -295,11 +251,7 @@ mod tests {
     #[test]
     fn the_waveform_model_uses_the_stft_ops_and_runs_here() {
         let inspection = inspect_tflite_file(&fixture_path("waveform_stft.tflite")).unwrap();
-        let names: Vec<&str> = inspection
-            .operators
-            .iter()
-            .map(|operator| operator.name.as_str())
-            .collect();
+        let names: Vec<&str> = inspection.operators.iter().map(|operator| operator.name.as_str()).collect();
         assert!(names.contains(&"RFFT2D") && names.contains(&"COMPLEX_ABS"), "{names:?}");
         assert_eq!(inspection.why_it_cannot_run(), None);
         assert_eq!(inspection.inputs[0].shape, [-1, 16000]);
@@ -310,11 +262,8 @@ mod tests {
     #[test]
     fn a_model_with_a_flex_op_is_flagged_with_the_reason() {
         let inspection = inspect_tflite_file(&fixture_path("flex_select_op.tflite")).unwrap();
-        let unsupported: Vec<&str> = inspection
-            .unsupported_operators()
-            .iter()
-            .map(|operator| operator.name.as_str())
-            .collect();
+        let unsupported: Vec<&str> =
+            inspection.unsupported_operators().iter().map(|operator| operator.name.as_str()).collect();
         assert_eq!(unsupported, ["FlexMatrixInverse"]);
         let reason = inspection.why_it_cannot_run().unwrap();
         assert!(reason.contains("Flex") && reason.contains("SELECT_TF_OPS"), "{reason}");
@@ -325,10 +274,7 @@ mod tests {
     fn a_model_with_a_custom_op_is_flagged() {
         let mut bytes = std::fs::read(fixture_path("flex_select_op.tflite")).unwrap();
         // Rename the op in place (same length), turning the Flex op into an application custom op.
-        let position = bytes
-            .windows(17)
-            .position(|window| window == b"FlexMatrixInverse")
-            .unwrap();
+        let position = bytes.windows(17).position(|window| window == b"FlexMatrixInverse").unwrap();
         bytes[position..position + 17].copy_from_slice(b"WhaleMatrixInvert");
         let inspection = inspect_tflite_bytes("custom.tflite", &bytes).unwrap();
         assert_eq!(inspection.unsupported_operators()[0].support, OperatorSupport::Custom);
@@ -338,9 +284,6 @@ mod tests {
     #[test]
     fn a_non_tflite_file_is_a_clear_error() {
         let error = inspect_tflite_bytes("notes.tflite", b"this is a text file, not a model").unwrap_err();
-        assert!(
-            error.to_string().contains("notes.tflite is not a valid tflite model"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("notes.tflite is not a valid tflite model"), "{error}");
     }
 }

@@ -101,10 +101,7 @@ impl LiteRtSession {
         let (inputs, outputs) = session.read_signature()?;
         let [input] = <[RuntimeTensor; 1]>::try_from(inputs).map_err(|inputs| ModelError::UnexpectedTensor {
             model: model_name.to_string(),
-            reason: format!(
-                "the model has {} inputs; humpback runs models with exactly one input",
-                inputs.len()
-            ),
+            reason: format!("the model has {} inputs; humpback runs models with exactly one input", inputs.len()),
         })?;
         session.input = input;
         session.outputs = outputs;
@@ -129,27 +126,15 @@ impl LiteRtSession {
         // copied before it can go away.
         unsafe {
             let mut signature: sys::LiteRtSignature = ptr::null_mut();
-            self.check(
-                sys::LiteRtGetModelSignature(self.model, SIGNATURE_INDEX, &mut signature),
-                "read signature 0",
-            )?;
+            self.check(sys::LiteRtGetModelSignature(self.model, SIGNATURE_INDEX, &mut signature), "read signature 0")?;
             let mut input_count: sys::LiteRtParamIndex = 0;
             let mut output_count: sys::LiteRtParamIndex = 0;
-            self.check(
-                sys::LiteRtGetNumSignatureInputs(signature, &mut input_count),
-                "count inputs",
-            )?;
-            self.check(
-                sys::LiteRtGetNumSignatureOutputs(signature, &mut output_count),
-                "count outputs",
-            )?;
+            self.check(sys::LiteRtGetNumSignatureInputs(signature, &mut input_count), "count inputs")?;
+            self.check(sys::LiteRtGetNumSignatureOutputs(signature, &mut output_count), "count outputs")?;
             let mut inputs = Vec::new();
             for index in 0..input_count {
                 let mut name: *const c_char = ptr::null();
-                self.check(
-                    sys::LiteRtGetSignatureInputName(signature, index, &mut name),
-                    "read an input name",
-                )?;
+                self.check(sys::LiteRtGetSignatureInputName(signature, index, &mut name), "read an input name")?;
                 let mut tensor: sys::LiteRtTensor = ptr::null_mut();
                 let status = sys::LiteRtGetSignatureInputTensorByIndex(signature, index, &mut tensor);
                 self.check(status, "read an input tensor")?;
@@ -158,10 +143,7 @@ impl LiteRtSession {
             let mut outputs = Vec::new();
             for index in 0..output_count {
                 let mut name: *const c_char = ptr::null();
-                self.check(
-                    sys::LiteRtGetSignatureOutputName(signature, index, &mut name),
-                    "read an output name",
-                )?;
+                self.check(sys::LiteRtGetSignatureOutputName(signature, index, &mut name), "read an output name")?;
                 let mut tensor: sys::LiteRtTensor = ptr::null_mut();
                 let status = sys::LiteRtGetSignatureOutputTensorByIndex(signature, index, &mut tensor);
                 self.check(status, "read an output tensor")?;
@@ -187,10 +169,7 @@ impl LiteRtSession {
         let mut tensor_name: *const c_char = ptr::null();
         self.check(sys::LiteRtGetTensorName(tensor, &mut tensor_name), "read a tensor name")?;
         let mut ranked = sys::LiteRtRankedTensorType::default();
-        self.check(
-            sys::LiteRtGetRankedTensorType(tensor, &mut ranked),
-            "read a tensor shape",
-        )?;
+        self.check(sys::LiteRtGetRankedTensorType(tensor, &mut ranked), "read a tensor shape")?;
         let rank = (ranked.layout.rank() as usize).min(ranked.layout.dimensions.len());
         Ok(RuntimeTensor {
             name: copy(name),
@@ -206,12 +185,7 @@ impl LiteRtSession {
     /// resizing after a run could make it write past a buffer. Callers keep one session per batch
     /// size instead.
     pub fn prepare(&mut self, batch: usize, resize_batch_dimension: bool) -> Result<(), ModelError> {
-        let mut dimensions: Vec<i32> = self
-            .input
-            .dimensions
-            .iter()
-            .map(|&dimension| dimension.max(1))
-            .collect();
+        let mut dimensions: Vec<i32> = self.input.dimensions.iter().map(|&dimension| dimension.max(1)).collect();
         if resize_batch_dimension {
             if let Some(first) = dimensions.first_mut() {
                 *first = i32::try_from(batch).map_err(|_| self.tensor_error(format!("batch {batch} is too large")))?;
@@ -245,10 +219,8 @@ impl LiteRtSession {
             let layouts = self.current_output_layouts(true)?;
             self.allocate_output_buffers(&layouts)?;
             self.prepared_input_dimensions = Some(dimensions.clone());
-            let has_dynamic_inner_dimensions = self
-                .outputs
-                .iter()
-                .any(|output| output.dimensions.iter().skip(1).any(|&dimension| dimension < 0));
+            let has_dynamic_inner_dimensions =
+                self.outputs.iter().any(|output| output.dimensions.iter().skip(1).any(|&dimension| dimension < 0));
             let rows_are_stale = resize_batch_dimension && !self.outputs_follow_the_batch(&layouts, batch_rows);
             if has_dynamic_inner_dimensions || rows_are_stale {
                 // Outputs computed by shape-dependent ops get their shapes only while running. The
@@ -333,10 +305,8 @@ impl LiteRtSession {
         tensor_layout.set_rank(layout.rank());
         tensor_layout.set_has_strides(false);
         tensor_layout.dimensions[..rank].copy_from_slice(&layout.dimensions[..rank]);
-        let tensor_type = sys::LiteRtRankedTensorType {
-            element_type: sys::kLiteRtElementTypeFloat32,
-            layout: tensor_layout,
-        };
+        let tensor_type =
+            sys::LiteRtRankedTensorType { element_type: sys::kLiteRtElementTypeFloat32, layout: tensor_layout };
         let mut buffer: sys::LiteRtTensorBuffer = ptr::null_mut();
         let status = sys::LiteRtCreateManagedTensorBuffer(
             self.environment,
@@ -350,17 +320,14 @@ impl LiteRtSession {
     }
 
     fn tensor_error(&self, reason: String) -> ModelError {
-        ModelError::UnexpectedTensor {
-            model: self.model_name.clone(),
-            reason,
-        }
+        ModelError::UnexpectedTensor { model: self.model_name.clone(), reason }
     }
 
     /// Value count of the prepared input buffer (batch included).
     pub fn prepared_input_value_count(&self) -> usize {
-        self.prepared_input_dimensions.as_ref().map_or(0, |dimensions| {
-            dimensions.iter().map(|&dimension| dimension.max(0) as usize).product()
-        })
+        self.prepared_input_dimensions
+            .as_ref()
+            .map_or(0, |dimensions| dimensions.iter().map(|&dimension| dimension.max(0) as usize).product())
     }
 
     /// Runs the prepared batch: copies `input` (exactly the prepared value count) in, runs, and
@@ -483,12 +450,7 @@ fn check_status(model: &str, status: sys::LiteRtStatus, operation: &'static str)
 }
 
 fn runtime_error(model: &str, status: sys::LiteRtStatus, operation: &'static str) -> ModelError {
-    ModelError::Runtime {
-        model: model.to_string(),
-        operation,
-        status: status as i32,
-        meaning: status_meaning(status),
-    }
+    ModelError::Runtime { model: model.to_string(), operation, status: status as i32, meaning: status_meaning(status) }
 }
 
 /// The LiteRT environment shared by all sessions; never destroyed (it lives as long as the process).

@@ -88,32 +88,18 @@ impl ModelRegistry {
         }
         let mut problems = Vec::new();
         for path in tflite_files_in(&config.models_directory)? {
-            let file = path
-                .file_name()
-                .map(|name| name.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let file = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
             match describe_file(&path, &file, &config.default_output_name) {
                 Ok(info) if models.iter().any(|model| model.info.name == info.name) => {
-                    problems.push(ModelProblem {
-                        file,
-                        reason: format!("the name {:?} is already taken", info.name),
-                    });
+                    problems.push(ModelProblem { file, reason: format!("the name {:?} is already taken", info.name) });
                 }
-                Ok(info) => models.push(RegisteredModel {
-                    info,
-                    implementation: ModelImplementation::TfliteFile { path },
-                }),
-                Err(error) => problems.push(ModelProblem {
-                    file,
-                    reason: error.to_string(),
-                }),
+                Ok(info) => {
+                    models.push(RegisteredModel { info, implementation: ModelImplementation::TfliteFile { path } })
+                }
+                Err(error) => problems.push(ModelProblem { file, reason: error.to_string() }),
             }
         }
-        Ok(ModelRegistry {
-            config,
-            models,
-            problems,
-        })
+        Ok(ModelRegistry { config, models, problems })
     }
 
     pub fn models(&self) -> &[RegisteredModel] {
@@ -147,40 +133,19 @@ impl ModelRegistry {
     pub fn open(&self, name: &str) -> Result<Box<dyn EmbeddingModel>, ModelError> {
         let model = self.find(name).ok_or_else(|| ModelError::UnknownModel {
             name: name.to_string(),
-            available: self
-                .models
-                .iter()
-                .map(|model| model.info.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            available: self.models.iter().map(|model| model.info.name.as_str()).collect::<Vec<_>>().join(", "),
         })?;
         match &model.implementation {
             ModelImplementation::Builtin => Ok(Box::new(BuiltinLogMelStatsModel::new())),
             ModelImplementation::Fake(config) => Ok(Box::new(FakeModel::new(config)?)),
             ModelImplementation::TfliteFile { path } => {
-                let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+                let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
                 let actual = sha256_hex(&bytes);
-                let expected = model
-                    .info
-                    .file_sha256
-                    .as_ref()
-                    .map(|hash| hash.0.clone())
-                    .unwrap_or_default();
+                let expected = model.info.file_sha256.as_ref().map(|hash| hash.0.clone()).unwrap_or_default();
                 if actual != expected {
-                    return Err(ModelError::ModelFileChanged {
-                        path: path.clone(),
-                        expected,
-                        actual,
-                    });
+                    return Err(ModelError::ModelFileChanged { path: path.clone(), expected, actual });
                 }
-                Ok(Box::new(TfliteEmbeddingModel::from_bytes(
-                    model.info.clone(),
-                    bytes,
-                    self.config.run_options,
-                )?))
+                Ok(Box::new(TfliteEmbeddingModel::from_bytes(model.info.clone(), bytes, self.config.run_options)?))
             }
         }
     }
@@ -191,20 +156,12 @@ fn tflite_files_in(directory: &Path) -> Result<Vec<PathBuf>, ModelError> {
     let entries = match std::fs::read_dir(directory) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(ModelError::Io {
-                path: directory.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(ModelError::Io { path: directory.to_path_buf(), source }),
     };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|entry| entry.path())
-        .filter(|path| {
-            path.extension()
-                .is_some_and(|extension| extension.eq_ignore_ascii_case("tflite"))
-        })
+        .filter(|path| path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("tflite")))
         .filter(|path| path.is_file())
         .collect();
     paths.sort();
@@ -212,20 +169,14 @@ fn tflite_files_in(directory: &Path) -> Result<Vec<PathBuf>, ModelError> {
 }
 
 fn describe_file(path: &Path, file: &str, default_output_name: &str) -> Result<ModelInfo, ModelError> {
-    let name = path
-        .file_stem()
-        .map(|stem| stem.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
     if name == BUILTIN_MODEL_NAME || name == FAKE_MODEL_NAME {
         return Err(ModelError::InvalidConfiguration {
             model: name,
             reason: "this name is reserved for a built-in model; rename the file".to_string(),
         });
     }
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
     let sidecar = ModelSidecar::read_if_present(&path.with_extension("toml"))?;
     let (info, _) = describe_tflite_model(&name, file, &bytes, sidecar.as_ref(), default_output_name)?;
     Ok(info)

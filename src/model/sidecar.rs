@@ -34,10 +34,7 @@ pub struct ModelSidecar {
 impl ModelSidecar {
     /// Parses sidecar text; `path` is only used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ModelError> {
-        let invalid = |reason: String| ModelError::InvalidSidecar {
-            path: path.to_path_buf(),
-            reason,
-        };
+        let invalid = |reason: String| ModelError::InvalidSidecar { path: path.to_path_buf(), reason };
         let sidecar: ModelSidecar =
             toml::from_str(text).map_err(|error| invalid(error.to_string().trim().to_string()))?;
         if sidecar.sample_rate == Some(0) {
@@ -45,9 +42,7 @@ impl ModelSidecar {
         }
         if let Some(seconds) = sidecar.window_seconds {
             if !(seconds.is_finite() && seconds > 0.0) {
-                return Err(invalid(format!(
-                    "window_seconds must be a positive number, not {seconds}"
-                )));
+                return Err(invalid(format!("window_seconds must be a positive number, not {seconds}")));
             }
         }
         if sidecar.output_name.is_some() && sidecar.output_index.is_some() {
@@ -61,19 +56,14 @@ impl ModelSidecar {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(path, &text).map(Some),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(ModelError::Io {
-                path: path.to_path_buf(),
-                source,
-            }),
+            Err(source) => Err(ModelError::Io { path: path.to_path_buf(), source }),
         }
     }
 
     /// SHA-256 of the parsed sidecar in a canonical form (JSON with sorted keys), so comments and
     /// formatting do not count but every value does.
     pub fn content_sha256(&self) -> String {
-        let canonical = serde_json::to_value(self)
-            .map(|value| value.to_string())
-            .unwrap_or_default();
+        let canonical = serde_json::to_value(self).map(|value| value.to_string()).unwrap_or_default();
         crate::model::tflite_model::sha256_hex(canonical.as_bytes())
     }
 
@@ -96,17 +86,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sidecar.input_kind, Some(ModelInputKind::Waveform));
-        assert_eq!(
-            sidecar.log_mel_as_json(),
-            Some(serde_json::json!({"mel_bins": 128, "fmin": 60.0}))
-        );
+        assert_eq!(sidecar.log_mel_as_json(), Some(serde_json::json!({"mel_bins": 128, "fmin": 60.0})));
     }
 
     #[test]
     fn a_typo_or_a_bad_value_is_reported_with_the_file() {
-        let typo = ModelSidecar::parse(Path::new("m.toml"), "sample_rat = 32000")
-            .unwrap_err()
-            .to_string();
+        let typo = ModelSidecar::parse(Path::new("m.toml"), "sample_rat = 32000").unwrap_err().to_string();
         assert!(typo.contains("m.toml") && typo.contains("sample_rat"), "{typo}");
         assert!(ModelSidecar::parse(Path::new("m.toml"), "window_seconds = -1.0").is_err());
         assert!(ModelSidecar::parse(Path::new("m.toml"), "output_name = \"a\"\noutput_index = 1").is_err());

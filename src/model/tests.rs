@@ -12,10 +12,7 @@ fn fixture_path(name: &str) -> PathBuf {
 
 fn read_f32_file(name: &str) -> Vec<f32> {
     let bytes = std::fs::read(fixture_path(name)).unwrap_or_else(|error| panic!("fixture {name}: {error}"));
-    bytes
-        .chunks_exact(4)
-        .map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
-        .collect()
+    bytes.chunks_exact(4).map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])).collect()
 }
 
 fn windows_of(values: &[f32], window_values: usize) -> Vec<&[f32]> {
@@ -36,20 +33,14 @@ const REFERENCE_TOLERANCE: f32 = 1e-5;
 fn assert_matches_reference(actual: &[Vec<f32>], expected: &[f32], label: &str) {
     let difference = max_abs_difference(actual, expected);
     eprintln!("{label}: max abs difference to the python reference = {difference:e}");
-    assert!(
-        difference <= REFERENCE_TOLERANCE,
-        "{label}: max abs difference {difference} > {REFERENCE_TOLERANCE}"
-    );
+    assert!(difference <= REFERENCE_TOLERANCE, "{label}: max abs difference {difference} > {REFERENCE_TOLERANCE}");
 }
 
 /// The largest absolute difference between the flattened vectors and the reference.
 fn max_abs_difference(actual: &[Vec<f32>], expected: &[f32]) -> f32 {
     let flat: Vec<f32> = actual.iter().flatten().copied().collect();
     assert_eq!(flat.len(), expected.len());
-    flat.iter()
-        .zip(expected)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max)
+    flat.iter().zip(expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
 }
 
 #[test]
@@ -61,50 +52,24 @@ fn the_waveform_stft_model_reproduces_pythons_reference_embeddings() {
     assert_eq!(info.batch_support, BatchSupport::Dynamic);
     // From fixtures/models/waveform_stft.toml.
     assert_eq!((info.sample_rate, info.window_seconds), (16_000, 1.0));
-    assert_eq!(
-        (info.embedding_dim, info.embedding_output.name.as_str()),
-        (64, "embedding")
-    );
+    assert_eq!((info.embedding_dim, info.embedding_output.name.as_str()), (64, "embedding"));
     assert_eq!(info.embedding_output.reason, OutputChoiceReason::DefaultName);
     let input = read_f32_file("waveform.input.f32");
     let embeddings = model.embed_batch(&windows_of(&input, 16_000)).unwrap();
-    assert_matches_reference(
-        &embeddings,
-        &read_f32_file("waveform_stft.embedding.f32"),
-        "waveform_stft",
-    );
+    assert_matches_reference(&embeddings, &read_f32_file("waveform_stft.embedding.f32"), "waveform_stft");
 }
 
 #[test]
 fn the_log_mel_models_reproduce_pythons_reference_embeddings() {
     let input = read_f32_file("logmel.input.f32");
     for (file, reference, batch) in [
-        (
-            "logmel_fixed1.tflite",
-            "logmel_fixed1.embedding.f32",
-            BatchSupport::Fixed(1),
-        ),
-        (
-            "logmel_fixed4.tflite",
-            "logmel_fixed4.embedding.f32",
-            BatchSupport::Fixed(4),
-        ),
-        (
-            "logmel_dynamic.tflite",
-            "logmel_dynamic.embedding.f32",
-            BatchSupport::Dynamic,
-        ),
+        ("logmel_fixed1.tflite", "logmel_fixed1.embedding.f32", BatchSupport::Fixed(1)),
+        ("logmel_fixed4.tflite", "logmel_fixed4.embedding.f32", BatchSupport::Fixed(4)),
+        ("logmel_dynamic.tflite", "logmel_dynamic.embedding.f32", BatchSupport::Dynamic),
     ] {
         let mut model = open_fixture(file, 32);
         assert_eq!(model.info().input_kind, ModelInputKind::Spectrogram);
-        assert_eq!(
-            model.info().input_shape,
-            WindowShape::Frames {
-                frames: 128,
-                bins: 128,
-                channels: 1
-            }
-        );
+        assert_eq!(model.info().input_shape, WindowShape::Frames { frames: 128, bins: 128, channels: 1 });
         assert_eq!(model.info().batch_support, batch);
         let embeddings = model.embed_batch(&windows_of(&input, 128 * 128)).unwrap();
         assert_matches_reference(&embeddings, &read_f32_file(reference), file);
@@ -124,10 +89,8 @@ fn batching_gives_the_same_vectors_as_one_window_at_a_time() {
         let windows: Vec<&[f32]> = windows_of(input, window_values).into_iter().cycle().take(7).collect();
         let batched = open_fixture(file, 3).embed_batch(&windows).unwrap();
         let mut one_by_one_model = open_fixture(file, 1);
-        let one_by_one: Vec<Vec<f32>> = windows
-            .iter()
-            .flat_map(|window| one_by_one_model.embed_batch(&[window]).unwrap())
-            .collect();
+        let one_by_one: Vec<Vec<f32>> =
+            windows.iter().flat_map(|window| one_by_one_model.embed_batch(&[window]).unwrap()).collect();
         assert_eq!(batched, one_by_one, "{file}");
         assert_eq!(batched.len(), 7);
     }
@@ -148,10 +111,9 @@ fn a_sidecar_selects_the_output_by_name_or_index() {
     assert_eq!(registry.problems(), []);
     let reference = read_f32_file("waveform_stft.logits.f32");
     let input = read_f32_file("waveform.input.f32");
-    for (name, reason) in [
-        ("by_name", OutputChoiceReason::ConfiguredName),
-        ("by_index", OutputChoiceReason::ConfiguredIndex),
-    ] {
+    for (name, reason) in
+        [("by_name", OutputChoiceReason::ConfiguredName), ("by_index", OutputChoiceReason::ConfiguredIndex)]
+    {
         let mut model = registry.open(name).unwrap();
         assert_eq!(model.info().embedding_output.reason, reason);
         assert_eq!(model.info().embedding_dim, 5);
@@ -167,11 +129,7 @@ fn the_registry_lists_good_models_reports_bad_files_and_hides_fake_unless_enable
     copy_fixture_into(directory.path(), "flex_select_op.tflite", "needs_flex.tflite");
     std::fs::write(directory.path().join("notes.tflite"), "just some text").unwrap();
     let model_bytes = std::fs::read(fixture_path("waveform_stft.tflite")).unwrap();
-    std::fs::write(
-        directory.path().join("truncated.tflite"),
-        &model_bytes[..model_bytes.len() / 3],
-    )
-    .unwrap();
+    std::fs::write(directory.path().join("truncated.tflite"), &model_bytes[..model_bytes.len() / 3]).unwrap();
     copy_fixture_into(directory.path(), "waveform_stft.tflite", "bad_sidecar.tflite");
     std::fs::write(directory.path().join("bad_sidecar.toml"), "sample_rate = \"fast\"\n").unwrap();
     std::fs::write(directory.path().join("readme.txt"), "not a model").unwrap();
@@ -179,21 +137,10 @@ fn the_registry_lists_good_models_reports_bad_files_and_hides_fake_unless_enable
     let registry = ModelRegistry::discover(RegistryConfig::new(directory.path())).unwrap();
     let names: Vec<&str> = registry.models().iter().map(|model| model.info.name.as_str()).collect();
     assert_eq!(names, [BUILTIN_MODEL_NAME, "whale_logmel"]);
-    let problems: Vec<(&str, &str)> = registry
-        .problems()
-        .iter()
-        .map(|problem| (problem.file.as_str(), problem.reason.as_str()))
-        .collect();
+    let problems: Vec<(&str, &str)> =
+        registry.problems().iter().map(|problem| (problem.file.as_str(), problem.reason.as_str())).collect();
     let files: Vec<&str> = problems.iter().map(|(file, _)| *file).collect();
-    assert_eq!(
-        files,
-        [
-            "bad_sidecar.tflite",
-            "needs_flex.tflite",
-            "notes.tflite",
-            "truncated.tflite"
-        ]
-    );
+    assert_eq!(files, ["bad_sidecar.tflite", "needs_flex.tflite", "notes.tflite", "truncated.tflite"]);
     assert!(problems[0].1.contains("bad_sidecar.toml"), "{}", problems[0].1);
     assert!(problems[1].1.contains("FlexMatrixInverse"), "{}", problems[1].1);
     assert!(problems[2].1.contains("not a valid tflite model"), "{}", problems[2].1);
@@ -212,11 +159,7 @@ fn a_sidecar_overrides_timing_and_the_version_tracks_the_file_hash() {
     let directory = tempfile::tempdir().unwrap();
     copy_fixture_into(directory.path(), "waveform_stft.tflite", "wave.tflite");
     copy_fixture_into(directory.path(), "logmel_fixed1.tflite", "mel.tflite");
-    std::fs::write(
-        directory.path().join("wave.toml"),
-        "version = \"v7\"\nsample_rate = 16000\n",
-    )
-    .unwrap();
+    std::fs::write(directory.path().join("wave.toml"), "version = \"v7\"\nsample_rate = 16000\n").unwrap();
     std::fs::write(
         directory.path().join("mel.toml"),
         "window_seconds = 3.0\nsample_rate = 24000\n[log_mel]\nmel_bins = 128\n",
@@ -226,18 +169,10 @@ fn a_sidecar_overrides_timing_and_the_version_tracks_the_file_hash() {
     let wave = &registry.find("wave").unwrap().info;
     assert_eq!((wave.sample_rate, wave.window_seconds), (16_000, 1.0));
     let hash = wave.file_sha256.as_ref().unwrap().0.clone();
-    assert!(
-        wave.version.starts_with(&format!("v7+sha256.{}.sidecar.", &hash[..12])),
-        "{}",
-        wave.version
-    );
+    assert!(wave.version.starts_with(&format!("v7+sha256.{}.sidecar.", &hash[..12])), "{}", wave.version);
     let event = wave.to_registered_event();
     assert_eq!(
-        (
-            event.embedding_dim,
-            event.embedding_output.as_str(),
-            event.source.as_str()
-        ),
+        (event.embedding_dim, event.embedding_output.as_str(), event.source.as_str()),
         (64, "embedding[0]", "wave.tflite")
     );
     let mel = &registry.find("mel").unwrap().info;
@@ -250,18 +185,10 @@ fn a_sidecar_overrides_timing_and_the_version_tracks_the_file_hash() {
     assert_eq!(plain.find("wave").unwrap().info.window_seconds, 0.5);
 
     // A sidecar whose timing contradicts the input length is a reported problem.
-    std::fs::write(
-        directory.path().join("wave.toml"),
-        "sample_rate = 16000\nwindow_seconds = 5.0\n",
-    )
-    .unwrap();
+    std::fs::write(directory.path().join("wave.toml"), "sample_rate = 16000\nwindow_seconds = 5.0\n").unwrap();
     let contradicting = ModelRegistry::discover(RegistryConfig::new(directory.path())).unwrap();
     assert!(contradicting.find("wave").is_none());
-    assert!(
-        contradicting.problems()[0].reason.contains("16000"),
-        "{:?}",
-        contradicting.problems()
-    );
+    assert!(contradicting.problems()[0].reason.contains("16000"), "{:?}", contradicting.problems());
 }
 
 #[test]
@@ -289,14 +216,11 @@ fn a_real_model_named_by_the_environment_loads_and_embeds() {
         info.name, info.input_kind, info.input_shape, info.embedding_dim, info.embedding_output
     );
     let silence = vec![0.0f32; info.window_value_count()];
-    let noise: Vec<f32> = (0..info.window_value_count())
-        .map(|index| ((index * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.1)
-        .collect();
+    let noise: Vec<f32> =
+        (0..info.window_value_count()).map(|index| ((index * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.1).collect();
     let embeddings = model.embed_batch(&[&silence, &noise, &silence]).unwrap();
     assert_eq!(embeddings.len(), 3);
-    assert!(embeddings
-        .iter()
-        .all(|vector| vector.len() == info.embedding_dim as usize));
+    assert!(embeddings.iter().all(|vector| vector.len() == info.embedding_dim as usize));
     assert!(embeddings.iter().flatten().all(|value| value.is_finite()));
     assert_eq!(embeddings[0], embeddings[2]);
 }
@@ -312,11 +236,7 @@ fn one_dynamic_model_instance_stays_correct_while_the_batch_changes() {
         let batch: Vec<&[f32]> = call.iter().map(|&index| windows[index]).collect();
         let embeddings = model.embed_batch(&batch).unwrap();
         for (embedding, &index) in embeddings.iter().zip(call) {
-            assert_matches_reference(
-                std::slice::from_ref(embedding),
-                reference_rows[index],
-                &format!("call {call:?}"),
-            );
+            assert_matches_reference(std::slice::from_ref(embedding), reference_rows[index], &format!("call {call:?}"));
         }
     }
 }

@@ -42,24 +42,13 @@ pub fn describe_tflite_model(
 ) -> Result<(ModelInfo, ModelInspection), ModelError> {
     let inspection = inspect_tflite_bytes(source, bytes)?;
     if let Some(reason) = inspection.why_it_cannot_run() {
-        return Err(ModelError::UnsupportedModel {
-            file: source.to_string(),
-            reason,
-        });
+        return Err(ModelError::UnsupportedModel { file: source.to_string(), reason });
     }
     let default_sidecar = ModelSidecar::default();
     let sidecar = sidecar.unwrap_or(&default_sidecar);
-    let invalid = |reason: String| ModelError::InvalidConfiguration {
-        model: name.to_string(),
-        reason,
-    };
+    let invalid = |reason: String| ModelError::InvalidConfiguration { model: name.to_string(), reason };
     let input = &inspection.inputs[0];
-    let dimensions: Vec<usize> = input
-        .shape
-        .iter()
-        .skip(1)
-        .map(|&dimension| dimension.max(0) as usize)
-        .collect();
+    let dimensions: Vec<usize> = input.shape.iter().skip(1).map(|&dimension| dimension.max(0) as usize).collect();
     if input.shape.iter().skip(1).any(|&dimension| dimension <= 0) {
         return Err(invalid(format!(
             "input {:?} has shape {:?}; only the first (batch) dimension may be dynamic",
@@ -84,18 +73,12 @@ pub fn describe_tflite_model(
         (ModelInputKind::Waveform, &[samples]) | (ModelInputKind::Waveform, &[samples, 1]) => {
             (ModelInputKind::Waveform, WindowShape::Samples { samples })
         }
-        (ModelInputKind::Spectrogram, &[frames, bins]) => (
-            ModelInputKind::Spectrogram,
-            WindowShape::Frames {
-                frames,
-                bins,
-                channels: 1,
-            },
-        ),
-        (ModelInputKind::Spectrogram, &[frames, bins, channels]) => (
-            ModelInputKind::Spectrogram,
-            WindowShape::Frames { frames, bins, channels },
-        ),
+        (ModelInputKind::Spectrogram, &[frames, bins]) => {
+            (ModelInputKind::Spectrogram, WindowShape::Frames { frames, bins, channels: 1 })
+        }
+        (ModelInputKind::Spectrogram, &[frames, bins, channels]) => {
+            (ModelInputKind::Spectrogram, WindowShape::Frames { frames, bins, channels })
+        }
         (kind, _) => {
             return Err(invalid(format!(
                 "the sidecar says input_kind = {kind:?}, but input {:?} has shape {:?}",
@@ -119,10 +102,7 @@ pub fn describe_tflite_model(
             shape: output.shape.clone(),
         })
         .collect();
-    let preference = OutputPreference {
-        name: sidecar.output_name.clone(),
-        index: sidecar.output_index,
-    };
+    let preference = OutputPreference { name: sidecar.output_name.clone(), index: sidecar.output_index };
     let embedding_output = choose_embedding_output(name, &outputs, &preference, default_output_name)?;
     let output_shape = &outputs[embedding_output.index].shape;
     if output_shape.iter().skip(1).any(|&dimension| dimension <= 0) || output_shape.is_empty() {
@@ -131,11 +111,7 @@ pub fn describe_tflite_model(
             embedding_output.name
         )));
     }
-    let embedding_dim: usize = output_shape
-        .iter()
-        .skip(1)
-        .map(|&dimension| dimension as usize)
-        .product();
+    let embedding_dim: usize = output_shape.iter().skip(1).map(|&dimension| dimension as usize).product();
     let sha256 = sha256_hex(bytes);
     let mut version = match &sidecar.version {
         Some(version) => format!("{version}+sha256.{}", &sha256[..12]),
@@ -178,9 +154,7 @@ fn waveform_timing(samples: usize, sidecar: &ModelSidecar) -> Result<(u32, f64),
         (None, Some(seconds)) => {
             let sample_rate = (samples as f64 / seconds).round();
             if sample_rate < 1.0 || sample_rate > f64::from(u32::MAX) {
-                return Err(format!(
-                    "window_seconds = {seconds} gives no usable sample rate for {samples} samples"
-                ));
+                return Err(format!("window_seconds = {seconds} gives no usable sample rate for {samples} samples"));
             }
             Ok((sample_rate as u32, seconds))
         }
@@ -200,9 +174,7 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions {
-            batch_size: crate::model::batching::DEFAULT_BATCH_SIZE,
-        }
+        RunOptions { batch_size: crate::model::batching::DEFAULT_BATCH_SIZE }
     }
 }
 
@@ -277,17 +249,10 @@ impl TfliteEmbeddingModel {
 
     /// Reads a model file and its sidecar (`NAME.toml` next to it), describes and loads it.
     pub fn open_file(path: &Path, options: RunOptions) -> Result<Self, ModelError> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
         let sidecar = ModelSidecar::read_if_present(&path.with_extension("toml"))?;
-        let name = path
-            .file_stem()
-            .map_or_else(|| "model".to_string(), |stem| stem.to_string_lossy().into_owned());
-        let source = path
-            .file_name()
-            .map_or_else(|| name.clone(), |file| file.to_string_lossy().into_owned());
+        let name = path.file_stem().map_or_else(|| "model".to_string(), |stem| stem.to_string_lossy().into_owned());
+        let source = path.file_name().map_or_else(|| name.clone(), |file| file.to_string_lossy().into_owned());
         let (info, _) = describe_tflite_model(
             &name,
             &source,
@@ -326,10 +291,7 @@ impl EmbeddingModel for TfliteEmbeddingModel {
                     ),
                 });
             }
-            for (slot, window) in windows[run.first_window..run.first_window + run.window_count]
-                .iter()
-                .enumerate()
-            {
+            for (slot, window) in windows[run.first_window..run.first_window + run.window_count].iter().enumerate() {
                 batch_values[slot * window_values..(slot + 1) * window_values].copy_from_slice(window);
             }
             let output = session.run(&batch_values, runtime_output_index)?;
@@ -344,12 +306,7 @@ impl EmbeddingModel for TfliteEmbeddingModel {
                     ),
                 });
             }
-            embeddings.extend(
-                output
-                    .chunks_exact(embedding_dim)
-                    .take(run.window_count)
-                    .map(<[f32]>::to_vec),
-            );
+            embeddings.extend(output.chunks_exact(embedding_dim).take(run.window_count).map(<[f32]>::to_vec));
         }
         Ok(embeddings)
     }

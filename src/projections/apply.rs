@@ -239,12 +239,7 @@ pub fn clustering_jobs(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
                 "INSERT INTO clustering_jobs (id, status, embedding_set_ids, parameters, attempt, cancel_requested,
                      created_at, updated_at)
                  VALUES (?1, 'queued', ?2, ?3, 0, 0, ?4, ?4)",
-                params![
-                    e.job_id.0,
-                    serde_json::Value::from(ids).to_string(),
-                    e.parameters.as_str(),
-                    at
-                ],
+                params![e.job_id.0, serde_json::Value::from(ids).to_string(), e.parameters.as_str(), at],
             )?;
             for id in &e.embedding_set_ids {
                 tx.execute(
@@ -273,13 +268,7 @@ pub fn clustering_jobs(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
                 "UPDATE clustering_jobs SET status = 'complete', stage = 'done', progress = 1.0, metrics = ?2,
                      clusters_json_path = ?3, assignments_path = ?4, finished_at = ?5, updated_at = ?5
                  WHERE id = ?1",
-                params![
-                    e.job_id.0,
-                    e.metrics.as_str(),
-                    e.clusters_json_path,
-                    e.assignments_path,
-                    at
-                ],
+                params![e.job_id.0, e.metrics.as_str(), e.clusters_json_path, e.assignments_path, at],
             )?;
         }
         Event::ClusteringJobFailed(e) => {
@@ -343,11 +332,8 @@ pub fn clusters(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
 
 pub fn cluster_assignments(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
     if let Event::ClusteringJobCompleted(e) = &envelope.event {
-        let cluster_by_label: std::collections::HashMap<i64, u64> = e
-            .clusters
-            .iter()
-            .map(|cluster| (cluster.label, cluster.cluster_id.0))
-            .collect();
+        let cluster_by_label: std::collections::HashMap<i64, u64> =
+            e.clusters.iter().map(|cluster| (cluster.label, cluster.cluster_id.0)).collect();
         let mut statement = tx.prepare_cached(
             "INSERT INTO cluster_assignments (clustering_job_id, embedding_set_id, row_index, cluster_id, cluster_label)
              VALUES (?1, ?2, ?3, ?4, ?5)",

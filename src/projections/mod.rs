@@ -49,11 +49,7 @@ impl ProjectionDefinition {
 
 /// Every projection, in the order they are applied.
 pub const PROJECTIONS: &[ProjectionDefinition] = &[
-    ProjectionDefinition {
-        name: "models",
-        ddl: include_str!("../../projections/models.sql"),
-        apply: apply::models,
-    },
+    ProjectionDefinition { name: "models", ddl: include_str!("../../projections/models.sql"), apply: apply::models },
     ProjectionDefinition {
         name: "audio_files",
         ddl: include_str!("../../projections/audio_files.sql"),
@@ -92,11 +88,8 @@ pub const PROJECTIONS: &[ProjectionDefinition] = &[
 ];
 
 /// Migrations of what cannot be derived from the log, applied in order, each once.
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "projection_checkpoints",
-    include_str!("../../migrations/0001_projection_checkpoints.sql"),
-)];
+pub const MIGRATIONS: &[(u32, &str, &str)] =
+    &[(1, "projection_checkpoints", include_str!("../../migrations/0001_projection_checkpoints.sql"))];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -105,11 +98,7 @@ pub enum ProjectionError {
     #[error("projection database failed while {doing}: {source}")]
     Sql { doing: String, source: rusqlite::Error },
     #[error("projection {name} expected event {expected} next but the log gave {found}: the log has a gap")]
-    Gap {
-        name: &'static str,
-        expected: EventSeq,
-        found: EventSeq,
-    },
+    Gap { name: &'static str, expected: EventSeq, found: EventSeq },
     #[error("unknown projection {0:?}; projections are: {1}")]
     UnknownProjection(String, String),
     #[error(transparent)]
@@ -123,10 +112,8 @@ pub(crate) fn sql_error(doing: impl Into<String>) -> impl FnOnce(rusqlite::Error
 
 /// Opens the projection database for writing, in WAL mode, and applies pending migrations.
 pub fn open_write_connection(path: &Path) -> Result<Connection, ProjectionError> {
-    let connection = Connection::open(path).map_err(|source| ProjectionError::Open {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let connection =
+        Connection::open(path).map_err(|source| ProjectionError::Open { path: path.display().to_string(), source })?;
     configure(&connection)?;
     migrate(&connection)?;
     Ok(connection)
@@ -138,26 +125,15 @@ pub fn open_read_connection(path: &Path) -> Result<Connection, ProjectionError> 
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
     )
-    .map_err(|source| ProjectionError::Open {
-        path: path.display().to_string(),
-        source,
-    })?;
-    connection
-        .busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(sql_error("setting the busy timeout"))?;
+    .map_err(|source| ProjectionError::Open { path: path.display().to_string(), source })?;
+    connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql_error("setting the busy timeout"))?;
     Ok(connection)
 }
 
 fn configure(connection: &Connection) -> Result<(), ProjectionError> {
-    connection
-        .pragma_update(None, "journal_mode", "WAL")
-        .map_err(sql_error("switching to WAL mode"))?;
-    connection
-        .pragma_update(None, "synchronous", "NORMAL")
-        .map_err(sql_error("setting synchronous mode"))?;
-    connection
-        .busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(sql_error("setting the busy timeout"))?;
+    connection.pragma_update(None, "journal_mode", "WAL").map_err(sql_error("switching to WAL mode"))?;
+    connection.pragma_update(None, "synchronous", "NORMAL").map_err(sql_error("setting synchronous mode"))?;
+    connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql_error("setting the busy timeout"))?;
     Ok(())
 }
 
@@ -170,30 +146,20 @@ fn migrate(connection: &Connection) -> Result<(), ProjectionError> {
         .map_err(sql_error("creating schema_migrations"))?;
     for (version, name, sql) in MIGRATIONS {
         let applied: bool = connection
-            .query_row(
-                "SELECT COUNT(*) > 0 FROM schema_migrations WHERE version = ?1",
-                [version],
-                |row| row.get(0),
-            )
+            .query_row("SELECT COUNT(*) > 0 FROM schema_migrations WHERE version = ?1", [version], |row| row.get(0))
             .map_err(sql_error("reading schema_migrations"))?;
         if applied {
             continue;
         }
-        let transaction = connection
-            .unchecked_transaction()
-            .map_err(sql_error("starting a migration"))?;
-        transaction
-            .execute_batch(sql)
-            .map_err(sql_error(format!("applying migration {version} {name}")))?;
+        let transaction = connection.unchecked_transaction().map_err(sql_error("starting a migration"))?;
+        transaction.execute_batch(sql).map_err(sql_error(format!("applying migration {version} {name}")))?;
         transaction
             .execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
                 rusqlite::params![version, name, crate::log::RecordedAt::now().to_rfc3339()],
             )
             .map_err(sql_error("recording a migration"))?;
-        transaction
-            .commit()
-            .map_err(sql_error(format!("committing migration {version}")))?;
+        transaction.commit().map_err(sql_error(format!("committing migration {version}")))?;
     }
     Ok(())
 }
@@ -205,9 +171,8 @@ pub fn dump(connection: &Connection) -> Result<String, ProjectionError> {
     for projection in PROJECTIONS {
         for table in projection.tables() {
             out.push_str(&format!("## {table}\n"));
-            let mut statement = connection
-                .prepare(&format!("SELECT * FROM {table}"))
-                .map_err(sql_error(format!("dumping {table}")))?;
+            let mut statement =
+                connection.prepare(&format!("SELECT * FROM {table}")).map_err(sql_error(format!("dumping {table}")))?;
             let columns: Vec<String> = statement.column_names().map(|name| name.to_string()).collect();
             let mut lines: Vec<String> = statement
                 .query_map([], |row| {

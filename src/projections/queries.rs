@@ -6,8 +6,7 @@ use serde::Serialize;
 use super::{sql_error, ProjectionError};
 
 fn json_column(text: Option<String>) -> serde_json::Value {
-    text.and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or(serde_json::Value::Null)
+    text.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or(serde_json::Value::Null)
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -107,17 +106,9 @@ pub fn list_audio_files(
     connection: &Connection,
     query: &AudioListQuery,
 ) -> Result<Page<AudioFileRow>, ProjectionError> {
-    let folder = query
-        .folder
-        .as_deref()
-        .map(|folder| folder.trim_matches('/').to_string())
-        .filter(|f| !f.is_empty());
-    let search = query
-        .search
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| format!("%{}%", like_escape(s)));
+    let folder = query.folder.as_deref().map(|folder| folder.trim_matches('/').to_string()).filter(|f| !f.is_empty());
+    let search =
+        query.search.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(|s| format!("%{}%", like_escape(s)));
     let filter = "WHERE (?1 IS NULL OR folder = ?1 OR folder LIKE ?2 ESCAPE '\\')
                   AND (?3 IS NULL OR filename LIKE ?3 ESCAPE '\\' OR folder LIKE ?3 ESCAPE '\\')";
     let folder_prefix = folder.as_ref().map(|folder| format!("{}/%", like_escape(folder)));
@@ -135,28 +126,16 @@ pub fn list_audio_files(
     );
     let mut statement = connection.prepare(&sql).map_err(sql_error("listing audio files"))?;
     let items = statement
-        .query_map(
-            params![folder, folder_prefix, search, query.limit, query.offset],
-            audio_row,
-        )
+        .query_map(params![folder, folder_prefix, search, query.limit, query.offset], audio_row)
         .map_err(sql_error("listing audio files"))?
         .collect::<Result<_, _>>()
         .map_err(sql_error("listing audio files"))?;
-    Ok(Page {
-        items,
-        total,
-        offset: query.offset,
-        limit: query.limit,
-    })
+    Ok(Page { items, total, offset: query.offset, limit: query.limit })
 }
 
 pub fn audio_file(connection: &Connection, id: u64) -> Result<Option<AudioFileRow>, ProjectionError> {
     connection
-        .query_row(
-            &format!("SELECT {AUDIO_COLUMNS} FROM audio_files WHERE id = ?1"),
-            [id],
-            audio_row,
-        )
+        .query_row(&format!("SELECT {AUDIO_COLUMNS} FROM audio_files WHERE id = ?1"), [id], audio_row)
         .optional()
         .map_err(sql_error("reading an audio file"))
 }
@@ -302,11 +281,7 @@ fn job_row(row: &Row<'_>) -> rusqlite::Result<ProcessingJobRow> {
 
 pub fn processing_job(connection: &Connection, id: u64) -> Result<Option<ProcessingJobRow>, ProjectionError> {
     connection
-        .query_row(
-            &format!("SELECT {JOB_COLUMNS} FROM processing_jobs WHERE id = ?1"),
-            [id],
-            job_row,
-        )
+        .query_row(&format!("SELECT {JOB_COLUMNS} FROM processing_jobs WHERE id = ?1"), [id], job_row)
         .optional()
         .map_err(sql_error("reading a processing job"))
 }
@@ -321,28 +296,19 @@ pub fn processing_jobs(
 ) -> Result<Page<ProcessingJobRow>, ProjectionError> {
     let filter = "WHERE (?1 IS NULL OR audio_file_id = ?1) AND (?2 IS NULL OR status = ?2)";
     let total: u64 = connection
-        .query_row(
-            &format!("SELECT COUNT(*) FROM processing_jobs {filter}"),
-            params![audio_file_id, status],
-            |row| row.get(0),
-        )
+        .query_row(&format!("SELECT COUNT(*) FROM processing_jobs {filter}"), params![audio_file_id, status], |row| {
+            row.get(0)
+        })
         .map_err(sql_error("counting processing jobs"))?;
     let mut statement = connection
-        .prepare(&format!(
-            "SELECT {JOB_COLUMNS} FROM processing_jobs {filter} ORDER BY id DESC LIMIT ?3 OFFSET ?4"
-        ))
+        .prepare(&format!("SELECT {JOB_COLUMNS} FROM processing_jobs {filter} ORDER BY id DESC LIMIT ?3 OFFSET ?4"))
         .map_err(sql_error("listing processing jobs"))?;
     let items = statement
         .query_map(params![audio_file_id, status, limit, offset], job_row)
         .map_err(sql_error("listing processing jobs"))?
         .collect::<Result<_, _>>()
         .map_err(sql_error("listing processing jobs"))?;
-    Ok(Page {
-        items,
-        total,
-        offset,
-        limit,
-    })
+    Ok(Page { items, total, offset, limit })
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -385,11 +351,7 @@ fn set_row(row: &Row<'_>) -> rusqlite::Result<EmbeddingSetRow> {
 
 pub fn embedding_set(connection: &Connection, id: u64) -> Result<Option<EmbeddingSetRow>, ProjectionError> {
     connection
-        .query_row(
-            &format!("SELECT {SET_COLUMNS} FROM embedding_sets WHERE id = ?1"),
-            [id],
-            set_row,
-        )
+        .query_row(&format!("SELECT {SET_COLUMNS} FROM embedding_sets WHERE id = ?1"), [id], set_row)
         .optional()
         .map_err(sql_error("reading an embedding set"))
 }

@@ -15,10 +15,7 @@ pub struct ProjectionReader {
 
 impl ProjectionReader {
     pub fn new(path: &Path) -> ProjectionReader {
-        ProjectionReader {
-            path: path.to_path_buf(),
-            idle: Mutex::new(Vec::new()),
-        }
+        ProjectionReader { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) }
     }
 
     /// Runs `query` on a pooled read-only connection.

@@ -49,10 +49,7 @@ impl Projector {
     pub fn open(path: &Path) -> Result<Projector, ProjectionError> {
         let connection = open_write_connection(path)?;
         let (checkpoint_sender, _) = watch::channel(EventSeq(0));
-        let mut projector = Projector {
-            connection,
-            checkpoint_sender,
-        };
+        let mut projector = Projector { connection, checkpoint_sender };
         projector.reset_changed_schemas()?;
         let lowest = projector.lowest_checkpoint()?;
         projector.checkpoint_sender.send_replace(lowest);
@@ -83,10 +80,7 @@ impl Projector {
                         "projection schema changed; rebuilding it from the log"
                     );
                 }
-                let transaction = self
-                    .connection
-                    .transaction()
-                    .map_err(sql_error("starting a schema reset"))?;
+                let transaction = self.connection.transaction().map_err(sql_error("starting a schema reset"))?;
                 recreate(&transaction, projection)?;
                 transaction.commit().map_err(sql_error("committing a schema reset"))?;
                 reset.push(projection.name);
@@ -97,11 +91,7 @@ impl Projector {
 
     fn stored_version(&self, name: &str) -> Result<Option<u32>, ProjectionError> {
         self.connection
-            .query_row(
-                "SELECT schema_version FROM projection_checkpoints WHERE name = ?1",
-                [name],
-                |row| row.get(0),
-            )
+            .query_row("SELECT schema_version FROM projection_checkpoints WHERE name = ?1", [name], |row| row.get(0))
             .optional()
             .map_err(sql_error("reading a projection version"))
     }
@@ -137,15 +127,11 @@ impl Projector {
             if batch.is_empty() {
                 return Ok(lowest);
             }
-            let transaction = self
-                .connection
-                .transaction()
-                .map_err(sql_error("starting a catch-up batch"))?;
+            let transaction = self.connection.transaction().map_err(sql_error("starting a catch-up batch"))?;
             apply_batch(&transaction, &batch, &mut checkpoints)?;
             transaction.commit().map_err(sql_error("committing a catch-up batch"))?;
             let reached = batch.last().map(|envelope| envelope.seq).unwrap_or(lowest);
-            self.checkpoint_sender
-                .send_replace(reached.min(self.lowest_checkpoint()?));
+            self.checkpoint_sender.send_replace(reached.min(self.lowest_checkpoint()?));
         }
     }
 
@@ -219,13 +205,10 @@ pub fn status(connection: &Connection, head: EventSeq) -> Result<Vec<ProjectionS
 }
 
 fn find(name: &str) -> Result<&'static ProjectionDefinition, ProjectionError> {
-    PROJECTIONS
-        .iter()
-        .find(|projection| projection.name == name)
-        .ok_or_else(|| {
-            let known: Vec<&str> = PROJECTIONS.iter().map(|projection| projection.name).collect();
-            ProjectionError::UnknownProjection(name.to_string(), known.join(", "))
-        })
+    PROJECTIONS.iter().find(|projection| projection.name == name).ok_or_else(|| {
+        let known: Vec<&str> = PROJECTIONS.iter().map(|projection| projection.name).collect();
+        ProjectionError::UnknownProjection(name.to_string(), known.join(", "))
+    })
 }
 
 fn read_checkpoints(connection: &Connection) -> Result<HashMap<String, EventSeq>, ProjectionError> {
@@ -247,9 +230,7 @@ fn recreate(transaction: &Transaction<'_>, projection: &ProjectionDefinition) ->
             .execute_batch(&format!("DROP TABLE IF EXISTS {table}"))
             .map_err(sql_error(format!("dropping {table}")))?;
     }
-    transaction
-        .execute_batch(projection.ddl)
-        .map_err(sql_error(format!("creating projection {}", projection.name)))?;
+    transaction.execute_batch(projection.ddl).map_err(sql_error(format!("creating projection {}", projection.name)))?;
     transaction
         .execute(
             "INSERT INTO projection_checkpoints (name, schema_version, last_seq, rebuilt_at) VALUES (?1, ?2, 0, ?3)
@@ -276,11 +257,7 @@ fn apply_batch(
                 continue;
             }
             if envelope.seq != last.next() {
-                return Err(ProjectionError::Gap {
-                    name: projection.name,
-                    expected: last.next(),
-                    found: envelope.seq,
-                });
+                return Err(ProjectionError::Gap { name: projection.name, expected: last.next(), found: envelope.seq });
             }
             (projection.apply)(transaction, envelope).map_err(sql_error(format!(
                 "applying event {} ({}) to projection {}",

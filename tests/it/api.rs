@@ -14,9 +14,7 @@ fn get(url: &str) -> (u16, Value) {
 }
 
 async fn get_async(url: String) -> (u16, Value) {
-    tokio::task::spawn_blocking(move || get(&url))
-        .await
-        .expect("request task")
+    tokio::task::spawn_blocking(move || get(&url)).await.expect("request task")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,12 +38,7 @@ async fn events_are_listed_filtered_and_paged_while_the_server_holds_the_log() {
 
     let (status, page) = get_async(app.url("/api/events?limit=5")).await;
     assert_eq!(status, 200);
-    let seqs: Vec<u64> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
+    let seqs: Vec<u64> = page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
     assert_eq!(page["next_cursor"], 5);
     assert_eq!(page["head"], head);
@@ -60,12 +53,8 @@ async fn events_are_listed_filtered_and_paged_while_the_server_holds_the_log() {
     assert_eq!(failed[0]["aggregates"][0], "processing_job:2");
 
     let (_, about_file) = get_async(app.url("/api/events?aggregate=audio_file:1")).await;
-    let types: Vec<&str> = about_file["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
+    let types: Vec<&str> =
+        about_file["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(
         types,
         vec![
@@ -126,10 +115,7 @@ async fn a_long_poll_returns_as_soon_as_a_new_event_is_recorded() {
     while app.humpback.log.subscriber_count() == baseline {
         tokio::task::yield_now().await;
     }
-    app.humpback
-        .execute(crate::helpers::register(1))
-        .await
-        .expect("register");
+    app.humpback.execute(crate::helpers::register(1)).await.expect("register");
     let (status, page) = poll.await.expect("poll task");
     assert_eq!(status, 200);
     assert_eq!(page["events"][0]["type"], "AudioFileRegistered");

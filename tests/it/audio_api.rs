@@ -43,12 +43,7 @@ async fn audio_files_are_listed_searched_sorted_and_paged() {
     assert_eq!(page["items"][0]["id"], 1);
 
     let (_, folder) = call("GET", app.url("/api/audio?folder=site-1"), None).await;
-    let ids: Vec<u64> = folder["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["id"].as_u64().unwrap())
-        .collect();
+    let ids: Vec<u64> = folder["items"].as_array().unwrap().iter().map(|f| f["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, vec![1, 4, 7]);
 
     let (_, sorted) = call("GET", app.url("/api/audio?sort=duration&order=desc&limit=2"), None).await;
@@ -114,35 +109,19 @@ async fn metadata_is_replaced_by_put_merged_by_patch_and_every_edit_is_an_event(
     .await;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["group_composition"], json!({"adults": 2, "juveniles": 1}));
-    assert_eq!(
-        patched["tag_data"],
-        json!({"tag": "DTAG"}),
-        "PATCH leaves other fields alone"
-    );
+    assert_eq!(patched["tag_data"], json!({"tag": "DTAG"}), "PATCH leaves other fields alone");
     assert_eq!(patched["prey_density_proxy"], json!({"krill": "high"}));
     assert_eq!(patched["history"].as_array().unwrap().len(), 2);
     assert_eq!(patched["history"][0]["edited_by"], "observer@example.org");
 
-    let (status, replaced) = call(
-        "PUT",
-        url.clone(),
-        Some(json!({"tag_data": {"tag": "CATS"}}).to_string()),
-    )
-    .await;
+    let (status, replaced) = call("PUT", url.clone(), Some(json!({"tag_data": {"tag": "CATS"}}).to_string())).await;
     assert_eq!(status, 200);
-    assert_eq!(
-        replaced["group_composition"],
-        json!({}),
-        "PUT replaces the whole metadata"
-    );
+    assert_eq!(replaced["group_composition"], json!({}), "PUT replaces the whole metadata");
 
     let edits = app
         .humpback
         .log
-        .scan(
-            humpback::domain::ids::EventSeq(1)..=humpback::domain::ids::EventSeq(u64::MAX),
-            false,
-        )
+        .scan(humpback::domain::ids::EventSeq(1)..=humpback::domain::ids::EventSeq(u64::MAX), false)
         .filter(|e| e.as_ref().unwrap().event.type_name() == "AudioMetadataEdited")
         .count();
     assert_eq!(edits, 3);
@@ -185,27 +164,12 @@ async fn a_recording_downloads_whole_or_by_range_under_a_safe_name() {
     let (whole, partial) = tokio::task::spawn_blocking(move || {
         let agent = agent();
         let mut whole = agent.get(&url).call().unwrap();
-        let disposition = whole
-            .headers()
-            .get("content-disposition")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string();
+        let disposition = whole.headers().get("content-disposition").unwrap().to_str().unwrap().to_string();
         let whole_bytes = whole.body_mut().read_to_vec().unwrap();
         let mut partial = agent.get(&url).header("range", "bytes=100-199").call().unwrap();
         let status = partial.status().as_u16();
-        let range = partial
-            .headers()
-            .get("content-range")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string();
-        (
-            (whole_bytes, disposition),
-            (status, range, partial.body_mut().read_to_vec().unwrap()),
-        )
+        let range = partial.headers().get("content-range").unwrap().to_str().unwrap().to_string();
+        ((whole_bytes, disposition), (status, range, partial.body_mut().read_to_vec().unwrap()))
     })
     .await
     .unwrap();

@@ -128,11 +128,7 @@ fn killing_a_writer_at_arbitrary_points_loses_no_acknowledged_event() {
         let fresh_dir = tempfile::tempdir().unwrap();
         let mut fresh = Projector::open(&fresh_dir.path().join("p.sqlite3")).unwrap();
         fresh.catch_up(&log).unwrap();
-        assert_eq!(
-            incremental,
-            dump(fresh.connection()).unwrap(),
-            "run {run}: projections differ from a rebuild"
-        );
+        assert_eq!(incremental, dump(fresh.connection()).unwrap(), "run {run}: projections differ from a rebuild");
     }
     assert!(acknowledged.len() > 12);
 }

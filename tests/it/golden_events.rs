@@ -11,9 +11,7 @@ use humpback::domain::sample_events::one_event_of_every_type;
 use humpback::log::envelope::{decode_record, encode_record, RecordedAt};
 
 fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join("events")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join("events")
 }
 
 const GOLDEN_TIME: RecordedAt = RecordedAt(1_764_000_000_000);
@@ -39,10 +37,7 @@ fn every_current_event_version_has_a_golden_file() {
             missing.push(stem);
         }
     }
-    assert!(
-        missing.is_empty(),
-        "no golden file for {missing:?}: run with HUMPBACK_BLESS_GOLDEN=1 and commit them"
-    );
+    assert!(missing.is_empty(), "no golden file for {missing:?}: run with HUMPBACK_BLESS_GOLDEN=1 and commit them");
 }
 
 #[test]
@@ -58,12 +53,7 @@ fn every_golden_file_of_every_version_still_decodes_to_its_recorded_json() {
             .unwrap_or_else(|error| panic!("{} no longer decodes: {error}", path.display()));
         let expected: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path.with_extension("json")).unwrap()).unwrap();
-        assert_eq!(
-            serde_json::to_value(envelope.to_json()).unwrap(),
-            expected,
-            "{}",
-            path.display()
-        );
+        assert_eq!(serde_json::to_value(envelope.to_json()).unwrap(), expected, "{}", path.display());
         checked += 1;
     }
     assert!(checked >= Event::TYPES.len(), "only {checked} golden files found");

@@ -52,11 +52,7 @@ pub async fn spawn_app_in(data_dir: tempfile::TempDir) -> TestApp {
 }
 
 pub async fn spawn_app_with(data_dir: tempfile::TempDir, settings: Settings) -> TestApp {
-    let config = ServeConfig {
-        data_dir: DataDir::new(data_dir.path()),
-        settings,
-        bind: "127.0.0.1:0".into(),
-    };
+    let config = ServeConfig { data_dir: DataDir::new(data_dir.path()), settings, bind: "127.0.0.1:0".into() };
     let application = Application::build(config).await.expect("application builds");
     let address = application.local_addr().expect("bound address");
     let humpback = application.humpback();
@@ -124,9 +120,7 @@ pub fn queue(audio: u64, signature: &str) -> Command {
 }
 
 pub fn claim() -> Command {
-    Command::ClaimProcessingJob {
-        worker: WorkerId("test-worker".into()),
-    }
+    Command::ClaimProcessingJob { worker: WorkerId("test-worker".into()) }
 }
 
 pub fn complete(job: u64, attempt: u32) -> Command {
@@ -187,34 +181,19 @@ pub fn sample_session() -> Vec<Command> {
         queue(2, "sig-2"),
         queue(3, "sig-3"),
         claim(),
-        Command::ReportProcessingProgress {
-            job_id: ProcessingJobId(1),
-            attempt: 1,
-            windows_done: 2,
-            windows_total: 4,
-        },
+        Command::ReportProcessingProgress { job_id: ProcessingJobId(1), attempt: 1, windows_done: 2, windows_total: 4 },
         complete(1, 1),
         claim(),
-        Command::FailProcessingJob {
-            job_id: ProcessingJobId(2),
-            attempt: 1,
-            reason: "decode failed".into(),
-        },
-        Command::RetryProcessingJob {
-            job_id: ProcessingJobId(2),
-        },
-        Command::CancelProcessingJob {
-            job_id: ProcessingJobId(3),
-        },
+        Command::FailProcessingJob { job_id: ProcessingJobId(2), attempt: 1, reason: "decode failed".into() },
+        Command::RetryProcessingJob { job_id: ProcessingJobId(2) },
+        Command::CancelProcessingJob { job_id: ProcessingJobId(3) },
         claim(),
         complete(2, 2),
         Command::QueueClusteringJob {
             embedding_set_ids: vec![EmbeddingSetId(1), EmbeddingSetId(2)],
             parameters: json(r#"{"algorithm":"hdbscan"}"#),
         },
-        Command::ClaimClusteringJob {
-            worker: WorkerId("test-worker".into()),
-        },
+        Command::ClaimClusteringJob { worker: WorkerId("test-worker".into()) },
         Command::ReportClusteringProgress {
             job_id: ClusteringJobId(1),
             attempt: 1,

@@ -9,10 +9,7 @@ use serde_json::Value;
 use crate::helpers::{spawn_app, spawn_app_with};
 
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join("audio")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join("audio").join(name)
 }
 
 /// A multipart body with an optional `folder` field and one `file` field.
@@ -41,11 +38,7 @@ pub async fn upload(base_url: &str, filename: &str, bytes: Vec<u8>, folder: Opti
     let url = format!("{base_url}/api/audio");
     tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut response = agent
-            .post(&url)
-            .header("content-type", &content_type)
-            .send(&body[..])
-            .expect("upload");
+        let mut response = agent.post(&url).header("content-type", &content_type).send(&body[..]).expect("upload");
         let status = response.status().as_u16();
         (status, response.body_mut().read_json::<Value>().unwrap_or(Value::Null))
     })
@@ -54,28 +47,17 @@ pub async fn upload(base_url: &str, filename: &str, bytes: Vec<u8>, folder: Opti
 }
 
 fn tmp_is_empty(data_dir: &Path) -> bool {
-    std::fs::read_dir(data_dir.join("tmp"))
-        .map(|mut entries| entries.next().is_none())
-        .unwrap_or(true)
+    std::fs::read_dir(data_dir.join("tmp")).map(|mut entries| entries.next().is_none()).unwrap_or(true)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_is_probed_stored_by_id_and_the_same_bytes_again_return_the_same_file() {
     let app = spawn_app().await;
     let bytes = std::fs::read(fixture("wav_pcm16_stereo_11k.wav")).unwrap();
-    let (status, created) = upload(
-        &app.base_url,
-        "../../etc/passwd.wav",
-        bytes.clone(),
-        Some("maui/2024-07"),
-    )
-    .await;
+    let (status, created) = upload(&app.base_url, "../../etc/passwd.wav", bytes.clone(), Some("maui/2024-07")).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["id"], 1);
-    assert_eq!(
-        created["filename"], "../../etc/passwd.wav",
-        "the name is kept as metadata only"
-    );
+    assert_eq!(created["filename"], "../../etc/passwd.wav", "the name is kept as metadata only");
     assert_eq!(created["folder"], "maui/2024-07");
     assert_eq!(created["channels"], 2);
     assert_eq!(created["sample_rate"], 11_025);
@@ -96,26 +78,13 @@ async fn an_upload_is_probed_stored_by_id_and_the_same_bytes_again_return_the_sa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mp3_and_flac_uploads_are_stored_with_their_own_extension() {
     let app = spawn_app().await;
-    let (status, mp3) = upload(
-        &app.base_url,
-        "a.wav",
-        std::fs::read(fixture("mp3_cbr_stereo_44k.mp3")).unwrap(),
-        None,
-    )
-    .await;
+    let (status, mp3) =
+        upload(&app.base_url, "a.wav", std::fs::read(fixture("mp3_cbr_stereo_44k.mp3")).unwrap(), None).await;
     assert_eq!(status, 201, "{mp3}");
     assert_eq!(mp3["codec"], "mp3");
-    assert!(
-        mp3["stored_path"].as_str().unwrap().ends_with("original.mp3"),
-        "chosen from the content, not the name"
-    );
-    let (status, flac) = upload(
-        &app.base_url,
-        "b",
-        std::fs::read(fixture("flac24_mono_22k.flac")).unwrap(),
-        None,
-    )
-    .await;
+    assert!(mp3["stored_path"].as_str().unwrap().ends_with("original.mp3"), "chosen from the content, not the name");
+    let (status, flac) =
+        upload(&app.base_url, "b", std::fs::read(fixture("flac24_mono_22k.flac")).unwrap(), None).await;
     assert_eq!(status, 201, "{flac}");
     assert!(flac["stored_path"].as_str().unwrap().ends_with("original.flac"));
     app.stop().await;
@@ -133,10 +102,7 @@ async fn a_file_that_is_not_audio_is_rejected_with_422_and_leaves_nothing_behind
         assert_eq!(status, 422, "{name}: {body}");
         let message = body["error"].as_str().unwrap();
         assert!(message.contains(name), "{name}: the message names the file: {message}");
-        assert!(
-            !message.contains("/tmp/") && !message.contains("upload-"),
-            "no internal paths: {message}"
-        );
+        assert!(!message.contains("/tmp/") && !message.contains("upload-"), "no internal paths: {message}");
     }
     assert_eq!(app.humpback.log.head().0, 0);
     assert!(tmp_is_empty(app.data_dir.path()));
@@ -148,7 +114,7 @@ async fn a_file_that_is_not_audio_is_rejected_with_422_and_leaves_nothing_behind
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_over_the_size_limit_gets_413_and_no_partial_file() {
     let dir = tempfile::tempdir().unwrap();
-    let app = spawn_app_with(dir, Settings { max_upload_bytes: 4096 }).await;
+    let app = spawn_app_with(dir, Settings { max_upload_bytes: 4096, ..Settings::default() }).await;
     let bytes = std::fs::read(fixture("wav_pcm16_mono_16k.wav")).unwrap();
     assert!(bytes.len() > 4096);
     let (status, body) = upload(&app.base_url, "big.wav", bytes, None).await;
@@ -173,10 +139,7 @@ async fn an_upload_without_a_file_field_says_what_is_missing() {
             .header("content-type", &format!("multipart/form-data; boundary={boundary}"))
             .send(body)
             .unwrap();
-        (
-            response.status().as_u16(),
-            response.body_mut().read_json::<Value>().unwrap(),
-        )
+        (response.status().as_u16(), response.body_mut().read_json::<Value>().unwrap())
     })
     .await
     .unwrap();
@@ -191,11 +154,7 @@ fn make_import_tree() -> tempfile::TempDir {
     std::fs::create_dir_all(recordings.join("site-a")).unwrap();
     std::fs::create_dir_all(recordings.join("site-b/2024-07")).unwrap();
     std::fs::copy(fixture("wav_pcm16_mono_16k.wav"), recordings.join("site-a/dawn.wav")).unwrap();
-    std::fs::copy(
-        fixture("flac16_mono_16k.flac"),
-        recordings.join("site-b/2024-07/dusk.FLAC"),
-    )
-    .unwrap();
+    std::fs::copy(fixture("flac16_mono_16k.flac"), recordings.join("site-b/2024-07/dusk.FLAC")).unwrap();
     std::fs::copy(fixture("mp3_vbr_id3_mono_22k.mp3"), recordings.join("site-b/song.mp3")).unwrap();
     std::fs::write(recordings.join("site-a/broken.mp3"), b"ID3 but nothing else").unwrap();
     std::fs::write(recordings.join("site-a/notes.txt"), b"not audio, not imported").unwrap();
@@ -213,10 +172,7 @@ async fn a_folder_import_adds_skips_duplicates_and_reports_rejections_with_folde
         tokio::task::spawn_blocking(move || {
             let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
             let mut response = agent.post(&url).send_json(serde_json::json!({ "path": path })).unwrap();
-            (
-                response.status().as_u16(),
-                response.body_mut().read_json::<Value>().unwrap(),
-            )
+            (response.status().as_u16(), response.body_mut().read_json::<Value>().unwrap())
         })
     };
     let (status, summary) = post(path.clone()).await.unwrap();
@@ -224,10 +180,7 @@ async fn a_folder_import_adds_skips_duplicates_and_reports_rejections_with_folde
     assert_eq!(summary["added"].as_array().unwrap().len(), 3, "{summary}");
     assert_eq!(summary["rejected"].as_array().unwrap().len(), 1);
     assert_eq!(summary["rejected"][0]["path"], "site-a/broken.mp3");
-    assert!(summary["rejected"][0]["reason"]
-        .as_str()
-        .unwrap()
-        .contains("broken.mp3"));
+    assert!(summary["rejected"][0]["reason"].as_str().unwrap().contains("broken.mp3"));
     let (_, listing) = crate::api_get(&app.url("/api/audio?sort=name")).await;
     let folders: Vec<(&str, &str)> = listing["items"]
         .as_array()
@@ -256,13 +209,7 @@ fn the_import_command_imports_into_a_stopped_data_directory_with_a_summary() {
     let tree = make_import_tree();
     let data = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_humpback"))
-        .args([
-            "--data-dir",
-            data.path().to_str().unwrap(),
-            "--bind",
-            "127.0.0.1:1",
-            "import",
-        ])
+        .args(["--data-dir", data.path().to_str().unwrap(), "--bind", "127.0.0.1:1", "import"])
         .arg(tree.path().join("recordings"))
         .output()
         .unwrap();

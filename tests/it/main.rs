@@ -7,6 +7,7 @@ mod crash;
 mod golden_events;
 mod helpers;
 mod ingest_api;
+mod processing;
 mod projections;
 mod roundtrip;
 
@@ -17,13 +18,7 @@ pub async fn api_get(url: &str) -> (u16, serde_json::Value) {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let mut response = agent.get(&url).call().expect("request");
         let status = response.status().as_u16();
-        (
-            status,
-            response
-                .body_mut()
-                .read_json::<serde_json::Value>()
-                .unwrap_or(serde_json::Value::Null),
-        )
+        (status, response.body_mut().read_json::<serde_json::Value>().unwrap_or(serde_json::Value::Null))
     })
     .await
     .expect("request task")

@@ -51,10 +51,7 @@ fn every_event_kind_lands_in_its_tables() {
         vec![r#"Integer(1),Text("{\"behaviour\":\"surface-active\",\"count\":5}"),Text("{\"adults\":2,\"calves\":1}"),Integer(2)"#],
         "the second edit replaces visual_observations and keeps the first edit's group_composition"
     );
-    assert_eq!(
-        query("SELECT COUNT(*) FROM audio_metadata_edits WHERE audio_file_id = 1"),
-        vec!["Integer(2)"]
-    );
+    assert_eq!(query("SELECT COUNT(*) FROM audio_metadata_edits WHERE audio_file_id = 1"), vec!["Integer(2)"]);
     assert_eq!(
         query("SELECT id, status, attempt, embedding_set_id, error_message, windows_done, windows_total FROM processing_jobs ORDER BY id"),
         vec![
@@ -74,10 +71,7 @@ fn every_event_kind_lands_in_its_tables() {
         query("SELECT id, status, embedding_set_ids, stage, progress FROM clustering_jobs"),
         vec!["Integer(1),Text(\"complete\"),Text(\"[1,2]\"),Text(\"done\"),Real(1.0)"]
     );
-    assert_eq!(
-        query("SELECT COUNT(*) FROM clustering_job_embedding_sets"),
-        vec!["Integer(2)"]
-    );
+    assert_eq!(query("SELECT COUNT(*) FROM clustering_job_embedding_sets"), vec!["Integer(2)"]);
     assert_eq!(
         query("SELECT id, cluster_label, is_noise, size FROM clusters ORDER BY id"),
         vec![
@@ -88,11 +82,7 @@ fn every_event_kind_lands_in_its_tables() {
     );
     assert_eq!(
         query("SELECT cluster_id, COUNT(*) FROM cluster_assignments GROUP BY cluster_id ORDER BY cluster_id"),
-        vec![
-            "Integer(1),Integer(2)",
-            "Integer(2),Integer(4)",
-            "Integer(3),Integer(2)"
-        ],
+        vec!["Integer(1),Integer(2)", "Integer(2),Integer(4)", "Integer(3),Integer(2)"],
         "each cluster's assignments count equals its size"
     );
 }
@@ -108,23 +98,15 @@ fn a_projection_version_bump_rebuilds_it_with_identical_rows() {
         // projection built by another version. Make it visibly stale as well.
         let connection = rusqlite::Connection::open(&database).unwrap();
         connection
-            .execute(
-                "UPDATE projection_checkpoints SET schema_version = 0 WHERE name = 'processing_jobs'",
-                [],
-            )
+            .execute("UPDATE projection_checkpoints SET schema_version = 0 WHERE name = 'processing_jobs'", [])
             .unwrap();
-        connection
-            .execute("UPDATE processing_jobs SET status = 'stale'", [])
-            .unwrap();
+        connection.execute("UPDATE processing_jobs SET status = 'stale'", []).unwrap();
     }
     let log = SledEventLog::open(&dir.path().join("events")).unwrap();
     let mut projector = Projector::open(&database).unwrap();
     let status = projector.status(log.head()).unwrap();
     let processing = status.iter().find(|p| p.name == "processing_jobs").unwrap();
-    assert_eq!(
-        processing.last_seq, 0,
-        "the changed projection was dropped and starts over"
-    );
+    assert_eq!(processing.last_seq, 0, "the changed projection was dropped and starts over");
     projector.catch_up(&log).unwrap();
     let after = dump(projector.connection()).unwrap();
     assert_eq!(after, before);
@@ -204,14 +186,8 @@ fn open(dir: &std::path::Path) -> Open {
 
 fn resolve(writer: &Writer, step: &Step) -> Option<Command> {
     writer.read_state(|state| {
-        let running_processing = state
-            .processing_jobs
-            .iter()
-            .find(|(_, job)| job.status == JobStatus::Running);
-        let running_clustering = state
-            .clustering_jobs
-            .iter()
-            .find(|(_, job)| job.status == JobStatus::Running);
+        let running_processing = state.processing_jobs.iter().find(|(_, job)| job.status == JobStatus::Running);
+        let running_clustering = state.clustering_jobs.iter().find(|(_, job)| job.status == JobStatus::Running);
         Some(match step {
             Step::Register(index) => register(u64::from(*index) + 1),
             Step::EditMetadata(audio, value) => edit_metadata(u64::from(*audio) + 1, u64::from(*value)),
@@ -241,33 +217,19 @@ fn resolve(writer: &Writer, step: &Step) -> Option<Command> {
             }
             Step::Fail => {
                 let (id, job) = running_processing?;
-                Command::FailProcessingJob {
-                    job_id: *id,
-                    attempt: job.attempt,
-                    reason: "injected".into(),
-                }
+                Command::FailProcessingJob { job_id: *id, attempt: job.attempt, reason: "injected".into() }
             }
-            Step::Cancel(job) => Command::CancelProcessingJob {
-                job_id: ProcessingJobId(u64::from(*job) + 1),
-            },
+            Step::Cancel(job) => Command::CancelProcessingJob { job_id: ProcessingJobId(u64::from(*job) + 1) },
             Step::Abandon => {
                 let (id, job) = running_processing?;
-                Command::AbandonProcessingJob {
-                    job_id: *id,
-                    attempt: job.attempt,
-                    reason: "restart".into(),
-                }
+                Command::AbandonProcessingJob { job_id: *id, attempt: job.attempt, reason: "restart".into() }
             }
-            Step::Retry(job) => Command::RetryProcessingJob {
-                job_id: ProcessingJobId(u64::from(*job) + 1),
-            },
+            Step::Retry(job) => Command::RetryProcessingJob { job_id: ProcessingJobId(u64::from(*job) + 1) },
             Step::QueueClustering(sets) => Command::QueueClusteringJob {
                 embedding_set_ids: sets.iter().map(|set| EmbeddingSetId(u64::from(*set) + 1)).collect(),
                 parameters: json(r#"{"algorithm":"kmeans","k":2}"#),
             },
-            Step::ClaimClustering => Command::ClaimClusteringJob {
-                worker: WorkerId("w".into()),
-            },
+            Step::ClaimClustering => Command::ClaimClusteringJob { worker: WorkerId("w".into()) },
             Step::CompleteClustering => {
                 let (id, job) = running_clustering?;
                 let sets: Vec<u64> = job.embedding_set_ids.iter().map(|set| set.0).collect();
@@ -275,11 +237,7 @@ fn resolve(writer: &Writer, step: &Step) -> Option<Command> {
             }
             Step::FailClustering => {
                 let (id, job) = running_clustering?;
-                Command::FailClusteringJob {
-                    job_id: *id,
-                    attempt: job.attempt,
-                    reason: "injected".into(),
-                }
+                Command::FailClusteringJob { job_id: *id, attempt: job.attempt, reason: "injected".into() }
             }
             Step::Restart | Step::CatchUp => return None,
         })

@@ -36,9 +36,7 @@ fn json_text() -> impl Strategy<Value = JsonText> {
 fn json_object() -> impl Strategy<Value = JsonText> {
     prop::collection::btree_map(".{0,8}", any::<i64>(), 0..4).prop_map(|map| {
         JsonText::from_value(&serde_json::Value::Object(
-            map.into_iter()
-                .map(|(key, value)| (key, serde_json::Value::from(value)))
-                .collect(),
+            map.into_iter().map(|(key, value)| (key, serde_json::Value::from(value))).collect(),
         ))
     })
 }
@@ -70,64 +68,35 @@ fn event() -> impl Strategy<Value = Event> {
     let cjob = any::<u64>().prop_map(ClusteringJobId);
     let set = any::<u64>().prop_map(EmbeddingSetId);
     prop_oneof![
-        (
-            text(),
-            text(),
-            prop::option::of(sha()),
-            text(),
-            any::<bool>(),
-            any::<u32>(),
-            number(),
-            any::<u32>(),
-            text()
-        )
-            .prop_map(
-                |(name, version, file_sha256, source, wave, sample_rate, window_seconds, embedding_dim, out)| {
-                    Event::ModelRegistered(ModelRegistered {
-                        name,
-                        version,
-                        file_sha256,
-                        source,
-                        input_kind: if wave {
-                            ModelInputKind::Waveform
-                        } else {
-                            ModelInputKind::Spectrogram
-                        },
-                        sample_rate,
-                        window_seconds,
-                        embedding_dim,
-                        embedding_output: out,
-                    })
-                }
-            ),
-        (
-            audio.clone(),
-            text(),
-            text(),
-            sha(),
-            any::<u64>(),
-            number(),
-            any::<u32>(),
-            any::<u16>(),
-            text(),
-            text()
-        )
-            .prop_map(
-                |(id, name, folder, checksum, size, duration, rate, channels, codec, path)| {
-                    Event::AudioFileRegistered(AudioFileRegistered {
-                        audio_file_id: id,
-                        original_filename: name,
-                        folder,
-                        checksum_sha256: checksum,
-                        size_bytes: size,
-                        duration_seconds: duration,
-                        sample_rate: rate,
-                        channels,
-                        codec,
-                        stored_path: path,
-                    })
-                }
-            ),
+        (text(), text(), prop::option::of(sha()), text(), any::<bool>(), any::<u32>(), number(), any::<u32>(), text())
+            .prop_map(|(name, version, file_sha256, source, wave, sample_rate, window_seconds, embedding_dim, out)| {
+                Event::ModelRegistered(ModelRegistered {
+                    name,
+                    version,
+                    file_sha256,
+                    source,
+                    input_kind: if wave { ModelInputKind::Waveform } else { ModelInputKind::Spectrogram },
+                    sample_rate,
+                    window_seconds,
+                    embedding_dim,
+                    embedding_output: out,
+                })
+            }),
+        (audio.clone(), text(), text(), sha(), any::<u64>(), number(), any::<u32>(), any::<u16>(), text(), text())
+            .prop_map(|(id, name, folder, checksum, size, duration, rate, channels, codec, path)| {
+                Event::AudioFileRegistered(AudioFileRegistered {
+                    audio_file_id: id,
+                    original_filename: name,
+                    folder,
+                    checksum_sha256: checksum,
+                    size_bytes: size,
+                    duration_seconds: duration,
+                    sample_rate: rate,
+                    channels,
+                    codec,
+                    stored_path: path,
+                })
+            }),
         (
             audio.clone(),
             prop::option::of(json_object()),
@@ -146,124 +115,68 @@ fn event() -> impl Strategy<Value = Event> {
             })),
         (job.clone(), audio.clone(), signature(), config()).prop_map(
             |(job_id, audio_file_id, encoding_signature, config)| {
-                Event::ProcessingJobQueued(ProcessingJobQueued {
-                    job_id,
-                    audio_file_id,
-                    encoding_signature,
-                    config,
-                })
+                Event::ProcessingJobQueued(ProcessingJobQueued { job_id, audio_file_id, encoding_signature, config })
             }
         ),
         (job.clone(), text().prop_map(WorkerId), any::<u32>()).prop_map(|(job_id, worker, attempt)| {
-            Event::ProcessingJobClaimed(ProcessingJobClaimed {
-                job_id,
-                worker,
-                attempt,
-            })
+            Event::ProcessingJobClaimed(ProcessingJobClaimed { job_id, worker, attempt })
         }),
         (job.clone(), any::<u32>(), any::<u64>(), any::<u64>()).prop_map(
             |(job_id, attempt, windows_done, windows_total)| {
-                Event::ProcessingJobProgressed(ProcessingJobProgressed {
-                    job_id,
-                    attempt,
-                    windows_done,
-                    windows_total,
-                })
+                Event::ProcessingJobProgressed(ProcessingJobProgressed { job_id, attempt, windows_done, windows_total })
             }
         ),
-        (
-            set.clone(),
-            job.clone(),
-            audio,
-            signature(),
-            config(),
-            any::<u32>(),
-            any::<u64>(),
-            text()
-        )
-            .prop_map(
-                |(
+        (set.clone(), job.clone(), audio, signature(), config(), any::<u32>(), any::<u64>(), text()).prop_map(
+            |(
+                embedding_set_id,
+                job_id,
+                audio_file_id,
+                encoding_signature,
+                config,
+                vector_dim,
+                row_count,
+                parquet_path,
+            )| {
+                Event::EmbeddingSetPromoted(EmbeddingSetPromoted {
                     embedding_set_id,
                     job_id,
                     audio_file_id,
                     encoding_signature,
-                    config,
+                    model_name: config.model_name,
+                    model_version: config.model_version,
+                    window_seconds: config.window_seconds,
+                    hop_seconds: config.hop_seconds,
+                    target_sample_rate: config.target_sample_rate,
                     vector_dim,
                     row_count,
                     parquet_path,
-                )| {
-                    Event::EmbeddingSetPromoted(EmbeddingSetPromoted {
-                        embedding_set_id,
-                        job_id,
-                        audio_file_id,
-                        encoding_signature,
-                        model_name: config.model_name,
-                        model_version: config.model_version,
-                        window_seconds: config.window_seconds,
-                        hop_seconds: config.hop_seconds,
-                        target_sample_rate: config.target_sample_rate,
-                        vector_dim,
-                        row_count,
-                        parquet_path,
-                    })
-                }
-            ),
-        (
-            job.clone(),
-            any::<u32>(),
-            prop::option::of(set.clone()),
-            prop::option::of(text())
-        )
-            .prop_map(|(job_id, attempt, embedding_set_id, warning)| {
-                Event::ProcessingJobCompleted(ProcessingJobCompleted {
-                    job_id,
-                    attempt,
-                    embedding_set_id,
-                    warning,
                 })
-            }),
-        (job.clone(), any::<u32>(), text()).prop_map(|(job_id, attempt, reason)| Event::ProcessingJobFailed(
-            ProcessingJobFailed {
-                job_id,
-                attempt,
-                reason
             }
+        ),
+        (job.clone(), any::<u32>(), prop::option::of(set.clone()), prop::option::of(text())).prop_map(
+            |(job_id, attempt, embedding_set_id, warning)| {
+                Event::ProcessingJobCompleted(ProcessingJobCompleted { job_id, attempt, embedding_set_id, warning })
+            }
+        ),
+        (job.clone(), any::<u32>(), text()).prop_map(|(job_id, attempt, reason)| Event::ProcessingJobFailed(
+            ProcessingJobFailed { job_id, attempt, reason }
         )),
-        job.clone()
-            .prop_map(|job_id| Event::ProcessingJobCancelRequested(ProcessingJobCancelRequested { job_id })),
-        job.clone()
-            .prop_map(|job_id| Event::ProcessingJobCanceled(ProcessingJobCanceled { job_id })),
+        job.clone().prop_map(|job_id| Event::ProcessingJobCancelRequested(ProcessingJobCancelRequested { job_id })),
+        job.clone().prop_map(|job_id| Event::ProcessingJobCanceled(ProcessingJobCanceled { job_id })),
         (job.clone(), any::<u32>(), text()).prop_map(|(job_id, attempt, reason)| {
-            Event::ProcessingJobAbandoned(ProcessingJobAbandoned {
-                job_id,
-                attempt,
-                reason,
-            })
+            Event::ProcessingJobAbandoned(ProcessingJobAbandoned { job_id, attempt, reason })
         }),
         job.prop_map(|job_id| Event::ProcessingJobRetried(ProcessingJobRetried { job_id })),
         (cjob.clone(), prop::collection::vec(set.clone(), 0..5), json_text()).prop_map(
             |(job_id, embedding_set_ids, parameters)| {
-                Event::ClusteringJobQueued(ClusteringJobQueued {
-                    job_id,
-                    embedding_set_ids,
-                    parameters,
-                })
+                Event::ClusteringJobQueued(ClusteringJobQueued { job_id, embedding_set_ids, parameters })
             }
         ),
         (cjob.clone(), text().prop_map(WorkerId), any::<u32>()).prop_map(|(job_id, worker, attempt)| {
-            Event::ClusteringJobClaimed(ClusteringJobClaimed {
-                job_id,
-                worker,
-                attempt,
-            })
+            Event::ClusteringJobClaimed(ClusteringJobClaimed { job_id, worker, attempt })
         }),
         (cjob.clone(), any::<u32>(), text(), number()).prop_map(|(job_id, attempt, stage, fraction)| {
-            Event::ClusteringJobProgressed(ClusteringJobProgressed {
-                job_id,
-                attempt,
-                stage,
-                fraction,
-            })
+            Event::ClusteringJobProgressed(ClusteringJobProgressed { job_id, attempt, stage, fraction })
         }),
         (
             cjob.clone(),
@@ -303,22 +216,12 @@ fn event() -> impl Strategy<Value = Event> {
                 }
             ),
         (cjob.clone(), any::<u32>(), text()).prop_map(|(job_id, attempt, reason)| Event::ClusteringJobFailed(
-            ClusteringJobFailed {
-                job_id,
-                attempt,
-                reason
-            }
+            ClusteringJobFailed { job_id, attempt, reason }
         )),
-        cjob.clone()
-            .prop_map(|job_id| Event::ClusteringJobCancelRequested(ClusteringJobCancelRequested { job_id })),
-        cjob.clone()
-            .prop_map(|job_id| Event::ClusteringJobCanceled(ClusteringJobCanceled { job_id })),
+        cjob.clone().prop_map(|job_id| Event::ClusteringJobCancelRequested(ClusteringJobCancelRequested { job_id })),
+        cjob.clone().prop_map(|job_id| Event::ClusteringJobCanceled(ClusteringJobCanceled { job_id })),
         (cjob.clone(), any::<u32>(), text()).prop_map(|(job_id, attempt, reason)| {
-            Event::ClusteringJobAbandoned(ClusteringJobAbandoned {
-                job_id,
-                attempt,
-                reason,
-            })
+            Event::ClusteringJobAbandoned(ClusteringJobAbandoned { job_id, attempt, reason })
         }),
         cjob.prop_map(|job_id| Event::ClusteringJobRetried(ClusteringJobRetried { job_id })),
     ]

@@ -1,0 +1,381 @@
+//! Processing workers: claim a job through the writer, run the pipeline, report progress,
+//! honour cancellation within one batch, and record the outcome. A failure or a panic in a job
+//! becomes `ProcessingJobFailed` with the reason; it never takes the server down.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+
+use super::config::from_recorded;
+use super::pipeline::{encode_file, EncodeOutcome, Proceed};
+use crate::app::Humpback;
+use crate::artifacts::files::{remove_if_exists, temp_sibling};
+use crate::domain::decide::{Command, NewEmbeddingSet, Rejection};
+use crate::domain::events::Event;
+use crate::domain::ids::{AudioFileId, EncodingSignature, ProcessingJobId, WorkerId};
+use crate::domain::state::JobStatus;
+use crate::log::EventLog;
+use crate::model::EmbeddingModel;
+use crate::writer::WriterError;
+
+/// Progress events at most this often per job (plus the first batch).
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// `embeddings/{model_version}/{audio_file_id}/{signature}.parquet` (seed spec section 8), with
+/// the version reduced to characters safe in a path.
+pub fn embeddings_relative_path(
+    model_version: &str,
+    audio_file_id: AudioFileId,
+    signature: &EncodingSignature,
+) -> String {
+    format!("embeddings/{}/{audio_file_id}/{signature}.parquet", safe_path_component(model_version))
+}
+
+/// Letters, digits, `.`, `-`, `_`, `+` and `@` kept; anything else becomes `_`; never `.` or `..`.
+pub fn safe_path_component(text: &str) -> String {
+    let safe: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+' | '@') { c } else { '_' })
+        .collect();
+    if safe.is_empty() || safe.chars().all(|c| c == '.') {
+        format!("_{safe}")
+    } else {
+        safe
+    }
+}
+
+/// What one step of a worker did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutcome {
+    /// Nothing was waiting.
+    Idle,
+    /// A job was claimed and ended with this status (`queued` again when it was interrupted by
+    /// shutdown).
+    Ran { job_id: ProcessingJobId, status: JobStatus },
+}
+
+pub struct ProcessingWorker {
+    humpback: Arc<Humpback>,
+    worker_id: WorkerId,
+    stopping: Arc<AtomicBool>,
+    cached_model: Option<(String, Box<dyn EmbeddingModel>)>,
+}
+
+impl ProcessingWorker {
+    pub fn new(humpback: Arc<Humpback>, worker_id: WorkerId, stopping: Arc<AtomicBool>) -> ProcessingWorker {
+        ProcessingWorker { humpback, worker_id, stopping, cached_model: None }
+    }
+
+    /// Claims the oldest queued job, if any, and runs it to its end. Blocking.
+    pub fn step(&mut self) -> anyhow::Result<StepOutcome> {
+        let claimed = match self.humpback.writer.execute(Command::ClaimProcessingJob { worker: self.worker_id.clone() })
+        {
+            Ok(envelopes) => envelopes.into_iter().find_map(|envelope| match envelope.event {
+                Event::ProcessingJobClaimed(claimed) => Some((claimed.job_id, claimed.attempt)),
+                _ => None,
+            }),
+            Err(WriterError::Rejected(Rejection::NothingToClaim)) => None,
+            Err(error) => return Err(error).context("claiming a processing job"),
+        };
+        let Some((job_id, attempt)) = claimed else { return Ok(StepOutcome::Idle) };
+        let status = self.run_claimed(job_id, attempt);
+        Ok(StepOutcome::Ran { job_id, status })
+    }
+
+    /// Runs a job this worker has claimed, and records how it ended.
+    pub fn run_claimed(&mut self, job_id: ProcessingJobId, attempt: u32) -> JobStatus {
+        let result = catch_unwind(AssertUnwindSafe(|| self.encode(job_id, attempt)));
+        let reason = match result {
+            Ok(Ok(status)) => return status,
+            Ok(Err(error)) => format!("{error:#}"),
+            Err(panic) => {
+                self.cached_model = None;
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                format!("the worker panicked: {message}")
+            }
+        };
+        tracing::warn!(job = %job_id, attempt, reason = %reason, "processing job failed");
+        if let Some(path) = self.final_path_of(job_id) {
+            let _ = remove_if_exists(&temp_sibling(&path));
+        }
+        match self.humpback.writer.execute(Command::FailProcessingJob { job_id, attempt, reason }) {
+            Ok(_) => JobStatus::Failed,
+            Err(error) => {
+                tracing::error!(job = %job_id, error = %error, "could not record a failed job");
+                self.humpback
+                    .writer
+                    .read_state(|state| state.processing_jobs.get(&job_id).map_or(JobStatus::Failed, |job| job.status))
+            }
+        }
+    }
+
+    fn final_path_of(&self, job_id: ProcessingJobId) -> Option<PathBuf> {
+        let relative = self.humpback.writer.read_state(|state| {
+            let job = state.processing_jobs.get(&job_id)?;
+            Some(embeddings_relative_path(&job.config.model_version, job.audio_file_id, &job.encoding_signature))
+        })?;
+        Some(self.humpback.data_dir.root().join(relative))
+    }
+
+    fn encode(&mut self, job_id: ProcessingJobId, attempt: u32) -> anyhow::Result<JobStatus> {
+        let (job, audio) = self
+            .humpback
+            .writer
+            .read_state(|state| {
+                let job = state.processing_jobs.get(&job_id)?.clone();
+                let audio = state.audio_files.get(&job.audio_file_id)?.clone();
+                Some((job, audio))
+            })
+            .ok_or_else(|| anyhow!("processing job {job_id} or its audio file is unknown"))?;
+        let models = self.humpback.models.clone();
+        let registered = models.find(&job.config.model_name).ok_or_else(|| {
+            anyhow!(
+                "model {} is no longer available in {}; put it back or queue the file with another model",
+                job.config.model_name,
+                self.humpback.models.listing().models_directory
+            )
+        })?;
+        if registered.info.version != job.config.model_version {
+            return Err(anyhow!(
+                "model {} changed since the job was queued (version {} is now {}); queue the file again to encode it \
+                 with the new model",
+                job.config.model_name,
+                job.config.model_version,
+                registered.info.version
+            ));
+        }
+        let encoding = from_recorded(&job.config, registered.info.input_kind, registered.info.embedding_dim)?;
+        let mut model = match self.cached_model.take() {
+            Some((version, model))
+                if version == registered.info.version && model.info().name == registered.info.name =>
+            {
+                model
+            }
+            _ => {
+                models.open(&registered.info.name).with_context(|| format!("opening model {}", registered.info.name))?
+            }
+        };
+        let relative = embeddings_relative_path(&job.config.model_version, job.audio_file_id, &job.encoding_signature);
+        let final_path = self.humpback.data_dir.root().join(&relative);
+        let audio_path = self.humpback.data_dir.root().join(&audio.stored_path);
+        let metadata = vec![
+            ("humpback.encoding_signature".to_string(), job.encoding_signature.0.clone()),
+            ("humpback.audio_file_id".to_string(), job.audio_file_id.to_string()),
+            ("humpback.audio_checksum_sha256".to_string(), audio.checksum_sha256.0.clone()),
+            ("humpback.model_name".to_string(), job.config.model_name.clone()),
+            ("humpback.model_version".to_string(), job.config.model_version.clone()),
+            ("humpback.encoding_config".to_string(), serde_json::to_string(&job.config).unwrap_or_default()),
+        ];
+        let humpback = self.humpback.clone();
+        let stopping = self.stopping.clone();
+        let mut last_report: Option<Instant> = None;
+        let mut cancel_requested = false;
+        let mut after_batch = |done: u64, planned: Option<u64>| {
+            if last_report.is_none_or(|at| at.elapsed() >= PROGRESS_INTERVAL) {
+                last_report = Some(Instant::now());
+                let total = planned.unwrap_or(0).max(done);
+                let _ = humpback.writer.execute(Command::ReportProcessingProgress {
+                    job_id,
+                    attempt,
+                    windows_done: done,
+                    windows_total: total,
+                });
+            }
+            cancel_requested = humpback
+                .writer
+                .read_state(|state| state.processing_jobs.get(&job_id).is_some_and(|job| job.cancel_requested));
+            if cancel_requested || stopping.load(Ordering::Relaxed) {
+                Proceed::Stop
+            } else {
+                Proceed::Continue
+            }
+        };
+        let batch_size = self.humpback.settings.batch_size;
+        let outcome =
+            encode_file(&audio_path, &encoding, model.as_mut(), &final_path, metadata, batch_size, &mut after_batch);
+        self.cached_model = Some((registered.info.version.clone(), model));
+        let outcome = outcome.with_context(|| format!("encoding audio file {}", job.audio_file_id))?;
+        let command = match outcome {
+            EncodeOutcome::Promoted { rows, warnings } => Command::CompleteProcessingJob {
+                job_id,
+                attempt,
+                embedding_set: Some(NewEmbeddingSet {
+                    vector_dim: encoding.vector_dim,
+                    row_count: rows,
+                    parquet_path: relative,
+                }),
+                warning: (!warnings.is_empty()).then(|| warnings.join("; ")),
+            },
+            EncodeOutcome::NoWindows { warnings } => Command::CompleteProcessingJob {
+                job_id,
+                attempt,
+                embedding_set: None,
+                warning: Some(if warnings.is_empty() {
+                    "the file produced no windows".to_string()
+                } else {
+                    warnings.join("; ")
+                }),
+            },
+            EncodeOutcome::Stopped if cancel_requested => Command::ConfirmProcessingJobCanceled { job_id, attempt },
+            EncodeOutcome::Stopped => Command::AbandonProcessingJob {
+                job_id,
+                attempt,
+                reason: "the server shut down while the job was running".into(),
+            },
+        };
+        let status = match &command {
+            Command::CompleteProcessingJob { .. } => JobStatus::Complete,
+            Command::ConfirmProcessingJobCanceled { .. } => JobStatus::Canceled,
+            _ => JobStatus::Queued,
+        };
+        self.humpback.writer.execute(command).context("recording the end of the job")?;
+        Ok(status)
+    }
+}
+
+/// What start-up recovery did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RecoveryReport {
+    /// Jobs whose promoted Parquet was complete: recorded as complete.
+    pub completed: Vec<ProcessingJobId>,
+    /// Jobs whose attempt was lost: abandoned and queued again.
+    pub requeued: Vec<ProcessingJobId>,
+    /// Temporary files removed.
+    pub removed_temporary_files: Vec<String>,
+}
+
+/// At start-up, before workers run: every job still `running` belongs to a process that died.
+/// A complete promoted Parquet gets its completion recorded; otherwise the attempt is recorded
+/// as abandoned (the job is queued again) and its files removed. Every leftover
+/// `*.tmp.parquet` is removed.
+pub fn recover_running_jobs(humpback: &Humpback) -> anyhow::Result<RecoveryReport> {
+    let mut report = RecoveryReport::default();
+    let running: Vec<(ProcessingJobId, u32, String, u32)> = humpback.writer.read_state(|state| {
+        state
+            .processing_jobs
+            .iter()
+            .filter(|(_, job)| job.status == JobStatus::Running)
+            .map(|(id, job)| {
+                let relative =
+                    embeddings_relative_path(&job.config.model_version, job.audio_file_id, &job.encoding_signature);
+                let dim = state.models.get(&job.config.model_name).map_or(0, |model| model.embedding_dim);
+                (*id, job.attempt, relative, dim)
+            })
+            .collect()
+    });
+    for (job_id, attempt, relative, _) in running {
+        let final_path = humpback.data_dir.root().join(&relative);
+        let complete =
+            crate::artifacts::embeddings_parquet::inspect(&final_path).ok().filter(|summary| summary.is_complete());
+        let command = match complete {
+            Some(summary) => {
+                report.completed.push(job_id);
+                Command::CompleteProcessingJob {
+                    job_id,
+                    attempt,
+                    embedding_set: Some(NewEmbeddingSet {
+                        vector_dim: summary.vector_dim as u32,
+                        row_count: summary.rows,
+                        parquet_path: relative.clone(),
+                    }),
+                    warning: None,
+                }
+            }
+            None => {
+                remove_if_exists(&final_path)?;
+                report.requeued.push(job_id);
+                Command::AbandonProcessingJob {
+                    job_id,
+                    attempt,
+                    reason: "the process running it stopped before it finished".into(),
+                }
+            }
+        };
+        humpback.writer.execute(command).with_context(|| format!("recovering processing job {job_id}"))?;
+    }
+    for path in find_files(&humpback.data_dir.embeddings_dir(), ".tmp.parquet")? {
+        if remove_if_exists(&path)? {
+            report.removed_temporary_files.push(path.display().to_string());
+        }
+    }
+    if !report.completed.is_empty() || !report.requeued.is_empty() || !report.removed_temporary_files.is_empty() {
+        tracing::info!(
+            completed = report.completed.len(),
+            requeued = report.requeued.len(),
+            removed = report.removed_temporary_files.len(),
+            "recovered processing jobs after a restart"
+        );
+    }
+    Ok(report)
+}
+
+/// Files below `root` whose names end with `suffix`.
+pub fn find_files(root: &std::path::Path, suffix: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries {
+            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                pending.push(path);
+            } else if path.file_name().and_then(|n| n.to_str()).is_some_and(|name| name.ends_with(suffix)) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Runs workers until `stop` turns true: each claims jobs while there are any, then waits for
+/// the next event in the log.
+pub async fn run_worker(
+    humpback: Arc<Humpback>,
+    index: usize,
+    stopping: Arc<AtomicBool>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let worker_id = WorkerId(format!("{}:{}", std::process::id(), index));
+    let mut worker = Some(ProcessingWorker::new(humpback.clone(), worker_id, stopping));
+    let mut head = humpback.log.subscribe();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        head.borrow_and_update();
+        let Some(current) = worker.take() else { return };
+        let (returned, outcome) = match tokio::task::spawn_blocking(move || {
+            let mut current = current;
+            let outcome = current.step();
+            (current, outcome)
+        })
+        .await
+        {
+            Ok(pair) => pair,
+            Err(join_error) => {
+                tracing::error!(error = %join_error, "a processing worker stopped");
+                return;
+            }
+        };
+        worker = Some(returned);
+        match outcome {
+            Ok(StepOutcome::Ran { .. }) => continue,
+            Ok(StepOutcome::Idle) => {}
+            Err(error) => tracing::error!(error = format!("{error:#}"), "processing worker step failed"),
+        }
+        tokio::select! {
+            changed = head.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}
