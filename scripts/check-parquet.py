@@ -17,7 +17,8 @@ except ImportError as error:  # pragma: no cover - depends on the machine
 path = sys.argv[1]
 table = pq.read_table(path)
 frame = pandas.read_parquet(path)
-metadata = {key.decode(): value.decode() for key, value in (table.schema.metadata or {}).items()}
+file_metadata = pq.ParquetFile(path).metadata.metadata or {}
+metadata = {key.decode(): value.decode() for key, value in file_metadata.items() if key != b"ARROW:schema"}
 embedding = table.column("embedding")
 first = embedding[0].as_py() if len(embedding) else []
 print(json.dumps({

@@ -242,7 +242,7 @@ mod tests {
     }
 
     fn fake() -> ModelInfo {
-        FakeModel::new(&FakeModelConfig::default()).info().clone()
+        FakeModel::new(&FakeModelConfig::default()).unwrap().info().clone()
     }
 
     fn checksum() -> Sha256Hex {
@@ -304,7 +304,14 @@ mod tests {
     #[test]
     fn parameters_that_do_not_fit_the_model_name_the_field() {
         let model = builtin();
-        let error = resolve(&EncodingRequest { window_seconds: Some(3.0), ..Default::default() }, &model).unwrap_err();
+        let error = resolve(
+            &EncodingRequest {
+                feature_config: Some(serde_json::json!({"log_mel": {"mel_bins": 64}})),
+                ..Default::default()
+            },
+            &model,
+        )
+        .unwrap_err();
         assert_eq!(error.field, "feature_config.log_mel");
         assert!(error.reason.contains("model builtin-logmel-stats takes 128 frames x 128 bins"), "{error}");
         let error = resolve(&EncodingRequest { hop_seconds: Some(6.0), ..Default::default() }, &model).unwrap_err();

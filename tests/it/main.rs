@@ -8,6 +8,7 @@ mod golden_events;
 mod helpers;
 mod ingest_api;
 mod processing;
+mod processing_crash;
 mod projections;
 mod roundtrip;
 
