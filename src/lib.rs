@@ -11,5 +11,8 @@ pub mod domain;
 pub mod http;
 pub mod log;
 pub mod projections;
+pub mod spectrogram;
+pub mod views;
+pub mod web;
 pub mod writer;
 pub mod ingest;

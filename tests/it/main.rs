@@ -8,3 +8,4 @@ mod golden_events;
 mod helpers;
 mod projections;
 mod roundtrip;
+mod ui_pages;
