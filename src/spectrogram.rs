@@ -42,6 +42,19 @@ pub struct SpectrogramRequest {
     pub start_seconds: f64,
     pub width: u32,
     pub height: u32,
+    /// The highest frequency shown; `None` (or anything above the Nyquist frequency) shows all.
+    pub max_frequency_hz: Option<f64>,
+}
+
+impl SpectrogramRequest {
+    /// The frequency at the top of the plot.
+    pub fn top_frequency_hz(&self) -> f64 {
+        let nyquist = f64::from(self.sample_rate) / 2.0;
+        match self.max_frequency_hz {
+            Some(max) if max.is_finite() && max > 0.0 => max.min(nyquist),
+            _ => nyquist,
+        }
+    }
 }
 
 /// An RGB image, row by row, three bytes per pixel.
@@ -115,10 +128,9 @@ impl PlotArea {
         }
     }
 
-    /// The image row showing `frequency_hz` (top row is the Nyquist frequency).
-    pub fn row_of_frequency(&self, frequency_hz: f64, sample_rate: u32) -> u32 {
-        let nyquist = f64::from(sample_rate) / 2.0;
-        let fraction = (frequency_hz / nyquist).clamp(0.0, 1.0);
+    /// The image row showing `frequency_hz` when the top row shows `top_frequency_hz`.
+    pub fn row_of_frequency(&self, frequency_hz: f64, top_frequency_hz: f64) -> u32 {
+        let fraction = (frequency_hz / top_frequency_hz).clamp(0.0, 1.0);
         self.top + ((1.0 - fraction) * f64::from(self.height - 1)).round() as u32
     }
 }
@@ -186,6 +198,8 @@ pub fn render_spectrogram(samples: &[f32], request: &SpectrogramRequest) -> Resu
     let n_fft = fft_length(request.sample_rate);
     let columns = stft_decibels(samples, n_fft, plot.width as usize);
     let bins = n_fft / 2 + 1;
+    let bin_hz = f64::from(request.sample_rate) / n_fft as f64;
+    let top_frequency = request.top_frequency_hz();
     let loudest = columns
         .iter()
         .flatten()
@@ -199,8 +213,8 @@ pub fn render_spectrogram(samples: &[f32], request: &SpectrogramRequest) -> Resu
         let upper = 1.0 - from_top / f64::from(plot.height);
         let lower = 1.0 - (from_top + 1.0) / f64::from(plot.height);
         let last_bin = bins - 1;
-        let low_bin = ((lower * last_bin as f64).round() as usize).min(last_bin);
-        let high_bin = ((upper * last_bin as f64).round() as usize).clamp(low_bin, last_bin);
+        let low_bin = ((lower * top_frequency / bin_hz).round() as usize).min(last_bin);
+        let high_bin = ((upper * top_frequency / bin_hz).round() as usize).clamp(low_bin, last_bin);
         for (x, column) in columns.iter().enumerate() {
             let value = column[low_bin..=high_bin]
                 .iter()
@@ -254,8 +268,8 @@ pub fn tick_step(span: f64, max_ticks: f64, steps: &[f64]) -> f64 {
 const TIME_STEPS: [f64; 14] = [
     0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0,
 ];
-const FREQUENCY_STEPS: [f64; 12] = [
-    50.0, 100.0, 200.0, 250.0, 500.0, 1000.0, 2000.0, 2500.0, 5000.0, 10000.0, 20000.0, 50000.0,
+const FREQUENCY_STEPS: [f64; 15] = [
+    5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 250.0, 500.0, 1000.0, 2000.0, 2500.0, 5000.0, 10000.0, 20000.0, 50000.0,
 ];
 
 /// A time label: `12s`, `1.5s`, `0.25s`.
@@ -316,13 +330,13 @@ fn draw_axes(image: &mut RgbImage, plot: &PlotArea, request: &SpectrogramRequest
             tick += step;
         }
     }
-    // Frequency ticks up to the Nyquist frequency.
-    let nyquist = f64::from(request.sample_rate) / 2.0;
+    // Frequency ticks up to the top of the plot.
+    let top_frequency = request.top_frequency_hz();
     let max_ticks = (f64::from(plot.height) / (f64::from(glyph_height) * 2.5)).max(2.0);
-    let step = tick_step(nyquist, max_ticks, &FREQUENCY_STEPS);
+    let step = tick_step(top_frequency, max_ticks, &FREQUENCY_STEPS);
     let mut tick = 0.0;
-    while tick <= nyquist + 1e-9 {
-        let y = plot.row_of_frequency(tick, request.sample_rate);
+    while tick <= top_frequency + 1e-9 {
+        let y = plot.row_of_frequency(tick, top_frequency);
         for x in plot.left.saturating_sub(5)..plot.left - 1 {
             image.set(x, y, INK);
         }
@@ -410,6 +424,7 @@ mod tests {
             start_seconds: 0.0,
             width,
             height,
+            max_frequency_hz: None,
         }
     }
 
@@ -445,7 +460,7 @@ mod tests {
         let brightest = (plot.top..plot.top + plot.height)
             .max_by_key(|y| image.pixel(x, *y).unwrap()[1])
             .unwrap();
-        let expected = plot.row_of_frequency(1000.0, 8000);
+        let expected = plot.row_of_frequency(1000.0, 4000.0);
         assert!(
             brightest.abs_diff(expected) <= 2,
             "brightest row {brightest}, expected about {expected}"
@@ -504,5 +519,36 @@ mod tests {
         assert_eq!(time_label(1.5, 0.5), "1.5s");
         assert_eq!(tick_step(10.0, 5.0, &TIME_STEPS), 2.0);
         assert!("0123456789.-Hkzs ".chars().all(|c| glyph(c).is_some()));
+    }
+
+    #[test]
+    fn a_lower_top_frequency_spreads_a_tone_over_the_plot() {
+        let samples: Vec<f32> = (0..16000)
+            .map(|i| (0.5 * (2.0 * std::f64::consts::PI * 500.0 * i as f64 / 8000.0).sin()) as f32)
+            .collect();
+        let request = SpectrogramRequest {
+            sample_rate: 8000,
+            start_seconds: 0.0,
+            width: 400,
+            height: 300,
+            max_frequency_hz: Some(1000.0),
+        };
+        assert_eq!(request.top_frequency_hz(), 1000.0);
+        let image = render_spectrogram(&samples, &request).unwrap();
+        let plot = PlotArea::for_image(400, 300);
+        let x = plot.left + plot.width / 2;
+        let brightest = (plot.top..plot.top + plot.height)
+            .max_by_key(|y| image.pixel(x, *y).unwrap()[1])
+            .unwrap();
+        let expected = plot.row_of_frequency(500.0, 1000.0);
+        assert!(
+            brightest.abs_diff(expected) <= 3,
+            "brightest row {brightest}, expected about {expected}"
+        );
+        let above_nyquist = SpectrogramRequest {
+            max_frequency_hz: Some(1e9),
+            ..request
+        };
+        assert_eq!(above_nyquist.top_frequency_hz(), 4000.0);
     }
 }

@@ -50,6 +50,8 @@ pub struct RangeParameters {
     pub duration: Option<f64>,
     pub width: Option<u32>,
     pub height: Option<u32>,
+    /// The highest frequency shown in a spectrogram, in Hz (default: half the sample rate).
+    pub max_frequency: Option<f64>,
 }
 
 /// A checked time range inside a recording.
@@ -141,6 +143,7 @@ pub async fn spectrogram_png(
         start_seconds: range.start_seconds,
         width: parameters.width.unwrap_or(DEFAULT_SPECTROGRAM_WIDTH),
         height: parameters.height.unwrap_or(DEFAULT_SPECTROGRAM_HEIGHT),
+        max_frequency_hz: parameters.max_frequency,
     };
     // Size problems are the caller's: check them before decoding anything.
     let mut size_reasons = Vec::new();
@@ -149,6 +152,11 @@ pub async fn spectrogram_png(
     }
     if !(spectrogram::MIN_HEIGHT..=spectrogram::MAX_HEIGHT).contains(&request.height) {
         size_reasons.push(spectrogram::SpectrogramError::BadHeight(request.height).to_string());
+    }
+    if let Some(max) = parameters.max_frequency {
+        if !max.is_finite() || max < 10.0 {
+            size_reasons.push(format!("max_frequency {max} must be at least 10 Hz"));
+        }
     }
     if !size_reasons.is_empty() {
         return Err(ApiError::unprocessable(size_reasons.join("; ")));

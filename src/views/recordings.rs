@@ -350,6 +350,8 @@ pub struct RecordingDetailView {
     /// The range shown in the spectrogram and offered in the player.
     pub view_start_seconds: f64,
     pub view_duration_seconds: f64,
+    /// The top of the spectrogram's frequency axis, when the person chose one.
+    pub view_max_frequency_hz: Option<f64>,
     pub notice: Option<Notice>,
     pub queue_defaults: QueueFormDefaults,
 }
@@ -368,10 +370,23 @@ pub fn recording_detail_page(view: &RecordingDetailView) -> Markup {
     let file = &view.file;
     let start = view.view_start_seconds;
     let duration = view.view_duration_seconds;
+    let max_frequency = view.view_max_frequency_hz;
+    let frequency_query = max_frequency
+        .map(|hz| format!("&max_frequency={hz}"))
+        .unwrap_or_default();
     let spectrogram_src = format!(
-        "/api/audio/{}/spectrogram.png?start={start}&duration={duration}&width=1000&height=320",
+        "/api/audio/{}/spectrogram.png?start={start}&duration={duration}&width=1000&height=320{frequency_query}",
         file.id
     );
+    let range_link = |new_start: f64| {
+        format!(
+            "/audio/{}?start={}&duration={duration}{frequency_query}#spectrogram-heading",
+            file.id,
+            (new_start * 1000.0).round() / 1000.0
+        )
+    };
+    let earlier = (start > 0.0).then(|| range_link((start - duration).max(0.0)));
+    let later = (start + duration < file.duration_seconds).then(|| range_link(start + duration));
     let window_src = format!("/api/audio/{}/window?start={start}&duration={duration}", file.id);
     let title = format!("Recording {}", file.id);
     layout(
@@ -403,7 +418,14 @@ pub fn recording_detail_page(view: &RecordingDetailView) -> Markup {
                     input #view-start type="number" name="start" min="0" step="any" value=(start);
                     label for="view-duration" { "Duration (s)" }
                     input #view-duration type="number" name="duration" min="0.1" max="600" step="any" value=(duration);
+                    label for="view-max-frequency" { "Top frequency (Hz)" }
+                    input #view-max-frequency type="number" name="max_frequency" min="10" step="any"
+                        value=[max_frequency] placeholder=(file.sample_rate / 2);
                     button type="submit" { "Show" }
+                }
+                nav.pager aria-label="Move through the recording" {
+                    @if let Some(href) = &earlier { a href=(href) rel="prev" { "← earlier" } }
+                    @if let Some(href) = &later { a href=(href) rel="next" { "later →" } }
                 }
                 figure.spectrogram {
                     img src=(spectrogram_src) width="1000" height="320" loading="lazy"

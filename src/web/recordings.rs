@@ -312,6 +312,7 @@ pub async fn import(State(state): State<ApiState>, form: Result<Form<ImportForm>
 pub struct DetailParameters {
     pub start: Option<f64>,
     pub duration: Option<f64>,
+    pub max_frequency: Option<f64>,
 }
 
 fn metadata_texts(metadata: Option<&AudioMetadataRow>) -> [String; 4] {
@@ -356,6 +357,7 @@ async fn detail_view(
         }
     })?;
     let length = detail.file.duration_seconds.max(0.0);
+    let nyquist = f64::from(detail.file.sample_rate) / 2.0;
     let start = parameters
         .start
         .filter(|start| start.is_finite() && *start >= 0.0 && *start < length)
@@ -379,6 +381,9 @@ async fn detail_view(
         embedding_sets: detail.embedding_sets,
         view_start_seconds: (start * 1000.0).round() / 1000.0,
         view_duration_seconds: (duration * 1000.0).round() / 1000.0,
+        view_max_frequency_hz: parameters
+            .max_frequency
+            .filter(|hz| hz.is_finite() && *hz >= 10.0 && *hz < nyquist),
         notice,
         queue_defaults: queue_defaults(model_names),
     })

@@ -192,7 +192,7 @@ async fn hostile_folders_and_metadata_are_escaped_everywhere() {
 async fn the_recording_page_shows_file_jobs_embedding_sets_spectrogram_and_player() {
     let app = app_with_session().await;
     let ui = Ui::new(&app);
-    let answer = ui.get("/audio/1?start=2&duration=5").await;
+    let answer = ui.get("/audio/1?start=2&duration=5&max_frequency=4000").await;
     assert_eq!(answer.status, StatusCode::OK);
     let html = answer.text();
     assert_escaped(&html);
@@ -202,7 +202,9 @@ async fn the_recording_page_shows_file_jobs_embedding_sets_spectrogram_and_playe
         "History of edits",
         "pcm_s16le",
         "/api/embedding-sets/1/download",
-        "/api/audio/1/spectrogram.png?start=2&amp;duration=5",
+        "/api/audio/1/spectrogram.png?start=2&amp;duration=5&amp;width=1000&amp;height=320&amp;max_frequency=4000",
+        "/audio/1?start=0&amp;duration=5&amp;max_frequency=4000#spectrogram-heading",
+        "/audio/1?start=7&amp;duration=5&amp;max_frequency=4000#spectrogram-heading",
         "/api/audio/1/window?start=2&amp;duration=5",
         r#"name="visual_observations""#,
         "surface-active",
@@ -398,6 +400,11 @@ async fn a_spectrogram_png_has_the_requested_size_and_bad_parameters_are_refused
 
     let default = ui.get(&format!("/api/audio/{id}/spectrogram.png")).await;
     assert_eq!(default.status, StatusCode::OK);
+    let zoomed = ui
+        .get(&format!("/api/audio/{id}/spectrogram.png?max_frequency=2000"))
+        .await;
+    assert_eq!(zoomed.status, StatusCode::OK);
+    assert_ne!(zoomed.body, default.body);
 
     for bad in [
         "start=-1",
@@ -407,6 +414,7 @@ async fn a_spectrogram_png_has_the_requested_size_and_bad_parameters_are_refused
         "width=5",
         "height=99999",
         "start=abc",
+        "max_frequency=1",
     ] {
         let answer = ui.get(&format!("/api/audio/{id}/spectrogram.png?{bad}")).await;
         assert_eq!(
