@@ -92,7 +92,9 @@ pub fn event_row_list(events: &[EnvelopeJson]) -> Markup {
                 tbody {
                     @for event in events {
                         tr {
-                            td.number { (event.seq.0) }
+                            td.number {
+                                a href=(format!("/api/events/{}", event.seq.0)) title="the event as JSON" { (event.seq.0) }
+                            }
                             td.nowrap { (format_time(&event.recorded_at.to_rfc3339())) }
                             td { code { (event.event_type) } }
                             td {

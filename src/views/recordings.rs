@@ -423,9 +423,11 @@ pub fn recording_detail_page(view: &RecordingDetailView) -> Markup {
                         value=[max_frequency] placeholder=(file.sample_rate / 2);
                     button type="submit" { "Show" }
                 }
-                nav.pager aria-label="Move through the recording" {
-                    @if let Some(href) = &earlier { a href=(href) rel="prev" { "← earlier" } }
-                    @if let Some(href) = &later { a href=(href) rel="next" { "later →" } }
+                @if earlier.is_some() || later.is_some() {
+                    nav.pager aria-label="Move through the recording" {
+                        @if let Some(href) = &earlier { a href=(href) rel="prev" { "← earlier" } }
+                        @if let Some(href) = &later { a href=(href) rel="next" { "later →" } }
+                    }
                 }
                 figure.spectrogram {
                     img src=(spectrogram_src) width="1000" height="320" loading="lazy"
