@@ -3,12 +3,16 @@
 use maud::{html, Markup};
 
 use super::events::event_row_list;
+use super::processing::job_table;
 use super::{format_duration, layout, Notice, Section};
 use crate::log::envelope::EnvelopeJson;
+use crate::projections::queries::ProcessingJobRow;
 use crate::projections::ui_queries::DashboardCounts;
 
 pub struct DashboardView {
     pub counts: DashboardCounts,
+    /// Jobs running or waiting, running first.
+    pub active_jobs: Vec<ProcessingJobRow>,
     /// The newest events, newest first.
     pub recent_events: Vec<EnvelopeJson>,
     pub notice: Option<Notice>,
@@ -46,6 +50,12 @@ pub fn dashboard_page(view: &DashboardView) -> Markup {
                 a.card href="/clustering" {
                     span.card-number { (counts.clustering_jobs) }
                     span.card-label { "clustering jobs" }
+                }
+            }
+            @if !view.active_jobs.is_empty() {
+                section aria-labelledby="active-heading" {
+                    h2 #active-heading { "In progress" }
+                    (job_table(&view.active_jobs, true))
                 }
             }
             section aria-labelledby="recent-heading" {

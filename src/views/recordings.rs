@@ -510,6 +510,7 @@ pub fn recording_detail_page(view: &RecordingDetailView) -> Markup {
                                     th scope="col" { "Set" } th scope="col" { "Model" } th scope="col" { "Window / hop" }
                                     th scope="col" { "Rate" } th scope="col" { "Windows" } th scope="col" { "Dimension" }
                                     th scope="col" { "Created (UTC)" } th scope="col" { "Download" }
+                                    th scope="col" { "See and hear a window" }
                                 }
                             }
                             tbody {
@@ -523,6 +524,20 @@ pub fn recording_detail_page(view: &RecordingDetailView) -> Markup {
                                         td { (set.vector_dim) }
                                         td.nowrap { (format_time(&set.created_at)) }
                                         td { a href=(format!("/api/embedding-sets/{}/download", set.id)) { "Parquet" } }
+                                        td {
+                                            @if set.row_count > 0 {
+                                                form.inline method="get" action=(format!("/audio/{}", file.id)) {
+                                                    input type="hidden" name="embedding_set" value=(set.id);
+                                                    label.visually-hidden for=(format!("window-of-set-{}", set.id)) {
+                                                        "window number in embedding set " (set.id)
+                                                    }
+                                                    input id=(format!("window-of-set-{}", set.id)) type="number" name="window"
+                                                        min="0" max=(set.row_count - 1) step="1" value="0" size="6";
+                                                    " "
+                                                    button.secondary type="submit" { "Show" }
+                                                }
+                                            }
+                                        }
                                     }
                                 }
                             }

@@ -9,18 +9,25 @@ use crate::domain::events::Event;
 use crate::http::ApiState;
 use crate::log::filter::{read_page, EventQuery, PageRequest};
 use crate::log::EventLog;
-use crate::projections::ui_queries;
+use crate::projections::{queries, ui_queries};
 use crate::views::dashboard::{dashboard_page, DashboardView};
 use crate::views::events::{events_page, EventsView};
 use crate::views::{coming_later_page, Section};
 
 const RECENT_EVENTS: usize = 12;
+const ACTIVE_JOBS: u64 = 10;
 const EVENTS_PER_PAGE: usize = 50;
 
 pub async fn home(State(state): State<ApiState>, Query(notice): Query<NoticeParameters>) -> PageResult {
     let humpback = state.humpback.clone();
-    let (counts, recent) = blocking_page(move || {
-        let counts = humpback.reader.with_connection(ui_queries::dashboard_counts)?;
+    let (counts, active_jobs, recent) = blocking_page(move || {
+        let (counts, active_jobs) = humpback.reader.with_connection(|connection| {
+            let counts = ui_queries::dashboard_counts(connection)?;
+            let mut active = queries::processing_jobs(connection, None, Some("running"), 0, ACTIVE_JOBS)?.items;
+            active.extend(queries::processing_jobs(connection, None, Some("queued"), 0, ACTIVE_JOBS)?.items);
+            active.truncate(ACTIVE_JOBS as usize);
+            Ok((counts, active))
+        })?;
         let request = PageRequest {
             filter: Default::default(),
             limit: RECENT_EVENTS,
@@ -28,11 +35,12 @@ pub async fn home(State(state): State<ApiState>, Query(notice): Query<NoticePara
             newest_first: true,
         };
         let recent = read_page(humpback.log.as_ref(), &request)?;
-        Ok((counts, recent))
+        Ok((counts, active_jobs, recent))
     })
     .await?;
     let view = DashboardView {
         counts,
+        active_jobs,
         recent_events: recent.events.iter().map(|envelope| envelope.to_json()).collect(),
         notice: notice.to_notice(),
     };

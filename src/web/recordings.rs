@@ -313,6 +313,10 @@ pub struct DetailParameters {
     pub start: Option<f64>,
     pub duration: Option<f64>,
     pub max_frequency: Option<f64>,
+    /// With `window`: show window number `window` of this embedding set (its start is
+    /// `window × hop`, its length the set's window length).
+    pub embedding_set: Option<u64>,
+    pub window: Option<u64>,
 }
 
 fn metadata_texts(metadata: Option<&AudioMetadataRow>) -> [String; 4] {
@@ -357,13 +361,22 @@ async fn detail_view(
         }
     })?;
     let length = detail.file.duration_seconds.max(0.0);
+    let chosen_window = parameters
+        .embedding_set
+        .zip(parameters.window)
+        .and_then(|(set_id, window)| {
+            let set = detail.embedding_sets.iter().find(|set| set.id == set_id)?;
+            Some((window as f64 * set.hop_seconds, set.window_seconds))
+        });
+    let (requested_start, requested_duration) = match chosen_window {
+        Some((start, duration)) => (Some(start), Some(duration)),
+        None => (parameters.start, parameters.duration),
+    };
     let nyquist = f64::from(detail.file.sample_rate) / 2.0;
-    let start = parameters
-        .start
+    let start = requested_start
         .filter(|start| start.is_finite() && *start >= 0.0 && *start < length)
         .unwrap_or(0.0);
-    let duration = parameters
-        .duration
+    let duration = requested_duration
         .filter(|duration| duration.is_finite() && *duration > 0.0)
         .unwrap_or(DEFAULT_VIEW_SECONDS)
         .min(crate::http::media_api::MAX_RANGE_SECONDS)

@@ -123,6 +123,12 @@ async fn the_overview_shows_counts_and_recent_activity() {
     assert!(html.contains("ClusteringJobCompleted"), "recent events are listed");
     assert!(html.contains(r#"href="/clustering/1""#));
     assert_escaped(&html);
+    assert!(!html.contains("In progress"), "nothing runs at the end of the session");
+
+    app.humpback.execute(register(4)).await.unwrap();
+    app.humpback.execute(crate::helpers::queue(4, "sig-4")).await.unwrap();
+    let busy = ui.get("/").await.text();
+    assert!(busy.contains("In progress") && busy.contains(r#"data-job-id="4""#));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,6 +218,22 @@ async fn the_recording_page_shows_file_jobs_embedding_sets_spectrogram_and_playe
     ] {
         assert!(html.contains(expected), "missing {expected}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_of_an_embedding_set_is_shown_by_its_number() {
+    let app = app_with_session().await;
+    let ui = Ui::new(&app);
+    // Embedding set 1 (recording 1, 11 s long) has 5 s windows with a 5 s hop: window 1 starts at 5 s.
+    let html = ui.get("/audio/1?embedding_set=1&window=1").await.text();
+    assert!(html.contains(r#"action="/audio/1""#) && html.contains(r#"name="embedding_set" value="1""#));
+    assert!(
+        html.contains("/api/audio/1/window?start=5&amp;duration=5"),
+        "window 1 is played"
+    );
+    // A set of another recording is ignored.
+    let other = ui.get("/audio/1?embedding_set=2&window=1").await.text();
+    assert!(other.contains("/api/audio/1/window?start=0&amp;duration=11"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
