@@ -48,6 +48,7 @@ pub fn layout(title: &str, section: Section, notice: Option<&Notice>, content: M
                 title { (title) " · humpback" }
                 link rel="stylesheet" href="/assets/style.css";
                 script src="/assets/live.js" defer {}
+                script src="/assets/upload.js" defer {}
             }
             body {
                 a.skip-link href="#main" { "Skip to content" }

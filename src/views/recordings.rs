@@ -217,7 +217,7 @@ pub fn recordings_page(view: &RecordingsView) -> Markup {
                     }
                     section.panel #upload aria-labelledby="upload-heading" {
                         h2 #upload-heading { "Upload recordings" }
-                        form method="post" action="/audio/upload" enctype="multipart/form-data" {
+                        form method="post" action="/audio/upload" enctype="multipart/form-data" data-upload-progress {
                             p {
                                 label for="upload-files" { "WAV, MP3 or FLAC files" }
                                 input #upload-files type="file" name="file" multiple required
@@ -229,6 +229,11 @@ pub fn recordings_page(view: &RecordingsView) -> Markup {
                                     value=[filter.folder.as_deref()];
                             }
                             button type="submit" { "Upload" }
+                            p aria-live="polite" {
+                                progress data-upload-bar hidden max="1" value="0" {}
+                                " "
+                                span data-upload-text {}
+                            }
                         }
                     }
                     section.panel aria-labelledby="import-heading" {

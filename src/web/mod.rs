@@ -24,6 +24,7 @@ pub const MAX_RECORDING_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 
 const STYLE_CSS: &str = include_str!("assets/style.css");
 const LIVE_JS: &str = include_str!("assets/live.js");
+const UPLOAD_JS: &str = include_str!("assets/upload.js");
 
 /// The HTML pages, to be merged into the main router.
 pub fn router() -> Router<ApiState> {
@@ -49,6 +50,7 @@ pub fn router() -> Router<ApiState> {
         .route("/models", get(pages::models))
         .route("/assets/style.css", get(style_css))
         .route("/assets/live.js", get(live_js))
+        .route("/assets/upload.js", get(upload_js))
 }
 
 async fn style_css() -> Response {
@@ -57,6 +59,10 @@ async fn style_css() -> Response {
 
 async fn live_js() -> Response {
     asset(LIVE_JS, "text/javascript; charset=utf-8")
+}
+
+async fn upload_js() -> Response {
+    asset(UPLOAD_JS, "text/javascript; charset=utf-8")
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {

@@ -402,6 +402,12 @@ async fn placeholder_sections_and_assets_are_served() {
         .starts_with("text/css"));
     let js = ui.get("/assets/live.js").await;
     assert!(js.text().contains("EventSource"));
+    let upload = ui.get("/assets/upload.js").await;
+    assert!(upload.headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(upload.text().contains("data-upload-progress"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
