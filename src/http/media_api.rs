@@ -35,6 +35,15 @@ pub const DEFAULT_SPECTROGRAM_HEIGHT: u32 = 320;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Events read from the log per step of a stream.
 const STREAM_BATCH: usize = 200;
+/// Decoding and rendering are heavy: at most this many run at once; other requests wait.
+static MEDIA_WORK: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+async fn media_work_permit() -> Result<tokio::sync::SemaphorePermit<'static>, ApiError> {
+    MEDIA_WORK
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal(anyhow::anyhow!("the media work queue is closed")))
+}
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -161,6 +170,7 @@ pub async fn spectrogram_png(
     if !size_reasons.is_empty() {
         return Err(ApiError::unprocessable(size_reasons.join("; ")));
     }
+    let _permit = media_work_permit().await?;
     let png = blocking(move || {
         let samples = read_range(&state, &file, range)?;
         spectrogram::render_spectrogram_png(&samples, &request)
@@ -193,6 +203,7 @@ pub async fn window_wav(
         file.duration_seconds,
     )?;
     let sample_rate = file.sample_rate;
+    let _permit = media_work_permit().await?;
     let wav = blocking(move || Ok(encode_wav_pcm16_mono(&read_range(&state, &file, range)?, sample_rate))).await?;
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"))], wav).into_response())
 }

@@ -414,7 +414,11 @@ pub fn recording_detail_page(view: &RecordingDetailView) -> Markup {
                     dt { "SHA-256" } dd { code.checksum { (file.checksum_sha256) } }
                     dt { "Added" } dd { (format_time(&file.created_at)) }
                 }
-                p { a href=(format!("/api/audio/{}/download", file.id)) download { "Download the original" } }
+                p {
+                    a href=(format!("/api/audio/{}/download", file.id)) download { "Download the original" }
+                    " · "
+                    a href=(format!("/events?aggregate=audio_file%3A{}", file.id)) { "Everything that happened to it" }
+                }
             }
             section aria-labelledby="spectrogram-heading" {
                 h2 #spectrogram-heading { "Spectrogram and player" }
