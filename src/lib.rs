@@ -14,4 +14,7 @@ pub mod log;
 pub mod model;
 pub mod processing;
 pub mod projections;
+pub mod spectrogram;
+pub mod views;
+pub mod web;
 pub mod writer;

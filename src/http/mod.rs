@@ -3,6 +3,7 @@
 pub mod audio_api;
 mod error;
 pub mod events_api;
+pub mod media_api;
 pub mod processing_api;
 pub mod projections_api;
 
@@ -55,6 +56,8 @@ pub fn router(humpback: Arc<Humpback>, stopping: watch::Receiver<bool>) -> Route
         .route("/api/embedding-sets/{id}", get(processing_api::embedding_set))
         .route("/api/projections", get(projections_api::status))
         .route("/api/projections/rebuild", post(projections_api::rebuild))
+        .merge(crate::web::router())
+        .merge(media_api::routes())
         .fallback(not_found)
         .with_state(ApiState { humpback, stopping })
 }

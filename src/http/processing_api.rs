@@ -151,6 +151,20 @@ pub async fn queue(
     let request: QueueRequest =
         serde_json::from_value(body).map_err(|error| ApiError::unprocessable(error.to_string()))?;
     let single = request.audio_file_id.is_some();
+    let (jobs, any_new) = queue_jobs(&state, request).await?;
+    let status = if any_new { StatusCode::CREATED } else { StatusCode::OK };
+    if single {
+        let job = jobs.into_iter().next().ok_or_else(|| ApiError::internal(anyhow::anyhow!("no job")))?;
+        Ok((status, Json(job)).into_response())
+    } else {
+        Ok((status, Json(jobs)).into_response())
+    }
+}
+
+/// Queues one job per selected file (or finds the one that exists): the jobs, and whether any
+/// was new. Shared by the JSON API and the web form.
+pub async fn queue_jobs(state: &ApiState, request: QueueRequest) -> Result<(Vec<JobJson>, bool), ApiError> {
+    let state = state.clone();
     let chosen = [request.audio_file_id.is_some(), request.audio_file_ids.is_some(), request.folder.is_some()];
     if chosen.iter().filter(|chosen| **chosen).count() != 1 {
         return Err(ApiError::unprocessable("give exactly one of audio_file_id, audio_file_ids (a list) or folder"));
@@ -197,13 +211,7 @@ pub async fn queue(
             .collect::<Result<Vec<_>, _>>()
     })
     .await?;
-    let status = if any_new { StatusCode::CREATED } else { StatusCode::OK };
-    if single {
-        let job = jobs.into_iter().next().ok_or_else(|| ApiError::internal(anyhow::anyhow!("no job")))?;
-        Ok((status, Json(job)).into_response())
-    } else {
-        Ok((status, Json(jobs)).into_response())
-    }
+    Ok((jobs, any_new))
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -10,6 +10,7 @@ mod apply;
 pub mod queries;
 pub mod read;
 pub mod runner;
+pub mod ui_queries;
 
 use std::path::Path;
 

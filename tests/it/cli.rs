@@ -49,7 +49,8 @@ fn the_events_commands_read_a_stopped_data_directory() {
 
     let all = json_lines(&stdout(&humpback(dir.path(), NO_SERVER, &["events", "list", "--json", "--limit", "0"])));
     assert_eq!(all.len() as u64, head);
-    assert_eq!(all[0]["type"], "AudioFileRegistered");
+    assert_eq!(all[0]["type"], "ModelRegistered", "a data directory starts by registering its models");
+    assert_eq!(all[1]["type"], "AudioFileRegistered");
 
     let failed = stdout(&humpback(dir.path(), NO_SERVER, &["events", "list", "--type", "ProcessingJobFailed"]));
     assert_eq!(failed.lines().count(), 1);
@@ -68,10 +69,10 @@ fn the_events_commands_read_a_stopped_data_directory() {
     assert_eq!(range.iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>(), vec![3, 4]);
 
     let shown: Value =
-        serde_json::from_str(&stdout(&humpback(dir.path(), NO_SERVER, &["events", "show", "4", "--json"]))).unwrap();
+        serde_json::from_str(&stdout(&humpback(dir.path(), NO_SERVER, &["events", "show", "5", "--json"]))).unwrap();
     assert_eq!(shown["type"], "AudioMetadataEdited");
     assert_eq!(shown["data"]["visual_observations"]["behaviour"], "surface-active");
-    let shown_text = stdout(&humpback(dir.path(), NO_SERVER, &["events", "show", "4"]));
+    let shown_text = stdout(&humpback(dir.path(), NO_SERVER, &["events", "show", "5"]));
     assert!(shown_text.contains("concerns     audio_file:1"), "{shown_text}");
 
     let tail = stdout(&humpback(dir.path(), NO_SERVER, &["events", "tail", "-n", "2"]));

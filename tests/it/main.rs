@@ -11,6 +11,7 @@ mod processing;
 mod processing_crash;
 mod projections;
 mod roundtrip;
+mod ui_pages;
 
 /// GET a URL and read its JSON body (any status).
 pub async fn api_get(url: &str) -> (u16, serde_json::Value) {

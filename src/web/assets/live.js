@@ -1,0 +1,131 @@
+// humpback live updates: keeps job status and progress on the page current.
+// Elements with data-job-id hold children with data-field="status", "progress",
+// "progress-text" and "eta". Listens to /api/events/stream (server-sent events); if that is
+// not available, polls /api/processing-jobs/{id} for the jobs still in flight.
+(function () {
+  "use strict";
+  var FINISHED = { complete: true, failed: true, canceled: true };
+  var POLL_MILLISECONDS = 3000;
+  var samples = {}; // job id -> [{time, done}] for the rate of progress
+
+  function jobElements(id) {
+    return document.querySelectorAll('[data-job-id="' + id + '"]');
+  }
+
+  function formatSeconds(seconds) {
+    if (!isFinite(seconds) || seconds < 0) { return ""; }
+    if (seconds < 60) { return Math.round(seconds) + " s"; }
+    var minutes = Math.round(seconds / 60);
+    if (minutes < 60) { return minutes + " min"; }
+    return Math.floor(minutes / 60) + " h " + (minutes % 60) + " min";
+  }
+
+  function estimate(id, done, total) {
+    var now = Date.now() / 1000;
+    var list = samples[id] || (samples[id] = []);
+    if (list.length === 0 || list[list.length - 1].done !== done) { list.push({ time: now, done: done }); }
+    if (list.length > 20) { list.shift(); }
+    if (list.length < 2 || done >= total) { return ""; }
+    var first = list[0], last = list[list.length - 1];
+    var rate = (last.done - first.done) / (last.time - first.time);
+    if (!(rate > 0)) { return ""; }
+    return "about " + formatSeconds((total - done) / rate) + " left";
+  }
+
+  function setText(root, field, text) {
+    root.querySelectorAll('[data-field="' + field + '"]').forEach(function (element) {
+      element.textContent = text;
+    });
+  }
+
+  function update(id, change) {
+    jobElements(id).forEach(function (root) {
+      if (change.status) {
+        root.setAttribute("data-status", change.status);
+        root.querySelectorAll('[data-field="status"]').forEach(function (badge) {
+          badge.textContent = change.status;
+          badge.className = "badge " + ({ complete: "ok" }[change.status] || change.status);
+        });
+        if (FINISHED[change.status]) { setText(root, "eta", ""); }
+      }
+      if (typeof change.done === "number" && typeof change.total === "number" && change.total > 0) {
+        root.querySelectorAll('progress[data-field="progress"]').forEach(function (bar) {
+          bar.hidden = false;
+          bar.max = change.total;
+          bar.value = change.done;
+        });
+        setText(root, "progress-text", change.done + "/" + change.total + " windows");
+        if (!FINISHED[change.status || root.getAttribute("data-status")]) {
+          setText(root, "eta", estimate(id, change.done, change.total));
+        }
+      }
+    });
+  }
+
+  // Event types whose job status follows directly from the event.
+  var STATUS_OF_EVENT = {
+    ProcessingJobQueued: "queued",
+    ProcessingJobClaimed: "running",
+    ProcessingJobCompleted: "complete",
+    ProcessingJobFailed: "failed",
+    ProcessingJobCanceled: "canceled",
+    ProcessingJobRetried: "queued",
+    ProcessingJobAbandoned: "queued"
+  };
+
+  function onEvent(event) {
+    var ids = (event.aggregates || [])
+      .filter(function (aggregate) { return aggregate.indexOf("processing_job:") === 0; })
+      .map(function (aggregate) { return aggregate.slice("processing_job:".length); });
+    ids.forEach(function (id) {
+      if (jobElements(id).length === 0) { return; }
+      var data = event.data || {};
+      var change = { status: STATUS_OF_EVENT[event.type] };
+      if (typeof data.windows_done === "number") {
+        change.done = data.windows_done;
+        change.total = data.windows_total;
+        change.status = change.status || "running";
+      }
+      update(id, change);
+    });
+  }
+
+  function pollOnce() {
+    var ids = {};
+    document.querySelectorAll("[data-job-id]").forEach(function (element) {
+      if (!FINISHED[element.getAttribute("data-status")]) { ids[element.getAttribute("data-job-id")] = true; }
+    });
+    Object.keys(ids).forEach(function (id) {
+      fetch("/api/processing-jobs/" + encodeURIComponent(id), { headers: { Accept: "application/json" } })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (job) {
+          if (job) { update(id, { status: job.status, done: job.windows_done, total: job.windows_total }); }
+        })
+        .catch(function () { /* try again on the next tick */ });
+    });
+  }
+
+  var polling = null;
+  function startPolling() {
+    if (polling === null) { polling = window.setInterval(pollOnce, POLL_MILLISECONDS); }
+  }
+
+  function start() {
+    if (document.querySelectorAll("[data-job-id]").length === 0) { return; }
+    if (!window.EventSource) { startPolling(); return; }
+    var source = new EventSource("/api/events/stream");
+    source.onmessage = function (message) {
+      try { onEvent(JSON.parse(message.data)); } catch (ignored) { /* not an event */ }
+    };
+    source.onerror = function () {
+      // The browser reconnects by itself (with Last-Event-ID) unless the stream is closed.
+      if (source.readyState === EventSource.CLOSED) { startPolling(); }
+    };
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();

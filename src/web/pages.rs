@@ -1,0 +1,135 @@
+//! The home page, the events page, and the sections that come in a later part.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+
+use super::{blocking_page, page, parse_page_id, NoticeParameters, PageResult};
+use crate::domain::events::Event;
+use crate::http::ApiState;
+use crate::log::filter::{read_page, EventQuery, PageRequest};
+use crate::log::EventLog;
+use crate::projections::{queries, ui_queries};
+use crate::views::dashboard::{dashboard_page, DashboardView};
+use crate::views::events::{events_page, EventsView};
+use crate::views::{coming_later_page, Section};
+
+const RECENT_EVENTS: usize = 12;
+const ACTIVE_JOBS: u64 = 10;
+const EVENTS_PER_PAGE: usize = 50;
+
+pub async fn home(State(state): State<ApiState>, Query(notice): Query<NoticeParameters>) -> PageResult {
+    let humpback = state.humpback.clone();
+    let (counts, active_jobs, recent) = blocking_page(move || {
+        let (counts, active_jobs) = humpback.reader.with_connection(|connection| {
+            let counts = ui_queries::dashboard_counts(connection)?;
+            let mut active = queries::processing_jobs(connection, None, Some("running"), 0, ACTIVE_JOBS)?.items;
+            active.extend(queries::processing_jobs(connection, None, Some("queued"), 0, ACTIVE_JOBS)?.items);
+            active.truncate(ACTIVE_JOBS as usize);
+            Ok((counts, active))
+        })?;
+        let request =
+            PageRequest { filter: Default::default(), limit: RECENT_EVENTS, cursor: None, newest_first: true };
+        let recent = read_page(humpback.log.as_ref(), &request)?;
+        Ok((counts, active_jobs, recent))
+    })
+    .await?;
+    let view = DashboardView {
+        counts,
+        active_jobs,
+        recent_events: recent.events.iter().map(|envelope| envelope.to_json()).collect(),
+        notice: notice.to_notice(),
+    };
+    Ok(page(StatusCode::OK, dashboard_page(&view)))
+}
+
+fn non_empty(text: Option<String>) -> Option<String> {
+    text.map(|text| text.trim().to_string()).filter(|text| !text.is_empty())
+}
+
+pub async fn events(
+    State(state): State<ApiState>,
+    query: Result<Query<EventQuery>, QueryRejection>,
+    Query(notice): Query<NoticeParameters>,
+) -> PageResult {
+    let Query(query) = query?;
+    let query = EventQuery {
+        types: non_empty(query.types),
+        aggregate: non_empty(query.aggregate),
+        order: Some("desc".into()),
+        limit: Some(EVENTS_PER_PAGE),
+        wait_seconds: None,
+        ..query
+    };
+    let mut view = EventsView {
+        events: Vec::new(),
+        known_types: Event::TYPES.iter().map(|(name, _)| *name).collect(),
+        selected_type: query.types.clone(),
+        aggregate: query.aggregate.clone(),
+        cursor: query.cursor,
+        next_cursor: None,
+        head: 0,
+        filter_error: None,
+        notice: notice.to_notice(),
+    };
+    let request = match query.parse() {
+        Ok(request) => request,
+        Err(error) => {
+            view.filter_error = Some(error.to_string());
+            view.head = state.humpback.log.head().0;
+            return Ok(page(StatusCode::BAD_REQUEST, events_page(&view)));
+        }
+    };
+    let log = state.humpback.log.clone();
+    let found = blocking_page(move || Ok(read_page(log.as_ref(), &request)?)).await?;
+    view.events = found.events.iter().map(|envelope| envelope.to_json()).collect();
+    view.next_cursor = found.next_cursor.map(|seq| seq.0);
+    view.head = found.head.0;
+    Ok(page(StatusCode::OK, events_page(&view)))
+}
+
+pub async fn clustering() -> PageResult {
+    Ok(page(
+        StatusCode::OK,
+        coming_later_page(
+            "Clustering",
+            Section::Clustering,
+            "Clustering pages come in the next part of the web UI. Clustering jobs already appear on the Events page.",
+        ),
+    ))
+}
+
+pub async fn clustering_job(Path(id): Path<String>) -> PageResult {
+    let id = parse_page_id(&id, "clustering job")?;
+    Ok(page(
+        StatusCode::OK,
+        coming_later_page(
+            &format!("Clustering job {id}"),
+            Section::Clustering,
+            "The clustering job page comes in the next part of the web UI; its events are on the Events page.",
+        ),
+    ))
+}
+
+pub async fn cluster(Path(id): Path<String>) -> PageResult {
+    let id = parse_page_id(&id, "cluster")?;
+    Ok(page(
+        StatusCode::OK,
+        coming_later_page(
+            &format!("Cluster {id}"),
+            Section::Clustering,
+            "The cluster page (members, spectrograms, audio) comes in the next part of the web UI.",
+        ),
+    ))
+}
+
+pub async fn models(State(state): State<ApiState>) -> PageResult {
+    let humpback = state.humpback.clone();
+    let names = blocking_page(move || Ok(humpback.reader.with_connection(ui_queries::model_names)?)).await?;
+    let what = if names.is_empty() {
+        "No models are registered yet. The models page comes in the next part of the web UI.".to_string()
+    } else {
+        format!("Registered models: {}. The models page comes in the next part of the web UI.", names.join(", "))
+    };
+    Ok(page(StatusCode::OK, coming_later_page("Models", Section::Models, &what)))
+}
