@@ -3,6 +3,7 @@
 
 pub mod embeddings_parquet;
 pub mod files;
+pub mod janitor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {

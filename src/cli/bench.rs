@@ -169,8 +169,11 @@ fn bench_processing(args: BenchProcessingArgs) -> anyhow::Result<i32> {
             .map(|index| {
                 let humpback = humpback.clone();
                 std::thread::spawn(move || -> anyhow::Result<usize> {
-                    let mut worker =
-                        ProcessingWorker::new(humpback, WorkerId(format!("bench:{index}")), Arc::new(AtomicBool::new(false)));
+                    let mut worker = ProcessingWorker::new(
+                        humpback,
+                        WorkerId(format!("bench:{index}")),
+                        Arc::new(AtomicBool::new(false)),
+                    );
                     let mut jobs = 0;
                     while let StepOutcome::Ran { status, job_id } = worker.step()? {
                         if status != crate::domain::state::JobStatus::Complete {

@@ -3,6 +3,7 @@
 //! server that holds it.
 
 mod access;
+mod artifacts;
 mod bench;
 mod bench_audio;
 mod bench_models;
@@ -46,6 +47,8 @@ pub enum Commands {
     Projections(projections::ProjectionsArgs),
     /// List the embedding models humpback can use, or inspect a .tflite file.
     Models(models::ModelsArgs),
+    /// Find (and remove) files no event references.
+    Artifacts(artifacts::ArtifactsArgs),
     /// Measure humpback's own performance.
     Bench(bench::BenchArgs),
 }
@@ -93,6 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Commands::Events(args) => events::run(&data_dir, &cli.bind, args),
         Commands::Projections(args) => projections::run(&data_dir, &cli.bind, args),
         Commands::Models(args) => models::run(args).map(|()| 0),
+        Commands::Artifacts(args) => artifacts::run(&data_dir, args),
         Commands::Bench(args) => bench::run(args),
     }
 }

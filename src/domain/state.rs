@@ -79,6 +79,8 @@ pub struct ProcessingJobState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmbeddingSetState {
     pub audio_file_id: AudioFileId,
+    /// Relative to the data directory.
+    pub parquet_path: String,
     pub encoding_signature: EncodingSignature,
     pub model_version: String,
     pub vector_dim: u32,
@@ -204,6 +206,7 @@ impl DomainState {
                     e.embedding_set_id,
                     EmbeddingSetState {
                         audio_file_id: e.audio_file_id,
+                        parquet_path: e.parquet_path.clone(),
                         encoding_signature: e.encoding_signature.clone(),
                         model_version: e.model_version.clone(),
                         vector_dim: e.vector_dim,

@@ -221,3 +221,35 @@ fn the_import_command_imports_into_a_stopped_data_directory_with_a_summary() {
     let log = humpback::log::SledEventLog::open(&data.path().join("events")).unwrap();
     assert_eq!(log.head().0, 1 + 3, "the built-in model and three files");
 }
+
+#[test]
+fn orphan_files_are_reported_and_removed_on_request_while_referenced_ones_stay() {
+    let data = tempfile::tempdir().unwrap();
+    {
+        let humpback = humpback::app::Humpback::open(humpback::config::DataDir::new(data.path())).unwrap();
+        let source = std::fs::File::open(fixture("wav_pcm16_mono_16k.wav")).unwrap();
+        let staged = humpback::ingest::stage_copy(&humpback.data_dir.tmp_dir(), source, u64::MAX).unwrap();
+        humpback::ingest::register_staged(&humpback, staged, "kept.wav", "").unwrap();
+    }
+    std::fs::create_dir_all(data.path().join("audio/raw/99")).unwrap();
+    std::fs::write(data.path().join("audio/raw/99/original.wav"), b"left by a crash").unwrap();
+    std::fs::create_dir_all(data.path().join("embeddings/m/1")).unwrap();
+    std::fs::write(data.path().join("embeddings/m/1/abc.parquet"), b"unrecorded").unwrap();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_humpback"))
+            .args(["--data-dir", data.path().to_str().unwrap(), "artifacts", "orphans"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
+    let report = run(&["--json"]);
+    assert_eq!(report["orphans"], serde_json::json!(["audio/raw/99/original.wav", "embeddings/m/1/abc.parquet"]));
+    assert!(data.path().join("audio/raw/99/original.wav").exists(), "listing removes nothing");
+    let removed = run(&["--remove", "--json"]);
+    assert_eq!(removed["orphans"].as_array().unwrap().len(), 2);
+    assert!(!data.path().join("audio/raw/99/original.wav").exists());
+    assert!(data.path().join("audio/raw/1/original.wav").exists(), "referenced files stay");
+    assert_eq!(run(&["--json"])["orphans"], serde_json::json!([]));
+}
