@@ -140,6 +140,17 @@ async fn the_end_to_end_smoke_test_uploads_processes_and_reads_the_parquet() {
         assert_eq!(pyarrow["metadata"]["humpback.encoding_signature"], job["encoding_signature"]);
         assert_eq!(pyarrow["pandas_rows"], expected_rows);
     }
+    let (_, listed) = crate::api_get(&app.url("/api/processing-jobs?status=complete")).await;
+    assert_eq!(listed["total"], 1);
+    assert_eq!(listed["items"][0]["id"], job_id);
+    let (_, for_file) = crate::api_get(&app.url(&format!("/api/embedding-sets?audio_file_id={}", audio["id"]))).await;
+    assert_eq!(for_file.as_array().unwrap().len(), 1);
+    let (_, models) = crate::api_get(&app.url("/api/models")).await;
+    assert_eq!(models["default_model"], "builtin-logmel-stats");
+    assert!(models["models"].as_array().unwrap().iter().any(|m| m["name"] == "fake"), "enabled for this test");
+    let (_, detail) = crate::api_get(&app.url(&format!("/api/audio/{}", audio["id"]))).await;
+    assert_eq!(detail["processing_jobs"][0]["status"], "complete");
+    assert_eq!(detail["embedding_sets"][0]["id"], set_id);
     assert!(!humpback::processing::worker::find_files(&app.data_dir.path().join("embeddings"), ".tmp.parquet")
         .unwrap()
         .iter()
@@ -438,6 +449,79 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
             copy_dir(&entry.path(), &to.join(entry.file_name()));
         } else {
             std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+mod concurrency {
+    use std::collections::{BTreeMap, HashSet};
+    use std::sync::Arc;
+
+    use humpback::domain::decide::{Command, NewEmbeddingSet};
+    use humpback::domain::events::Event;
+    use humpback::domain::ids::{EncodingSignature, WorkerId};
+    use humpback::domain::state::JobStatus;
+    use humpback::log::SledEventLog;
+    use humpback::writer::Writer;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+        /// Threads standing for HTTP requests and workers hammer one writer with duplicate
+        /// queue requests, claims and completions: no signature ever has two running jobs or
+        /// two embedding sets, and each job is claimed by one worker at a time.
+        #[test]
+        fn duplicate_requests_and_racing_workers_never_double_a_signature(
+            threads in 2usize..6,
+            requests in prop::collection::vec((0u64..3, 0u8..3), 4..24),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let log = Arc::new(SledEventLog::open(&dir.path().join("events")).unwrap());
+            let writer = Arc::new(Writer::open(log).unwrap());
+            for file in 1..=3 {
+                writer.execute(crate::helpers::register(file)).unwrap();
+            }
+            let handles: Vec<_> = (0..threads).map(|thread| {
+                let writer = writer.clone();
+                let requests = requests.clone();
+                std::thread::spawn(move || {
+                    for (file, signature) in requests {
+                        let _ = writer.execute(crate::helpers::queue(file + 1, &format!("sig-{file}-{signature}")));
+                        let claimed = writer.execute(Command::ClaimProcessingJob { worker: WorkerId(format!("w{thread}")) });
+                        if let Ok(envelopes) = claimed {
+                            for envelope in envelopes {
+                                if let Event::ProcessingJobClaimed(claim) = envelope.event {
+                                    let _ = writer.execute(Command::CompleteProcessingJob {
+                                        job_id: claim.job_id,
+                                        attempt: claim.attempt,
+                                        embedding_set: Some(NewEmbeddingSet { vector_dim: 4, row_count: 1, parquet_path: "x".into() }),
+                                        warning: None,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                })
+            }).collect();
+            for handle in handles {
+                handle.join().unwrap();
+            }
+            writer.read_state(|state| {
+                let mut sets = HashSet::new();
+                for set in state.embedding_sets.values() {
+                    assert!(sets.insert(set.encoding_signature.clone()), "two sets for {:?}", set.encoding_signature);
+                }
+                let mut running: BTreeMap<EncodingSignature, usize> = BTreeMap::new();
+                for job in state.processing_jobs.values() {
+                    if job.status == JobStatus::Running {
+                        *running.entry(job.encoding_signature.clone()).or_default() += 1;
+                    }
+                }
+                assert!(running.values().all(|count| *count <= 1));
+                let distinct: HashSet<_> = requests.iter().collect();
+                assert_eq!(state.processing_jobs.len(), distinct.len(), "one job per distinct signature");
+            });
         }
     }
 }

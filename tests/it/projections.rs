@@ -266,6 +266,17 @@ proptest! {
                     if let Some(command) = resolve(&current.writer, other) {
                         let _ = current.writer.execute(command);
                     }
+                    // Whatever happened: never two jobs or two embedding sets for one signature.
+                    current.writer.read_state(|state| {
+                        let mut sets = std::collections::HashSet::new();
+                        for set in state.embedding_sets.values() {
+                            assert!(sets.insert(set.encoding_signature.clone()), "two sets for one signature");
+                        }
+                        let mut jobs = std::collections::HashSet::new();
+                        for job in state.processing_jobs.values() {
+                            assert!(jobs.insert(job.encoding_signature.clone()), "two jobs for one signature");
+                        }
+                    });
                 }
             }
         }
