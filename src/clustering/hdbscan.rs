@@ -1,12 +1,13 @@
 //! HDBSCAN (Campello, Moulavi & Sander 2013), following scikit-learn's `HDBSCAN`:
 //! core distances from an exact kNN (KD-tree in low dimensions; `min_samples` counts the
-//! point itself), a minimum spanning tree of the mutual-reachability graph by Prim's
-//! algorithm (O(n^2) time, O(n) memory, two threads), single-linkage hierarchy, condensed
+//! point itself), a minimum spanning tree of the mutual-reachability graph (Prim's algorithm
+//! up to 20 000 rows or above 16 dimensions; KD-tree Boruvka otherwise), single-linkage
+//! hierarchy, condensed
 //! tree, stability, excess-of-mass or leaf selection, and membership probabilities as
 //! scikit-learn computes them. Noise is -1; `allow_single_cluster` is false, as in
 //! scikit-learn's default.
 
-use super::knn::{exact_knn, squared_euclidean};
+use super::knn::{exact_knn, squared_euclidean, KdTree};
 use super::parameters::{ClusterSelection, DistanceMetric, HdbscanParameters};
 use super::reduce::normalize_rows_l2;
 
@@ -59,7 +60,11 @@ pub fn hdbscan(values: &[f32], dims: usize, parameters: &HdbscanParameters) -> H
         .map(|row| neighbors.row_distances(row)[min_samples - 1])
         .collect();
     drop(neighbors);
-    let mut edges = prim_minimum_spanning_tree(data, dims, &core_distances);
+    let mut edges = if dims <= BORUVKA_MAX_DIMS && rows > PRIM_MAX_ROWS {
+        boruvka_minimum_spanning_tree(data, dims, &core_distances)
+    } else {
+        prim_minimum_spanning_tree(data, dims, &core_distances)
+    };
     if parameters.metric == DistanceMetric::Cosine {
         // Mutual reachability commutes with the monotone map d -> d^2 / 2 (Euclidean between
         // unit vectors to cosine distance), so the tree is the same and only weights change.
@@ -70,6 +75,201 @@ pub fn hdbscan(values: &[f32], dims: usize, parameters: &HdbscanParameters) -> H
     let hierarchy = single_linkage(rows, &mut edges);
     let condensed = condense_tree(&hierarchy, rows, parameters.min_cluster_size);
     label_condensed_tree(&condensed, rows, parameters.cluster_selection)
+}
+
+/// Up to this many dimensions, and above `PRIM_MAX_ROWS` rows, the minimum spanning tree
+/// comes from KD-tree Boruvka; otherwise from Prim's algorithm (KD-trees stop pruning in high
+/// dimensions).
+pub const BORUVKA_MAX_DIMS: usize = 16;
+
+/// Up to this many rows Prim's algorithm builds the tree even in low dimensions: it adds
+/// edges in the same order as scikit-learn, which decides how equal mutual-reachability
+/// weights (ties) are merged and so reproduces its labels and probabilities most closely
+/// (Boruvka gives a tree of the same total weight, but may break ties differently).
+pub const PRIM_MAX_ROWS: usize = 20_000;
+
+/// Total order of candidate edges: weight, then the smaller and larger endpoint.
+type EdgeKey = (f32, u32, u32);
+
+fn edge_key(weight: f32, first: u32, second: u32) -> EdgeKey {
+    (weight, first.min(second), first.max(second))
+}
+
+fn key_less(left: &EdgeKey, right: &EdgeKey) -> bool {
+    (left.0, left.1, left.2) < (right.0, right.1, right.2)
+}
+
+/// Boruvka's algorithm on mutual reachability with a KD-tree: every round, each component
+/// finds its lightest edge to another component (nodes whose points all share the query's
+/// component, or whose lower bound `max(core[q], min core in node, box distance)` exceeds the
+/// component's best so far, are skipped). Edges are totally ordered (weight, endpoints), so
+/// the tree is deterministic and independent of the thread count.
+pub fn boruvka_minimum_spanning_tree(values: &[f32], dims: usize, core_distances: &[f32]) -> Vec<TreeEdge> {
+    let rows = core_distances.len();
+    let mut edges = Vec::with_capacity(rows.saturating_sub(1));
+    if rows < 2 {
+        return edges;
+    }
+    let tree = KdTree::build(values, dims);
+    let node_count = tree.nodes.len();
+    let mut node_min_core = vec![f32::INFINITY; node_count];
+    for node in (0..node_count).rev() {
+        let kd = &tree.nodes[node];
+        node_min_core[node] = if kd.left == usize::MAX {
+            tree.order[kd.start..kd.end]
+                .iter()
+                .map(|row| core_distances[*row as usize])
+                .fold(f32::INFINITY, f32::min)
+        } else {
+            node_min_core[kd.left].min(node_min_core[kd.right])
+        };
+    }
+    let mut parent: Vec<u32> = (0..rows as u32).collect();
+    fn find(parent: &mut [u32], mut node: u32) -> u32 {
+        while parent[node as usize] != node {
+            let grand = parent[parent[node as usize] as usize];
+            parent[node as usize] = grand;
+            node = grand;
+        }
+        node
+    }
+    let mut component = vec![0u32; rows];
+    let mut node_component = vec![u32::MAX; node_count];
+    let workers = std::thread::available_parallelism()
+        .map(|count| count.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    while edges.len() < rows - 1 {
+        for row in 0..rows {
+            component[row] = find(&mut parent, row as u32);
+        }
+        for node in (0..node_count).rev() {
+            let kd = &tree.nodes[node];
+            node_component[node] = if kd.left == usize::MAX {
+                let first = component[tree.order[kd.start] as usize];
+                if tree.order[kd.start..kd.end]
+                    .iter()
+                    .all(|row| component[*row as usize] == first)
+                {
+                    first
+                } else {
+                    u32::MAX
+                }
+            } else if node_component[kd.left] == node_component[kd.right] {
+                node_component[kd.left]
+            } else {
+                u32::MAX
+            };
+        }
+        let per_worker = rows.div_ceil(workers);
+        let partial: Vec<Vec<EdgeKey>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|worker| {
+                    let tree = &tree;
+                    let component = &component;
+                    let node_component = &node_component;
+                    let node_min_core = &node_min_core;
+                    scope.spawn(move || {
+                        let mut best = vec![(f32::INFINITY, u32::MAX, u32::MAX); rows];
+                        let start = (worker * per_worker).min(rows);
+                        let end = (start + per_worker).min(rows);
+                        let mut stack = Vec::new();
+                        for query in start..end {
+                            let own = component[query];
+                            let core_query = core_distances[query];
+                            if core_query > best[own as usize].0 {
+                                continue;
+                            }
+                            let query_row = &values[query * dims..(query + 1) * dims];
+                            stack.clear();
+                            stack.push(0usize);
+                            while let Some(node) = stack.pop() {
+                                if node_component[node] == own {
+                                    continue;
+                                }
+                                let kd = &tree.nodes[node];
+                                let bound = core_query
+                                    .max(node_min_core[node])
+                                    .max(tree.box_distance_squared(kd, query_row).sqrt());
+                                if bound > best[own as usize].0 {
+                                    continue;
+                                }
+                                if kd.left == usize::MAX {
+                                    for &other in &tree.order[kd.start..kd.end] {
+                                        if component[other as usize] == own {
+                                            continue;
+                                        }
+                                        let floor = core_query.max(core_distances[other as usize]);
+                                        if floor > best[own as usize].0 {
+                                            continue;
+                                        }
+                                        let distance = squared_euclidean(query_row, tree.row(other)).sqrt();
+                                        let key = edge_key(floor.max(distance), query as u32, other);
+                                        if key_less(&key, &best[own as usize]) {
+                                            best[own as usize] = key;
+                                        }
+                                    }
+                                } else {
+                                    let left_gap = tree.box_distance_squared(&tree.nodes[kd.left], query_row);
+                                    let right_gap = tree.box_distance_squared(&tree.nodes[kd.right], query_row);
+                                    // Visit the nearer child first (pushed last).
+                                    if left_gap <= right_gap {
+                                        stack.push(kd.right);
+                                        stack.push(kd.left);
+                                    } else {
+                                        stack.push(kd.left);
+                                        stack.push(kd.right);
+                                    }
+                                }
+                            }
+                        }
+                        best
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().unwrap_or_default())
+                .collect()
+        });
+        let mut chosen: Vec<EdgeKey> = Vec::new();
+        for row in 0..rows {
+            if component[row] as usize != row {
+                continue;
+            }
+            let mut best = (f32::INFINITY, u32::MAX, u32::MAX);
+            for worker_best in &partial {
+                if let Some(candidate) = worker_best.get(row) {
+                    if key_less(candidate, &best) {
+                        best = *candidate;
+                    }
+                }
+            }
+            if best.1 != u32::MAX {
+                chosen.push(best);
+            }
+        }
+        if chosen.is_empty() {
+            break;
+        }
+        chosen.sort_by(|left, right| {
+            (left.0, left.1, left.2)
+                .partial_cmp(&(right.0, right.1, right.2))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        for (weight, first, second) in chosen {
+            let (root_first, root_second) = (find(&mut parent, first), find(&mut parent, second));
+            if root_first != root_second {
+                parent[root_first as usize] = root_second;
+                edges.push(TreeEdge {
+                    from: first as usize,
+                    to: second as usize,
+                    weight: weight as f64,
+                });
+            }
+        }
+    }
+    edges
 }
 
 /// Prim's algorithm on mutual reachability `max(core[a], core[b], d(a, b))`.
@@ -449,6 +649,29 @@ mod tests {
         }
         let prim_total: f64 = edges.iter().map(|edge| edge.weight).sum();
         assert!((prim_total - total).abs() < 1e-4, "{prim_total} vs {total}");
+        let boruvka = boruvka_minimum_spanning_tree(&values, 2, &core);
+        assert_eq!(boruvka.len(), 79);
+        let boruvka_total: f64 = boruvka.iter().map(|edge| edge.weight).sum();
+        assert!((boruvka_total - total).abs() < 1e-4, "{boruvka_total} vs {total}");
+    }
+
+    #[test]
+    fn boruvka_and_prim_agree_on_weights_with_real_core_distances() {
+        let (values, _) = blobs(&[[0.0, 0.0], [4.0, 4.0], [9.0, 0.0]], 120, 1.2, 21);
+        let rows = values.len() / 2;
+        let neighbors = exact_knn(&values, 2, 5);
+        let core: Vec<f32> = (0..rows).map(|row| neighbors.row_distances(row)[4]).collect();
+        let mut prim: Vec<f64> = prim_minimum_spanning_tree(&values, 2, &core)
+            .iter()
+            .map(|e| e.weight)
+            .collect();
+        let mut boruvka: Vec<f64> = boruvka_minimum_spanning_tree(&values, 2, &core)
+            .iter()
+            .map(|e| e.weight)
+            .collect();
+        prim.sort_by(f64::total_cmp);
+        boruvka.sort_by(f64::total_cmp);
+        assert_eq!(prim, boruvka);
     }
 
     #[test]

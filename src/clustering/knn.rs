@@ -171,19 +171,22 @@ pub fn exact_knn(values: &[f32], dims: usize, k: usize) -> NeighborLists {
 
 /// An exact KD-tree over a row-major matrix (for low dimensions).
 pub struct KdTree<'a> {
-    values: &'a [f32],
-    dims: usize,
-    order: Vec<u32>,
-    nodes: Vec<KdNode>,
+    pub(crate) values: &'a [f32],
+    pub(crate) dims: usize,
+    /// Row indices; node `i` covers `order[nodes[i].start..nodes[i].end]`.
+    pub(crate) order: Vec<u32>,
+    /// Nodes in preorder (a parent before its children); node 0 is the root.
+    pub(crate) nodes: Vec<KdNode>,
 }
 
-struct KdNode {
-    start: usize,
-    end: usize,
+pub(crate) struct KdNode {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
     split_dimension: usize,
     split_value: f32,
-    left: usize,
-    right: usize,
+    /// `usize::MAX` for leaves.
+    pub(crate) left: usize,
+    pub(crate) right: usize,
     lower: Vec<f32>,
     upper: Vec<f32>,
 }
@@ -205,7 +208,7 @@ impl<'a> KdTree<'a> {
         tree
     }
 
-    fn row(&self, index: u32) -> &[f32] {
+    pub(crate) fn row(&self, index: u32) -> &[f32] {
         &self.values[index as usize * self.dims..(index as usize + 1) * self.dims]
     }
 
@@ -256,7 +259,7 @@ impl<'a> KdTree<'a> {
         node_index
     }
 
-    fn box_distance_squared(&self, node: &KdNode, query: &[f32]) -> f32 {
+    pub(crate) fn box_distance_squared(&self, node: &KdNode, query: &[f32]) -> f32 {
         let mut total = 0.0f32;
         for dimension in 0..self.dims {
             let value = query[dimension];
@@ -401,16 +404,48 @@ pub fn nn_descent(values: &[f32], dims: usize, k: usize, seed: u64, max_iteratio
                 }
             }
         }
+        // Local join: distances of candidate pairs are computed in parallel, block by block,
+        // then offered to the lists sequentially in a fixed order, so the result does not
+        // depend on the thread count.
         let mut updates = 0usize;
-        for query in 0..rows {
-            let fresh = &new_candidates[query];
-            let old = &old_candidates[query];
-            for (position, &first) in fresh.iter().enumerate() {
-                for &second in fresh[position + 1..].iter().chain(old.iter()) {
-                    if first == second {
-                        continue;
-                    }
-                    let distance = squared_euclidean(row(first as usize), row(second as usize));
+        const JOIN_BLOCK: usize = 2048;
+        let workers = worker_count();
+        let mut block_start = 0;
+        while block_start < rows {
+            let block_end = (block_start + JOIN_BLOCK).min(rows);
+            let per_worker = (block_end - block_start).div_ceil(workers);
+            let pair_lists: Vec<Vec<(u32, u32, f32)>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..workers)
+                    .map(|worker| {
+                        let new_candidates = &new_candidates;
+                        let old_candidates = &old_candidates;
+                        scope.spawn(move || {
+                            let start = (block_start + worker * per_worker).min(block_end);
+                            let end = (start + per_worker).min(block_end);
+                            let mut pairs = Vec::new();
+                            for query in start..end {
+                                let fresh = &new_candidates[query];
+                                let old = &old_candidates[query];
+                                for (position, &first) in fresh.iter().enumerate() {
+                                    for &second in fresh[position + 1..].iter().chain(old.iter()) {
+                                        if first != second {
+                                            let distance = squared_euclidean(row(first as usize), row(second as usize));
+                                            pairs.push((first, second, distance));
+                                        }
+                                    }
+                                }
+                            }
+                            pairs
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|handle| handle.join().unwrap_or_default())
+                    .collect()
+            });
+            for pairs in pair_lists {
+                for (first, second, distance) in pairs {
                     if try_insert(&mut lists[first as usize], neighbors_wanted, distance, second) {
                         updates += 1;
                     }
@@ -419,6 +454,7 @@ pub fn nn_descent(values: &[f32], dims: usize, k: usize, seed: u64, max_iteratio
                     }
                 }
             }
+            block_start = block_end;
         }
         if (updates as f64) <= 0.001 * (rows * neighbors_wanted) as f64 {
             break;
