@@ -181,6 +181,7 @@ fn prepare_and_reduce(
     parameters: &ClusteringParameters,
     progress: &mut dyn FnMut(&str, f64) -> bool,
     stage_span: (f64, f64),
+    neighbor_cache: &mut Option<umap::NeighborCache>,
 ) -> Result<(Vec<f32>, Vec<f32>, usize), ClusteringError> {
     let mut prepared = matrix.to_vec();
     if parameters.normalize_l2 {
@@ -193,11 +194,10 @@ fn prepare_and_reduce(
         Reduction::Pca { n_components } => reduce::pca_reduce(&prepared, dims, *n_components),
         Reduction::Umap(umap_parameters) => {
             let mut inner = |fraction: f64| progress("reducing", start + (end - start) * fraction);
-            let layout = umap::umap_embed(&prepared, dims, umap_parameters, &mut inner).map_err(|_| {
-                ClusteringError::Cancelled {
+            let layout = umap::umap_embed_cached(&prepared, dims, umap_parameters, neighbor_cache, &mut inner)
+                .map_err(|_| ClusteringError::Cancelled {
                     stage: "reducing".to_string(),
-                }
-            })?;
+                })?;
             (layout, umap_parameters.n_components)
         }
     };
@@ -271,7 +271,15 @@ pub fn run_clustering(
     let plot_separately = parameters.plot_2d
         && !matches!(&parameters.reduction, Reduction::Umap(umap_parameters) if umap_parameters.n_components == 2);
     let reduce_end = if plot_separately { 0.5 } else { 0.8 };
-    let (prepared, reduced, reduced_dims) = prepare_and_reduce(matrix, dims, parameters, progress, (0.0, reduce_end))?;
+    let mut neighbor_cache = None;
+    let (prepared, reduced, reduced_dims) = prepare_and_reduce(
+        matrix,
+        dims,
+        parameters,
+        progress,
+        (0.0, reduce_end),
+        &mut neighbor_cache,
+    )?;
     report(progress, "clustering", reduce_end)?;
     let (labels, probabilities) = cluster(&reduced, reduced_dims, &parameters.algorithm)?;
     let clustering_end = reduce_end + 0.1;
@@ -291,10 +299,15 @@ pub fn run_clustering(
         let start = clustering_end + 0.1;
         report(progress, "plotting", start)?;
         let mut inner = |fraction: f64| progress("plotting", start + (1.0 - start) * fraction);
-        let layout = umap::umap_embed(&prepared, dims, &parameters.plot_umap(), &mut inner).map_err(|_| {
-            ClusteringError::Cancelled {
-                stage: "plotting".to_string(),
-            }
+        let layout = umap::umap_embed_cached(
+            &prepared,
+            dims,
+            &parameters.plot_umap(),
+            &mut neighbor_cache,
+            &mut inner,
+        )
+        .map_err(|_| ClusteringError::Cancelled {
+            stage: "plotting".to_string(),
         })?;
         Some(layout.chunks(2).map(|pair| [pair[0], pair[1]]).collect())
     };
@@ -335,7 +348,7 @@ pub fn run_sweep(
     parameters.validate()?;
     check_matrix(matrix, dims)?;
     let settings = sweep.settings()?;
-    let (_, reduced, reduced_dims) = prepare_and_reduce(matrix, dims, parameters, progress, (0.0, 0.5))?;
+    let (_, reduced, reduced_dims) = prepare_and_reduce(matrix, dims, parameters, progress, (0.0, 0.5), &mut None)?;
     let total = settings.len();
     let mut entries = Vec::with_capacity(total);
     for (index, algorithm) in settings.into_iter().enumerate() {

@@ -286,3 +286,18 @@ proptest! {
         prop_assert_eq!(total, truth.len() as u64);
     }
 }
+
+#[test]
+fn the_plot_layout_reuses_the_neighbour_graph_without_changing_the_result() {
+    let (values, _) = structured_blobs(3, 30, 6, 8);
+    let parameters = ClusteringParameters {
+        reduction: Reduction::Umap(quick_umap(3)),
+        ..Default::default()
+    };
+    let result = run_clustering(&values, 6, &parameters, &mut no_progress()).unwrap();
+    let mut normalized = values.clone();
+    reduce::normalize_rows_l2(&mut normalized, 6);
+    let alone = umap::umap_embed(&normalized, 6, &parameters.plot_umap(), &mut |_| true).unwrap();
+    let expected: Vec<[f32; 2]> = alone.chunks(2).map(|pair| [pair[0], pair[1]]).collect();
+    assert_eq!(result.coordinates_2d, Some(expected));
+}

@@ -256,6 +256,13 @@ pub fn umap_neighbors(values: &[f32], dims: usize, parameters: &UmapParameters) 
     neighbors
 }
 
+/// A kNN graph kept between the UMAP runs of one job (the clustering layout and the 2-D
+/// plot layout share it when neighbours, metric and seed agree).
+pub struct NeighborCache {
+    key: (usize, DistanceMetric, u64),
+    neighbors: NeighborLists,
+}
+
 /// Embeds `values` (`rows x dims`) into `parameters.n_components` dimensions. `progress`
 /// receives the fraction done (0 to 1) and returns false to cancel.
 pub fn umap_embed(
@@ -264,18 +271,39 @@ pub fn umap_embed(
     parameters: &UmapParameters,
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<Vec<f32>, Cancelled> {
+    umap_embed_cached(values, dims, parameters, &mut None, progress)
+}
+
+/// `umap_embed`, reusing the kNN graph in `cache` when it was built for the same data with the
+/// same `n_neighbors`, metric and seed (the caller guarantees the data is the same), and
+/// leaving the graph there for the next run.
+pub fn umap_embed_cached(
+    values: &[f32],
+    dims: usize,
+    parameters: &UmapParameters,
+    cache: &mut Option<NeighborCache>,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<Vec<f32>, Cancelled> {
     let rows = values.len() / dims.max(1);
     let components = parameters.n_components;
     if rows < 3 {
         // Too few rows for a neighbourhood graph: everything at the origin.
         return Ok(vec![0.0; rows * components]);
     }
-    let neighbors = umap_neighbors(values, dims, parameters);
+    let key = (parameters.n_neighbors, parameters.metric, parameters.seed);
+    if cache.as_ref().map(|cached| cached.key) != Some(key) {
+        *cache = Some(NeighborCache {
+            key,
+            neighbors: umap_neighbors(values, dims, parameters),
+        });
+    }
     if !progress(0.2) {
         return Err(Cancelled);
     }
-    let graph = fuzzy_simplicial_set(&neighbors);
-    drop(neighbors);
+    let graph = match cache.as_ref() {
+        Some(cached) => fuzzy_simplicial_set(&cached.neighbors),
+        None => fuzzy_simplicial_set(&umap_neighbors(values, dims, parameters)),
+    };
     let initial = initial_layout(values, dims, parameters);
     if !progress(0.3) {
         return Err(Cancelled);
