@@ -197,7 +197,14 @@ pub struct ReferenceMetrics {
     pub contingency: ContingencyTable,
 }
 
-pub fn reference_metrics(labels: &[i64], categories: &[String]) -> ReferenceMetrics {
+pub fn reference_metrics(labels: &[i64], categories: &[String]) -> Result<ReferenceMetrics, super::ClusteringError> {
+    if labels.len() != categories.len() {
+        return Err(super::ClusteringError::LengthMismatch {
+            what: "categories",
+            given: categories.len(),
+            rows: labels.len(),
+        });
+    }
     let (kept_labels, kept_categories): (Vec<i64>, Vec<String>) = labels
         .iter()
         .zip(categories)
@@ -205,7 +212,7 @@ pub fn reference_metrics(labels: &[i64], categories: &[String]) -> ReferenceMetr
         .map(|(label, category)| (*label, category.clone()))
         .unzip();
     let (homogeneity, completeness, v_measure) = homogeneity_completeness_v_measure(&kept_categories, &kept_labels);
-    ReferenceMetrics {
+    Ok(ReferenceMetrics {
         rows_scored: kept_labels.len(),
         adjusted_rand_index: adjusted_rand_index(&kept_categories, &kept_labels),
         normalized_mutual_information: normalized_mutual_information(&kept_categories, &kept_labels),
@@ -214,7 +221,7 @@ pub fn reference_metrics(labels: &[i64], categories: &[String]) -> ReferenceMetr
         v_measure,
         purity: purity(&kept_categories, &kept_labels),
         contingency: contingency_table(labels, categories),
-    }
+    })
 }
 
 /// Cluster-validity indices on the clustered space (noise excluded). Each is `None` with
