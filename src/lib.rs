@@ -6,6 +6,7 @@ pub mod app;
 pub mod artifacts;
 pub mod audio;
 pub mod cli;
+pub mod clustering;
 pub mod config;
 pub mod domain;
 pub mod http;

@@ -36,6 +36,8 @@ pub enum BenchCommand {
     Audio(super::bench_audio::BenchAudioArgs),
     /// Embedding models: windows per second at batch 1 and 32, single thread.
     Models(super::bench_models::BenchModelsArgs),
+    /// Clustering: UMAP and HDBSCAN time and memory on synthetic structured embeddings.
+    Clustering(super::bench_clustering::BenchClusteringArgs),
     /// End to end: import, queue and process recordings with N workers; minutes of audio per second.
     Processing(BenchProcessingArgs),
 }
@@ -64,6 +66,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         BenchCommand::Audio(args) => super::bench_audio::run(args).map(|()| 0),
         BenchCommand::Models(args) => super::bench_models::run(args).map(|()| 0),
         BenchCommand::Processing(args) => bench_processing(args),
+        BenchCommand::Clustering(args) => super::bench_clustering::run(args).map(|()| 0),
         BenchCommand::EventLog { single, batched, batch_size, dir } => {
             let scratch = match dir {
                 Some(dir) => tempfile::Builder::new().prefix("humpback-bench-").tempdir_in(dir)?,

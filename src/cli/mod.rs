@@ -6,6 +6,7 @@ mod access;
 mod artifacts;
 mod bench;
 mod bench_audio;
+mod bench_clustering;
 mod bench_models;
 mod client;
 mod events;
