@@ -30,6 +30,8 @@ pub struct Settings {
     pub processing_workers: usize,
     /// Windows per inference batch.
     pub batch_size: usize,
+    /// Clustering jobs that may run at once.
+    pub clustering_workers: usize,
 }
 
 impl Default for Settings {
@@ -40,6 +42,7 @@ impl Default for Settings {
             enable_fake_model: false,
             processing_workers: default_worker_count(),
             batch_size: crate::model::DEFAULT_BATCH_SIZE,
+            clustering_workers: 1,
         }
     }
 }
@@ -112,6 +115,7 @@ impl Humpback {
         // Whoever holds the log holds the data directory: a job still running belongs to a
         // process that died.
         humpback.recovery = crate::processing::worker::recover_running_jobs(&humpback)?;
+        crate::clustering_jobs::worker::recover_running_clustering_jobs(&humpback)?;
         humpback.catch_up_projections()?;
         Ok(humpback)
     }
@@ -220,6 +224,16 @@ impl Application {
                 ))
             })
             .collect();
+        let clustering_workers: Vec<_> = (0..self.humpback.settings.clustering_workers)
+            .map(|index| {
+                tokio::spawn(crate::clustering_jobs::worker::run_clustering_worker(
+                    self.humpback.clone(),
+                    index,
+                    stopping_flag.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect();
         let router = crate::http::router(self.humpback.clone(), stop.clone());
         let flag = stopping_flag.clone();
         let served = axum::serve(self.listener, router).with_graceful_shutdown(async move {
@@ -228,7 +242,7 @@ impl Application {
             let _ = stop_sender.send(true);
         });
         let result = served.await.context("serving http");
-        for worker in workers {
+        for worker in workers.into_iter().chain(clustering_workers) {
             let _ = worker.await;
         }
         let _ = catch_up.await;

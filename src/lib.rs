@@ -7,6 +7,7 @@ pub mod artifacts;
 pub mod audio;
 pub mod cli;
 pub mod clustering;
+pub mod clustering_jobs;
 pub mod config;
 pub mod domain;
 pub mod http;

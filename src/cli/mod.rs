@@ -71,6 +71,9 @@ pub struct ServeArgs {
     /// Offer the deterministic `fake` model (for tests and demos; its embeddings mean nothing).
     #[arg(long, env = "HUMPBACK_ENABLE_FAKE_MODEL")]
     pub enable_fake_model: bool,
+    /// Clustering jobs that may run at once.
+    #[arg(long, env = "HUMPBACK_CLUSTERING_WORKERS", default_value_t = 1)]
+    pub clustering_workers: usize,
 }
 
 impl ServeArgs {
@@ -81,6 +84,7 @@ impl ServeArgs {
             enable_fake_model: self.enable_fake_model,
             processing_workers: self.workers.unwrap_or_else(crate::app::default_worker_count),
             batch_size: self.batch_size.max(1),
+            clustering_workers: self.clustering_workers,
         }
     }
 }

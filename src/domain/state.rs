@@ -90,6 +90,7 @@ pub struct EmbeddingSetState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusteringJobState {
     pub embedding_set_ids: Vec<EmbeddingSetId>,
+    pub parameters: JsonText,
     pub status: JobStatus,
     pub attempt: u32,
     pub cancel_requested: bool,
@@ -247,6 +248,7 @@ impl DomainState {
                     e.job_id,
                     ClusteringJobState {
                         embedding_set_ids: e.embedding_set_ids.clone(),
+                        parameters: e.parameters.clone(),
                         status: JobStatus::Queued,
                         attempt: 0,
                         cancel_requested: false,

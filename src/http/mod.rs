@@ -1,6 +1,7 @@
 //! The JSON API. Thin handlers: parse, ask the core, map errors to statuses people can act on.
 
 pub mod audio_api;
+pub mod clustering_api;
 mod error;
 pub mod events_api;
 pub mod media_api;
@@ -51,6 +52,15 @@ pub fn router(humpback: Arc<Humpback>, stopping: watch::Receiver<bool>) -> Route
         .route("/api/processing-jobs/{id}", get(processing_api::show))
         .route("/api/processing-jobs/{id}/cancel", post(processing_api::cancel))
         .route("/api/processing-jobs/{id}/retry", post(processing_api::retry))
+        .route("/api/clustering-jobs", get(clustering_api::list).post(clustering_api::queue))
+        .route("/api/clustering-jobs/{id}", get(clustering_api::show))
+        .route("/api/clustering-jobs/{id}/cancel", post(clustering_api::cancel))
+        .route("/api/clustering-jobs/{id}/retry", post(clustering_api::retry))
+        .route("/api/clustering-jobs/{id}/clusters", get(clustering_api::clusters))
+        .route("/api/clustering-jobs/{id}/clusters/{label}/members", get(clustering_api::members_by_label))
+        .route("/api/clustering-jobs/{id}/assignments.csv", get(clustering_api::assignments_csv))
+        .route("/api/clustering-jobs/{id}/clusters.json", get(clustering_api::clusters_json))
+        .route("/api/clusters/{id}/members", get(clustering_api::members))
         .route("/api/models", get(processing_api::models))
         .route("/api/embedding-sets", get(processing_api::embedding_sets))
         .route("/api/embedding-sets/{id}", get(processing_api::embedding_set))

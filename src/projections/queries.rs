@@ -374,3 +374,165 @@ pub fn embedding_sets(
         .map_err(sql_error("listing embedding sets"));
     rows
 }
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClusteringJobRow {
+    pub id: u64,
+    pub status: String,
+    pub embedding_set_ids: serde_json::Value,
+    pub parameters: serde_json::Value,
+    pub attempt: u32,
+    pub worker: Option<String>,
+    pub cancel_requested: bool,
+    pub stage: Option<String>,
+    pub progress: Option<f64>,
+    pub metrics: serde_json::Value,
+    pub clusters_json_path: Option<String>,
+    pub assignments_path: Option<String>,
+    pub error_message: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+const CLUSTERING_COLUMNS: &str = "id, status, embedding_set_ids, parameters, attempt, worker, cancel_requested, stage, \
+     progress, metrics, clusters_json_path, assignments_path, error_message, created_at, updated_at, started_at, finished_at";
+
+fn clustering_row(row: &Row<'_>) -> rusqlite::Result<ClusteringJobRow> {
+    Ok(ClusteringJobRow {
+        id: row.get(0)?,
+        status: row.get(1)?,
+        embedding_set_ids: json_column(row.get(2)?),
+        parameters: json_column(row.get(3)?),
+        attempt: row.get(4)?,
+        worker: row.get(5)?,
+        cancel_requested: row.get(6)?,
+        stage: row.get(7)?,
+        progress: row.get(8)?,
+        metrics: json_column(row.get(9)?),
+        clusters_json_path: row.get(10)?,
+        assignments_path: row.get(11)?,
+        error_message: row.get(12)?,
+        created_at: row.get(13)?,
+        updated_at: row.get(14)?,
+        started_at: row.get(15)?,
+        finished_at: row.get(16)?,
+    })
+}
+
+pub fn clustering_job(connection: &Connection, id: u64) -> Result<Option<ClusteringJobRow>, ProjectionError> {
+    connection
+        .query_row(&format!("SELECT {CLUSTERING_COLUMNS} FROM clustering_jobs WHERE id = ?1"), [id], clustering_row)
+        .optional()
+        .map_err(sql_error("reading a clustering job"))
+}
+
+pub fn clustering_jobs(
+    connection: &Connection,
+    offset: u64,
+    limit: u64,
+) -> Result<Page<ClusteringJobRow>, ProjectionError> {
+    let total: u64 = connection
+        .query_row("SELECT COUNT(*) FROM clustering_jobs", [], |row| row.get(0))
+        .map_err(sql_error("counting clustering jobs"))?;
+    let mut statement = connection
+        .prepare(&format!("SELECT {CLUSTERING_COLUMNS} FROM clustering_jobs ORDER BY id DESC LIMIT ?1 OFFSET ?2"))
+        .map_err(sql_error("listing clustering jobs"))?;
+    let items = statement
+        .query_map(params![limit, offset], clustering_row)
+        .map_err(sql_error("listing clustering jobs"))?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error("listing clustering jobs"))?;
+    Ok(Page { items, total, offset, limit })
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClusterRow {
+    pub id: u64,
+    pub clustering_job_id: u64,
+    /// -1 is noise.
+    pub label: i64,
+    pub noise: bool,
+    pub size: u64,
+    pub metadata_summary: serde_json::Value,
+}
+
+fn cluster_row(row: &Row<'_>) -> rusqlite::Result<ClusterRow> {
+    Ok(ClusterRow {
+        id: row.get(0)?,
+        clustering_job_id: row.get(1)?,
+        label: row.get(2)?,
+        noise: row.get(3)?,
+        size: row.get(4)?,
+        metadata_summary: json_column(row.get(5)?),
+    })
+}
+
+pub fn clusters(connection: &Connection, clustering_job_id: u64) -> Result<Vec<ClusterRow>, ProjectionError> {
+    let mut statement = connection
+        .prepare(
+            "SELECT id, clustering_job_id, cluster_label, is_noise, size, metadata_summary FROM clusters
+             WHERE clustering_job_id = ?1 ORDER BY cluster_label",
+        )
+        .map_err(sql_error("listing clusters"))?;
+    let rows = statement
+        .query_map([clustering_job_id], cluster_row)
+        .map_err(sql_error("listing clusters"))?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error("listing clusters"));
+    rows
+}
+
+pub fn cluster(connection: &Connection, id: u64) -> Result<Option<ClusterRow>, ProjectionError> {
+    connection
+        .query_row(
+            "SELECT id, clustering_job_id, cluster_label, is_noise, size, metadata_summary FROM clusters WHERE id = ?1",
+            [id],
+            cluster_row,
+        )
+        .optional()
+        .map_err(sql_error("reading a cluster"))
+}
+
+/// A cluster's members, paged, with their recording.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClusterMemberRow {
+    pub embedding_set_id: u64,
+    pub row_index: u64,
+    pub audio_file_id: u64,
+    pub filename: String,
+}
+
+pub fn cluster_members(
+    connection: &Connection,
+    cluster_id: u64,
+    offset: u64,
+    limit: u64,
+) -> Result<Page<ClusterMemberRow>, ProjectionError> {
+    let total: u64 = connection
+        .query_row("SELECT COUNT(*) FROM cluster_assignments WHERE cluster_id = ?1", [cluster_id], |row| row.get(0))
+        .map_err(sql_error("counting cluster members"))?;
+    let mut statement = connection
+        .prepare(
+            "SELECT a.embedding_set_id, a.row_index, s.audio_file_id, f.filename
+             FROM cluster_assignments a
+             JOIN embedding_sets s ON s.id = a.embedding_set_id
+             JOIN audio_files f ON f.id = s.audio_file_id
+             WHERE a.cluster_id = ?1 ORDER BY a.embedding_set_id, a.row_index LIMIT ?2 OFFSET ?3",
+        )
+        .map_err(sql_error("listing cluster members"))?;
+    let items = statement
+        .query_map(params![cluster_id, limit, offset], |row| {
+            Ok(ClusterMemberRow {
+                embedding_set_id: row.get(0)?,
+                row_index: row.get(1)?,
+                audio_file_id: row.get(2)?,
+                filename: row.get(3)?,
+            })
+        })
+        .map_err(sql_error("listing cluster members"))?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error("listing cluster members"))?;
+    Ok(Page { items, total, offset, limit })
+}

@@ -3,6 +3,7 @@
 mod api;
 mod audio_api;
 mod cli;
+mod clustering;
 mod crash;
 mod golden_events;
 mod helpers;

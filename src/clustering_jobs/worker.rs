@@ -1,0 +1,343 @@
+//! Clustering workers: claim a clustering job, load its embedding sets (keeping each row's set,
+//! index and time), run the clustering core with progress and cancellation, measure, summarise
+//! metadata per cluster, write `clusters.json` and `assignments.parquet`, and record the result.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+
+use super::outputs::{write_assignments, AssignmentRow};
+use super::request::{file_documents, metadata_value, StoredClusteringParameters};
+use crate::app::Humpback;
+use crate::artifacts::embeddings_parquet::read_batches;
+use crate::artifacts::files::write_atomically;
+use crate::clustering::{
+    reference_metrics, run_clustering, run_sweep, summarize_clusters, ClusteringError, FileContext,
+};
+use crate::domain::decide::{Command, Rejection};
+use crate::domain::events::{ClusterAssignmentRecord, ClusterRecord, ClusteringJobCompleted, Event};
+use crate::domain::ids::{AudioFileId, ClusterId, ClusteringJobId, EmbeddingSetId, WorkerId};
+use crate::domain::json_text::JsonText;
+use crate::domain::state::JobStatus;
+use crate::log::EventLog;
+use crate::writer::WriterError;
+
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClusteringStep {
+    Idle,
+    Ran { job_id: ClusteringJobId, status: JobStatus },
+}
+
+pub struct ClusteringWorker {
+    humpback: Arc<Humpback>,
+    worker_id: WorkerId,
+    stopping: Arc<AtomicBool>,
+}
+
+/// Where a job's files go, relative to the data directory.
+pub fn output_paths(job: ClusteringJobId) -> (String, String) {
+    (format!("clusters/{job}/clusters.json"), format!("clusters/{job}/assignments.parquet"))
+}
+
+enum Ended {
+    Completed,
+    Canceled,
+    Interrupted,
+}
+
+impl ClusteringWorker {
+    pub fn new(humpback: Arc<Humpback>, worker_id: WorkerId, stopping: Arc<AtomicBool>) -> ClusteringWorker {
+        ClusteringWorker { humpback, worker_id, stopping }
+    }
+
+    /// Claims the oldest queued clustering job, if any, and runs it to its end. Blocking.
+    pub fn step(&mut self) -> anyhow::Result<ClusteringStep> {
+        let claimed = match self.humpback.writer.execute(Command::ClaimClusteringJob { worker: self.worker_id.clone() })
+        {
+            Ok(envelopes) => envelopes.into_iter().find_map(|envelope| match envelope.event {
+                Event::ClusteringJobClaimed(claimed) => Some((claimed.job_id, claimed.attempt)),
+                _ => None,
+            }),
+            Err(WriterError::Rejected(Rejection::NothingToClaim)) => None,
+            Err(error) => return Err(error).context("claiming a clustering job"),
+        };
+        let Some((job_id, attempt)) = claimed else { return Ok(ClusteringStep::Idle) };
+        let result = catch_unwind(AssertUnwindSafe(|| self.run(job_id, attempt)));
+        let reason = match result {
+            Ok(Ok(Ended::Completed)) => return Ok(ClusteringStep::Ran { job_id, status: JobStatus::Complete }),
+            Ok(Ok(Ended::Canceled)) => return Ok(ClusteringStep::Ran { job_id, status: JobStatus::Canceled }),
+            Ok(Ok(Ended::Interrupted)) => return Ok(ClusteringStep::Ran { job_id, status: JobStatus::Queued }),
+            Ok(Err(error)) => format!("{error:#}"),
+            Err(_) => "the clustering worker panicked".to_string(),
+        };
+        tracing::warn!(job = %job_id, reason = %reason, "clustering job failed");
+        self.humpback.writer.execute(Command::FailClusteringJob { job_id, attempt, reason })?;
+        Ok(ClusteringStep::Ran { job_id, status: JobStatus::Failed })
+    }
+
+    fn run(&mut self, job_id: ClusteringJobId, attempt: u32) -> anyhow::Result<Ended> {
+        let humpback = self.humpback.clone();
+        let (set_ids, stored) = humpback
+            .writer
+            .read_state(|state| {
+                state.clustering_jobs.get(&job_id).map(|job| (job.embedding_set_ids.clone(), job.parameters.clone()))
+            })
+            .ok_or_else(|| anyhow!("clustering job {job_id} is unknown"))?;
+        let stored = StoredClusteringParameters::from_json_text(&stored)?;
+        let mut last_report: Option<Instant> = None;
+        let stopping = self.stopping.clone();
+        let mut canceled = false;
+        let mut progress = |stage: &str, fraction: f64| -> bool {
+            if last_report.is_none_or(|at| at.elapsed() >= PROGRESS_INTERVAL) {
+                last_report = Some(Instant::now());
+                let _ = humpback.writer.execute(Command::ReportClusteringProgress {
+                    job_id,
+                    attempt,
+                    stage: stage.to_string(),
+                    fraction: fraction.clamp(0.0, 1.0),
+                });
+            }
+            canceled =
+                humpback.writer.read_state(|s| s.clustering_jobs.get(&job_id).is_some_and(|job| job.cancel_requested));
+            !(canceled || stopping.load(Ordering::Relaxed))
+        };
+        // Load every set, keeping each row's set, index and time.
+        let mut matrix = Vec::new();
+        let mut dims = 0usize;
+        let mut rows: Vec<(EmbeddingSetId, u64, f64, f64, usize)> = Vec::new();
+        let mut files: Vec<FileContext> = Vec::new();
+        let mut file_positions: Vec<AudioFileId> = Vec::new();
+        for (position, set_id) in set_ids.iter().enumerate() {
+            if !progress("loading", 0.05 * position as f64 / set_ids.len().max(1) as f64) {
+                return self.stop(job_id, attempt, canceled);
+            }
+            let (parquet, audio, folder, documents) = humpback
+                .writer
+                .read_state(|state| {
+                    let set = state.embedding_sets.get(set_id)?;
+                    let file = state.audio_files.get(&set.audio_file_id)?;
+                    Some((
+                        set.parquet_path.clone(),
+                        set.audio_file_id,
+                        file.folder.clone(),
+                        file_documents(state, set.audio_file_id),
+                    ))
+                })
+                .ok_or_else(|| anyhow!("embedding set {set_id} or its recording is unknown"))?;
+            let file_index = match file_positions.iter().position(|known| *known == audio) {
+                Some(index) => index,
+                None => {
+                    file_positions.push(audio);
+                    files.push(FileContext { recording_id: audio.to_string(), folder, documents });
+                    files.len() - 1
+                }
+            };
+            let path = humpback.data_dir.root().join(&parquet);
+            for batch in read_batches(&path, 4096).with_context(|| format!("reading embedding set {set_id}"))? {
+                let batch = batch.with_context(|| format!("reading embedding set {set_id}"))?;
+                if dims == 0 {
+                    dims = batch.vector_dim;
+                } else if dims != batch.vector_dim {
+                    return Err(anyhow!(
+                        "embedding set {set_id} has {} dimensions, the others {dims}",
+                        batch.vector_dim
+                    ));
+                }
+                matrix.extend_from_slice(&batch.vectors);
+                for i in 0..batch.row_index.len() {
+                    rows.push((*set_id, batch.row_index[i], batch.start_seconds[i], batch.end_seconds[i], file_index));
+                }
+            }
+        }
+        let sweep = match &stored.sweep {
+            Some(sweep) => match run_sweep(&matrix, dims, &stored.parameters, sweep, &mut |stage, fraction| {
+                progress(stage, 0.05 + 0.25 * fraction)
+            }) {
+                Ok(entries) => Some(entries),
+                Err(ClusteringError::Cancelled { .. }) => return self.stop(job_id, attempt, canceled),
+                Err(error) => return Err(error.into()),
+            },
+            None => None,
+        };
+        let offset = if sweep.is_some() { 0.3 } else { 0.05 };
+        let result = match run_clustering(&matrix, dims, &stored.parameters, &mut |stage, fraction| {
+            progress(stage, offset + (0.9 - offset) * fraction)
+        }) {
+            Ok(result) => result,
+            Err(ClusteringError::Cancelled { .. }) => return self.stop(job_id, attempt, canceled),
+            Err(error) => return Err(error.into()),
+        };
+        drop(matrix);
+        let row_files: Vec<usize> = rows.iter().map(|row| row.4).collect();
+        let summaries = summarize_clusters(&result.labels, &row_files, &files)?;
+        let reference = match &stored.reference_field {
+            Some(field) => {
+                let categories: Vec<String> = rows
+                    .iter()
+                    .map(|row| {
+                        let file = &files[row.4];
+                        if field == "folder" {
+                            return file.folder.clone();
+                        }
+                        match metadata_value(&file.documents, field) {
+                            Some(serde_json::Value::String(text)) => text.clone(),
+                            Some(serde_json::Value::Null) | None => "(missing)".to_string(),
+                            Some(other) => other.to_string(),
+                        }
+                    })
+                    .collect();
+                Some(reference_metrics(&result.labels, &categories)?)
+            }
+            None => None,
+        };
+        if !progress("writing", 0.95) {
+            return self.stop(job_id, attempt, canceled);
+        }
+        let metrics = serde_json::json!({
+            "cluster_count": result.cluster_count,
+            "noise_count": result.labels.iter().filter(|label| **label < 0).count(),
+            "rows": result.labels.len(),
+            "internal": result.metrics,
+            "reference_field": stored.reference_field,
+            "reference": reference,
+            "sweep": sweep,
+        });
+        let (clusters_json, assignments_parquet) = output_paths(job_id);
+        let assignments: Vec<AssignmentRow> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| AssignmentRow {
+                embedding_set_id: row.0 .0,
+                row_index: row.1,
+                start_seconds: row.2,
+                end_seconds: row.3,
+                cluster_label: result.labels[i],
+                probability: result.probabilities.get(i).copied().unwrap_or(0.0),
+                x: result.coordinates_2d.as_ref().map(|c| c[i][0]),
+                y: result.coordinates_2d.as_ref().map(|c| c[i][1]),
+            })
+            .collect();
+        write_assignments(&humpback.data_dir.root().join(&assignments_parquet), &assignments)?;
+        let document = serde_json::json!({
+            "clustering_job_id": job_id.0,
+            "embedding_set_ids": set_ids.iter().map(|id| id.0).collect::<Vec<_>>(),
+            "parameters": serde_json::to_value(&stored).unwrap_or_default(),
+            "metrics": metrics,
+            "clusters": summaries.iter().map(|s| serde_json::json!({"label": s.label, "size": s.size, "noise": s.label < 0, "metadata_summary": s.summary})).collect::<Vec<_>>(),
+        });
+        write_atomically(
+            &humpback.data_dir.root().join(&clusters_json),
+            serde_json::to_string_pretty(&document)?.as_bytes(),
+        )?;
+        let completed = ClusteringJobCompleted {
+            job_id,
+            attempt,
+            clusters: summaries
+                .iter()
+                .map(|summary| ClusterRecord {
+                    cluster_id: ClusterId(0),
+                    label: summary.label,
+                    size: summary.size,
+                    metadata_summary: JsonText::from_value(&summary.summary),
+                })
+                .collect(),
+            assignments: rows
+                .iter()
+                .zip(&result.labels)
+                .map(|(row, label)| ClusterAssignmentRecord {
+                    embedding_set_id: row.0,
+                    row_index: row.1,
+                    label: *label,
+                })
+                .collect(),
+            metrics: JsonText::from_value(&metrics),
+            clusters_json_path: clusters_json,
+            assignments_path: assignments_parquet,
+        };
+        humpback.writer.execute(Command::CompleteClusteringJob(completed)).context("recording the clusters")?;
+        Ok(Ended::Completed)
+    }
+
+    fn stop(&self, job_id: ClusteringJobId, attempt: u32, canceled: bool) -> anyhow::Result<Ended> {
+        if canceled {
+            self.humpback.writer.execute(Command::ConfirmClusteringJobCanceled { job_id, attempt })?;
+            Ok(Ended::Canceled)
+        } else {
+            self.humpback.writer.execute(Command::AbandonClusteringJob {
+                job_id,
+                attempt,
+                reason: "the server shut down while the job was running".into(),
+            })?;
+            Ok(Ended::Interrupted)
+        }
+    }
+}
+
+/// At start-up: a clustering job still running belongs to a process that died. Its outputs are
+/// only recorded by its completion event, so it is abandoned, its partial files removed, and
+/// queued again (the same seed gives the same result).
+pub fn recover_running_clustering_jobs(humpback: &Humpback) -> anyhow::Result<Vec<ClusteringJobId>> {
+    let running: Vec<(ClusteringJobId, u32)> = humpback.writer.read_state(|state| {
+        state
+            .clustering_jobs
+            .iter()
+            .filter(|(_, job)| job.status == JobStatus::Running)
+            .map(|(id, job)| (*id, job.attempt))
+            .collect()
+    });
+    for (job_id, attempt) in &running {
+        let _ = std::fs::remove_dir_all(humpback.data_dir.clusters_dir().join(job_id.to_string()));
+        humpback.writer.execute(Command::AbandonClusteringJob {
+            job_id: *job_id,
+            attempt: *attempt,
+            reason: "the process running it stopped before it finished".into(),
+        })?;
+    }
+    Ok(running.into_iter().map(|(id, _)| id).collect())
+}
+
+/// Runs a clustering worker until `stop` turns true.
+pub async fn run_clustering_worker(
+    humpback: Arc<Humpback>,
+    index: usize,
+    stopping: Arc<AtomicBool>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut worker = Some(ClusteringWorker::new(
+        humpback.clone(),
+        WorkerId(format!("{}:clustering:{index}", std::process::id())),
+        stopping,
+    ));
+    let mut head = humpback.log.subscribe();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        head.borrow_and_update();
+        let Some(current) = worker.take() else { return };
+        let Ok((returned, outcome)) = tokio::task::spawn_blocking(move || {
+            let mut current = current;
+            let outcome = current.step();
+            (current, outcome)
+        })
+        .await
+        else {
+            return;
+        };
+        worker = Some(returned);
+        match outcome {
+            Ok(ClusteringStep::Ran { .. }) => continue,
+            Ok(ClusteringStep::Idle) => {}
+            Err(error) => tracing::error!(error = format!("{error:#}"), "clustering worker step failed"),
+        }
+        tokio::select! {
+            changed = head.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}
