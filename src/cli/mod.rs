@@ -9,6 +9,7 @@ mod bench_audio;
 mod bench_clustering;
 mod bench_models;
 mod client;
+mod cluster;
 mod events;
 mod import;
 mod models;
@@ -48,6 +49,8 @@ pub enum Commands {
     Projections(projections::ProjectionsArgs),
     /// List the embedding models humpback can use, or inspect a .tflite file.
     Models(models::ModelsArgs),
+    /// Cluster embedding sets, following the job with a progress bar.
+    Cluster(cluster::ClusterArgs),
     /// Find (and remove) files no event references.
     Artifacts(artifacts::ArtifactsArgs),
     /// Measure humpback's own performance.
@@ -102,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Commands::Projections(args) => projections::run(&data_dir, &cli.bind, args),
         Commands::Models(args) => models::run(args).map(|()| 0),
         Commands::Artifacts(args) => artifacts::run(&data_dir, args),
+        Commands::Cluster(args) => cluster::run(&data_dir, &cli.bind, args),
         Commands::Bench(args) => bench::run(args),
     }
 }

@@ -176,3 +176,52 @@ async fn bad_clustering_requests_get_the_right_status_and_reason() {
     assert_eq!(status, 404);
     app.stop().await;
 }
+
+#[test]
+fn the_cluster_command_queues_follows_and_summarises_a_job_on_a_stopped_data_directory() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let humpback = Arc::new(
+            humpback::app::Humpback::open_with(humpback::config::DataDir::new(dir.path()), settings(0)).unwrap(),
+        );
+        let model = humpback.models.find("fake").unwrap().info.clone();
+        let resolved = humpback::processing::config::resolve(
+            &humpback::processing::config::EncodingRequest { model: Some("fake".into()), ..Default::default() },
+            &model,
+        )
+        .unwrap();
+        for seed in 0..2 {
+            let staged =
+                humpback::ingest::stage_copy(&humpback.data_dir.tmp_dir(), &chirp_wav(4.0, 16_000, seed)[..], u64::MAX)
+                    .unwrap();
+            let audio = humpback::ingest::register_staged(&humpback, staged, "x.wav", "").unwrap().audio_file_id();
+            let checksum = humpback.writer.read_state(|s| s.audio_files[&audio].checksum_sha256.clone());
+            humpback
+                .writer
+                .execute(humpback::domain::decide::Command::QueueProcessingJob {
+                    audio_file_id: audio,
+                    encoding_signature: resolved.signature(&checksum),
+                    config: resolved.encoding_config(),
+                })
+                .unwrap();
+        }
+        let mut worker = humpback::processing::worker::ProcessingWorker::new(
+            humpback.clone(),
+            humpback::domain::ids::WorkerId("w".into()),
+            Arc::new(AtomicBool::new(false)),
+        );
+        while worker.step().unwrap() != humpback::processing::worker::StepOutcome::Idle {}
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_humpback"))
+        .args(["--data-dir", dir.path().to_str().unwrap(), "--bind", "127.0.0.1:1", "cluster", "--sets", "1,2"])
+        .args(["--parameters", r#"{"reduction": {"method": "pca", "n_components": 2}, "algorithm": {"method": "kmeans", "k": 2, "seed": 1}}"#])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.starts_with("clustering job 1 complete: 2 clusters over 8 windows (0 noise)"), "{stdout}");
+    assert!(stdout.contains("cluster 0") && stdout.contains("cluster 1"), "{stdout}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("100%"), "a progress bar");
+}
