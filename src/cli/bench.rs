@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::domain::sample_events::one_event_of_every_type;
+use crate::domain::sample_events::realistic_event_stream;
 use crate::log::{EventLog, SledEventLog};
 use crate::projections::Projector;
 
@@ -73,11 +73,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
                 None => tempfile::Builder::new().prefix("humpback-bench-").tempdir()?,
             };
             let log = SledEventLog::open(&scratch.path().join("events"))?;
-            let samples = one_event_of_every_type();
+            let mut stream = realistic_event_stream(single + batched);
 
             let started = Instant::now();
-            for index in 0..single {
-                log.append(std::slice::from_ref(&samples[index % samples.len()]))?;
+            for event in stream.by_ref().take(single) {
+                log.append(std::slice::from_ref(&event))?;
             }
             let single_seconds = started.elapsed().as_secs_f64();
             println!(
@@ -86,13 +86,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             );
 
             let batch_size = batch_size.max(1);
-            let batch: Vec<_> = (0..batch_size).map(|index| samples[index % samples.len()].clone()).collect();
             let started = Instant::now();
             let mut appended = 0;
             while appended < batched {
-                let take = batch_size.min(batched - appended);
-                log.append(&batch[..take])?;
-                appended += take;
+                let batch: Vec<_> = stream.by_ref().take(batch_size.min(batched - appended)).collect();
+                log.append(&batch)?;
+                appended += batch.len();
             }
             let batched_seconds = started.elapsed().as_secs_f64();
             println!(

@@ -175,3 +175,72 @@ mod tests {
         assert_eq!(names, expected);
     }
 }
+
+/// A valid stream of `count` events, as a busy humpback records them: each audio file is
+/// registered, its metadata edited, a job queued, claimed, progressed, its embedding set
+/// promoted and the job completed. Ids are unique, so every projection accepts it.
+pub fn realistic_event_stream(count: usize) -> impl Iterator<Item = Event> {
+    let templates = one_event_of_every_type();
+    (0..count).map(move |index| {
+        let n = (index / 7) as u64 + 1;
+        let signature = EncodingSignature(format!("{n:064x}"));
+        match (index % 7, &templates[1], &templates[2], &templates[3], &templates[6]) {
+            (0, Event::AudioFileRegistered(template), _, _, _) => Event::AudioFileRegistered(AudioFileRegistered {
+                audio_file_id: AudioFileId(n),
+                checksum_sha256: Sha256Hex(format!("{n:064x}")),
+                stored_path: format!("audio/raw/{n}/original.wav"),
+                ..template.clone()
+            }),
+            (1, _, Event::AudioMetadataEdited(template), _, _) => {
+                Event::AudioMetadataEdited(AudioMetadataEdited { audio_file_id: AudioFileId(n), ..template.clone() })
+            }
+            (2, _, _, Event::ProcessingJobQueued(template), _) => Event::ProcessingJobQueued(ProcessingJobQueued {
+                job_id: ProcessingJobId(n),
+                audio_file_id: AudioFileId(n),
+                encoding_signature: signature,
+                ..template.clone()
+            }),
+            (3, ..) => Event::ProcessingJobClaimed(ProcessingJobClaimed {
+                job_id: ProcessingJobId(n),
+                worker: WorkerId("bench:0".into()),
+                attempt: 1,
+            }),
+            (4, ..) => Event::ProcessingJobProgressed(ProcessingJobProgressed {
+                job_id: ProcessingJobId(n),
+                attempt: 1,
+                windows_done: 360,
+                windows_total: 720,
+            }),
+            (5, _, _, _, Event::EmbeddingSetPromoted(template)) => Event::EmbeddingSetPromoted(EmbeddingSetPromoted {
+                embedding_set_id: EmbeddingSetId(n),
+                job_id: ProcessingJobId(n),
+                audio_file_id: AudioFileId(n),
+                encoding_signature: signature,
+                parquet_path: format!("embeddings/builtin-logmel-stats@1/{n}/{n:064x}.parquet"),
+                ..template.clone()
+            }),
+            _ => Event::ProcessingJobCompleted(ProcessingJobCompleted {
+                job_id: ProcessingJobId(n),
+                attempt: 1,
+                embedding_set_id: Some(EmbeddingSetId(n)),
+                warning: None,
+            }),
+        }
+    })
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+    use crate::domain::ids::EventSeq;
+    use crate::domain::state::{DomainState, JobStatus};
+
+    #[test]
+    fn the_realistic_stream_is_a_valid_history() {
+        let events: Vec<Event> = realistic_event_stream(70).collect();
+        let state = DomainState::from_events(events.iter().enumerate().map(|(i, e)| (EventSeq(i as u64 + 1), e)));
+        assert_eq!(state.audio_files.len(), 10);
+        assert_eq!(state.embedding_sets.len(), 10);
+        assert!(state.processing_jobs.values().all(|job| job.status == JobStatus::Complete));
+    }
+}
