@@ -49,7 +49,7 @@ pub async fn spawn_app() -> TestApp {
 
 /// Without workers: tests that need them say so with [`spawn_app_with`].
 pub async fn spawn_app_in(data_dir: tempfile::TempDir) -> TestApp {
-    spawn_app_with(data_dir, Settings { processing_workers: 0, ..Settings::default() }).await
+    spawn_app_with(data_dir, Settings { processing_workers: 0, clustering_workers: 0, ..Settings::default() }).await
 }
 
 pub async fn spawn_app_with(data_dir: tempfile::TempDir, settings: Settings) -> TestApp {
