@@ -109,3 +109,54 @@ pub fn model_names(connection: &Connection) -> Result<Vec<String>, ProjectionErr
         .map_err(sql_error("listing models"));
     names
 }
+
+/// One embedding set as the clustering form lists it: with its recording's name and folder.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EmbeddingSetChoiceRow {
+    pub id: u64,
+    pub audio_file_id: u64,
+    pub filename: String,
+    pub folder: String,
+    pub model_name: String,
+    pub model_version: String,
+    pub row_count: u64,
+}
+
+/// Every embedding set with its recording, oldest first.
+pub fn embedding_set_choices(connection: &Connection) -> Result<Vec<EmbeddingSetChoiceRow>, ProjectionError> {
+    let mut statement = connection
+        .prepare(
+            "SELECT e.id, e.audio_file_id, COALESCE(a.filename, ''), COALESCE(a.folder, ''), e.model_name,
+                    e.model_version, e.row_count
+             FROM embedding_sets e LEFT JOIN audio_files a ON a.id = e.audio_file_id ORDER BY e.id",
+        )
+        .map_err(sql_error("listing embedding sets for clustering"))?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok(EmbeddingSetChoiceRow {
+                id: row.get(0)?,
+                audio_file_id: row.get(1)?,
+                filename: row.get(2)?,
+                folder: row.get(3)?,
+                model_name: row.get(4)?,
+                model_version: row.get(5)?,
+                row_count: row.get(6)?,
+            })
+        })
+        .map_err(sql_error("listing embedding sets for clustering"))?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error("listing embedding sets for clustering"));
+    rows
+}
+
+/// File names of recordings by id (for labels on plots and member lists).
+pub fn audio_file_names(connection: &Connection) -> Result<BTreeMap<u64, String>, ProjectionError> {
+    let mut statement =
+        connection.prepare("SELECT id, filename FROM audio_files").map_err(sql_error("listing recording names"))?;
+    let rows = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .map_err(sql_error("listing recording names"))?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error("listing recording names"));
+    rows
+}

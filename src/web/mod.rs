@@ -1,6 +1,7 @@
 //! The web UI: thin HTML handlers that read rows, call the core, and render `crate::views`.
 //! Forms work without JavaScript; `assets/live.js` only keeps job status and progress current.
 
+mod clustering;
 mod pages;
 mod processing;
 mod recordings;
@@ -25,6 +26,7 @@ pub const MAX_RECORDING_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 const STYLE_CSS: &str = include_str!("assets/style.css");
 const LIVE_JS: &str = include_str!("assets/live.js");
 const UPLOAD_JS: &str = include_str!("assets/upload.js");
+const SCATTER_JS: &str = include_str!("assets/scatter.js");
 
 /// The HTML pages, to be merged into the main router.
 pub fn router() -> Router<ApiState> {
@@ -41,13 +43,18 @@ pub fn router() -> Router<ApiState> {
         .route("/processing/{id}/cancel", post(processing::cancel))
         .route("/processing/{id}/retry", post(processing::retry))
         .route("/events", get(pages::events))
-        .route("/clustering", get(pages::clustering))
-        .route("/clustering/{id}", get(pages::clustering_job))
-        .route("/clusters/{id}", get(pages::cluster))
-        .route("/models", get(pages::models))
+        .route("/clustering", get(clustering::list))
+        .route("/clustering/queue", post(clustering::queue))
+        .route("/clustering/{id}", get(clustering::detail))
+        .route("/clustering/{id}/points.json", get(clustering::points))
+        .route("/clustering/{id}/cancel", post(clustering::cancel))
+        .route("/clustering/{id}/retry", post(clustering::retry))
+        .route("/clusters/{id}", get(clustering::cluster))
+        .route("/models", get(clustering::models))
         .route("/assets/style.css", get(style_css))
         .route("/assets/live.js", get(live_js))
         .route("/assets/upload.js", get(upload_js))
+        .route("/assets/scatter.js", get(scatter_js))
 }
 
 async fn style_css() -> Response {
@@ -60,6 +67,10 @@ async fn live_js() -> Response {
 
 async fn upload_js() -> Response {
     asset(UPLOAD_JS, "text/javascript; charset=utf-8")
+}
+
+async fn scatter_js() -> Response {
+    asset(SCATTER_JS, "text/javascript; charset=utf-8")
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {

@@ -1,10 +1,10 @@
-//! The home page, the events page, and the sections that come in a later part.
+//! The home page and the events page.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 
-use super::{blocking_page, page, parse_page_id, NoticeParameters, PageResult};
+use super::{blocking_page, page, NoticeParameters, PageResult};
 use crate::domain::events::Event;
 use crate::http::ApiState;
 use crate::log::filter::{read_page, EventQuery, PageRequest};
@@ -12,7 +12,6 @@ use crate::log::EventLog;
 use crate::projections::{queries, ui_queries};
 use crate::views::dashboard::{dashboard_page, DashboardView};
 use crate::views::events::{events_page, EventsView};
-use crate::views::{coming_later_page, Section};
 
 const RECENT_EVENTS: usize = 12;
 const ACTIVE_JOBS: u64 = 10;
@@ -86,50 +85,4 @@ pub async fn events(
     view.next_cursor = found.next_cursor.map(|seq| seq.0);
     view.head = found.head.0;
     Ok(page(StatusCode::OK, events_page(&view)))
-}
-
-pub async fn clustering() -> PageResult {
-    Ok(page(
-        StatusCode::OK,
-        coming_later_page(
-            "Clustering",
-            Section::Clustering,
-            "Clustering pages come in the next part of the web UI. Clustering jobs already appear on the Events page.",
-        ),
-    ))
-}
-
-pub async fn clustering_job(Path(id): Path<String>) -> PageResult {
-    let id = parse_page_id(&id, "clustering job")?;
-    Ok(page(
-        StatusCode::OK,
-        coming_later_page(
-            &format!("Clustering job {id}"),
-            Section::Clustering,
-            "The clustering job page comes in the next part of the web UI; its events are on the Events page.",
-        ),
-    ))
-}
-
-pub async fn cluster(Path(id): Path<String>) -> PageResult {
-    let id = parse_page_id(&id, "cluster")?;
-    Ok(page(
-        StatusCode::OK,
-        coming_later_page(
-            &format!("Cluster {id}"),
-            Section::Clustering,
-            "The cluster page (members, spectrograms, audio) comes in the next part of the web UI.",
-        ),
-    ))
-}
-
-pub async fn models(State(state): State<ApiState>) -> PageResult {
-    let humpback = state.humpback.clone();
-    let names = blocking_page(move || Ok(humpback.reader.with_connection(ui_queries::model_names)?)).await?;
-    let what = if names.is_empty() {
-        "No models are registered yet. The models page comes in the next part of the web UI.".to_string()
-    } else {
-        format!("Registered models: {}. The models page comes in the next part of the web UI.", names.join(", "))
-    };
-    Ok(page(StatusCode::OK, coming_later_page("Models", Section::Models, &what)))
 }

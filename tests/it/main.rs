@@ -2,6 +2,7 @@
 
 mod api;
 mod audio_api;
+mod browser;
 mod cli;
 mod clustering;
 mod crash;

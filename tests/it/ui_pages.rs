@@ -9,7 +9,8 @@ use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use humpback::domain::decide::{Command, EditAudioMetadata, MetadataEditMode};
-use humpback::domain::ids::AudioFileId;
+use humpback::domain::ids::{AudioFileId, ClusteringJobId};
+use humpback::domain::state::JobStatus;
 use humpback::http::media_api::encode_wav_pcm16_mono;
 use humpback::ingest::{self, IngestOutcome};
 use humpback::log::EventLog;
@@ -65,8 +66,10 @@ impl Ui {
     }
 }
 
+/// A server without workers (the session claims its jobs itself), with the sample session.
 async fn app_with_session() -> TestApp {
-    let app = spawn_app().await;
+    let settings = humpback::app::Settings { processing_workers: 0, clustering_workers: 0, ..Default::default() };
+    let app = crate::helpers::spawn_app_with(tempfile::tempdir().unwrap(), settings).await;
     for command in sample_session() {
         app.humpback.execute(command).await.expect("command accepted");
     }
@@ -270,10 +273,7 @@ async fn a_bad_metadata_form_comes_back_with_errors_and_the_text_kept_and_a_good
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processing_pages_list_jobs_show_events_and_cancel_and_retry_redirect_with_a_notice() {
-    let app = spawn_app().await;
-    for command in sample_session() {
-        app.humpback.execute(command).await.unwrap();
-    }
+    let app = app_with_session().await;
     app.humpback.execute(register(4)).await.unwrap();
     app.humpback.execute(crate::helpers::queue(4, "sig-4")).await.unwrap();
     let ui = Ui::new(&app);
@@ -354,12 +354,15 @@ async fn the_events_page_is_newest_first_filtered_paged_and_linked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn placeholder_sections_and_assets_are_served() {
+async fn sections_and_assets_are_served() {
     let app = spawn_app().await;
     let ui = Ui::new(&app);
-    for uri in ["/clustering", "/clustering/1", "/clusters/5", "/models"] {
+    for uri in ["/clustering", "/models"] {
         assert_eq!(ui.get(uri).await.status, StatusCode::OK, "{uri}");
     }
+    let scatter = ui.get("/assets/scatter.js").await;
+    assert!(scatter.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/javascript"));
+    assert!(scatter.text().contains("data-drawn"));
     let css = ui.get("/assets/style.css").await;
     assert!(css.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/css"));
     let js = ui.get("/assets/live.js").await;
@@ -561,4 +564,154 @@ async fn a_folder_on_the_server_is_imported_and_a_missing_one_is_explained() {
     let missing = ui.post_form("/audio/import", "path=%2Fno%2Fsuch%2Ffolder").await;
     assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(missing.text().contains("is not a folder on the server"));
+}
+
+async fn wait_for_clustering_to_finish(app: &TestApp, job: u64) -> JobStatus {
+    let mut head = app.humpback.log.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        head.borrow_and_update();
+        let status = app.humpback.writer.read_state(|s| s.clustering_jobs.get(&ClusteringJobId(job)).map(|j| j.status));
+        if let Some(status) =
+            status.filter(|s| matches!(s, JobStatus::Complete | JobStatus::Failed | JobStatus::Canceled))
+        {
+            app.humpback.wait_until_projected(app.humpback.log.head()).await;
+            return status;
+        }
+        tokio::time::timeout_at(deadline, head.changed()).await.expect("clustering did not finish in time").unwrap();
+    }
+}
+
+/// Two hostile-named recordings processed with the fake model; their embedding set ids.
+async fn two_processed_hostile_recordings(app: &TestApp) -> Vec<u64> {
+    let mut sets = Vec::new();
+    for (index, seed) in [1u32, 2].iter().enumerate() {
+        let bytes = crate::processing::chirp_wav(20.0, 16_000, *seed);
+        let name = format!("<script>alert({index})</script>.wav");
+        let (status, audio) =
+            crate::ingest_api::upload(&app.base_url, &name, bytes, Some(&format!("<b>site-{index}"))).await;
+        assert_eq!(status, 201, "{audio}");
+        let (_, job) = crate::processing::post_json(
+            app.url("/api/processing-jobs"),
+            serde_json::json!({"audio_file_id": audio["id"], "model": "fake"}),
+        )
+        .await;
+        let job_id = job["id"].as_u64().expect("job id");
+        let done = crate::processing::wait_for_job(app, job_id, &[JobStatus::Complete, JobStatus::Failed]).await;
+        assert_eq!(done, JobStatus::Complete);
+        let (_, job) = crate::api_get(&app.url(&format!("/api/processing-jobs/{job_id}"))).await;
+        sets.push(job["embedding_set_id"].as_u64().expect("embedding set id"));
+    }
+    sets
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clustering_is_queued_from_the_form_and_its_job_plot_data_and_clusters_are_shown_escaped() {
+    let app = crate::helpers::spawn_app_with(tempfile::tempdir().unwrap(), crate::processing::settings(1)).await;
+    let ui = Ui::new(&app);
+    let sets = two_processed_hostile_recordings(&app).await;
+
+    let list = ui.get("/clustering").await;
+    assert_eq!(list.status, StatusCode::OK);
+    let html = list.text();
+    assert_escaped(&html);
+    assert!(html.contains(r#"action="/clustering/queue""#));
+    assert!(html.contains("2 sets,"), "the coverage of all sets is shown");
+    assert!(html.contains(r#"name="embedding_set_id""#));
+
+    let nothing = ui.post_form("/clustering/queue", "algorithm_method=kmeans&k=2").await;
+    assert_eq!(nothing.status, StatusCode::SEE_OTHER);
+    let location = nothing.headers[header::LOCATION].to_str().unwrap().to_string();
+    assert!(location.starts_with("/clustering?notice=choose") && location.ends_with("notice_kind=error"), "{location}");
+    let unknown = ui.post_form("/clustering/queue", "folder=nowhere&algorithm_method=kmeans&k=2").await;
+    assert!(unknown.headers[header::LOCATION].to_str().unwrap().contains("notice_kind=error"));
+
+    let form = format!(
+        "embedding_set_id={}&embedding_set_id={}&reduction_method=pca&reduction_n_components=2\
+         &algorithm_method=kmeans&k=2&seed=7&plot_2d=true&normalize_l2=true&reference_field=folder",
+        sets[0], sets[1]
+    );
+    let queued = ui.post_form("/clustering/queue", &form).await;
+    assert_eq!(queued.status, StatusCode::SEE_OTHER);
+    let location = queued.headers[header::LOCATION].to_str().unwrap().to_string();
+    assert!(location.starts_with("/clustering/1?notice=clustering%20job%201%20queued"), "{location}");
+    assert_eq!(wait_for_clustering_to_finish(&app, 1).await, JobStatus::Complete);
+
+    let job = ui.get("/clustering/1").await;
+    assert_eq!(job.status, StatusCode::OK);
+    let html = job.text();
+    assert_escaped(&html);
+    assert!(html.contains("<canvas") && html.contains(r#"data-points-url="/clustering/1/points.json""#));
+    assert!(html.contains("/assets/scatter.js"));
+    assert!(html.contains("Metrics") && html.contains("Against the reference"));
+    assert!(
+        html.contains("/api/clustering-jobs/1/assignments.csv")
+            && html.contains("/api/clustering-jobs/1/clusters.json")
+    );
+    assert!(html.contains("&lt;b&gt;site"), "top metadata values are shown, escaped");
+    assert!(html.contains(r#"data-clustering-job-id="1""#));
+
+    let points = ui.get("/clustering/1/points.json").await;
+    assert_eq!(points.status, StatusCode::OK);
+    assert!(points.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("application/json"));
+    let text = points.text();
+    assert!(!text.contains('<') && !text.contains('>'), "markup characters are escaped in the plot data");
+    let data: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let plotted = data["points"].as_array().unwrap();
+    assert!(!plotted.is_empty());
+    assert_eq!(data["shown"], data["total"]);
+    assert!(plotted[0]["file"].as_str().unwrap().starts_with("<script>alert("));
+    assert!(plotted[0]["audio_file_id"].as_u64().is_some() && plotted[0]["duration"].as_f64().unwrap() > 0.0);
+
+    let clusters = app.humpback.reader.with_connection(|c| humpback::projections::queries::clusters(c, 1)).unwrap();
+    let first = clusters.iter().find(|cluster| cluster.label >= 0).expect("a cluster");
+    assert!(html.contains(&format!(r#"href="/clusters/{}""#, first.id)));
+    let cluster = ui.get(&format!("/clusters/{}", first.id)).await;
+    assert_eq!(cluster.status, StatusCode::OK);
+    let html = cluster.text();
+    assert_escaped(&html);
+    assert!(html.contains("&lt;script&gt;alert("), "recording names are shown escaped");
+    assert!(html.contains(r#"preload="none""#) && html.contains("/window?start="));
+    assert!(
+        html.contains(r#"loading="lazy""#)
+            && html.contains("/spectrogram.png?start=")
+            && html.contains("width=160&amp;height=100")
+    );
+    assert!(html.contains(r#"class="bar""#), "metadata distributions are drawn as bars");
+
+    let csv = ui.get("/api/clustering-jobs/1/assignments.csv").await;
+    assert_eq!(csv.status, StatusCode::OK);
+
+    let cancel_finished = ui.post_form("/clustering/1/cancel", "").await;
+    assert_eq!(cancel_finished.status, StatusCode::SEE_OTHER);
+    assert!(cancel_finished.headers[header::LOCATION].to_str().unwrap().contains("notice_kind=error"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_models_page_lists_models_with_their_shape() {
+    let app = crate::helpers::spawn_app_with(tempfile::tempdir().unwrap(), crate::processing::settings(0)).await;
+    let ui = Ui::new(&app);
+    let answer = ui.get("/models").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let html = answer.text();
+    assert!(html.contains("<h1>Models</h1>"));
+    assert!(html.contains("builtin-logmel-stats") && html.contains(">fake<"));
+    assert!(html.contains("Problems with model files"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_clustering_jobs_and_clusters_give_not_found_pages() {
+    let app = app_with_session().await;
+    let ui = Ui::new(&app);
+    for uri in ["/clustering/999", "/clustering/x", "/clusters/999", "/clusters/x", "/clustering/999/points.json"] {
+        let answer = ui.get(uri).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{uri}");
+        assert!(answer.text().contains("404 Not Found"), "{uri}");
+    }
+    for uri in ["/clustering/999/cancel", "/clustering/999/retry"] {
+        assert_eq!(ui.post_form(uri, "").await.status, StatusCode::NOT_FOUND, "{uri}");
+    }
+    let session_job = ui.get("/clustering/1").await;
+    assert_eq!(session_job.status, StatusCode::OK);
+    assert!(session_job.text().contains("Clustering job 1"));
 }

@@ -2,6 +2,8 @@
 // Elements with data-job-id hold children with data-field="status", "progress",
 // "progress-text" and "eta". Listens to /api/events/stream (server-sent events); if that is
 // not available, polls /api/processing-jobs/{id} for the jobs still in flight.
+// Clustering jobs work the same way with data-clustering-job-id (progress is a fraction, with
+// the stage as text; polling /api/clustering-jobs/{id}).
 (function () {
   "use strict";
   var FINISHED = { complete: true, failed: true, canceled: true };
@@ -90,7 +92,80 @@
     });
   }
 
+  function clusteringElements(id) {
+    return document.querySelectorAll('[data-clustering-job-id="' + id + '"]');
+  }
+
+  var CLUSTERING_STATUS_OF_EVENT = {
+    ClusteringJobQueued: "queued",
+    ClusteringJobClaimed: "running",
+    ClusteringJobProgressed: "running",
+    ClusteringJobCompleted: "complete",
+    ClusteringJobFailed: "failed",
+    ClusteringJobCanceled: "canceled",
+    ClusteringJobRetried: "queued",
+    ClusteringJobAbandoned: "queued"
+  };
+
+  function updateClustering(id, change) {
+    clusteringElements(id).forEach(function (root) {
+      if (change.status) {
+        var before = root.getAttribute("data-status");
+        root.setAttribute("data-status", change.status);
+        root.querySelectorAll('[data-field="status"]').forEach(function (badge) {
+          badge.textContent = change.status;
+          badge.className = "badge " + ({ complete: "ok" }[change.status] || change.status);
+        });
+        // A job page shows results only once complete: load them when the job finishes.
+        if (change.status === "complete" && before !== "complete" && root.hasAttribute("data-reload-when-complete")) {
+          window.location.reload();
+        }
+      }
+      var fraction = change.status === "complete" ? 1 : change.fraction;
+      if (typeof fraction === "number") {
+        root.querySelectorAll('progress[data-field="progress"]').forEach(function (bar) {
+          bar.hidden = false;
+          bar.max = 1;
+          bar.value = fraction;
+        });
+      }
+      var running = (change.status || root.getAttribute("data-status")) === "running";
+      setText(root, "progress-text", running && change.stage ? change.stage + " " + Math.round((fraction || 0) * 100) + "%" : "");
+    });
+  }
+
+  function onClusteringEvent(event) {
+    (event.aggregates || [])
+      .filter(function (aggregate) { return aggregate.indexOf("clustering_job:") === 0; })
+      .map(function (aggregate) { return aggregate.slice("clustering_job:".length); })
+      .forEach(function (id) {
+        if (clusteringElements(id).length === 0) { return; }
+        var data = event.data || {};
+        updateClustering(id, {
+          status: CLUSTERING_STATUS_OF_EVENT[event.type],
+          stage: data.stage,
+          fraction: typeof data.fraction === "number" ? data.fraction : undefined
+        });
+      });
+  }
+
+  function pollClustering() {
+    var ids = {};
+    document.querySelectorAll("[data-clustering-job-id]").forEach(function (element) {
+      if (!FINISHED[element.getAttribute("data-status")]) { ids[element.getAttribute("data-clustering-job-id")] = true; }
+    });
+    Object.keys(ids).forEach(function (id) {
+      fetch("/api/clustering-jobs/" + encodeURIComponent(id), { headers: { Accept: "application/json" } })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (job) {
+          if (job) { updateClustering(id, { status: job.status, stage: job.stage, fraction: job.progress }); }
+        })
+        .catch(function () { /* try again on the next tick */ });
+    });
+  }
+
   function pollOnce() {
+    pollClustering();
     var ids = {};
     document.querySelectorAll("[data-job-id]").forEach(function (element) {
       if (!FINISHED[element.getAttribute("data-status")]) { ids[element.getAttribute("data-job-id")] = true; }
@@ -111,11 +186,14 @@
   }
 
   function start() {
-    if (document.querySelectorAll("[data-job-id]").length === 0) { return; }
+    if (document.querySelectorAll("[data-job-id], [data-clustering-job-id]").length === 0) { return; }
     if (!window.EventSource) { startPolling(); return; }
     var source = new EventSource("/api/events/stream");
     source.onmessage = function (message) {
-      try { onEvent(JSON.parse(message.data)); } catch (ignored) { /* not an event */ }
+      var event;
+      try { event = JSON.parse(message.data); } catch (ignored) { return; /* not an event */ }
+      onEvent(event);
+      onClusteringEvent(event);
     };
     source.onerror = function () {
       // The browser reconnects by itself (with Last-Event-ID) unless the stream is closed.

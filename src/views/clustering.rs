@@ -1,0 +1,586 @@
+//! Clustering pages: the queue form and job list, one job (metrics, scatter plot, clusters),
+//! one cluster (members with audio and spectrograms, metadata distributions), and the models.
+
+use maud::{html, Markup};
+use serde_json::Value;
+
+use super::{format_time, layout, offset_pager, status_badge, Notice, Section};
+use crate::clustering_jobs::outputs::AssignmentRow;
+use crate::model::ModelListing;
+use crate::projections::queries::{ClusterRow, ClusteringJobRow};
+use crate::projections::ui_queries::EmbeddingSetChoiceRow;
+
+/// The methods offered by the form, in the order shown.
+pub const REDUCTION_METHODS: [&str; 3] = ["umap", "pca", "none"];
+pub const ALGORITHM_METHODS: [&str; 5] = ["hdbscan", "kmeans", "dbscan", "gaussian_mixture", "agglomerative"];
+
+/// What the clustering list page shows.
+#[derive(Debug, Clone, Default)]
+pub struct ClusteringListView {
+    pub jobs: Vec<ClusteringJobRow>,
+    pub total_jobs: u64,
+    pub sets: Vec<EmbeddingSetChoiceRow>,
+    pub notice: Option<Notice>,
+}
+
+/// Distinct values in first-seen order.
+fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen: Vec<&str> = Vec::new();
+    for value in values {
+        if !seen.contains(&value) {
+            seen.push(value);
+        }
+    }
+    seen.sort_unstable();
+    seen
+}
+
+/// `12 sets, 3 400 windows`: how much a selection covers.
+fn coverage<'a>(sets: impl Iterator<Item = &'a EmbeddingSetChoiceRow>) -> String {
+    let (count, windows) = sets.fold((0u64, 0u64), |(count, windows), set| (count + 1, windows + set.row_count));
+    format!("{count} set{}, {windows} windows", if count == 1 { "" } else { "s" })
+}
+
+fn job_progress_text(job: &ClusteringJobRow) -> String {
+    match (job.stage.as_deref(), job.progress) {
+        (Some(stage), Some(fraction)) if job.status == "running" => format!("{stage} {:.0}%", fraction * 100.0),
+        _ => String::new(),
+    }
+}
+
+/// A clustering job's status and progress; `live.js` keeps the `data-field` children current.
+fn clustering_progress(job: &ClusteringJobRow) -> Markup {
+    let fraction = if job.status == "complete" { Some(1.0) } else { job.progress };
+    html! {
+        span.progress {
+            progress data-field="progress" max="1" value=(fraction.unwrap_or(0.0)) hidden[fraction.is_none()] {}
+            " "
+            span data-field="progress-text" { (job_progress_text(job)) }
+        }
+    }
+}
+
+fn number_input(name: &str, label: &str, value: &str, step: &str) -> Markup {
+    html! {
+        label { (label) " " input type="number" name=(name) value=(value) step=(step) min="0"; }
+    }
+}
+
+pub fn clustering_list_page(view: &ClusteringListView) -> Markup {
+    let folders = distinct(view.sets.iter().map(|set| set.folder.as_str()));
+    let versions = distinct(view.sets.iter().map(|set| set.model_version.as_str()));
+    let content = html! {
+        h1 { "Clustering" }
+        section.panel {
+            h2 { "Queue a clustering job" }
+            @if view.sets.is_empty() {
+                p { "There are no embedding sets yet. Process recordings first on the " a href="/processing" { "Processing" } " page." }
+            } @else {
+                form method="post" action="/clustering/queue" id="clustering-form" {
+                    fieldset {
+                        legend { "Embedding sets" }
+                        p.muted { "All embedding sets: " (coverage(view.sets.iter())) ". Choose sets below, or a whole folder, or a model version." }
+                        label { "Folder "
+                            select name="folder" {
+                                option value="" { "(not by folder)" }
+                                @for folder in &folders {
+                                    @let in_folder = view.sets.iter().filter(|set| set.folder == *folder);
+                                    option value=(folder) { (if folder.is_empty() { "(no folder)" } else { folder }) " — " (coverage(in_folder)) }
+                                }
+                            }
+                        }
+                        " "
+                        label { "Model version "
+                            select name="model_version" {
+                                option value="" { "(not by model version)" }
+                                @for version in &versions {
+                                    @let with_version = view.sets.iter().filter(|set| set.model_version == *version);
+                                    option value=(version) { (version) " — " (coverage(with_version)) }
+                                }
+                            }
+                        }
+                        details {
+                            summary { "Choose individual sets" }
+                            table {
+                                thead { tr { th { "" } th { "Set" } th { "Recording" } th { "Folder" } th { "Model" } th.number { "Windows" } } }
+                                tbody {
+                                    @for set in &view.sets {
+                                        tr {
+                                            td { input type="checkbox" name="embedding_set_id" value=(set.id) id=(format!("set-{}", set.id)) aria-label=(format!("embedding set {}", set.id)); }
+                                            td { (set.id) }
+                                            td { a href=(format!("/audio/{}", set.audio_file_id)) { (set.filename) } }
+                                            td { (set.folder) }
+                                            td { (set.model_name) " " small { (set.model_version) } }
+                                            td.number { (set.row_count) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        p {
+                            label { "Folder prefix filter " input type="text" name="folder_prefix" placeholder="e.g. maui/"; }
+                            " "
+                            label { "Metadata field " input type="text" name="metadata_path" placeholder="e.g. deployment.site"; }
+                            " "
+                            label { "equals " input type="text" name="metadata_value" placeholder="value"; }
+                        }
+                        p.muted { "The selection is one of: the ticked sets, else the folder, else the model version. Filters narrow it further." }
+                    }
+                    fieldset {
+                        legend { "Reduction" }
+                        label { "Method "
+                            select name="reduction_method" {
+                                @for method in REDUCTION_METHODS { option value=(method) selected[method == "umap"] { (method) } }
+                            }
+                        }
+                        " "
+                        (number_input("reduction_n_components", "components (UMAP, PCA)", "10", "1"))
+                        " "
+                        (number_input("umap_n_neighbors", "UMAP neighbours", "15", "1"))
+                        " "
+                        (number_input("umap_min_dist", "UMAP min distance", "0.1", "any"))
+                        p {
+                            label { input type="checkbox" name="normalize_l2" value="true" checked; " normalise to unit length" }
+                            " "
+                            label { input type="checkbox" name="plot_2d" value="true" checked; " compute a 2-D layout for the plot" }
+                        }
+                    }
+                    fieldset {
+                        legend { "Algorithm" }
+                        label { "Method "
+                            select name="algorithm_method" {
+                                @for method in ALGORITHM_METHODS { option value=(method) selected[method == "hdbscan"] { (method) } }
+                            }
+                        }
+                        p {
+                            (number_input("hdbscan_min_cluster_size", "HDBSCAN min cluster size", "5", "1"))
+                            " "
+                            (number_input("hdbscan_min_samples", "min samples (empty: same)", "", "1"))
+                        }
+                        p {
+                            (number_input("k", "k (k-means), clusters (mixture, agglomerative)", "8", "1"))
+                            " "
+                            (number_input("dbscan_eps", "DBSCAN eps", "0.5", "any"))
+                            " "
+                            (number_input("dbscan_min_points", "DBSCAN min points", "5", "1"))
+                            " "
+                            label { "linkage "
+                                select name="linkage" { @for linkage in ["ward", "average", "complete", "single"] { option value=(linkage) { (linkage) } } }
+                            }
+                            " "
+                            (number_input("seed", "seed", "42", "1"))
+                        }
+                    }
+                    fieldset {
+                        legend { "Reference" }
+                        label { "Compare clusters with " input type="text" name="reference_field" placeholder="folder or a metadata path"; }
+                    }
+                    button type="submit" { "Queue clustering" }
+                }
+            }
+        }
+        section {
+            h2 { "Clustering jobs" }
+            @if view.jobs.is_empty() {
+                p { "No clustering jobs yet." }
+            } @else {
+                table #clustering-jobs {
+                    thead { tr { th { "Job" } th { "Status" } th { "Progress" } th { "Sets" } th { "Algorithm" } th.number { "Clusters" } th { "Created" } } }
+                    tbody {
+                        @for job in &view.jobs {
+                            tr data-clustering-job-id=(job.id) data-status=(job.status) {
+                                td { a href=(format!("/clustering/{}", job.id)) { "job " (job.id) } }
+                                td { (status_badge(&job.status)) }
+                                td { (clustering_progress(job)) }
+                                td { (job.embedding_set_ids.as_array().map(|ids| ids.len()).unwrap_or(0)) }
+                                td { (method_of(&job.parameters, "algorithm")) }
+                                td.number { (job.metrics.get("cluster_count").map(plain).unwrap_or_default()) }
+                                td { (format_time(&job.created_at)) }
+                            }
+                        }
+                    }
+                }
+                @if view.total_jobs > view.jobs.len() as u64 {
+                    p.muted { "Showing the newest " (view.jobs.len()) " of " (view.total_jobs) " jobs." }
+                }
+            }
+        }
+    };
+    layout("Clustering", Section::Clustering, view.notice.as_ref(), content)
+}
+
+fn method_of(parameters: &Value, key: &str) -> String {
+    parameters.get(key).and_then(|part| part.get("method")).map(plain).unwrap_or_default()
+}
+
+/// A JSON value as plain text (strings without quotes, numbers rounded to 4 places).
+pub fn plain(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        Value::Number(number) => match (number.as_i64(), number.as_f64()) {
+            (Some(whole), _) => whole.to_string(),
+            (None, Some(real)) => format!("{real:.4}"),
+            _ => number.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// A flat two-column table of a JSON object (nested objects shown as JSON).
+fn key_value_table(object: &Value, skip: &[&str]) -> Markup {
+    html! {
+        @if let Some(map) = object.as_object() {
+            table.key-values {
+                tbody {
+                    @for (key, value) in map.iter().filter(|(key, _)| !skip.contains(&key.as_str())) {
+                        tr { th scope="row" { (key) } td { (plain(value)) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the clustering job page shows.
+#[derive(Debug, Clone)]
+pub struct ClusteringJobView {
+    pub job: ClusteringJobRow,
+    pub clusters: Vec<ClusterRow>,
+    pub notice: Option<Notice>,
+}
+
+/// The most frequent values of the summary's first categorical distributions, as text.
+fn top_values(summary: &Value) -> String {
+    let distributions = metadata_distributions(summary);
+    distributions
+        .iter()
+        .filter(|distribution| distribution.name != "recordings")
+        .take(3)
+        .filter_map(|distribution| {
+            distribution.bars.first().map(|(value, count)| format!("{}: {value} ({count})", distribution.name))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn contingency_table(contingency: &Value) -> Markup {
+    // {"clusters": [labels], "categories": [reference values], "counts": [[windows per category] per cluster]}.
+    let clusters: Vec<i64> = contingency
+        .get("clusters")
+        .and_then(Value::as_array)
+        .map(|all| all.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    let categories: Vec<String> = contingency
+        .get("categories")
+        .and_then(Value::as_array)
+        .map(|all| all.iter().map(plain).collect())
+        .unwrap_or_default();
+    let counts: Vec<Vec<String>> = contingency
+        .get("counts")
+        .and_then(Value::as_array)
+        .map(|rows| {
+            rows.iter()
+                .map(|row| row.as_array().map(|row| row.iter().map(plain).collect()).unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    html! {
+        @if clusters.is_empty() || counts.len() != clusters.len() {
+            pre { (serde_json::to_string_pretty(contingency).unwrap_or_default()) }
+        } @else {
+            div.table-wrap {
+                table.contingency {
+                    thead { tr { th { "cluster \\ reference" } @for category in &categories { th { (category) } } } }
+                    tbody {
+                        @for (label, row) in clusters.iter().zip(&counts) {
+                            tr { th scope="row" { (cluster_name(*label)) } @for count in row { td.number { (count) } } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn sweep_table(sweep: &Value) -> Markup {
+    let rows: Vec<&serde_json::Map<String, Value>> = sweep
+        .as_array()
+        .or_else(|| sweep.get("results").and_then(Value::as_array))
+        .map(|rows| rows.iter().filter_map(Value::as_object).collect())
+        .unwrap_or_default();
+    let mut columns: Vec<&str> = Vec::new();
+    for row in &rows {
+        for key in row.keys() {
+            if !columns.contains(&key.as_str()) {
+                columns.push(key);
+            }
+        }
+    }
+    html! {
+        @if rows.is_empty() {
+            pre { (serde_json::to_string_pretty(sweep).unwrap_or_default()) }
+        } @else {
+            table.sweep {
+                thead { tr { @for column in &columns { th { (column) } } } }
+                tbody { @for row in &rows { tr { @for column in &columns { td { (row.get(*column).map(plain).unwrap_or_default()) } } } } }
+            }
+        }
+    }
+}
+
+pub fn clustering_job_page(view: &ClusteringJobView) -> Markup {
+    let job = &view.job;
+    let title = format!("Clustering job {}", job.id);
+    let rows: u64 = view.clusters.iter().map(|cluster| cluster.size).sum();
+    let finished = matches!(job.status.as_str(), "complete" | "failed" | "canceled");
+    let content = html! {
+        h1 { (title) }
+        div.panel data-clustering-job-id=(job.id) data-status=(job.status) data-reload-when-complete {
+            p { "Status " (status_badge(&job.status)) " " (clustering_progress(job)) }
+            @if let Some(error) = &job.error_message { p.error-message { (error) } }
+            p.muted { "attempt " (job.attempt) " · created " (format_time(&job.created_at))
+                @if let Some(finished_at) = &job.finished_at { " · finished " (format_time(finished_at)) } }
+            div.actions {
+                @if !finished {
+                    form method="post" action=(format!("/clustering/{}/cancel", job.id)) { button type="submit" { "Cancel" } }
+                }
+                @if matches!(job.status.as_str(), "failed" | "canceled") {
+                    form method="post" action=(format!("/clustering/{}/retry", job.id)) { button type="submit" { "Retry" } }
+                }
+                @if job.status == "complete" {
+                    a href=(format!("/api/clustering-jobs/{}/assignments.csv", job.id)) download { "Assignments (CSV)" }
+                    " · "
+                    a href=(format!("/api/clustering-jobs/{}/clusters.json", job.id)) download { "clusters.json" }
+                }
+            }
+        }
+        details {
+            summary { "Parameters and embedding sets" }
+            pre { (serde_json::to_string_pretty(&job.parameters).unwrap_or_default()) }
+            p { "Embedding sets: " (job.embedding_set_ids.as_array().map(|ids| ids.iter().map(plain).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
+        }
+        @if job.status == "complete" {
+            section {
+                h2 { "Metrics" }
+                (key_value_table(&job.metrics, &["internal", "reference", "sweep"]))
+                @if let Some(internal) = job.metrics.get("internal") {
+                    h3 { "Internal" }
+                    (key_value_table(internal, &[]))
+                }
+                @if let Some(reference) = job.metrics.get("reference").filter(|value| !value.is_null()) {
+                    h3 { "Against the reference" }
+                    (key_value_table(reference, &["contingency"]))
+                    @if let Some(contingency) = reference.get("contingency") {
+                        h4 { "Contingency table" }
+                        (contingency_table(contingency))
+                    }
+                }
+                @if let Some(sweep) = job.metrics.get("sweep").filter(|value| !value.is_null()) {
+                    h3 { "Sweep" }
+                    (sweep_table(sweep))
+                }
+            }
+            section {
+                h2 { "Map of the windows" }
+                p.muted { "Colour is the cluster, grey is noise. Hover a point for its recording and time; click it to listen." }
+                div.scatter data-points-url=(format!("/clustering/{}/points.json", job.id)) {
+                    canvas #scatter width="800" height="500" aria-label="2-D map of the clustered windows" {}
+                    div #scatter-tooltip.scatter-tooltip role="status" hidden {}
+                    p #scatter-note.muted {}
+                    audio #scatter-audio controls preload="none" {}
+                }
+                script src="/assets/scatter.js" defer {}
+            }
+            section {
+                h2 { "Clusters" }
+                table #clusters {
+                    thead { tr { th { "Label" } th.number { "Windows" } th.number { "Share" } th { "Top metadata values" } } }
+                    tbody {
+                        @for cluster in &view.clusters {
+                            tr {
+                                td { a href=(format!("/clusters/{}", cluster.id)) { (cluster_name(cluster.label)) } }
+                                td.number { (cluster.size) }
+                                td.number { (share(cluster.size, rows)) }
+                                td { (top_values(&cluster.metadata_summary)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout(&title, Section::Clustering, view.notice.as_ref(), content)
+}
+
+fn share(part: u64, total: u64) -> String {
+    if total == 0 {
+        return String::new();
+    }
+    format!("{:.1}%", part as f64 * 100.0 / total as f64)
+}
+
+pub fn cluster_name(label: i64) -> String {
+    if label < 0 {
+        "noise".into()
+    } else {
+        format!("cluster {label}")
+    }
+}
+
+/// One distribution of a cluster's metadata: a field and its most frequent values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Distribution {
+    pub name: String,
+    pub bars: Vec<(String, u64)>,
+    pub note: Option<String>,
+}
+
+fn counts_of(object: &Value) -> Vec<(String, u64)> {
+    let mut bars: Vec<(String, u64)> = object
+        .as_object()
+        .map(|map| map.iter().filter_map(|(key, count)| count.as_u64().map(|count| (key.clone(), count))).collect())
+        .unwrap_or_default();
+    bars.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    bars
+}
+
+/// The distributions in a metadata summary: folders, recordings and every metadata field.
+pub fn metadata_distributions(summary: &Value) -> Vec<Distribution> {
+    let mut distributions = Vec::new();
+    for key in ["folders", "folder", "recordings"] {
+        if let Some(object) = summary.get(key).filter(|value| value.is_object()) {
+            distributions.push(Distribution { name: key.to_string(), bars: counts_of(object), note: None });
+        }
+    }
+    if let Some(fields) = summary.get("fields").and_then(Value::as_object) {
+        for (path, field) in fields {
+            let note = field.get("numeric").map(|numeric| {
+                format!(
+                    "numbers: min {}, median {}, max {} ({} files)",
+                    numeric.get("min").map(plain).unwrap_or_default(),
+                    numeric.get("median").map(plain).unwrap_or_default(),
+                    numeric.get("max").map(plain).unwrap_or_default(),
+                    numeric.get("count").map(plain).unwrap_or_default()
+                )
+            });
+            let bars = field.get("counts").map(counts_of).unwrap_or_default();
+            distributions.push(Distribution { name: path.clone(), bars, note });
+        }
+    }
+    distributions
+}
+
+/// A clustered window with its recording's id and name, when known.
+pub type MemberWithRecording = (AssignmentRow, Option<(u64, String)>);
+
+/// What the cluster page shows.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    pub cluster: ClusterRow,
+    /// Members on this page with their recording's id and name, when known.
+    pub members: Vec<MemberWithRecording>,
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+pub fn cluster_page(view: &ClusterView) -> Markup {
+    let cluster = &view.cluster;
+    let title = format!("{} of clustering job {}", cluster_name(cluster.label), cluster.clustering_job_id);
+    let content = html! {
+        h1 { (title) }
+        p { (cluster.size) " windows · " a href=(format!("/clustering/{}", cluster.clustering_job_id)) { "back to the job" } }
+        section {
+            h2 { "Metadata" }
+            @let distributions = metadata_distributions(&cluster.metadata_summary);
+            @if distributions.is_empty() { p { "No metadata summary." } }
+            @for distribution in &distributions {
+                @let largest = distribution.bars.iter().map(|(_, count)| *count).max().unwrap_or(1).max(1);
+                div.distribution {
+                    h3 { (distribution.name) }
+                    @if let Some(note) = &distribution.note { p.muted { (note) } }
+                    @for (value, count) in distribution.bars.iter().take(12) {
+                        div.bar-row {
+                            span.bar-label { (value) }
+                            span.bar-track { span.bar style=(format!("width: {:.1}%", *count as f64 * 100.0 / largest as f64)) {} }
+                            span.bar-count { (count) }
+                        }
+                    }
+                    @if distribution.bars.len() > 12 { p.muted { "and " (distribution.bars.len() - 12) " more values" } }
+                }
+            }
+        }
+        section {
+            h2 { "Windows" }
+            (offset_pager(view.total, view.offset, view.limit, |offset| format!("/clusters/{}?offset={offset}", cluster.id)))
+            table #members {
+                thead { tr { th { "Recording" } th.number { "Start" } th { "Listen" } th { "Spectrogram" } th.number { "Probability" } } }
+                tbody {
+                    @for (member, recording) in &view.members {
+                        @let duration = (member.end_seconds - member.start_seconds).max(0.0);
+                        tr {
+                            td {
+                                @match recording {
+                                    Some((id, name)) => { a href=(format!("/audio/{id}")) { (name) } }
+                                    None => { span { "set " (member.embedding_set_id) } }
+                                }
+                            }
+                            td.number { (format!("{:.2} s", member.start_seconds)) }
+                            td {
+                                @if let Some((id, _)) = recording {
+                                    audio controls preload="none" src=(format!("/api/audio/{id}/window?start={}&duration={duration}", member.start_seconds)) {}
+                                }
+                            }
+                            td {
+                                @if let Some((id, _)) = recording {
+                                    img loading="lazy" width="160" height="100" alt=(format!("spectrogram at {:.2} s", member.start_seconds))
+                                        src=(format!("/api/audio/{id}/spectrogram.png?start={}&duration={duration}&width=160&height=100", member.start_seconds));
+                                }
+                            }
+                            td.number { (format!("{:.2}", member.probability)) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout(&title, Section::Clustering, None, content)
+}
+
+pub fn models_page(listing: &ModelListing) -> Markup {
+    let content = html! {
+        h1 { "Models" }
+        p { "Models directory: " code { (listing.models_directory) } " · default model: " strong { (listing.default_model) } }
+        @if listing.models.is_empty() {
+            p { "No models are registered." }
+        } @else {
+            table #models {
+                thead { tr { th { "Name" } th { "Version" } th { "Input" } th.number { "Sample rate" } th.number { "Window" } th.number { "Dimension" } th { "Embedding output" } th { "Source" } } }
+                tbody {
+                    @for model in &listing.models {
+                        tr {
+                            td { (model.name) }
+                            td { code { (model.version) } }
+                            td { (plain(&serde_json::to_value(model.input_kind).unwrap_or_default())) }
+                            td.number { (model.sample_rate) " Hz" }
+                            td.number { (model.window_seconds) " s" }
+                            td.number { (model.embedding_dim) }
+                            td { (model.embedding_output.name) " (output " (model.embedding_output.index) ", " (model.embedding_output.reason) ")" }
+                            td { (model.source) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Problems with model files" }
+        @if listing.problems.is_empty() {
+            p { "None: every file in the models directory loaded." }
+        } @else {
+            ul.problems {
+                @for problem in &listing.problems { li { strong { (problem.file) } ": " (problem.reason) } }
+            }
+        }
+    };
+    layout("Models", Section::Models, None, content)
+}

@@ -1,0 +1,481 @@
+//! Clustering pages: the queue form and job list, one job, its plot data, one cluster, models.
+
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Form;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::{blocking_page, page, parse_page_id, redirect_with_notice, HtmlError, NoticeParameters, PageResult};
+use crate::clustering_jobs::outputs::{read_assignments, AssignmentRow};
+use crate::clustering_jobs::request::{parse_request, RequestError};
+use crate::domain::decide::Command;
+use crate::domain::events::Event;
+use crate::domain::ids::{ClusteringJobId, EmbeddingSetId};
+use crate::http::{ApiError, ApiState};
+use crate::projections::queries::{self, ClusteringJobRow};
+use crate::projections::ui_queries;
+use crate::views::clustering::{
+    cluster_page, clustering_job_page, clustering_list_page, models_page, ClusterView, ClusteringJobView,
+    ClusteringListView, MemberWithRecording,
+};
+
+const JOBS_SHOWN: u64 = 50;
+const MEMBERS_PER_PAGE: u64 = 50;
+/// The scatter plot draws at most this many points; larger jobs are evenly thinned.
+pub const MAX_PLOTTED_POINTS: usize = 20_000;
+
+pub async fn list(State(state): State<ApiState>, Query(notice): Query<NoticeParameters>) -> PageResult {
+    let humpback = state.humpback.clone();
+    let (jobs, sets) = blocking_page(move || {
+        Ok(humpback.reader.with_connection(|connection| {
+            Ok((queries::clustering_jobs(connection, 0, JOBS_SHOWN)?, ui_queries::embedding_set_choices(connection)?))
+        })?)
+    })
+    .await?;
+    let view = ClusteringListView { total_jobs: jobs.total, jobs: jobs.items, sets, notice: notice.to_notice() };
+    Ok(page(StatusCode::OK, clustering_list_page(&view)))
+}
+
+/// Turns the form's fields into the JSON body the API takes (`parse_request` checks it).
+pub fn request_body_from_form(fields: &[(String, String)]) -> Result<Value, String> {
+    let value = |name: &str| {
+        fields
+            .iter()
+            .find(|(key, value)| key == name && !value.trim().is_empty())
+            .map(|(_, value)| value.trim().to_string())
+    };
+    let whole = |name: &str| -> Result<Option<u64>, String> {
+        value(name)
+            .map(|text| text.parse::<u64>().map_err(|_| format!("{name}: {text:?} is not a whole number")))
+            .transpose()
+    };
+    let real = |name: &str| -> Result<Option<f64>, String> {
+        value(name)
+            .map(|text| match text.parse::<f64>() {
+                Ok(number) if number.is_finite() => Ok(number),
+                _ => Err(format!("{name}: {text:?} is not a number")),
+            })
+            .transpose()
+    };
+    let checked = |name: &str| fields.iter().any(|(key, value)| key == name && value == "true");
+    let mut body = Map::new();
+    let ids: Vec<u64> = fields
+        .iter()
+        .filter(|(key, value)| key == "embedding_set_id" && !value.trim().is_empty())
+        .map(|(_, value)| {
+            value.trim().parse::<u64>().map_err(|_| format!("embedding set id {value:?} is not a whole number"))
+        })
+        .collect::<Result<_, _>>()?;
+    if !ids.is_empty() {
+        body.insert("embedding_set_ids".into(), json!(ids));
+    } else if let Some(folder) = value("folder") {
+        body.insert("folder".into(), json!(folder));
+    } else if let Some(version) = value("model_version") {
+        body.insert("model_version".into(), json!(version));
+    } else {
+        return Err("choose embedding sets, a folder or a model version to cluster".into());
+    }
+    let mut filters = Map::new();
+    if let Some(prefix) = value("folder_prefix") {
+        filters.insert("folder_prefix".into(), json!(prefix));
+    }
+    match (value("metadata_path"), value("metadata_value")) {
+        (Some(path), Some(wanted)) => {
+            // A value that reads as JSON (a number, true, ...) is compared as such, else as text.
+            let wanted = serde_json::from_str::<Value>(&wanted)
+                .ok()
+                .filter(|parsed| !parsed.is_object() && !parsed.is_array())
+                .unwrap_or(Value::String(wanted));
+            filters.insert("metadata".into(), json!({ path: wanted }));
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            return Err("a metadata filter needs both a field and a value".into());
+        }
+        (None, None) => {}
+    }
+    if !filters.is_empty() {
+        body.insert("filters".into(), Value::Object(filters));
+    }
+    if let Some(reference) = value("reference_field") {
+        body.insert("reference_field".into(), json!(reference));
+    }
+    body.insert("normalize_l2".into(), json!(checked("normalize_l2")));
+    body.insert("plot_2d".into(), json!(checked("plot_2d")));
+    let reduction = match value("reduction_method").as_deref().unwrap_or("umap") {
+        "none" => json!({"method": "none"}),
+        "pca" => json!({"method": "pca", "n_components": whole("reduction_n_components")?.unwrap_or(10)}),
+        "umap" => {
+            let mut umap = Map::new();
+            umap.insert("method".into(), json!("umap"));
+            if let Some(components) = whole("reduction_n_components")? {
+                umap.insert("n_components".into(), json!(components));
+            }
+            if let Some(neighbours) = whole("umap_n_neighbors")? {
+                umap.insert("n_neighbors".into(), json!(neighbours));
+            }
+            if let Some(distance) = real("umap_min_dist")? {
+                umap.insert("min_dist".into(), json!(distance));
+            }
+            if let Some(seed) = whole("seed")? {
+                umap.insert("seed".into(), json!(seed));
+            }
+            Value::Object(umap)
+        }
+        other => return Err(format!("reduction method {other:?} is not one of umap, pca, none")),
+    };
+    body.insert("reduction".into(), reduction);
+    let seed = whole("seed")?.unwrap_or(42);
+    let clusters = whole("k")?.unwrap_or(8);
+    let algorithm = match value("algorithm_method").as_deref().unwrap_or("hdbscan") {
+        "hdbscan" => {
+            let mut hdbscan = Map::new();
+            hdbscan.insert("method".into(), json!("hdbscan"));
+            if let Some(size) = whole("hdbscan_min_cluster_size")? {
+                hdbscan.insert("min_cluster_size".into(), json!(size));
+            }
+            if let Some(samples) = whole("hdbscan_min_samples")? {
+                hdbscan.insert("min_samples".into(), json!(samples));
+            }
+            Value::Object(hdbscan)
+        }
+        "kmeans" => json!({"method": "kmeans", "k": clusters, "seed": seed}),
+        "dbscan" => json!({"method": "dbscan", "eps": real("dbscan_eps")?.unwrap_or(0.5),
+                           "min_points": whole("dbscan_min_points")?.unwrap_or(5)}),
+        "gaussian_mixture" => json!({"method": "gaussian_mixture", "n_components": clusters, "seed": seed}),
+        "agglomerative" => json!({"method": "agglomerative", "n_clusters": clusters,
+                                  "linkage": value("linkage").unwrap_or_else(|| "ward".into())}),
+        other => {
+            return Err(format!(
+                "algorithm {other:?} is not one of hdbscan, kmeans, dbscan, gaussian_mixture, agglomerative"
+            ))
+        }
+    };
+    body.insert("algorithm".into(), algorithm);
+    Ok(Value::Object(body))
+}
+
+/// `POST /clustering/queue`: the form, checked by the API's own request parser.
+pub async fn queue(
+    State(state): State<ApiState>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> PageResult {
+    let Form(fields) = form?;
+    let body = match request_body_from_form(&fields) {
+        Ok(body) => body,
+        Err(message) => return Ok(redirect_with_notice("/clustering", &message, true)),
+    };
+    let request = match state.humpback.writer.read_state(|s| parse_request(&body, s)) {
+        Ok(request) => request,
+        Err(RequestError::Invalid(message) | RequestError::NothingSelected(message)) => {
+            return Ok(redirect_with_notice("/clustering", &message, true))
+        }
+    };
+    let command = Command::QueueClusteringJob {
+        embedding_set_ids: request.embedding_set_ids,
+        parameters: request.stored.to_json_text(),
+    };
+    match state.humpback.execute(command).await {
+        Ok(envelopes) => {
+            let job_id = envelopes.iter().find_map(|envelope| match &envelope.event {
+                Event::ClusteringJobQueued(queued) => Some(queued.job_id.0),
+                _ => None,
+            });
+            match job_id {
+                Some(id) => Ok(redirect_with_notice(
+                    &format!("/clustering/{id}"),
+                    &format!("clustering job {id} queued"),
+                    false,
+                )),
+                None => Err(ApiError::internal(anyhow::anyhow!("queueing recorded no clustering job")).into()),
+            }
+        }
+        Err(error) => {
+            let error = ApiError::from(error);
+            if error.status.is_server_error() {
+                return Err(error.into());
+            }
+            Ok(redirect_with_notice("/clustering", &error.message, true))
+        }
+    }
+}
+
+fn load_job(state: &ApiState, id: u64) -> Result<ClusteringJobRow, HtmlError> {
+    state
+        .humpback
+        .reader
+        .with_connection(|connection| queries::clustering_job(connection, id))?
+        .ok_or_else(|| HtmlError::not_found(format!("there is no clustering job {id}")))
+}
+
+pub async fn detail(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Query(notice): Query<NoticeParameters>,
+) -> PageResult {
+    let id = parse_page_id(&id, "clustering job")?;
+    let (job, clusters) = blocking_page(move || {
+        let job = load_job(&state, id)?;
+        let clusters = if job.status == "complete" {
+            state.humpback.reader.with_connection(|connection| queries::clusters(connection, id))?
+        } else {
+            Vec::new()
+        };
+        Ok((job, clusters))
+    })
+    .await?;
+    let view = ClusteringJobView { job, clusters, notice: notice.to_notice() };
+    Ok(page(StatusCode::OK, clustering_job_page(&view)))
+}
+
+async fn job_action(state: ApiState, id: String, cancel: bool) -> PageResult {
+    let id = parse_page_id(&id, "clustering job")?;
+    let command = if cancel {
+        Command::CancelClusteringJob { job_id: ClusteringJobId(id) }
+    } else {
+        Command::RetryClusteringJob { job_id: ClusteringJobId(id) }
+    };
+    let back = format!("/clustering/{id}");
+    match state.humpback.execute(command).await {
+        Ok(_) => {
+            let done = if cancel { "cancel requested" } else { "queued again" };
+            Ok(redirect_with_notice(&back, &format!("clustering job {id}: {done}"), false))
+        }
+        Err(error) => {
+            let error = ApiError::from(error);
+            if error.status == StatusCode::NOT_FOUND {
+                return Err(HtmlError::not_found(format!("there is no clustering job {id}")));
+            }
+            if error.status.is_server_error() {
+                return Err(error.into());
+            }
+            Ok(redirect_with_notice(&back, &error.message, true))
+        }
+    }
+}
+
+pub async fn cancel(State(state): State<ApiState>, Path(id): Path<String>) -> PageResult {
+    job_action(state, id, true).await
+}
+
+pub async fn retry(State(state): State<ApiState>, Path(id): Path<String>) -> PageResult {
+    job_action(state, id, false).await
+}
+
+/// One point of the scatter plot.
+#[derive(Debug, Serialize)]
+pub struct PlotPoint {
+    pub x: f32,
+    pub y: f32,
+    pub label: i64,
+    pub audio_file_id: Option<u64>,
+    pub file: String,
+    pub start: f64,
+    pub duration: f64,
+}
+
+/// What `scatter.js` draws.
+#[derive(Debug, Serialize)]
+pub struct PlotData {
+    /// Windows with 2-D coordinates in the job.
+    pub total: usize,
+    /// Points in `points` (fewer than `total` when thinned for drawing).
+    pub shown: usize,
+    pub points: Vec<PlotPoint>,
+}
+
+/// The assignments of a complete job, each with its recording (id and name) when known.
+fn assignments_with_recordings(
+    state: &ApiState,
+    job: &ClusteringJobRow,
+    keep: impl FnMut(&AssignmentRow) -> bool,
+) -> Result<Vec<MemberWithRecording>, HtmlError> {
+    let path = job.assignments_path.as_ref().ok_or_else(|| {
+        HtmlError::new(
+            StatusCode::CONFLICT,
+            format!("clustering job {} is {}, it has no assignments yet", job.id, job.status),
+        )
+    })?;
+    let rows = read_assignments(&state.humpback.data_dir.root().join(path), keep)
+        .map_err(|error| HtmlError::from(ApiError::internal(error.into())))?;
+    let names: BTreeMap<u64, String> = state.humpback.reader.with_connection(ui_queries::audio_file_names)?;
+    let audio_of_set: BTreeMap<u64, u64> = state.humpback.writer.read_state(|s| {
+        let mut wanted: Vec<u64> = rows.iter().map(|row| row.embedding_set_id).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        wanted
+            .into_iter()
+            .filter_map(|set| s.embedding_sets.get(&EmbeddingSetId(set)).map(|found| (set, found.audio_file_id.0)))
+            .collect()
+    });
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let recording = audio_of_set
+                .get(&row.embedding_set_id)
+                .map(|audio| (*audio, names.get(audio).cloned().unwrap_or_else(|| format!("recording {audio}"))));
+            (row, recording)
+        })
+        .collect())
+}
+
+/// Evenly thins `items` to at most `limit` (keeping the first).
+pub fn thin<T>(items: Vec<T>, limit: usize) -> Vec<T> {
+    if items.len() <= limit || limit == 0 {
+        return items;
+    }
+    let total = items.len();
+    let mut next = 0usize;
+    items
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, item)| {
+            if next < limit && index == next * total / limit {
+                next += 1;
+                Some(item)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// `GET /clustering/{id}/points.json`: the 2-D layout with each window's cluster and recording.
+/// `<`, `>` and `&` become `\u003c`, `\u003e`, `\u0026`: still the same JSON, but no markup
+/// can be read into it even if it were ever placed inside a page.
+pub fn json_for_html(value: &impl Serialize) -> Result<String, serde_json::Error> {
+    let text = serde_json::to_string(value)?;
+    Ok(text.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026"))
+}
+
+pub async fn points(State(state): State<ApiState>, Path(id): Path<String>) -> Result<impl IntoResponse, HtmlError> {
+    let id = parse_page_id(&id, "clustering job")?;
+    let data = blocking_page(move || {
+        let job = load_job(&state, id)?;
+        let rows = assignments_with_recordings(&state, &job, |row| row.x.is_some() && row.y.is_some())?;
+        let points: Vec<PlotPoint> = rows
+            .into_iter()
+            .filter_map(|(row, recording)| {
+                let (x, y) = (row.x?, row.y?);
+                (x.is_finite() && y.is_finite()).then(|| PlotPoint {
+                    x,
+                    y,
+                    label: row.cluster_label,
+                    audio_file_id: recording.as_ref().map(|(audio, _)| *audio),
+                    file: recording.map(|(_, name)| name).unwrap_or_default(),
+                    start: row.start_seconds,
+                    duration: (row.end_seconds - row.start_seconds).max(0.0),
+                })
+            })
+            .collect();
+        let total = points.len();
+        let points = thin(points, MAX_PLOTTED_POINTS);
+        Ok(PlotData { total, shown: points.len(), points })
+    })
+    .await?;
+    let body = json_for_html(&data).map_err(|error| HtmlError::from(ApiError::internal(error.into())))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    ))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct MemberParameters {
+    pub offset: Option<u64>,
+}
+
+pub async fn cluster(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    parameters: Result<Query<MemberParameters>, QueryRejection>,
+) -> PageResult {
+    let id = parse_page_id(&id, "cluster")?;
+    let Query(parameters) = parameters?;
+    let offset = parameters.offset.unwrap_or(0);
+    let view = blocking_page(move || {
+        let cluster = state
+            .humpback
+            .reader
+            .with_connection(|connection| queries::cluster(connection, id))?
+            .ok_or_else(|| HtmlError::not_found(format!("there is no cluster {id}")))?;
+        let job = load_job(&state, cluster.clustering_job_id)?;
+        let label = cluster.label;
+        let members = assignments_with_recordings(&state, &job, |row| row.cluster_label == label)?;
+        let total = members.len() as u64;
+        let members = members.into_iter().skip(offset as usize).take(MEMBERS_PER_PAGE as usize).collect();
+        Ok(ClusterView { cluster, members, total, offset, limit: MEMBERS_PER_PAGE })
+    })
+    .await?;
+    Ok(page(StatusCode::OK, cluster_page(&view)))
+}
+
+pub async fn models(State(state): State<ApiState>) -> PageResult {
+    Ok(page(StatusCode::OK, models_page(&state.humpback.models.listing())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
+    }
+
+    #[test]
+    fn the_form_becomes_an_api_request() {
+        let body = request_body_from_form(&fields(&[
+            ("embedding_set_id", "1"),
+            ("embedding_set_id", "2"),
+            ("folder", "ignored because sets are ticked"),
+            ("reduction_method", "pca"),
+            ("reduction_n_components", "2"),
+            ("algorithm_method", "kmeans"),
+            ("k", "2"),
+            ("metadata_path", "site"),
+            ("metadata_value", "maui"),
+            ("plot_2d", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(body["embedding_set_ids"], json!([1, 2]));
+        assert!(body.get("folder").is_none());
+        assert_eq!(body["reduction"], json!({"method": "pca", "n_components": 2}));
+        assert_eq!(body["algorithm"], json!({"method": "kmeans", "k": 2, "seed": 42}));
+        assert_eq!(body["filters"], json!({"metadata": {"site": "maui"}}));
+        assert_eq!(body["normalize_l2"], json!(false));
+        assert_eq!(body["plot_2d"], json!(true));
+    }
+
+    #[test]
+    fn an_empty_selection_and_bad_numbers_are_explained() {
+        assert!(request_body_from_form(&fields(&[])).unwrap_err().contains("choose embedding sets"));
+        let error = request_body_from_form(&fields(&[("folder", "a"), ("algorithm_method", "kmeans"), ("k", "two")]))
+            .unwrap_err();
+        assert!(error.contains("k: \"two\" is not a whole number"), "{error}");
+    }
+
+    #[test]
+    fn json_for_pages_has_no_markup_characters_and_reads_back_the_same() {
+        let value = json!({"file": "<script>alert(1)</script> & co"});
+        let text = json_for_html(&value).unwrap();
+        assert!(!text.contains('<') && !text.contains('>') && !text.contains('&'), "{text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
+    }
+
+    #[test]
+    fn thinning_keeps_at_most_the_limit_spread_evenly() {
+        let thinned = thin((0..100).collect::<Vec<_>>(), 10);
+        assert_eq!(thinned.len(), 10);
+        assert_eq!(thinned[0], 0);
+        assert!(thinned[9] >= 90);
+        assert_eq!(thin(vec![1, 2, 3], 10), vec![1, 2, 3]);
+    }
+}

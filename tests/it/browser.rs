@@ -1,0 +1,328 @@
+//! The web UI in a real browser: headless Chromium driven over WebDriver (`chromedriver`).
+//! Upload through the page, queue processing from the recording page and watch it complete
+//! without reloading, cluster two sets, hover a point of the scatter plot, play a cluster
+//! member. Screenshots of the main pages go to `target/screenshots/`.
+//!
+//! Skipped (with a message) when `/usr/bin/chromium` or `/usr/bin/chromedriver` is missing;
+//! `.ci/run` installs both. Every wait is on a page condition with a time limit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::actions::{InputSource, MouseActions, PointerAction};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+use crate::helpers::spawn_app_with;
+use crate::ingest_api::fixture;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
+const JOB_TIMEOUT: Duration = Duration::from_secs(240);
+const CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// A chromedriver child process, ended when dropped.
+struct Chromedriver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+async fn start_chromedriver() -> Chromedriver {
+    let port = free_port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let driver = Chromedriver { child, url: format!("http://127.0.0.1:{port}") };
+    let status_url = format!("{}/status", driver.url);
+    let deadline = tokio::time::Instant::now() + PAGE_TIMEOUT;
+    loop {
+        let url = status_url.clone();
+        let ready = tokio::task::spawn_blocking(move || {
+            ureq::get(&url)
+                .call()
+                .ok()
+                .and_then(|mut response| response.body_mut().read_json::<Value>().ok())
+                .is_some_and(|status| status["value"]["ready"] == json!(true))
+        })
+        .await
+        .unwrap_or(false);
+        if ready {
+            return driver;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "chromedriver did not become ready on port {port}");
+        tokio::time::sleep(CHECK_EVERY).await;
+    }
+}
+
+async fn start_browser(driver: &Chromedriver, profile: &Path) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                "--window-size=1280,1000", "--autoplay-policy=no-user-gesture-required",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("start a headless chromium session")
+}
+
+/// Evaluates `expression` until it is truthy (or the time is up) and returns its value.
+async fn wait_for(client: &Client, expression: &str, what: &str, timeout: Duration) -> Value {
+    let script = format!("return ({expression});");
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let value = client.execute(&script, vec![]).await.unwrap_or(Value::Null);
+        let truthy = match &value {
+            Value::Null => false,
+            Value::Bool(true) => true,
+            Value::Bool(false) => false,
+            Value::Number(number) => number.as_f64().is_some_and(|n| n != 0.0),
+            Value::String(text) => !text.is_empty(),
+            _ => true,
+        };
+        if truthy {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let url = client.current_url().await.map(|url| url.to_string()).unwrap_or_default();
+            let body = client
+                .execute("return document.body ? document.body.innerText.slice(0, 2000) : ''", vec![])
+                .await
+                .unwrap_or(Value::Null);
+            panic!("timed out waiting for {what} ({expression}) on {url}; the page says: {body}");
+        }
+        tokio::time::sleep(CHECK_EVERY).await;
+    }
+}
+
+fn screenshots_dir() -> PathBuf {
+    // CARGO_TARGET_TMPDIR is `<target>/tmp`; screenshots go next to it.
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).parent().map(Path::to_path_buf).unwrap_or_default().join("screenshots");
+    std::fs::create_dir_all(&dir).expect("create the screenshots directory");
+    dir
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("screenshot");
+    std::fs::write(screenshots_dir().join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+async fn upload_through_the_page(client: &Client, base: &str, fixture_name: &str, expected_id: u64) {
+    client.goto(&format!("{base}/audio")).await.expect("open recordings");
+    let files = client.find(Locator::Id("upload-files")).await.expect("file input");
+    files.send_keys(&fixture(fixture_name).display().to_string()).await.expect("choose the file");
+    client.find(Locator::Id("upload-folder")).await.expect("folder input").send_keys("browser/site-a").await.unwrap();
+    client
+        .find(Locator::Css(r#"form[action="/audio/upload"] button[type="submit"]"#))
+        .await
+        .expect("upload button")
+        .click()
+        .await
+        .expect("press upload");
+    wait_for(
+        client,
+        &format!(r#"document.querySelector('a[href="/audio/{expected_id}"]')"#),
+        "the upload result",
+        PAGE_TIMEOUT,
+    )
+    .await;
+}
+
+/// Waits for live.js to show the job complete without reloading (up to a minute).
+async fn completed_live(client: &Client) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let script =
+        r#"return (document.querySelector('[data-job-id] [data-field="status"]') || {}).textContent === 'complete'"#;
+    while tokio::time::Instant::now() < deadline {
+        if client.execute(script, vec![]).await.unwrap_or(Value::Null) == json!(true) {
+            return true;
+        }
+        tokio::time::sleep(CHECK_EVERY).await;
+    }
+    eprintln!("warning: the job page did not update live within a minute; checking by reloading");
+    false
+}
+
+async fn process_from_the_recording_page(client: &Client, base: &str, audio_id: u64, follow_live: bool) {
+    client.goto(&format!("{base}/audio/{audio_id}")).await.expect("open the recording");
+    let summary = Locator::XPath("//summary[contains(., 'Queue processing of this recording')]");
+    client.find(summary).await.expect("queue section").click().await.unwrap();
+    client.find(Locator::Id("queue-this-model")).await.expect("model choice").select_by_value("fake").await.unwrap();
+    for field in ["queue-this-window", "queue-this-hop", "queue-this-rate"] {
+        // Empty fields take the model's own window, hop and sample rate.
+        client.find(Locator::Id(field)).await.expect("encoding field").clear().await.unwrap();
+    }
+    client.find(Locator::Css(r#"button[form="queue-this"]"#)).await.expect("queue button").click().await.unwrap();
+    wait_for(client, "location.pathname.indexOf('/processing/') === 0", "the processing job page", PAGE_TIMEOUT).await;
+    if !follow_live || !completed_live(client).await {
+        // Only the first job is followed live; later ones are checked by loading the page again.
+        let page = client.current_url().await.expect("job page url");
+        let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
+        loop {
+            client.goto(page.as_str()).await.unwrap();
+            let status = client
+                .execute(
+                    r#"return (document.querySelector('[data-job-id] [data-field="status"]') || {}).textContent"#,
+                    vec![],
+                )
+                .await
+                .unwrap_or(Value::Null);
+            if status == json!("complete") {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "processing job did not complete: {status}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_person_uploads_processes_clusters_explores_and_listens_in_a_real_browser() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        eprintln!("skipped: chromium/chromedriver not installed (apt-get install chromium chromium-driver)");
+        return;
+    }
+    let app = spawn_app_with(tempfile::tempdir().unwrap(), crate::processing::settings(1)).await;
+    let base = app.base_url.clone();
+    let driver = start_chromedriver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = start_browser(&driver, profile.path()).await;
+
+    upload_through_the_page(&client, &base, "wav_pcm16_mono_16k.wav", 1).await;
+    screenshot(&client, "upload-result").await;
+    process_from_the_recording_page(&client, &base, 1, true).await;
+    screenshot(&client, "processing-job").await;
+    upload_through_the_page(&client, &base, "flac16_mono_16k.flac", 2).await;
+    process_from_the_recording_page(&client, &base, 2, false).await;
+
+    // Cluster both sets: k-means with k=2 after PCA to 2 components.
+    client.goto(&format!("{base}/clustering")).await.unwrap();
+    client.find(Locator::Css("#clustering-form details summary")).await.unwrap().click().await.unwrap();
+    for set in ["set-1", "set-2"] {
+        client.find(Locator::Id(set)).await.expect("embedding set checkbox").click().await.unwrap();
+    }
+    client
+        .find(Locator::Css(r#"select[name="reduction_method"]"#))
+        .await
+        .unwrap()
+        .select_by_value("pca")
+        .await
+        .unwrap();
+    let components = client.find(Locator::Css(r#"input[name="reduction_n_components"]"#)).await.unwrap();
+    components.clear().await.unwrap();
+    components.send_keys("2").await.unwrap();
+    client
+        .find(Locator::Css(r#"select[name="algorithm_method"]"#))
+        .await
+        .unwrap()
+        .select_by_value("kmeans")
+        .await
+        .unwrap();
+    let k = client.find(Locator::Css(r#"input[name="k"]"#)).await.unwrap();
+    k.clear().await.unwrap();
+    k.send_keys("2").await.unwrap();
+    screenshot(&client, "clustering-form").await;
+    client.find(Locator::Css(r#"#clustering-form button[type="submit"]"#)).await.unwrap().click().await.unwrap();
+    wait_for(&client, "location.pathname === '/clustering/1'", "the clustering job page", PAGE_TIMEOUT).await;
+
+    // The page reloads itself when the job completes; then scatter.js draws the points.
+    wait_for(
+        &client,
+        r#"document.querySelector('canvas#scatter[data-drawn="true"]')"#,
+        "the scatter plot to be drawn",
+        JOB_TIMEOUT,
+    )
+    .await;
+    let count =
+        wait_for(&client, "Number(document.querySelector('#scatter').dataset.pointCount)", "points", PAGE_TIMEOUT)
+            .await;
+    assert!(count.as_f64().unwrap_or(0.0) >= 2.0, "points drawn: {count}");
+    let position = client
+        .execute(
+            "const canvas = document.querySelector('#scatter');
+             canvas.scrollIntoView({block: 'center'});
+             const box = canvas.getBoundingClientRect();
+             return [box.left + Number(canvas.dataset.firstPointX), box.top + Number(canvas.dataset.firstPointY)];",
+            vec![],
+        )
+        .await
+        .expect("point position");
+    let (x, y) = (position[0].as_f64().unwrap_or(0.0), position[1].as_f64().unwrap_or(0.0));
+    let hover =
+        MouseActions::new("mouse".into()).then(PointerAction::MoveTo { duration: None, x: x.round(), y: y.round() });
+    client.perform_actions(hover).await.expect("move the mouse over a point");
+    let tooltip = wait_for(
+        &client,
+        "(() => { const t = document.querySelector('#scatter-tooltip'); return t && !t.hidden ? t.textContent : ''; })()",
+        "the tooltip",
+        PAGE_TIMEOUT,
+    )
+    .await;
+    let tooltip = tooltip.as_str().unwrap_or_default().to_string();
+    assert!(
+        (tooltip.contains("wav_pcm16_mono_16k.wav") || tooltip.contains("flac16_mono_16k.flac"))
+            && tooltip.contains(" s · ")
+            && tooltip.contains("cluster"),
+        "tooltip: {tooltip}"
+    );
+    screenshot(&client, "clustering-job").await;
+
+    // A cluster page: press play on the first window and see the audio load.
+    let cluster_href = wait_for(
+        &client,
+        r#"(document.querySelector('#clusters a[href^="/clusters/"]') || {}).href"#,
+        "a cluster link",
+        PAGE_TIMEOUT,
+    )
+    .await;
+    client.goto(cluster_href.as_str().unwrap_or_default()).await.unwrap();
+    wait_for(&client, "document.querySelector('#members audio')", "the members table", PAGE_TIMEOUT).await;
+    client.execute("document.querySelector('#members audio').play().catch(() => {});", vec![]).await.unwrap();
+    wait_for(
+        &client,
+        "(() => { const a = document.querySelector('#members audio'); return a.readyState >= 1 && a.duration > 0; })()",
+        "the window audio to load",
+        PAGE_TIMEOUT,
+    )
+    .await;
+    wait_for(
+        &client,
+        "(() => { const i = document.querySelector('#members img'); i.loading = 'eager'; return i.complete && i.naturalWidth === 160; })()",
+        "the spectrogram thumbnail",
+        PAGE_TIMEOUT,
+    )
+    .await;
+    screenshot(&client, "cluster").await;
+    client.goto(&format!("{base}/models")).await.unwrap();
+    screenshot(&client, "models").await;
+
+    client.close().await.expect("close the browser session");
+    drop(driver);
+}
