@@ -59,7 +59,8 @@ async fn the_end_to_end_smoke_test_clusters_what_was_processed_and_everything_ag
     )
     .await;
     assert_eq!(status, 201, "{job}");
-    assert_eq!(job["status"], "queued");
+    // A clustering worker may already have claimed it by the time the answer is written.
+    assert!(["queued", "running", "complete"].contains(&job["status"].as_str().unwrap()), "{job}");
     // 7. wait until complete.
     let job_id = job["id"].as_u64().unwrap();
     assert_eq!(wait_for_clustering(&app, job_id).await, JobStatus::Complete);
