@@ -277,3 +277,46 @@ pub async fn shutdown_signal() {
         _ = terminate => tracing::info!("terminated; shutting down"),
     }
 }
+
+/// Drives a blocking worker until `stop` turns true: `step` runs off the async threads; when
+/// it did work (true) it runs again at once, when idle (false) the worker waits for the next
+/// event in the log. Shared by processing and clustering workers.
+pub async fn drive_blocking_worker<W: Send + 'static>(
+    humpback: Arc<Humpback>,
+    worker: W,
+    kind: &'static str,
+    step: fn(&mut W) -> anyhow::Result<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut worker = Some(worker);
+    let mut head = humpback.log.subscribe();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        head.borrow_and_update();
+        let Some(mut current) = worker.take() else { return };
+        let (returned, outcome) = match tokio::task::spawn_blocking(move || {
+            let outcome = step(&mut current);
+            (current, outcome)
+        })
+        .await
+        {
+            Ok(pair) => pair,
+            Err(join_error) => {
+                tracing::error!(error = %join_error, kind, "a worker stopped");
+                return;
+            }
+        };
+        worker = Some(returned);
+        match outcome {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(error) => tracing::error!(error = format!("{error:#}"), kind, "worker step failed"),
+        }
+        tokio::select! {
+            changed = head.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}

@@ -22,7 +22,6 @@ use crate::domain::events::{ClusterAssignmentRecord, ClusterRecord, ClusteringJo
 use crate::domain::ids::{AudioFileId, ClusterId, ClusteringJobId, EmbeddingSetId, WorkerId};
 use crate::domain::json_text::JsonText;
 use crate::domain::state::JobStatus;
-use crate::log::EventLog;
 use crate::writer::WriterError;
 
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
@@ -306,38 +305,16 @@ pub async fn run_clustering_worker(
     humpback: Arc<Humpback>,
     index: usize,
     stopping: Arc<AtomicBool>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut worker = Some(ClusteringWorker::new(
-        humpback.clone(),
-        WorkerId(format!("{}:clustering:{index}", std::process::id())),
-        stopping,
-    ));
-    let mut head = humpback.log.subscribe();
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        head.borrow_and_update();
-        let Some(current) = worker.take() else { return };
-        let Ok((returned, outcome)) = tokio::task::spawn_blocking(move || {
-            let mut current = current;
-            let outcome = current.step();
-            (current, outcome)
-        })
-        .await
-        else {
-            return;
-        };
-        worker = Some(returned);
-        match outcome {
-            Ok(ClusteringStep::Ran { .. }) => continue,
-            Ok(ClusteringStep::Idle) => {}
-            Err(error) => tracing::error!(error = format!("{error:#}"), "clustering worker step failed"),
-        }
-        tokio::select! {
-            changed = head.changed() => if changed.is_err() { return },
-            _ = stop.wait_for(|stopped| *stopped) => return,
-        }
-    }
+    let worker_id = WorkerId(format!("{}:clustering:{index}", std::process::id()));
+    let worker = ClusteringWorker::new(humpback.clone(), worker_id, stopping);
+    crate::app::drive_blocking_worker(
+        humpback,
+        worker,
+        "clustering",
+        |worker| worker.step().map(|outcome| matches!(outcome, ClusteringStep::Ran { .. })),
+        stop,
+    )
+    .await
 }

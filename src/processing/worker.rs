@@ -18,7 +18,6 @@ use crate::domain::decide::{Command, NewEmbeddingSet, Rejection};
 use crate::domain::events::Event;
 use crate::domain::ids::{AudioFileId, EncodingSignature, ProcessingJobId, WorkerId};
 use crate::domain::state::JobStatus;
-use crate::log::EventLog;
 use crate::model::EmbeddingModel;
 use crate::writer::WriterError;
 
@@ -343,39 +342,16 @@ pub async fn run_worker(
     humpback: Arc<Humpback>,
     index: usize,
     stopping: Arc<AtomicBool>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let worker_id = WorkerId(format!("{}:{}", std::process::id(), index));
-    let mut worker = Some(ProcessingWorker::new(humpback.clone(), worker_id, stopping));
-    let mut head = humpback.log.subscribe();
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        head.borrow_and_update();
-        let Some(current) = worker.take() else { return };
-        let (returned, outcome) = match tokio::task::spawn_blocking(move || {
-            let mut current = current;
-            let outcome = current.step();
-            (current, outcome)
-        })
-        .await
-        {
-            Ok(pair) => pair,
-            Err(join_error) => {
-                tracing::error!(error = %join_error, "a processing worker stopped");
-                return;
-            }
-        };
-        worker = Some(returned);
-        match outcome {
-            Ok(StepOutcome::Ran { .. }) => continue,
-            Ok(StepOutcome::Idle) => {}
-            Err(error) => tracing::error!(error = format!("{error:#}"), "processing worker step failed"),
-        }
-        tokio::select! {
-            changed = head.changed() => if changed.is_err() { return },
-            _ = stop.wait_for(|stopped| *stopped) => return,
-        }
-    }
+    let worker = ProcessingWorker::new(humpback.clone(), worker_id, stopping);
+    crate::app::drive_blocking_worker(
+        humpback,
+        worker,
+        "processing",
+        |worker| worker.step().map(|outcome| matches!(outcome, StepOutcome::Ran { .. })),
+        stop,
+    )
+    .await
 }
