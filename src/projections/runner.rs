@@ -123,7 +123,7 @@ impl Projector {
                 });
                 return Ok(lowest);
             }
-            let batch = log.read_after(lowest, CATCH_UP_BATCH)?;
+            let batch = read_durable(log, lowest, CATCH_UP_BATCH)?;
             if batch.is_empty() {
                 return Ok(lowest);
             }
@@ -156,7 +156,7 @@ impl Projector {
         let mut replayed = 0u64;
         let mut after = EventSeq(0);
         while after < head {
-            let batch = log.read_after(after, CATCH_UP_BATCH)?;
+            let batch = read_durable(log, after, CATCH_UP_BATCH)?;
             let Some(last) = batch.last() else { break };
             after = last.seq;
             replayed += batch.len() as u64;
@@ -175,6 +175,21 @@ impl Projector {
     pub fn status(&self, head: EventSeq) -> Result<Vec<ProjectionStatus>, ProjectionError> {
         status(&self.connection, head)
     }
+}
+
+/// Events after `after`, up to the durable head only: an append becomes visible in the tree
+/// before its flush finishes, and a projection must never apply an event a crash could still
+/// take back (its sequence would then be reused by a different event).
+fn read_durable(
+    log: &dyn EventLog,
+    after: EventSeq,
+    limit: usize,
+) -> Result<Vec<crate::log::Envelope>, ProjectionError> {
+    let head = log.head();
+    if after >= head {
+        return Ok(Vec::new());
+    }
+    Ok(log.scan(after.next()..=head, false).take(limit).collect::<Result<_, _>>()?)
 }
 
 /// Status read from any connection (the CLI reads a stopped data directory read-only).
