@@ -101,12 +101,7 @@ impl Projector {
     }
 
     fn lowest_checkpoint(&self) -> Result<EventSeq, ProjectionError> {
-        let checkpoints = self.checkpoints()?;
-        Ok(PROJECTIONS
-            .iter()
-            .map(|projection| checkpoints.get(projection.name).copied().unwrap_or_default())
-            .min()
-            .unwrap_or_default())
+        lowest_checkpoint(&self.connection)
     }
 
     /// Applies every event the projections have not seen yet, one transaction per batch.
@@ -224,6 +219,17 @@ fn find(name: &str) -> Result<&'static ProjectionDefinition, ProjectionError> {
         let known: Vec<&str> = PROJECTIONS.iter().map(|projection| projection.name).collect();
         ProjectionError::UnknownProjection(name.to_string(), known.join(", "))
     })
+}
+
+/// The lowest checkpoint over all projections: every projection has applied the log up to
+/// here. A page records it so its live updates resume right after what it shows.
+pub fn lowest_checkpoint(connection: &Connection) -> Result<EventSeq, ProjectionError> {
+    let checkpoints = read_checkpoints(connection)?;
+    Ok(PROJECTIONS
+        .iter()
+        .map(|projection| checkpoints.get(projection.name).copied().unwrap_or_default())
+        .min()
+        .unwrap_or_default())
 }
 
 fn read_checkpoints(connection: &Connection) -> Result<HashMap<String, EventSeq>, ProjectionError> {

@@ -4,8 +4,9 @@
 use maud::{html, Markup};
 use serde_json::Value;
 
-use super::{format_time, layout, offset_pager, status_badge, Notice, Section};
+use super::{format_time, layout, live_updates_after, offset_pager, status_badge, Notice, Section};
 use crate::clustering_jobs::outputs::AssignmentRow;
+use crate::domain::ids::EventSeq;
 use crate::model::ModelListing;
 use crate::projections::queries::{ClusterRow, ClusteringJobRow};
 use crate::projections::ui_queries::EmbeddingSetChoiceRow;
@@ -21,6 +22,8 @@ pub struct ClusteringListView {
     pub total_jobs: u64,
     pub sets: Vec<EmbeddingSetChoiceRow>,
     pub notice: Option<Notice>,
+    /// The log position the page shows; live updates start after it.
+    pub events_after: EventSeq,
 }
 
 /// Distinct values in first-seen order.
@@ -71,6 +74,7 @@ pub fn clustering_list_page(view: &ClusteringListView) -> Markup {
     let versions = distinct(view.sets.iter().map(|set| set.model_version.as_str()));
     let content = html! {
         h1 { "Clustering" }
+        (live_updates_after(view.events_after))
         section.panel {
             h2 { "Queue a clustering job" }
             @if view.sets.is_empty() {
@@ -248,6 +252,8 @@ pub struct ClusteringJobView {
     pub job: ClusteringJobRow,
     pub clusters: Vec<ClusterRow>,
     pub notice: Option<Notice>,
+    /// The log position the page shows; live updates start after it.
+    pub events_after: EventSeq,
 }
 
 /// The most frequent values of the summary's first categorical distributions, as text.
@@ -336,7 +342,8 @@ pub fn clustering_job_page(view: &ClusteringJobView) -> Markup {
     let finished = matches!(job.status.as_str(), "complete" | "failed" | "canceled");
     let content = html! {
         h1 { (title) }
-        div.panel data-clustering-job-id=(job.id) data-status=(job.status) data-reload-when-complete {
+        (live_updates_after(view.events_after))
+        div.panel data-clustering-job-id=(job.id) data-status=(job.status) data-reload-when-finished {
             p { "Status " (status_badge(&job.status)) " " (clustering_progress(job)) }
             @if let Some(error) = &job.error_message { p.error-message { (error) } }
             p.muted { "attempt " (job.attempt) " · created " (format_time(&job.created_at))

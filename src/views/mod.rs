@@ -10,6 +10,7 @@ pub mod recordings;
 
 use maud::{html, Markup, DOCTYPE};
 
+use crate::domain::ids::EventSeq;
 use crate::projections::queries::ProcessingJobRow;
 
 /// The sections of the header navigation.
@@ -214,6 +215,12 @@ pub fn estimate_remaining_seconds(job: &ProcessingJobRow) -> Option<f64> {
         return None;
     }
     Some(elapsed / done as f64 * (total - done) as f64)
+}
+
+/// Marks the log position a page shows: `live.js` streams the events after it, so a change
+/// made between rendering the page and connecting to the stream is not missed.
+pub fn live_updates_after(seq: EventSeq) -> Markup {
+    html! { span hidden data-events-after=(seq.0) {} }
 }
 
 /// Progress of a job: a bar with done/total and an estimate of the time left. The elements

@@ -4,7 +4,10 @@
 use maud::{html, Markup};
 
 use super::events::event_row_list;
-use super::{format_time, job_progress, layout, offset_pager, status_badge, url_with_query, Notice, Section};
+use super::{
+    format_time, job_progress, layout, live_updates_after, offset_pager, status_badge, url_with_query, Notice, Section,
+};
+use crate::domain::ids::EventSeq;
 use crate::log::envelope::EnvelopeJson;
 use crate::projections::queries::{Page, ProcessingJobRow};
 
@@ -83,25 +86,25 @@ pub fn queue_form(defaults: &QueueFormDefaults, form_id: &str, error: Option<&st
     }
 }
 
-/// Cancel or retry buttons for a job, each a small form that comes back to `return_to`.
+/// Cancel or retry buttons for a job, each a small form that comes back to `return_to`. Both
+/// are always rendered (hidden when they do not apply) so `live.js` can show the one that
+/// applies as the job's status changes (`data-shown-when` lists those statuses).
 pub fn job_actions(job: &ProcessingJobRow, return_to: &str) -> Markup {
     let cancelable = matches!(job.status.as_str(), "queued" | "running") && !job.cancel_requested;
     let retryable = matches!(job.status.as_str(), "failed" | "canceled");
     html! {
-        @if cancelable {
-            form.inline method="post" action=(format!("/processing/{}/cancel", job.id)) {
-                input type="hidden" name="return_to" value=(return_to);
-                button.secondary type="submit" aria-label=(format!("cancel processing job {}", job.id)) { "Cancel" }
-            }
+        form.inline method="post" action=(format!("/processing/{}/cancel", job.id))
+            data-shown-when="queued running" hidden[!cancelable] {
+            input type="hidden" name="return_to" value=(return_to);
+            button.secondary type="submit" aria-label=(format!("cancel processing job {}", job.id)) { "Cancel" }
         }
         @if job.cancel_requested && job.status == "running" {
             span.muted { "cancel requested" }
         }
-        @if retryable {
-            form.inline method="post" action=(format!("/processing/{}/retry", job.id)) {
-                input type="hidden" name="return_to" value=(return_to);
-                button.secondary type="submit" aria-label=(format!("retry processing job {}", job.id)) { "Retry" }
-            }
+        form.inline method="post" action=(format!("/processing/{}/retry", job.id))
+            data-shown-when="failed canceled" hidden[!retryable] {
+            input type="hidden" name="return_to" value=(return_to);
+            button.secondary type="submit" aria-label=(format!("retry processing job {}", job.id)) { "Retry" }
         }
     }
 }
@@ -157,6 +160,8 @@ pub struct ProcessingListView {
     pub page: Page<ProcessingJobRow>,
     pub status: Option<String>,
     pub notice: Option<Notice>,
+    /// The log position the page shows; live updates start after it.
+    pub events_after: EventSeq,
     pub filter_error: Option<String>,
     pub queue_defaults: QueueFormDefaults,
 }
@@ -174,6 +179,7 @@ pub fn processing_list_page(view: &ProcessingListView) -> Markup {
         view.notice.as_ref(),
         html! {
             h1 { "Processing" }
+            (live_updates_after(view.events_after))
             form.filters method="get" action="/processing" {
                 label for="status" { "Status" }
                 select #status name="status" {
@@ -219,6 +225,8 @@ pub struct ProcessingDetailView {
     /// The job's events, newest first.
     pub events: Vec<EnvelopeJson>,
     pub notice: Option<Notice>,
+    /// The log position the page shows; live updates start after it.
+    pub events_after: EventSeq,
 }
 
 pub fn processing_detail_page(view: &ProcessingDetailView) -> Markup {
@@ -231,6 +239,7 @@ pub fn processing_detail_page(view: &ProcessingDetailView) -> Markup {
         html! {
             p.breadcrumbs { a href="/processing" { "Processing" } " / job " (job.id) }
             h1 { (title) }
+            (live_updates_after(view.events_after))
             div data-job-id=(job.id) data-status=(job.status) {
                 dl.facts {
                     dt { "Recording" }
@@ -251,12 +260,20 @@ pub fn processing_detail_page(view: &ProcessingDetailView) -> Markup {
                     dt { "Queued" } dd { (format_time(&job.created_at)) }
                     dt { "Started" } dd { (job.started_at.as_deref().map(format_time).unwrap_or_else(|| "—".into())) }
                     dt { "Finished" } dd { (job.finished_at.as_deref().map(format_time).unwrap_or_else(|| "—".into())) }
-                    @if let Some(set) = job.embedding_set_id {
+                    // Always present so live.js can fill them in when the job finishes.
+                    div data-field="embedding-set-row" hidden[job.embedding_set_id.is_none()] {
                         dt { "Embedding set" }
-                        dd { (set) " · " a href=(format!("/api/embedding-sets/{set}/download")) { "download Parquet" } }
+                        dd {
+                            span data-field="embedding-set" { (job.embedding_set_id.map(|set| set.to_string()).unwrap_or_default()) }
+                            " · "
+                            a data-field="embedding-set-download"
+                                href=(job.embedding_set_id.map(|set| format!("/api/embedding-sets/{set}/download")).unwrap_or_default()) {
+                                "download Parquet"
+                            }
+                        }
                     }
-                    @if let Some(error) = &job.error_message {
-                        dt { "Error" } dd.error-text { (error) }
+                    div data-field="error-row" hidden[job.error_message.is_none()] {
+                        dt { "Error" } dd.error-text data-field="error" { (job.error_message.as_deref().unwrap_or_default()) }
                     }
                     @if let Some(warning) = &job.warning {
                         dt { "Warning" } dd.warning-text { (warning) }

@@ -7,8 +7,10 @@ use maud::{html, Markup};
 
 use super::processing::{job_table, queue_form, QueueFormDefaults};
 use super::{
-    format_bytes, format_duration, format_time, layout, offset_pager, status_badge, url_with_query, Notice, Section,
+    format_bytes, format_duration, format_time, layout, live_updates_after, offset_pager, status_badge, url_with_query,
+    Notice, Section,
 };
+use crate::domain::ids::EventSeq;
 use crate::http::audio_api::METADATA_FIELDS;
 use crate::projections::queries::{AudioFileRow, EmbeddingSetRow, MetadataEditRow, Page, ProcessingJobRow};
 use crate::projections::ui_queries::JobBadgeRow;
@@ -344,6 +346,8 @@ pub struct RecordingDetailView {
     /// The top of the spectrogram's frequency axis, when the person chose one.
     pub view_max_frequency_hz: Option<f64>,
     pub notice: Option<Notice>,
+    /// The log position the page shows; live updates start after it.
+    pub events_after: EventSeq,
     pub queue_defaults: QueueFormDefaults,
 }
 
@@ -385,6 +389,7 @@ pub fn recording_detail_page(view: &RecordingDetailView) -> Markup {
         html! {
             p.breadcrumbs { a href="/audio" { "Recordings" } " / " a href=(url_with_query("/audio", &[("folder", Some(file.folder.clone()))])) { (file.folder) } }
             h1 { (file.filename) }
+            (live_updates_after(view.events_after))
             section aria-labelledby="info-heading" {
                 h2 #info-heading { "File" }
                 dl.facts {

@@ -18,6 +18,7 @@ use crate::domain::events::Event;
 use crate::domain::ids::{ClusteringJobId, EmbeddingSetId};
 use crate::http::{ApiError, ApiState};
 use crate::projections::queries::{self, ClusteringJobRow};
+use crate::projections::runner::lowest_checkpoint;
 use crate::projections::ui_queries;
 use crate::views::clustering::{
     cluster_page, clustering_job_page, clustering_list_page, models_page, ClusterView, ClusteringJobView,
@@ -31,13 +32,18 @@ pub const MAX_PLOTTED_POINTS: usize = 20_000;
 
 pub async fn list(State(state): State<ApiState>, Query(notice): Query<NoticeParameters>) -> PageResult {
     let humpback = state.humpback.clone();
-    let (jobs, sets) = blocking_page(move || {
+    let (events_after, jobs, sets) = blocking_page(move || {
         Ok(humpback.reader.with_connection(|connection| {
-            Ok((queries::clustering_jobs(connection, 0, JOBS_SHOWN)?, ui_queries::embedding_set_choices(connection)?))
+            Ok((
+                lowest_checkpoint(connection)?,
+                queries::clustering_jobs(connection, 0, JOBS_SHOWN)?,
+                ui_queries::embedding_set_choices(connection)?,
+            ))
         })?)
     })
     .await?;
-    let view = ClusteringListView { total_jobs: jobs.total, jobs: jobs.items, sets, notice: notice.to_notice() };
+    let view =
+        ClusteringListView { total_jobs: jobs.total, jobs: jobs.items, sets, notice: notice.to_notice(), events_after };
     Ok(page(StatusCode::OK, clustering_list_page(&view)))
 }
 
@@ -218,17 +224,18 @@ pub async fn detail(
     Query(notice): Query<NoticeParameters>,
 ) -> PageResult {
     let id = parse_page_id(&id, "clustering job")?;
-    let (job, clusters) = blocking_page(move || {
+    let (events_after, job, clusters) = blocking_page(move || {
+        let events_after = state.humpback.reader.with_connection(lowest_checkpoint)?;
         let job = load_job(&state, id)?;
         let clusters = if job.status == "complete" {
             state.humpback.reader.with_connection(|connection| queries::clusters(connection, id))?
         } else {
             Vec::new()
         };
-        Ok((job, clusters))
+        Ok((events_after, job, clusters))
     })
     .await?;
-    let view = ClusteringJobView { job, clusters, notice: notice.to_notice() };
+    let view = ClusteringJobView { job, clusters, notice: notice.to_notice(), events_after };
     Ok(page(StatusCode::OK, clustering_job_page(&view)))
 }
 

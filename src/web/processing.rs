@@ -13,6 +13,7 @@ use crate::domain::decide::Command;
 use crate::domain::ids::{AggregateRef, ProcessingJobId};
 use crate::http::{ApiError, ApiState};
 use crate::log::filter::{read_page, EventFilter, PageRequest};
+use crate::projections::runner::lowest_checkpoint;
 use crate::projections::{queries, ui_queries};
 use crate::views::processing::{
     processing_detail_page, processing_list_page, ProcessingDetailView, ProcessingListView, QueueFormDefaults,
@@ -44,9 +45,10 @@ pub async fn list(
     let offset = parameters.offset.unwrap_or(0);
     let humpback = state.humpback.clone();
     let status_for_query = status.clone();
-    let (jobs, model_names) = blocking_page(move || {
+    let (events_after, jobs, model_names) = blocking_page(move || {
         Ok(humpback.reader.with_connection(|connection| {
             Ok((
+                lowest_checkpoint(connection)?,
                 queries::processing_jobs(connection, None, status_for_query.as_deref(), offset, JOBS_PER_PAGE)?,
                 ui_queries::model_names(connection)?,
             ))
@@ -59,6 +61,7 @@ pub async fn list(
         notice: notice.to_notice(),
         filter_error,
         queue_defaults: QueueFormDefaults { model_names, ..QueueFormDefaults::default() },
+        events_after,
     };
     Ok(page(StatusCode::OK, processing_list_page(&view)))
 }
@@ -70,15 +73,16 @@ pub async fn detail(
 ) -> PageResult {
     let id = parse_page_id(&id, "processing job")?;
     let humpback = state.humpback.clone();
-    let (job, recording_name, events) = blocking_page(move || {
+    let (events_after, job, recording_name, events) = blocking_page(move || {
         let found = humpback.reader.with_connection(|connection| {
+            let events_after = lowest_checkpoint(connection)?;
             let Some(job) = queries::processing_job(connection, id)? else {
                 return Ok(None);
             };
             let recording = queries::audio_file(connection, job.audio_file_id)?;
-            Ok(Some((job, recording.map(|file| file.filename))))
+            Ok(Some((events_after, job, recording.map(|file| file.filename))))
         })?;
-        let Some((job, recording_name)) = found else {
+        let Some((events_after, job, recording_name)) = found else {
             return Err(HtmlError::not_found(format!("there is no processing job {id}")));
         };
         let request = PageRequest {
@@ -91,7 +95,7 @@ pub async fn detail(
             newest_first: true,
         };
         let events = read_page(humpback.log.as_ref(), &request)?;
-        Ok((job, recording_name, events))
+        Ok((events_after, job, recording_name, events))
     })
     .await?;
     let view = ProcessingDetailView {
@@ -99,6 +103,7 @@ pub async fn detail(
         recording_name,
         events: events.events.iter().map(|envelope| envelope.to_json()).collect(),
         notice: notice.to_notice(),
+        events_after,
     };
     Ok(page(StatusCode::OK, processing_detail_page(&view)))
 }

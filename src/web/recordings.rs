@@ -19,6 +19,7 @@ use crate::http::{ApiError, ApiState};
 use crate::ingest::{self, IngestError, IngestOutcome, StagedFile, StagingWriter};
 use crate::log::EventLog;
 use crate::projections::queries::{self, AudioMetadataRow};
+use crate::projections::runner::lowest_checkpoint;
 use crate::projections::ui_queries;
 use crate::views::processing::QueueFormDefaults;
 use crate::views::recordings::{
@@ -299,12 +300,13 @@ async fn detail_view(
     notice: Option<Notice>,
 ) -> Result<RecordingDetailView, HtmlError> {
     let state_copy = state.clone();
-    let (detail, edits, model_names) = blocking_page(move || {
+    let (events_after, detail, edits, model_names) = blocking_page(move || {
+        let events_after = state_copy.humpback.reader.with_connection(lowest_checkpoint)?;
         let detail = audio_api::load_detail(&state_copy, id)?;
         let (edits, model_names) = state_copy.humpback.reader.with_connection(|connection| {
             Ok((queries::audio_metadata_edits(connection, id)?, ui_queries::model_names(connection)?))
         })?;
-        Ok((detail, edits, model_names))
+        Ok((events_after, detail, edits, model_names))
     })
     .await
     .map_err(|error| {
@@ -344,6 +346,7 @@ async fn detail_view(
         view_max_frequency_hz: parameters.max_frequency.filter(|hz| hz.is_finite() && *hz >= 10.0 && *hz < nyquist),
         notice,
         queue_defaults: queue_defaults(model_names),
+        events_after,
     })
 }
 

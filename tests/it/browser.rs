@@ -8,13 +8,19 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fantoccini::actions::{InputSource, MouseActions, PointerAction};
 use fantoccini::{Client, ClientBuilder, Locator};
+use humpback::app::Settings;
+use humpback::domain::ids::{ProcessingJobId, WorkerId};
+use humpback::domain::state::JobStatus;
+use humpback::processing::worker::{ProcessingWorker, StepOutcome};
 use serde_json::{json, Value};
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{spawn_app_with, TestApp};
 use crate::ingest_api::fixture;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -155,22 +161,24 @@ async fn upload_through_the_page(client: &Client, base: &str, fixture_name: &str
     .await;
 }
 
-/// Waits for live.js to show the job complete without reloading (up to a minute).
-async fn completed_live(client: &Client) -> bool {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let script =
-        r#"return (document.querySelector('[data-job-id] [data-field="status"]') || {}).textContent === 'complete'"#;
-    while tokio::time::Instant::now() < deadline {
-        if client.execute(script, vec![]).await.unwrap_or(Value::Null) == json!(true) {
-            return true;
-        }
-        tokio::time::sleep(CHECK_EVERY).await;
+/// Runs the next queued processing job on a worker of the test's own: the app has no processing
+/// worker, so the job page is open, showing the job queued, before anything happens to it.
+async fn run_next_processing_job(app: &TestApp) -> ProcessingJobId {
+    let humpback = app.humpback.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        ProcessingWorker::new(humpback, WorkerId("browser-test".into()), Arc::new(AtomicBool::new(false))).step()
+    })
+    .await
+    .expect("worker task")
+    .expect("worker step");
+    match outcome {
+        StepOutcome::Ran { job_id, status: JobStatus::Complete } => job_id,
+        other => panic!("the processing job did not complete: {other:?}"),
     }
-    eprintln!("warning: the job page did not update live within a minute; checking by reloading");
-    false
 }
 
-async fn process_from_the_recording_page(client: &Client, base: &str, audio_id: u64, follow_live: bool) {
+/// Queues processing with the fake model from the recording page and lands on the job's page.
+async fn queue_from_the_recording_page(client: &Client, base: &str, audio_id: u64) {
     client.goto(&format!("{base}/audio/{audio_id}")).await.expect("open the recording");
     let summary = Locator::XPath("//summary[contains(., 'Queue processing of this recording')]");
     client.find(summary).await.expect("queue section").click().await.unwrap();
@@ -181,26 +189,92 @@ async fn process_from_the_recording_page(client: &Client, base: &str, audio_id: 
     }
     client.find(Locator::Css(r#"button[form="queue-this"]"#)).await.expect("queue button").click().await.unwrap();
     wait_for(client, "location.pathname.indexOf('/processing/') === 0", "the processing job page", PAGE_TIMEOUT).await;
-    if !follow_live || !completed_live(client).await {
-        // Only the first job is followed live; later ones are checked by loading the page again.
-        let page = client.current_url().await.expect("job page url");
-        let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
-        loop {
-            client.goto(page.as_str()).await.unwrap();
-            let status = client
-                .execute(
-                    r#"return (document.querySelector('[data-job-id] [data-field="status"]') || {}).textContent"#,
-                    vec![],
-                )
-                .await
-                .unwrap_or(Value::Null);
-            if status == json!("complete") {
-                return;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "processing job did not complete: {status}");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
+    let status = client
+        .execute(r#"return document.querySelector('[data-job-id] [data-field="status"]').textContent"#, vec![])
+        .await
+        .expect("the job's status");
+    assert_eq!(status, json!("queued"), "with no worker the new job waits");
+}
+
+/// What the job page must show once its job is complete, without a reload: the status, the full
+/// progress bar, the embedding set link, and no cancel button. Returns the link.
+async fn wait_for_the_page_to_show_completion(client: &Client, app: &TestApp, job_id: ProcessingJobId, document: &str) {
+    let shown = wait_for(
+        client,
+        &r#"(() => {
+            const root = DOCUMENT.querySelector('[data-job-id]');
+            const bar = root.querySelector('progress[data-field="progress"]');
+            const set = root.querySelector('[data-field="embedding-set-row"]');
+            const cancel = root.querySelector('form[action$="/cancel"]');
+            return root.querySelector('[data-field="status"]').textContent === 'complete'
+                && !bar.hidden && bar.max > 0 && bar.value === bar.max
+                && !set.hidden && cancel.hidden
+                && root.querySelector('[data-field="embedding-set-download"]').getAttribute('href');
+        })()"#
+            .replace("DOCUMENT", document),
+        "the job page to show the job complete",
+        JOB_TIMEOUT,
+    )
+    .await;
+    let job = app
+        .humpback
+        .reader
+        .with_connection(|connection| humpback::projections::queries::processing_job(connection, job_id.0))
+        .expect("read the job");
+    let set_id = job.and_then(|job| job.embedding_set_id).expect("the job's embedding set");
+    assert_eq!(shown, json!(format!("/api/embedding-sets/{set_id}/download")));
+    let not_reloaded =
+        client.execute(&format!("return {document}.defaultView.humpbackNotReloaded === true"), vec![]).await.unwrap();
+    assert_eq!(not_reloaded, json!(true), "the page changed without being reloaded");
+}
+
+/// The job page follows its job to completion by itself, live.
+async fn process_watching_the_job_page(client: &Client, app: &TestApp, audio_id: u64) {
+    queue_from_the_recording_page(client, &app.base_url, audio_id).await;
+    client.execute("window.humpbackNotReloaded = true;", vec![]).await.unwrap();
+    let job_id = run_next_processing_job(app).await;
+    wait_for_the_page_to_show_completion(client, app, job_id, "document").await;
+}
+
+/// A job that finishes between the server rendering its page and the page's script connecting
+/// to the event stream is still followed to completion. The page is fetched while the job is
+/// queued, the job runs, and only then is the fetched page shown (in a same-origin frame on a
+/// page with no stream of its own) so its script connects after everything has happened. A
+/// stream that started at the log's head would leave it showing "queued" for ever.
+async fn process_with_the_page_rendered_before_the_job_ran(client: &Client, app: &TestApp, audio_id: u64) {
+    queue_from_the_recording_page(client, &app.base_url, audio_id).await;
+    let job_page = client.current_url().await.expect("job page url").to_string();
+    client.goto(&format!("{}/models", app.base_url)).await.unwrap();
+    let rendered = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(arguments[0]).then(response => response.text()).then(done, error => done('failed: ' + error));",
+            vec![json!(job_page)],
+        )
+        .await
+        .expect("fetch the job page");
+    let rendered = rendered.as_str().unwrap_or_default().to_string();
+    assert!(rendered.contains("data-events-after=") && rendered.contains(">queued<"), "the page as rendered");
+    let job_id = run_next_processing_job(app).await;
+    client
+        .execute(
+            "const frame = document.createElement('iframe');
+             frame.id = 'rendered-earlier';
+             frame.style.width = '1200px';
+             frame.style.height = '800px';
+             let loads = 0;
+             frame.onload = () => { loads += 1; frame.contentWindow.humpbackNotReloaded = loads === 1; };
+             frame.srcdoc = arguments[0];
+             document.body.append(frame);",
+            vec![json!(rendered)],
+        )
+        .await
+        .expect("show the page rendered before the job ran");
+    let frame_document = "document.querySelector('#rendered-earlier').contentDocument";
+    wait_for(client, &format!("{frame_document}.defaultView.humpbackNotReloaded"), "the frame to load", PAGE_TIMEOUT)
+        .await;
+    wait_for_the_page_to_show_completion(client, app, job_id, frame_document).await;
+    client.execute("document.querySelector('#rendered-earlier').remove();", vec![]).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -209,7 +283,9 @@ async fn a_person_uploads_processes_clusters_explores_and_listens_in_a_real_brow
         eprintln!("skipped: chromium/chromedriver not installed (apt-get install chromium chromium-driver)");
         return;
     }
-    let app = spawn_app_with(tempfile::tempdir().unwrap(), crate::processing::settings(1)).await;
+    // No processing worker: the test runs each job itself once the job's page is open.
+    let settings = Settings { processing_workers: 0, ..crate::processing::settings(1) };
+    let app = spawn_app_with(tempfile::tempdir().unwrap(), settings).await;
     let base = app.base_url.clone();
     let driver = start_chromedriver().await;
     let profile = tempfile::tempdir().unwrap();
@@ -217,10 +293,14 @@ async fn a_person_uploads_processes_clusters_explores_and_listens_in_a_real_brow
 
     upload_through_the_page(&client, &base, "wav_pcm16_mono_16k.wav", 1).await;
     screenshot(&client, "upload-result").await;
-    process_from_the_recording_page(&client, &base, 1, true).await;
+    process_watching_the_job_page(&client, &app, 1).await;
     screenshot(&client, "processing-job").await;
     upload_through_the_page(&client, &base, "flac16_mono_16k.flac", 2).await;
-    process_from_the_recording_page(&client, &base, 2, false).await;
+    process_with_the_page_rendered_before_the_job_ran(&client, &app, 2).await;
+    client.goto(&format!("{base}/audio/1")).await.unwrap();
+    screenshot(&client, "recording").await;
+    client.goto(&format!("{base}/audio")).await.unwrap();
+    screenshot(&client, "recordings").await;
 
     // Cluster both sets: k-means with k=2 after PCA to 2 components.
     client.goto(&format!("{base}/clustering")).await.unwrap();
@@ -322,6 +402,10 @@ async fn a_person_uploads_processes_clusters_explores_and_listens_in_a_real_brow
     screenshot(&client, "cluster").await;
     client.goto(&format!("{base}/models")).await.unwrap();
     screenshot(&client, "models").await;
+    for (path, name) in [("/", "home"), ("/processing", "processing"), ("/events", "events")] {
+        client.goto(&format!("{base}{path}")).await.unwrap();
+        screenshot(&client, name).await;
+    }
 
     client.close().await.expect("close the browser session");
     drop(driver);

@@ -102,6 +102,14 @@ async fn register_real_recording(app: &TestApp, name: &str, folder: &str, second
     }
 }
 
+/// The opening tag of the element with `attribute` (for checking its other attributes).
+fn opening_tag<'a>(html: &'a str, attribute: &str) -> &'a str {
+    let at = html.find(attribute).unwrap_or_else(|| panic!("no element with {attribute}"));
+    let start = html[..at].rfind('<').unwrap_or(0);
+    let end = at + html[at..].find('>').unwrap_or(0);
+    &html[start..=end]
+}
+
 fn assert_escaped(html: &str) {
     assert!(!html.contains("<script>alert"), "unescaped script in the page");
     assert!(!html.contains("<b>"), "unescaped markup in the page");
@@ -281,8 +289,18 @@ async fn processing_pages_list_jobs_show_events_and_cancel_and_retry_redirect_wi
     let list = ui.get("/processing").await;
     assert_eq!(list.status, StatusCode::OK);
     let html = list.text();
-    assert!(html.contains(r#"href="/processing/4""#) && html.contains(r#"action="/processing/4/cancel""#));
-    assert!(html.contains(r#"action="/processing/3/retry""#), "a canceled job can be retried");
+    assert!(html.contains(r#"href="/processing/4""#));
+    // Both buttons are on the page for live.js; only the ones that apply are shown.
+    assert!(
+        !opening_tag(&html, r#"action="/processing/4/cancel""#).contains(" hidden"),
+        "a queued job can be canceled"
+    );
+    assert!(opening_tag(&html, r#"action="/processing/4/retry""#).contains(" hidden"));
+    assert!(
+        !opening_tag(&html, r#"action="/processing/3/retry""#).contains(" hidden"),
+        "a canceled job can be retried"
+    );
+    assert!(opening_tag(&html, r#"action="/processing/3/cancel""#).contains(" hidden"));
     let failed_filter = ui.get("/processing?status=queued").await.text();
     assert!(failed_filter.contains(r#"href="/processing/4""#) && !failed_filter.contains(r#"href="/processing/1""#));
     assert!(ui.get("/processing?status=sleeping").await.text().contains("is not one of"));
@@ -292,6 +310,9 @@ async fn processing_pages_list_jobs_show_events_and_cancel_and_retry_redirect_wi
     let html = detail.text();
     assert!(html.contains("ProcessingJobFailed") && html.contains("decode failed"));
     assert!(html.contains("ProcessingJobRetried"));
+    // The page says which log position it shows, so its live updates start right after it.
+    let head = app.humpback.log.head().0;
+    assert!(html.contains(&format!(r#"data-events-after="{head}""#)), "the page shows the log up to {head}");
 
     let cancel = ui.post_form("/processing/4/cancel", "return_to=%2Fprocessing").await;
     assert_eq!(cancel.status, StatusCode::SEE_OTHER);

@@ -4,6 +4,8 @@
 // not available, polls /api/processing-jobs/{id} for the jobs still in flight.
 // Clustering jobs work the same way with data-clustering-job-id (progress is a fraction, with
 // the stage as text; polling /api/clustering-jobs/{id}).
+// The page says which log position it shows (data-events-after); the stream starts right
+// after it, so a job that changes between rendering and connecting is still followed.
 (function () {
   "use strict";
   var FINISHED = { complete: true, failed: true, canceled: true };
@@ -49,6 +51,20 @@
           badge.className = "badge " + ({ complete: "ok" }[change.status] || change.status);
         });
         if (FINISHED[change.status]) { setText(root, "eta", ""); }
+        root.querySelectorAll("[data-shown-when]").forEach(function (element) {
+          element.hidden = element.getAttribute("data-shown-when").split(" ").indexOf(change.status) < 0;
+        });
+      }
+      if (typeof change.embeddingSetId === "number") {
+        setText(root, "embedding-set", String(change.embeddingSetId));
+        root.querySelectorAll('[data-field="embedding-set-download"]').forEach(function (link) {
+          link.href = "/api/embedding-sets/" + change.embeddingSetId + "/download";
+        });
+        root.querySelectorAll('[data-field="embedding-set-row"]').forEach(function (row) { row.hidden = false; });
+      }
+      if (typeof change.error === "string") {
+        setText(root, "error", change.error);
+        root.querySelectorAll('[data-field="error-row"]').forEach(function (row) { row.hidden = false; });
       }
       if (typeof change.done === "number" && typeof change.total === "number" && change.total > 0) {
         root.querySelectorAll('progress[data-field="progress"]').forEach(function (bar) {
@@ -83,6 +99,10 @@
       if (jobElements(id).length === 0) { return; }
       var data = event.data || {};
       var change = { status: STATUS_OF_EVENT[event.type] };
+      if (event.type === "ProcessingJobCompleted" && typeof data.embedding_set_id === "number") {
+        change.embeddingSetId = data.embedding_set_id;
+      }
+      if (event.type === "ProcessingJobFailed" && typeof data.reason === "string") { change.error = data.reason; }
       if (typeof data.windows_done === "number") {
         change.done = data.windows_done;
         change.total = data.windows_total;
@@ -116,8 +136,9 @@
           badge.textContent = change.status;
           badge.className = "badge " + ({ complete: "ok" }[change.status] || change.status);
         });
-        // A job page shows results only once complete: load them when the job finishes.
-        if (change.status === "complete" && before !== "complete" && root.hasAttribute("data-reload-when-complete")) {
+        // A job page shows results (or the error and a retry button) only once finished:
+        // load them when the job finishes.
+        if (FINISHED[change.status] && !FINISHED[before] && root.hasAttribute("data-reload-when-finished")) {
           window.location.reload();
         }
       }
@@ -174,7 +195,15 @@
       fetch("/api/processing-jobs/" + encodeURIComponent(id), { headers: { Accept: "application/json" } })
         .then(function (response) { return response.ok ? response.json() : null; })
         .then(function (job) {
-          if (job) { update(id, { status: job.status, done: job.windows_done, total: job.windows_total }); }
+          if (job) {
+            update(id, {
+              status: job.status,
+              done: job.windows_done,
+              total: job.windows_total,
+              embeddingSetId: job.embedding_set_id === null ? undefined : job.embedding_set_id,
+              error: job.error_message === null ? undefined : job.error_message
+            });
+          }
         })
         .catch(function () { /* try again on the next tick */ });
     });
@@ -188,7 +217,13 @@
   function start() {
     if (document.querySelectorAll("[data-job-id], [data-clustering-job-id]").length === 0) { return; }
     if (!window.EventSource) { startPolling(); return; }
-    var source = new EventSource("/api/events/stream");
+    var after = null;
+    document.querySelectorAll("[data-events-after]").forEach(function (element) {
+      var seq = Number(element.getAttribute("data-events-after"));
+      if (isFinite(seq) && (after === null || seq < after)) { after = seq; }
+    });
+    var source = new EventSource("/api/events/stream" + (after === null ? "" : "?after=" + after));
+    source.onopen = function () { document.documentElement.setAttribute("data-live", "connected"); };
     source.onmessage = function (message) {
       var event;
       try { event = JSON.parse(message.data); } catch (ignored) { return; /* not an event */ }
