@@ -141,6 +141,11 @@ impl Humpback {
         self.log.head()
     }
 
+    /// Follows how far every projection has applied the log.
+    pub fn subscribe_projected(&self) -> watch::Receiver<EventSeq> {
+        self.projected.clone()
+    }
+
     /// Waits until every projection has applied `seq` (returns at once if it has).
     pub async fn wait_until_projected(&self, seq: EventSeq) {
         let mut projected = self.projected.clone();

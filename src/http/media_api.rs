@@ -253,8 +253,9 @@ pub struct StreamParameters {
     pub after: Option<u64>,
 }
 
-/// Where a stream starts: after `Last-Event-ID`, else after `?after=`, else after the head.
-pub fn stream_start(headers: &HeaderMap, after: Option<u64>, head: EventSeq) -> Result<EventSeq, ApiError> {
+/// Where a stream starts: after `Last-Event-ID`, else after `?after=`, else after `now` (what the
+/// projections have applied).
+pub fn stream_start(headers: &HeaderMap, after: Option<u64>, now: EventSeq) -> Result<EventSeq, ApiError> {
     if let Some(value) = headers.get("last-event-id") {
         let text = value.to_str().map_err(|_| ApiError::bad_request("last-event-id is not text"))?;
         let seq: u64 = text
@@ -263,29 +264,32 @@ pub fn stream_start(headers: &HeaderMap, after: Option<u64>, head: EventSeq) -> 
             .map_err(|_| ApiError::bad_request(format!("last-event-id {text:?} is not a whole number")))?;
         return Ok(EventSeq(seq));
     }
-    Ok(after.map(EventSeq).unwrap_or(head))
+    Ok(after.map(EventSeq).unwrap_or(now))
 }
 
 struct StreamState {
     state: ApiState,
     last: EventSeq,
     pending: VecDeque<crate::log::Envelope>,
-    head: tokio::sync::watch::Receiver<EventSeq>,
+    /// How far the projections have applied the log: the stream goes no further, so a page
+    /// that is fetched because of an event already shows it.
+    projected: tokio::sync::watch::Receiver<EventSeq>,
     failed: bool,
 }
 
 /// `GET /api/events/stream`: every new event as a server-sent event whose id is its sequence,
-/// so a reconnecting `EventSource` resumes with `Last-Event-ID`. Ends when the server stops.
+/// so a reconnecting `EventSource` resumes with `Last-Event-ID`. An event is sent once the
+/// projections have applied it. Ends when the server stops.
 pub async fn event_stream(
     State(state): State<ApiState>,
     headers: HeaderMap,
     parameters: Result<Query<StreamParameters>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let Query(parameters) = parameters.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
-    let mut head = state.humpback.log.subscribe();
-    head.borrow_and_update();
-    let last = stream_start(&headers, parameters.after, state.humpback.log.head())?;
-    let stream_state = StreamState { state, last, pending: VecDeque::new(), head, failed: false };
+    let projected = state.humpback.subscribe_projected();
+    let reached = *projected.borrow();
+    let last = stream_start(&headers, parameters.after, reached)?;
+    let stream_state = StreamState { state, last, pending: VecDeque::new(), projected, failed: false };
     let stream = futures_util::stream::unfold(stream_state, next_stream_event);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
 }
@@ -301,24 +305,28 @@ async fn next_stream_event(mut stream: StreamState) -> Option<(Result<SseEvent, 
             let event = SseEvent::default().id(envelope.seq.0.to_string()).data(json.to_json_line());
             return Some((Ok(event), stream));
         }
-        let log = stream.state.humpback.log.clone();
-        let after = stream.last;
-        match blocking(move || Ok(log.read_after(after, STREAM_BATCH)?)).await {
-            Ok(envelopes) if !envelopes.is_empty() => {
-                stream.pending.extend(envelopes);
-                continue;
-            }
-            Ok(_) => {}
-            Err(error) => {
-                // Tell the page, then end: its EventSource reconnects with Last-Event-ID.
-                stream.failed = true;
-                let event = SseEvent::default().event("error").data(error.message);
-                return Some((Ok(event), stream));
+        let reached = *stream.projected.borrow_and_update();
+        if reached > stream.last {
+            let log = stream.state.humpback.log.clone();
+            let after = stream.last;
+            let limit = usize::try_from(reached.0 - after.0).unwrap_or(STREAM_BATCH).min(STREAM_BATCH);
+            match blocking(move || Ok(log.read_after(after, limit)?)).await {
+                Ok(envelopes) if !envelopes.is_empty() => {
+                    stream.pending.extend(envelopes.into_iter().filter(|envelope| envelope.seq <= reached));
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    // Tell the page, then end: its EventSource reconnects with Last-Event-ID.
+                    stream.failed = true;
+                    let event = SseEvent::default().event("error").data(error.message);
+                    return Some((Ok(event), stream));
+                }
             }
         }
         let mut stopping = stream.state.stopping.clone();
         tokio::select! {
-            changed = stream.head.changed() => if changed.is_err() { return None },
+            changed = stream.projected.changed() => if changed.is_err() { return None },
             _ = stopping.wait_for(|stopped| *stopped) => return None,
         }
     }

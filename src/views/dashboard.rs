@@ -31,7 +31,7 @@ pub fn dashboard_page(view: &DashboardView) -> Markup {
                 a.card href="/audio" {
                     span.card-number { (counts.audio_files) }
                     span.card-label { "recordings" }
-                    span.card-detail { (format_duration(counts.total_duration_seconds)) " in " (counts.folders) " folders" }
+                    span.card-detail { (format_duration(counts.total_duration_seconds)) " in " (counts.folders) @if counts.folders == 1 { " folder" } @else { " folders" } }
                 }
                 a.card href="/processing" {
                     span.card-number { (jobs_total) }

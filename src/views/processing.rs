@@ -240,7 +240,9 @@ pub fn processing_detail_page(view: &ProcessingDetailView) -> Markup {
             p.breadcrumbs { a href="/processing" { "Processing" } " / job " (job.id) }
             h1 { (title) }
             (live_updates_after(view.events_after))
-            div data-job-id=(job.id) data-status=(job.status) {
+            // When the job finishes, live.js fetches the page named by data-refresh-when-finished
+            // and swaps these parts in.
+            div #job-facts data-refresh-when-finished=(format!("/processing/{}", job.id)) data-job-id=(job.id) data-status=(job.status) {
                 dl.facts {
                     dt { "Recording" }
                     dd {
@@ -256,7 +258,11 @@ pub fn processing_detail_page(view: &ProcessingDetailView) -> Markup {
                     dt { "Sample rate" } dd { (job.target_sample_rate) " Hz" }
                     dt { "Feature configuration" } dd { code.json { (job.feature_config.to_string()) } }
                     dt { "Encoding signature" } dd { code.checksum { (job.encoding_signature) } }
-                    dt { "Attempt" } dd { (job.attempt) @if let Some(worker) = &job.worker { " on " (worker) } }
+                    dt { "Attempt" }
+                    dd {
+                        @if job.attempt == 0 { "not started yet" } @else { (job.attempt) }
+                        @if let Some(worker) = &job.worker { " on " (worker) }
+                    }
                     dt { "Queued" } dd { (format_time(&job.created_at)) }
                     dt { "Started" } dd { (job.started_at.as_deref().map(format_time).unwrap_or_else(|| "—".into())) }
                     dt { "Finished" } dd { (job.finished_at.as_deref().map(format_time).unwrap_or_else(|| "—".into())) }
@@ -281,11 +287,13 @@ pub fn processing_detail_page(view: &ProcessingDetailView) -> Markup {
                 }
                 p { (job_actions(job, &format!("/processing/{}", job.id))) }
             }
-            h2 { "Events" }
-            @if view.events.is_empty() {
-                p.muted { "No events." }
-            } @else {
-                (event_row_list(&view.events))
+            section #job-events data-refresh-when-finished=(format!("/processing/{}", job.id)) aria-labelledby="events-heading" {
+                h2 #events-heading { "Events" }
+                @if view.events.is_empty() {
+                    p.muted { "No events." }
+                } @else {
+                    (event_row_list(&view.events))
+                }
             }
         },
     )

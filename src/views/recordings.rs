@@ -52,6 +52,8 @@ pub struct RecordingsView {
     /// A problem with the filter (bad sort, ...), shown next to the form.
     pub filter_error: Option<String>,
     pub notice: Option<Notice>,
+    /// The log position the page shows; live updates start after it.
+    pub events_after: EventSeq,
     pub queue_defaults: QueueFormDefaults,
 }
 
@@ -112,6 +114,7 @@ pub fn recordings_page(view: &RecordingsView) -> Markup {
         view.notice.as_ref(),
         html! {
             h1 { "Recordings" }
+            (live_updates_after(view.events_after))
             div.with-sidebar {
                 aside.sidebar aria-labelledby="folders-heading" {
                     h2 #folders-heading { "Folders" }

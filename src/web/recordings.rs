@@ -69,14 +69,15 @@ pub async fn list(
         }
     };
     let humpback = state.humpback.clone();
-    let (files, folders, badges, model_names) = blocking_page(move || {
+    let (events_after, files, folders, badges, model_names) = blocking_page(move || {
         Ok(humpback.reader.with_connection(|connection| {
+            let events_after = lowest_checkpoint(connection)?;
             let files = queries::list_audio_files(connection, &query)?;
             let folders = queries::audio_folders(connection)?;
             let ids: Vec<u64> = files.items.iter().map(|file| file.id).collect();
             let badges = ui_queries::job_badges_for_files(connection, &ids)?;
             let model_names = ui_queries::model_names(connection)?;
-            Ok((files, folders, badges, model_names))
+            Ok((events_after, files, folders, badges, model_names))
         })?)
     })
     .await?;
@@ -93,6 +94,7 @@ pub async fn list(
         filter_error,
         notice: notice.to_notice(),
         queue_defaults: queue_defaults(model_names),
+        events_after,
     };
     Ok(page(StatusCode::OK, recordings_page(&view)))
 }

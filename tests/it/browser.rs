@@ -135,8 +135,18 @@ fn screenshots_dir() -> PathBuf {
     dir
 }
 
+/// A screenshot of the whole page (the window is made as tall as the page, then put back).
 async fn screenshot(client: &Client, name: &str) {
+    let height = client
+        .execute("return Math.max(document.documentElement.scrollHeight, document.body.scrollHeight)", vec![])
+        .await
+        .ok()
+        .and_then(|height| height.as_u64())
+        .unwrap_or(1000)
+        .clamp(1000, 6000);
+    client.set_window_size(1280, height as u32 + 120).await.expect("make the window as tall as the page");
     let png = client.screenshot().await.expect("screenshot");
+    client.set_window_size(1280, 1000).await.expect("restore the window size");
     std::fs::write(screenshots_dir().join(format!("{name}.png")), png).expect("write screenshot");
 }
 
@@ -197,7 +207,7 @@ async fn queue_from_the_recording_page(client: &Client, base: &str, audio_id: u6
 }
 
 /// What the job page must show once its job is complete, without a reload: the status, the full
-/// progress bar, the embedding set link, and no cancel button. Returns the link.
+/// progress bar, the embedding set link, no cancel button, and the completion among its events.
 async fn wait_for_the_page_to_show_completion(client: &Client, app: &TestApp, job_id: ProcessingJobId, document: &str) {
     let shown = wait_for(
         client,
@@ -209,7 +219,8 @@ async fn wait_for_the_page_to_show_completion(client: &Client, app: &TestApp, jo
             return root.querySelector('[data-field="status"]').textContent === 'complete'
                 && !bar.hidden && bar.max > 0 && bar.value === bar.max
                 && !set.hidden && cancel.hidden
-                && root.querySelector('[data-field="embedding-set-download"]').getAttribute('href');
+                && DOCUMENT.querySelector('#job-events').textContent.includes('ProcessingJobCompleted')
+                && DOCUMENT.querySelector('[data-job-id]').querySelector('[data-field="embedding-set-download"]').getAttribute('href');
         })()"#
             .replace("DOCUMENT", document),
         "the job page to show the job complete",

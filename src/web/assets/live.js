@@ -42,8 +42,33 @@
     });
   }
 
+  // Parts of a page marked data-refresh-when-finished="URL" (a job's facts and events) are
+  // fetched again from URL and swapped in (by id) once the job finishes, without a reload.
+  var refreshing = false;
+  function refreshFinishedParts() {
+    var first = document.querySelector("[data-refresh-when-finished][id]");
+    if (refreshing || !first || !window.fetch || !window.DOMParser) { return; }
+    refreshing = true;
+    fetch(first.getAttribute("data-refresh-when-finished"), { headers: { Accept: "text/html" } })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        if (html === null) { return; }
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        document.querySelectorAll("[data-refresh-when-finished][id]").forEach(function (part) {
+          var replacement = fresh.getElementById(part.id);
+          if (replacement) { part.replaceWith(document.importNode(replacement, true)); }
+        });
+      })
+      .catch(function () { /* the live values stay */ })
+      .then(function () { refreshing = false; });
+  }
+
   function update(id, change) {
     jobElements(id).forEach(function (root) {
+      var before = root.getAttribute("data-status");
+      if (change.status && FINISHED[change.status] && !FINISHED[before] && root.closest("[data-refresh-when-finished]")) {
+        window.setTimeout(refreshFinishedParts, 0);
+      }
       if (change.status) {
         root.setAttribute("data-status", change.status);
         root.querySelectorAll('[data-field="status"]').forEach(function (badge) {
@@ -127,6 +152,14 @@
     ClusteringJobAbandoned: "queued"
   };
 
+  // Loads the page again, without the one-time notice ("job queued") it was opened with.
+  function reloadWithoutNotice() {
+    var url = new URL(window.location.href);
+    url.searchParams.delete("notice");
+    url.searchParams.delete("notice_kind");
+    window.location.replace(url.toString());
+  }
+
   function updateClustering(id, change) {
     clusteringElements(id).forEach(function (root) {
       if (change.status) {
@@ -139,7 +172,7 @@
         // A job page shows results (or the error and a retry button) only once finished:
         // load them when the job finishes.
         if (FINISHED[change.status] && !FINISHED[before] && root.hasAttribute("data-reload-when-finished")) {
-          window.location.reload();
+          reloadWithoutNotice();
         }
       }
       var fraction = change.status === "complete" ? 1 : change.fraction;
