@@ -10,6 +10,8 @@ pub const MIN_HEIGHT: u32 = 100;
 pub const MAX_HEIGHT: u32 = 1200;
 /// How many decibels below the loudest cell are still drawn above the darkest colour.
 pub const DYNAMIC_RANGE_DB: f64 = 80.0;
+/// The darkest colour sits at most this far below the median level (the noise floor).
+pub const NOISE_FLOOR_MARGIN_DB: f64 = 10.0;
 
 /// Space around the plot for the axes and their labels.
 const LEFT_MARGIN: u32 = 52;
@@ -187,8 +189,7 @@ pub fn render_spectrogram(samples: &[f32], request: &SpectrogramRequest) -> Resu
     let bins = n_fft / 2 + 1;
     let bin_hz = f64::from(request.sample_rate) / n_fft as f64;
     let top_frequency = request.top_frequency_hz();
-    let loudest = columns.iter().flatten().copied().fold(f64::NEG_INFINITY, f64::max).max(-200.0);
-    let floor = loudest - DYNAMIC_RANGE_DB;
+    let floor = colour_floor(&columns);
     for row in 0..plot.height {
         // The band of bins this row covers (row 0 is the top, the highest frequencies).
         let from_top = f64::from(row);
@@ -205,6 +206,20 @@ pub fn render_spectrogram(samples: &[f32], request: &SpectrogramRequest) -> Resu
     }
     draw_axes(&mut image, &plot, request, samples.len());
     Ok(image)
+}
+
+/// The level drawn darkest: `DYNAMIC_RANGE_DB` below the loudest cell, but never far below the
+/// typical (median) level, so a window of faint noise looks faint instead of being stretched to
+/// bright colours; a call stands out against the noise either way.
+pub fn colour_floor(columns: &[Vec<f64>]) -> f64 {
+    let mut levels: Vec<f64> = columns.iter().flatten().copied().filter(|level| level.is_finite()).collect();
+    if levels.is_empty() {
+        return -200.0 - DYNAMIC_RANGE_DB;
+    }
+    let loudest = levels.iter().copied().fold(f64::NEG_INFINITY, f64::max).max(-200.0);
+    let middle = levels.len() / 2;
+    let (_, median, _) = levels.select_nth_unstable_by(middle, f64::total_cmp);
+    (loudest - DYNAMIC_RANGE_DB).max(*median - NOISE_FLOOR_MARGIN_DB)
 }
 
 /// Renders and encodes as PNG.
@@ -240,11 +255,14 @@ pub fn tick_step(span: f64, max_ticks: f64, steps: &[f64]) -> f64 {
     steps.iter().copied().find(|step| span / step <= max_ticks).unwrap_or_else(|| steps.last().copied().unwrap_or(1.0))
 }
 
-const TIME_STEPS: [f64; 14] = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0];
+const TIME_STEPS: [f64; 20] = [
+    0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+    7200.0,
+];
 const FREQUENCY_STEPS: [f64; 15] =
     [5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 250.0, 500.0, 1000.0, 2000.0, 2500.0, 5000.0, 10000.0, 20000.0, 50000.0];
 
-/// A time label: `12s`, `1.5s`, `0.25s`.
+/// A time label: `12s`, `1.5s`, `0.25s` under a minute, then `1:05`, `12:30.5`, `1:02:03`.
 pub fn time_label(seconds: f64, step: f64) -> String {
     let decimals = if step >= 1.0 {
         0
@@ -253,7 +271,21 @@ pub fn time_label(seconds: f64, step: f64) -> String {
     } else {
         2
     };
-    format!("{seconds:.decimals$}s")
+    let scale = 10f64.powi(decimals as i32);
+    let rounded = (seconds * scale).round() / scale;
+    if rounded < 60.0 {
+        return format!("{rounded:.decimals$}s");
+    }
+    let hours = (rounded / 3600.0).floor();
+    let minutes = ((rounded - hours * 3600.0) / 60.0).floor();
+    let rest = rounded - hours * 3600.0 - minutes * 60.0;
+    let width = if decimals > 0 { 3 + decimals } else { 2 };
+    let rest = format!("{rest:0width$.decimals$}");
+    if hours > 0.0 {
+        format!("{hours}:{minutes:02}:{rest}")
+    } else {
+        format!("{minutes}:{rest}")
+    }
 }
 
 /// A frequency label: `500Hz`, `2kHz`, `2.5kHz`.
@@ -270,6 +302,59 @@ pub fn frequency_label(hertz: f64) -> String {
     }
 }
 
+/// A tick on the time axis: where it is and where its label starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeTick {
+    pub x: u32,
+    pub label_left: u32,
+    pub label: String,
+}
+
+/// The time ticks for a plot: the finest pleasant step whose labels do not touch, each label
+/// centred under its tick and kept inside the image.
+pub fn time_ticks(plot: &PlotArea, image_width: u32, start_seconds: f64, duration: f64) -> Vec<TimeTick> {
+    if duration.is_nan() || duration <= 0.0 || !start_seconds.is_finite() || plot.width < 2 {
+        return Vec::new();
+    }
+    let span_pixels = f64::from(plot.width - 1);
+    let widest = |step: f64| {
+        text_width(&time_label(start_seconds + duration, step)).max(text_width(&time_label(start_seconds, step)))
+    };
+    // Labels are centred on their ticks, and the last may be pushed left by up to half its width
+    // to stay inside the image, so neighbours need one and a half label widths between them.
+    let step =
+        TIME_STEPS.iter().copied().find(|step| step / duration * span_pixels >= f64::from(widest(*step)) * 1.5 + 6.0);
+    // Too narrow for two labels, or no pleasant tick inside the range: one label at the start.
+    let only_the_start = || {
+        let label = time_label(start_seconds, 0.1);
+        let label_left =
+            plot.left.saturating_sub(text_width(&label) / 2).min(image_width.saturating_sub(text_width(&label)));
+        vec![TimeTick { x: plot.left, label_left, label }]
+    };
+    let Some(step) = step else {
+        return only_the_start();
+    };
+    let mut ticks = Vec::new();
+    let mut index = (start_seconds / step - 1e-9).ceil();
+    loop {
+        let tick = index * step;
+        if tick > start_seconds + duration + 1e-9 {
+            break;
+        }
+        let fraction = ((tick - start_seconds) / duration).clamp(0.0, 1.0);
+        let x = plot.left + (fraction * span_pixels).round() as u32;
+        let label = time_label(tick, step);
+        let label_width = text_width(&label);
+        let label_left = x.saturating_sub(label_width / 2).min(image_width.saturating_sub(label_width));
+        ticks.push(TimeTick { x, label_left, label });
+        index += 1.0;
+    }
+    if ticks.is_empty() {
+        return only_the_start();
+    }
+    ticks
+}
+
 fn draw_axes(image: &mut RgbImage, plot: &PlotArea, request: &SpectrogramRequest, sample_count: usize) {
     let bottom = plot.top + plot.height;
     // Axis lines: left of and below the plot.
@@ -282,23 +367,11 @@ fn draw_axes(image: &mut RgbImage, plot: &PlotArea, request: &SpectrogramRequest
     let glyph_height = 5 * FONT_SCALE;
     // Time ticks, labelled in seconds from the start of the recording.
     let duration = sample_count as f64 / f64::from(request.sample_rate);
-    if duration > 0.0 {
-        let max_ticks = (f64::from(plot.width) / 70.0).max(2.0);
-        let step = tick_step(duration, max_ticks, &TIME_STEPS);
-        let first = (request.start_seconds / step).ceil() * step;
-        let mut tick = first;
-        while tick <= request.start_seconds + duration + 1e-9 {
-            let fraction = (tick - request.start_seconds) / duration;
-            let x = plot.left + (fraction * f64::from(plot.width - 1)).round() as u32;
-            for y in bottom..bottom + 4 {
-                image.set(x, y, INK);
-            }
-            let label = time_label(tick, step);
-            let label_width = text_width(&label);
-            let left = x.saturating_sub(label_width / 2).min(image.width.saturating_sub(label_width));
-            draw_text(image, left, bottom + 6, &label, INK);
-            tick += step;
+    for tick in time_ticks(plot, image.width, request.start_seconds, duration) {
+        for y in bottom..bottom + 4 {
+            image.set(tick.x, y, INK);
         }
+        draw_text(image, tick.label_left, bottom + 6, &tick.label, INK);
     }
     // Frequency ticks up to the top of the plot.
     let top_frequency = request.top_frequency_hz();
@@ -333,6 +406,7 @@ fn glyph(character: char) -> Option<[u8; 5]> {
         '8' => [0b111, 0b101, 0b111, 0b101, 0b111],
         '9' => [0b111, 0b101, 0b111, 0b001, 0b111],
         '.' => [0b000, 0b000, 0b000, 0b000, 0b010],
+        ':' => [0b000, 0b010, 0b000, 0b010, 0b000],
         '-' => [0b000, 0b000, 0b111, 0b000, 0b000],
         'H' => [0b101, 0b101, 0b111, 0b101, 0b101],
         'k' => [0b100, 0b101, 0b110, 0b101, 0b101],
@@ -464,8 +538,61 @@ mod tests {
         assert_eq!(frequency_label(2500.0), "2.5kHz");
         assert_eq!(time_label(12.0, 5.0), "12s");
         assert_eq!(time_label(1.5, 0.5), "1.5s");
+        assert_eq!(time_label(59.96, 0.1), "1:00.0");
+        assert_eq!(time_label(65.0, 5.0), "1:05");
+        assert_eq!(time_label(750.5, 0.5), "12:30.5");
+        assert_eq!(time_label(3723.0, 1.0), "1:02:03");
         assert_eq!(tick_step(10.0, 5.0, &TIME_STEPS), 2.0);
-        assert!("0123456789.-Hkzs ".chars().all(|c| glyph(c).is_some()));
+        assert!("0123456789.:-Hkzs ".chars().all(|c| glyph(c).is_some()));
+    }
+
+    #[test]
+    fn a_window_of_faint_noise_is_drawn_dark_and_a_call_in_it_bright() {
+        let mut seed = 7u32;
+        let mut noise = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (f64::from(seed >> 8) / f64::from(1u32 << 24) - 0.5) as f32 * 0.002
+        };
+        let faint: Vec<f32> = (0..8000).map(|_| noise()).collect();
+        let mean_green = |image: &RgbImage| {
+            let plot = PlotArea::for_image(image.width, image.height);
+            let mut total = 0u64;
+            for y in plot.top..plot.top + plot.height {
+                for x in plot.left..plot.left + plot.width {
+                    total += u64::from(image.pixel(x, y).unwrap()[1]);
+                }
+            }
+            total as f64 / f64::from(plot.width * plot.height)
+        };
+        let image = render_spectrogram(&faint, &request(300, 150)).unwrap();
+        // Viridis green runs from 1 (darkest) to 231 (brightest).
+        assert!(mean_green(&image) < 80.0, "faint noise is dark: mean green {}", mean_green(&image));
+        let with_call: Vec<f32> = tone(1000.0, 8000, 1.0).iter().zip(&faint).map(|(t, n)| t + n).collect();
+        let image = render_spectrogram(&with_call, &request(300, 150)).unwrap();
+        let plot = PlotArea::for_image(300, 150);
+        let row = plot.row_of_frequency(1000.0, 4000.0);
+        assert!(image.pixel(plot.left + plot.width / 2, row).unwrap()[1] > 200, "the call is bright");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn time_labels_never_overlap_and_stay_inside_the_image(
+            start in 0.0f64..20_000.0,
+            duration in 0.05f64..600.0,
+            width in MIN_WIDTH..=MAX_WIDTH,
+        ) {
+            let plot = PlotArea::for_image(width, 200);
+            let ticks = time_ticks(&plot, width, start, duration);
+            proptest::prop_assert!(!ticks.is_empty(), "some tick for {duration} s");
+            for pair in ticks.windows(2) {
+                let right_of_first = pair[0].label_left + text_width(&pair[0].label);
+                proptest::prop_assert!(right_of_first < pair[1].label_left, "{:?} overlaps {:?}", pair[0], pair[1]);
+            }
+            for tick in &ticks {
+                proptest::prop_assert!(tick.label_left + text_width(&tick.label) <= width);
+                proptest::prop_assert!(tick.x >= plot.left && tick.x < plot.left + plot.width);
+            }
+        }
     }
 
     #[test]

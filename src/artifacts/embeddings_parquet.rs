@@ -15,7 +15,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
@@ -225,6 +225,51 @@ pub fn inspect(path: &Path) -> Result<EmbeddingSetSummary, ArtifactError> {
     Ok(EmbeddingSetSummary { rows, vector_dim, metadata })
 }
 
+/// The stored start and end (seconds) of row `row` of an embedding set, reading only the time
+/// columns of the row group that holds it. `None` when the set has no such row.
+pub fn window_times(path: &Path, row: u64) -> Result<Option<(f64, f64)>, ArtifactError> {
+    let owned = path.to_path_buf();
+    let file =
+        File::open(path).map_err(|source| ArtifactError::Io { doing: "opening", path: owned.clone(), source })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|source| ArtifactError::Parquet { path: owned.clone(), source })?;
+    let mut first_row_of_group = 0u64;
+    let mut group = None;
+    for (index, row_group) in builder.metadata().row_groups().iter().enumerate() {
+        let rows = u64::try_from(row_group.num_rows()).unwrap_or(0);
+        if row < first_row_of_group + rows {
+            group = Some(index);
+            break;
+        }
+        first_row_of_group += rows;
+    }
+    let Some(group) = group else {
+        return Ok(None);
+    };
+    let columns = ProjectionMask::columns(builder.parquet_schema(), ["row_index", "start_seconds", "end_seconds"]);
+    let reader = builder
+        .with_row_groups(vec![group])
+        .with_projection(columns)
+        .build()
+        .map_err(|source| ArtifactError::Parquet { path: owned.clone(), source })?;
+    let invalid = |reason: &str| ArtifactError::Invalid { path: owned.clone(), reason: reason.to_string() };
+    for batch in reader {
+        let batch = batch.map_err(|source| ArtifactError::Arrow { path: owned.clone(), source })?;
+        let column =
+            |name: &str| batch.column_by_name(name).ok_or_else(|| invalid(&format!("no column {name:?}"))).cloned();
+        let (indexes, starts, ends) = (column("row_index")?, column("start_seconds")?, column("end_seconds")?);
+        let indexes =
+            indexes.as_any().downcast_ref::<UInt64Array>().ok_or_else(|| invalid("row_index is not uint64"))?;
+        let starts =
+            starts.as_any().downcast_ref::<Float64Array>().ok_or_else(|| invalid("start_seconds is not float64"))?;
+        let ends = ends.as_any().downcast_ref::<Float64Array>().ok_or_else(|| invalid("end_seconds is not float64"))?;
+        if let Some(position) = indexes.values().iter().position(|index| *index == row) {
+            return Ok(Some((starts.value(position), ends.value(position))));
+        }
+    }
+    Ok(None)
+}
+
 /// A batch of rows read back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmbeddingBatch {
@@ -304,6 +349,25 @@ mod tests {
                 embedding: (0..dim).map(|d| (index * 100 + d as u64) as f32).collect(),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_window_s_stored_times_are_found_in_any_row_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("set.parquet");
+        let mut writer = EmbeddingSetWriter::create(&path, 2, Vec::new()).unwrap();
+        let mut all = rows(10_000, 2);
+        // The last window is shifted back to end where the recording ends.
+        let last = all.len() - 1;
+        all[last].start_seconds = 49_997.5;
+        all[last].end_seconds = 50_002.5;
+        writer.write_rows(&all).unwrap();
+        writer.finish_and_promote().unwrap();
+        assert_eq!(window_times(&path, 0).unwrap(), Some((0.0, 5.0)));
+        assert_eq!(window_times(&path, 4_100).unwrap(), Some((20_500.0, 20_505.0)), "in the second row group");
+        assert_eq!(window_times(&path, 9_999).unwrap(), Some((49_997.5, 50_002.5)), "the stored start, not row x hop");
+        assert_eq!(window_times(&path, 10_000).unwrap(), None);
+        assert!(window_times(&dir.path().join("missing.parquet"), 0).is_err());
     }
 
     #[test]

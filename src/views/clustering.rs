@@ -1,6 +1,8 @@
 //! Clustering pages: the queue form and job list, one job (metrics, scatter plot, clusters),
 //! one cluster (members with audio and spectrograms, metadata distributions), and the models.
 
+use std::collections::BTreeMap;
+
 use maud::{html, Markup};
 use serde_json::Value;
 
@@ -490,6 +492,8 @@ pub struct ClusterView {
     pub total: u64,
     pub offset: u64,
     pub limit: u64,
+    /// Names of recordings by id, for the recordings distribution.
+    pub recording_names: BTreeMap<u64, String>,
 }
 
 pub fn cluster_page(view: &ClusterView) -> Markup {
@@ -509,7 +513,16 @@ pub fn cluster_page(view: &ClusterView) -> Markup {
                     @if let Some(note) = &distribution.note { p.muted { (note) } }
                     @for (value, count) in distribution.bars.iter().take(12) {
                         div.bar-row {
-                            span.bar-label { (value) }
+                            @match (distribution.name.as_str(), value.parse::<u64>().ok()) {
+                                ("recordings", Some(id)) => {
+                                    span.bar-label {
+                                        a href=(format!("/audio/{id}")) {
+                                            (view.recording_names.get(&id).map(String::as_str).unwrap_or(value))
+                                        }
+                                    }
+                                }
+                                _ => { span.bar-label { (value) } }
+                            }
                             span.bar-track { span.bar style=(format!("width: {:.1}%", *count as f64 * 100.0 / largest as f64)) {} }
                             span.bar-count { (count) }
                         }

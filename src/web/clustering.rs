@@ -419,7 +419,8 @@ pub async fn cluster(
         let members = assignments_with_recordings(&state, &job, |row| row.cluster_label == label)?;
         let total = members.len() as u64;
         let members = members.into_iter().skip(offset as usize).take(MEMBERS_PER_PAGE as usize).collect();
-        Ok(ClusterView { cluster, members, total, offset, limit: MEMBERS_PER_PAGE })
+        let recording_names = state.humpback.reader.with_connection(ui_queries::audio_file_names)?;
+        Ok(ClusterView { cluster, members, total, offset, limit: MEMBERS_PER_PAGE, recording_names })
     })
     .await?;
     Ok(page(StatusCode::OK, cluster_page(&view)))

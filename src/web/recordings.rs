@@ -273,8 +273,8 @@ pub struct DetailParameters {
     pub start: Option<f64>,
     pub duration: Option<f64>,
     pub max_frequency: Option<f64>,
-    /// With `window`: show window number `window` of this embedding set (its start is
-    /// `window × hop`, its length the set's window length).
+    /// With `window`: show window number `window` of this embedding set, from the start and
+    /// end stored for it in the set's Parquet.
     pub embedding_set: Option<u64>,
     pub window: Option<u64>,
 }
@@ -319,10 +319,47 @@ async fn detail_view(
         }
     })?;
     let length = detail.file.duration_seconds.max(0.0);
-    let chosen_window = parameters.embedding_set.zip(parameters.window).and_then(|(set_id, window)| {
-        let set = detail.embedding_sets.iter().find(|set| set.id == set_id)?;
-        Some((window as f64 * set.hop_seconds, set.window_seconds))
+    // A window of an embedding set plays from the start stored for it (the last window of a
+    // file is shifted back to end with the file, so it is not simply number × hop).
+    let mut notice = notice;
+    let chosen_set = parameters.embedding_set.zip(parameters.window).and_then(|(set_id, window)| {
+        detail.embedding_sets.iter().find(|set| set.id == set_id).map(|set| (set, window))
     });
+    let chosen_window = match chosen_set {
+        Some((set, window)) => {
+            let path = state.humpback.data_dir.root().join(&set.parquet_path);
+            let (set_id, rows) = (set.id, set.row_count);
+            let times = blocking_page(move || Ok(crate::artifacts::embeddings_parquet::window_times(&path, window)))
+                .await
+                .and_then(|read| {
+                    read.map_err(|error| {
+                        tracing::error!(error = %error, "reading the window times of embedding set {set_id}");
+                        HtmlError::new(StatusCode::INTERNAL_SERVER_ERROR, "details are in the server log")
+                    })
+                });
+            match times {
+                Ok(Some((start, end))) => Some((start, end - start)),
+                Ok(None) => {
+                    notice = Some(Notice {
+                        text: format!(
+                            "embedding set {set_id} has no window {window}: its windows are 0 to {}",
+                            rows.saturating_sub(1)
+                        ),
+                        is_error: true,
+                    });
+                    None
+                }
+                Err(error) => {
+                    notice = Some(Notice {
+                        text: format!("the windows of embedding set {set_id} cannot be read ({})", error.message),
+                        is_error: true,
+                    });
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let (requested_start, requested_duration) = match chosen_window {
         Some((start, duration)) => (Some(start), Some(duration)),
         None => (parameters.start, parameters.duration),

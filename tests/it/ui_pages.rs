@@ -8,6 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
+use humpback::artifacts::embeddings_parquet::{EmbeddingRow, EmbeddingSetWriter};
 use humpback::domain::decide::{Command, EditAudioMetadata, MetadataEditMode};
 use humpback::domain::ids::{AudioFileId, ClusteringJobId};
 use humpback::domain::state::JobStatus;
@@ -219,11 +220,28 @@ async fn the_recording_page_shows_file_jobs_embedding_sets_spectrogram_and_playe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_of_an_embedding_set_is_shown_by_its_number() {
     let app = app_with_session().await;
+    // Embedding set 1 (recording 1, 11 s long) has 5 s windows with a 5 s hop; its last window is
+    // shifted back to end with the recording, so it starts at 6 s, not at 2 × 5 s.
+    let path = app.data_dir.path().join("embeddings/fake@1/1/sig.parquet");
+    let mut writer = EmbeddingSetWriter::create(&path, 2, Vec::new()).unwrap();
+    let window = |row: u64, start: f64| EmbeddingRow {
+        row_index: row,
+        start_seconds: start,
+        end_seconds: start + 5.0,
+        padded: false,
+        overlapped: row == 2,
+        embedding: vec![0.0, 1.0],
+    };
+    writer.write_rows(&[window(0, 0.0), window(1, 5.0), window(2, 6.0)]).unwrap();
+    writer.finish_and_promote().unwrap();
     let ui = Ui::new(&app);
-    // Embedding set 1 (recording 1, 11 s long) has 5 s windows with a 5 s hop: window 1 starts at 5 s.
     let html = ui.get("/audio/1?embedding_set=1&window=1").await.text();
     assert!(html.contains(r#"action="/audio/1""#) && html.contains(r#"name="embedding_set" value="1""#));
     assert!(html.contains("/api/audio/1/window?start=5&amp;duration=5"), "window 1 is played");
+    let last = ui.get("/audio/1?embedding_set=1&window=2").await.text();
+    assert!(last.contains("/api/audio/1/window?start=6&amp;duration=5"), "the stored start of the last window");
+    let missing = ui.get("/audio/1?embedding_set=1&window=7").await.text();
+    assert!(missing.contains("embedding set 1 has no window 7"), "a window past the end is explained");
     // A set of another recording is ignored.
     let other = ui.get("/audio/1?embedding_set=2&window=1").await.text();
     assert!(other.contains("/api/audio/1/window?start=0&amp;duration=11"));
