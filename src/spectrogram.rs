@@ -272,7 +272,8 @@ pub fn time_label(seconds: f64, step: f64) -> String {
         2
     };
     let scale = 10f64.powi(decimals as i32);
-    let rounded = (seconds * scale).round() / scale;
+    // Adding zero turns -0 (from rounding a tiny negative) into 0.
+    let rounded = (seconds * scale).round() / scale + 0.0;
     if rounded < 60.0 {
         return format!("{rounded:.decimals$}s");
     }
@@ -540,6 +541,8 @@ mod tests {
         assert_eq!(time_label(1.5, 0.5), "1.5s");
         assert_eq!(time_label(59.96, 0.1), "1:00.0");
         assert_eq!(time_label(65.0, 5.0), "1:05");
+        assert_eq!(time_label(-0.0, 1.0), "0s");
+        assert_eq!(time_label(-1e-12, 0.5), "0.0s");
         assert_eq!(time_label(750.5, 0.5), "12:30.5");
         assert_eq!(time_label(3723.0, 1.0), "1:02:03");
         assert_eq!(tick_step(10.0, 5.0, &TIME_STEPS), 2.0);

@@ -86,6 +86,8 @@ pub fn clustering_list_page(view: &ClusteringListView) -> Markup {
                     fieldset {
                         legend { "Embedding sets" }
                         p.muted { "All embedding sets: " (coverage(view.sets.iter())) ". Choose sets below, or a whole folder, or a model version." }
+                        // Kept current by selection.js as the choice changes.
+                        p #selection-summary role="status" aria-live="polite" {}
                         label { "Folder "
                             select name="folder" {
                                 option value="" { "(not by folder)" }
@@ -112,7 +114,11 @@ pub fn clustering_list_page(view: &ClusteringListView) -> Markup {
                                 tbody {
                                     @for set in &view.sets {
                                         tr {
-                                            td { input type="checkbox" name="embedding_set_id" value=(set.id) id=(format!("set-{}", set.id)) aria-label=(format!("embedding set {}", set.id)); }
+                                            td {
+                                                input type="checkbox" name="embedding_set_id" value=(set.id) id=(format!("set-{}", set.id))
+                                                    aria-label=(format!("embedding set {}", set.id))
+                                                    data-windows=(set.row_count) data-folder=(set.folder) data-model-version=(set.model_version);
+                                            }
                                             td { (set.id) }
                                             td { a href=(format!("/audio/{}", set.audio_file_id)) { (set.filename) } }
                                             td { (set.folder) }
@@ -178,11 +184,29 @@ pub fn clustering_list_page(view: &ClusteringListView) -> Markup {
                         }
                     }
                     fieldset {
+                        legend { "Parameter sweep (optional)" }
+                        p.muted { "Runs every setting in the range on the same reduced data and reports the metrics of each; the job's clusters come from the settings above." }
+                        label { "Sweep "
+                            select name="sweep_method" {
+                                option value="" { "no sweep" }
+                                option value="hdbscan" { "HDBSCAN min cluster size (eom and leaf)" }
+                                option value="kmeans" { "k-means k" }
+                            }
+                        }
+                        " "
+                        (number_input("sweep_from", "from", "", "1"))
+                        " "
+                        (number_input("sweep_to", "to", "", "1"))
+                        " "
+                        (number_input("sweep_step", "step (HDBSCAN)", "1", "1"))
+                    }
+                    fieldset {
                         legend { "Reference" }
                         label { "Compare clusters with " input type="text" name="reference_field" placeholder="folder or a metadata path"; }
                     }
                     button type="submit" { "Queue clustering" }
                 }
+                script src="/assets/selection.js" defer {}
             }
         }
         section {
@@ -311,27 +335,73 @@ fn contingency_table(contingency: &Value) -> Markup {
     }
 }
 
+/// `k=3` or `min_cluster_size=10, cluster_selection=leaf`: what a sweep setting changed.
+fn sweep_setting(algorithm: &Value) -> String {
+    algorithm
+        .as_object()
+        .map(|fields| {
+            fields
+                .iter()
+                .filter(|(key, value)| !matches!(key.as_str(), "method" | "seed") && !value.is_null())
+                .map(|(key, value)| format!("{key}={}", plain(value)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_else(|| plain(algorithm))
+}
+
+/// One row per sweep setting: its clusters, noise and internal metrics; the best silhouette is
+/// marked.
 fn sweep_table(sweep: &Value) -> Markup {
     let rows: Vec<&serde_json::Map<String, Value>> = sweep
         .as_array()
         .or_else(|| sweep.get("results").and_then(Value::as_array))
         .map(|rows| rows.iter().filter_map(Value::as_object).collect())
         .unwrap_or_default();
-    let mut columns: Vec<&str> = Vec::new();
-    for row in &rows {
-        for key in row.keys() {
-            if !columns.contains(&key.as_str()) {
-                columns.push(key);
-            }
-        }
-    }
+    let metric = |row: &serde_json::Map<String, Value>, name: &str| {
+        row.get("metrics").and_then(|metrics| metrics.get(name)).and_then(Value::as_f64)
+    };
+    let best = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(index, row)| metric(row, "silhouette").map(|value| (index, value)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(index, _)| index);
+    let number = |value: Option<f64>| value.map(|value| format!("{value:.3}")).unwrap_or_else(|| "—".into());
     html! {
         @if rows.is_empty() {
             pre { (serde_json::to_string_pretty(sweep).unwrap_or_default()) }
         } @else {
-            table.sweep {
-                thead { tr { @for column in &columns { th { (column) } } } }
-                tbody { @for row in &rows { tr { @for column in &columns { td { (row.get(*column).map(plain).unwrap_or_default()) } } } } }
+            div.table-wrap {
+                table.sweep {
+                    thead {
+                        tr {
+                            th scope="col" { "Setting" }
+                            th.number scope="col" { "Clusters" }
+                            th.number scope="col" { "Noise" }
+                            th.number scope="col" { "Silhouette ↑" }
+                            th.number scope="col" { "Davies–Bouldin ↓" }
+                            th.number scope="col" { "Calinski–Harabasz ↑" }
+                            th scope="col" { "Error" }
+                        }
+                    }
+                    tbody {
+                        @for (index, row) in rows.iter().enumerate() {
+                            tr.best[best == Some(index)] {
+                                td {
+                                    (row.get("algorithm").map(sweep_setting).unwrap_or_default())
+                                    @if best == Some(index) { " " span.badge.ok { "best silhouette" } }
+                                }
+                                td.number { (row.get("cluster_count").map(plain).unwrap_or_default()) }
+                                td.number { (row.get("noise_count").map(plain).unwrap_or_default()) }
+                                td.number { (number(metric(row, "silhouette"))) }
+                                td.number { (number(metric(row, "davies_bouldin"))) }
+                                td.number { (number(metric(row, "calinski_harabasz"))) }
+                                td.error-text { (row.get("error").map(plain).unwrap_or_default()) }
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -603,4 +673,28 @@ pub fn models_page(listing: &ModelListing) -> Markup {
         }
     };
     layout("Models", Section::Models, None, content)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_sweep_row_names_its_setting_and_the_best_silhouette_is_marked() {
+        let sweep = json!([
+            {"algorithm": {"method": "kmeans", "k": 2, "seed": 42}, "cluster_count": 2, "noise_count": 0,
+             "metrics": {"silhouette": 0.41, "davies_bouldin": 0.9, "calinski_harabasz": 51.2}, "error": null},
+            {"algorithm": {"method": "kmeans", "k": 3, "seed": 42}, "cluster_count": 3, "noise_count": 0,
+             "metrics": {"silhouette": 0.65, "davies_bouldin": 0.3, "calinski_harabasz": 198.4}, "error": null},
+            {"algorithm": {"method": "kmeans", "k": 40, "seed": 42}, "cluster_count": 0, "noise_count": 0,
+             "metrics": {}, "error": "k 40 is above the 35 rows"}
+        ]);
+        let html = sweep_table(&sweep).into_string();
+        assert!(html.contains("<td>k=2</td>") && html.contains("k=40"), "{html}");
+        assert!(!html.contains("seed"), "unchanged fields are left out");
+        let best_row = html.split("<tr").find(|row| row.contains("best silhouette")).expect("a best row");
+        assert!(best_row.contains("k=3") && best_row.contains("0.650"), "{best_row}");
+        assert!(html.contains("k 40 is above the 35 rows"));
+    }
 }

@@ -162,6 +162,19 @@ pub fn request_body_from_form(fields: &[(String, String)]) -> Result<Value, Stri
         }
     };
     body.insert("algorithm".into(), algorithm);
+    if let Some(method) = value("sweep_method") {
+        let (from, to) = match (whole("sweep_from")?, whole("sweep_to")?) {
+            (Some(from), Some(to)) => (from, to),
+            _ => return Err("sweep: give both ends of the range (from and to)".into()),
+        };
+        let sweep = match method.as_str() {
+            "hdbscan" => json!({"method": "hdbscan", "min_cluster_size_from": from, "min_cluster_size_to": to,
+                                "min_cluster_size_step": whole("sweep_step")?.unwrap_or(1)}),
+            "kmeans" => json!({"method": "kmeans", "k_from": from, "k_to": to, "seed": seed}),
+            other => return Err(format!("sweep {other:?} is not one of hdbscan, kmeans")),
+        };
+        body.insert("sweep".into(), sweep);
+    }
     Ok(Value::Object(body))
 }
 
@@ -460,6 +473,41 @@ mod tests {
         assert_eq!(body["filters"], json!({"metadata": {"site": "maui"}}));
         assert_eq!(body["normalize_l2"], json!(false));
         assert_eq!(body["plot_2d"], json!(true));
+    }
+
+    #[test]
+    fn a_sweep_in_the_form_becomes_the_api_sweep_and_parses() {
+        let hdbscan = request_body_from_form(&fields(&[
+            ("folder", "site-a"),
+            ("sweep_method", "hdbscan"),
+            ("sweep_from", "5"),
+            ("sweep_to", "30"),
+            ("sweep_step", "5"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            hdbscan["sweep"],
+            json!({"method": "hdbscan", "min_cluster_size_from": 5, "min_cluster_size_to": 30, "min_cluster_size_step": 5})
+        );
+        let kmeans = request_body_from_form(&fields(&[
+            ("folder", "site-a"),
+            ("seed", "7"),
+            ("sweep_method", "kmeans"),
+            ("sweep_from", "2"),
+            ("sweep_to", "12"),
+        ]))
+        .unwrap();
+        assert_eq!(kmeans["sweep"], json!({"method": "kmeans", "k_from": 2, "k_to": 12, "seed": 7}));
+        // What the form sends is what the API accepts.
+        for body in [hdbscan, kmeans] {
+            let sweep: crate::clustering::SweepParameters =
+                serde_json::from_value(body["sweep"].clone()).expect("the API's sweep shape");
+            assert!(sweep.settings().expect("a valid sweep").len() >= 6);
+        }
+        let no_sweep = request_body_from_form(&fields(&[("folder", "a"), ("sweep_method", "")])).unwrap();
+        assert!(no_sweep.get("sweep").is_none());
+        let half = request_body_from_form(&fields(&[("folder", "a"), ("sweep_method", "kmeans"), ("sweep_from", "2")]));
+        assert!(half.unwrap_err().contains("both ends"));
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub const MAX_RECORDING_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 
 const STYLE_CSS: &str = include_str!("assets/style.css");
 const LIVE_JS: &str = include_str!("assets/live.js");
+const SELECTION_JS: &str = include_str!("assets/selection.js");
 const UPLOAD_JS: &str = include_str!("assets/upload.js");
 const SCATTER_JS: &str = include_str!("assets/scatter.js");
 
@@ -53,6 +54,7 @@ pub fn router() -> Router<ApiState> {
         .route("/models", get(clustering::models))
         .route("/assets/style.css", get(style_css))
         .route("/assets/live.js", get(live_js))
+        .route("/assets/selection.js", get(selection_js))
         .route("/assets/upload.js", get(upload_js))
         .route("/assets/scatter.js", get(scatter_js))
 }
@@ -63,6 +65,10 @@ async fn style_css() -> Response {
 
 async fn live_js() -> Response {
     asset(LIVE_JS, "text/javascript; charset=utf-8")
+}
+
+async fn selection_js() -> Response {
+    asset(SELECTION_JS, "text/javascript; charset=utf-8")
 }
 
 async fn upload_js() -> Response {

@@ -319,6 +319,14 @@ async fn a_person_uploads_processes_clusters_explores_and_listens_in_a_real_brow
     for set in ["set-1", "set-2"] {
         client.find(Locator::Id(set)).await.expect("embedding set checkbox").click().await.unwrap();
     }
+    // The form says what the choice covers as it changes.
+    wait_for(
+        &client,
+        "document.querySelector('#selection-summary').textContent.includes('2 sets, 35 windows')",
+        "the selection summary",
+        PAGE_TIMEOUT,
+    )
+    .await;
     client
         .find(Locator::Css(r#"select[name="reduction_method"]"#))
         .await
@@ -339,6 +347,10 @@ async fn a_person_uploads_processes_clusters_explores_and_listens_in_a_real_brow
     let k = client.find(Locator::Css(r#"input[name="k"]"#)).await.unwrap();
     k.clear().await.unwrap();
     k.send_keys("2").await.unwrap();
+    // Also compare k from 2 to 4 on the same reduced data.
+    client.find(Locator::Css(r#"select[name="sweep_method"]"#)).await.unwrap().select_by_value("kmeans").await.unwrap();
+    client.find(Locator::Css(r#"input[name="sweep_from"]"#)).await.unwrap().send_keys("2").await.unwrap();
+    client.find(Locator::Css(r#"input[name="sweep_to"]"#)).await.unwrap().send_keys("4").await.unwrap();
     screenshot(&client, "clustering-form").await;
     client.find(Locator::Css(r#"#clustering-form button[type="submit"]"#)).await.unwrap().click().await.unwrap();
     wait_for(&client, "location.pathname === '/clustering/1'", "the clustering job page", PAGE_TIMEOUT).await;
@@ -355,6 +367,8 @@ async fn a_person_uploads_processes_clusters_explores_and_listens_in_a_real_brow
         wait_for(&client, "Number(document.querySelector('#scatter').dataset.pointCount)", "points", PAGE_TIMEOUT)
             .await;
     assert!(count.as_f64().unwrap_or(0.0) >= 2.0, "points drawn: {count}");
+    let sweep_rows = client.execute("return document.querySelectorAll('table.sweep tbody tr').length", vec![]).await;
+    assert_eq!(sweep_rows.unwrap(), json!(3), "one sweep row per k in 2..=4");
     let position = client
         .execute(
             "const canvas = document.querySelector('#scatter');
@@ -405,8 +419,10 @@ async fn a_person_uploads_processes_clusters_explores_and_listens_in_a_real_brow
     .await;
     wait_for(
         &client,
-        "(() => { const i = document.querySelector('#members img'); i.loading = 'eager'; return i.complete && i.naturalWidth === 160; })()",
-        "the spectrogram thumbnail",
+        "(() => { const images = [...document.querySelectorAll('#members img')];
+                  images.forEach(i => { i.loading = 'eager'; });
+                  return images.length > 0 && images.every(i => i.complete && i.naturalWidth === 160); })()",
+        "every spectrogram thumbnail",
         PAGE_TIMEOUT,
     )
     .await;

@@ -409,6 +409,9 @@ async fn sections_and_assets_are_served() {
     let upload = ui.get("/assets/upload.js").await;
     assert!(upload.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/javascript"));
     assert!(upload.text().contains("data-upload-progress"));
+    let selection = ui.get("/assets/selection.js").await;
+    assert!(selection.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/javascript"));
+    assert!(selection.text().contains("selection-summary"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
