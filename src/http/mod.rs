@@ -82,8 +82,19 @@ async fn health(axum::extract::State(state): axum::extract::State<ApiState>) -> 
     }))
 }
 
-async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!("no such endpoint: {}", uri.path()))
+/// An unknown path: a page for a browser (one that asks for HTML and not under `/api/`), JSON
+/// for everyone else.
+async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let wants_html = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_html && !uri.path().starts_with("/api/") {
+        let message = format!("there is no page at {}", uri.path());
+        return (axum::http::StatusCode::NOT_FOUND, crate::views::error_page(404, "Not Found", &message)).into_response();
+    }
+    ApiError::not_found(format!("no such endpoint: {}", uri.path())).into_response()
 }
 
 /// Runs blocking work (sled scans, SQLite) off the async threads.

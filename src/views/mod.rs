@@ -95,33 +95,6 @@ pub fn error_page(status_code: u16, reason: &str, message: &str) -> Markup {
     )
 }
 
-/// A page for a section that comes in a later part of the work.
-pub fn coming_later_page(title: &str, section: Section, what: &str) -> Markup {
-    layout(
-        title,
-        section,
-        None,
-        html! {
-            h1 { (title) }
-            p { (what) }
-        },
-    )
-}
-
-/// A page with a single message, e.g. for a handler that is wired elsewhere.
-pub fn message_page(title: &str, section: Section, message: &str, back_href: &str, back_label: &str) -> Markup {
-    layout(
-        title,
-        section,
-        None,
-        html! {
-            h1 { (title) }
-            p { (message) }
-            p { a href=(back_href) { (back_label) } }
-        },
-    )
-}
-
 /// Percent-encodes text for a query string value.
 pub fn url_encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len());

@@ -264,6 +264,18 @@ async fn unknown_ids_give_not_found_pages() {
     for uri in ["/api/audio/999/spectrogram.png", "/api/audio/999/window", "/api/embedding-sets/999/download"] {
         assert_eq!(ui.get(uri).await.status, StatusCode::NOT_FOUND, "{uri}");
     }
+    // An unknown path is a page for a browser and JSON for a program; the path is escaped.
+    let browser = |uri: &str| Request::get(uri).header(header::ACCEPT, "text/html,*/*;q=0.8").body(Body::empty()).unwrap();
+    let page = ui.send(browser("/recordings/%3Cscript%3E")).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert!(page.text().contains("there is no page at") && !page.text().contains("<script>"));
+    let api = ui.send(browser("/api/nothing-here")).await;
+    assert_eq!(api.status, StatusCode::NOT_FOUND);
+    assert!(api.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("application/json"));
+    let program = ui.get("/nothing-here").await;
+    assert_eq!(program.status, StatusCode::NOT_FOUND);
+    assert!(program.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("application/json"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
