@@ -92,7 +92,8 @@ async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> axum
         .is_some_and(|accept| accept.contains("text/html"));
     if wants_html && !uri.path().starts_with("/api/") {
         let message = format!("there is no page at {}", uri.path());
-        return (axum::http::StatusCode::NOT_FOUND, crate::views::error_page(404, "Not Found", &message)).into_response();
+        return (axum::http::StatusCode::NOT_FOUND, crate::views::error_page(404, "Not Found", &message))
+            .into_response();
     }
     ApiError::not_found(format!("no such endpoint: {}", uri.path())).into_response()
 }

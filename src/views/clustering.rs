@@ -26,6 +26,36 @@ pub struct ClusteringListView {
     pub notice: Option<Notice>,
     /// The log position the page shows; live updates start after it.
     pub events_after: EventSeq,
+    /// A form that could not be queued comes back with what was sent and why.
+    pub submitted: Option<SubmittedForm>,
+}
+
+/// The fields of a clustering form as sent, and the reason it was refused.
+#[derive(Debug, Clone, Default)]
+pub struct SubmittedForm {
+    pub fields: Vec<(String, String)>,
+    pub error: String,
+}
+
+/// The form's current values: the submitted ones when the form came back, else the defaults.
+struct FormValues<'a>(Option<&'a [(String, String)]>);
+
+impl FormValues<'_> {
+    fn value(&self, name: &str, default: &str) -> String {
+        match self.0 {
+            Some(fields) => {
+                fields.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone()).unwrap_or_default()
+            }
+            None => default.to_string(),
+        }
+    }
+
+    fn checked(&self, name: &str, value: &str, default: bool) -> bool {
+        match self.0 {
+            Some(fields) => fields.iter().any(|(key, sent)| key == name && sent == value),
+            None => default,
+        }
+    }
 }
 
 /// Distinct values in first-seen order.
@@ -65,15 +95,49 @@ fn clustering_progress(job: &ClusteringJobRow) -> Markup {
     }
 }
 
-fn number_input(name: &str, label: &str, value: &str, step: &str) -> Markup {
+fn number_input(values: &FormValues, name: &str, label: &str, default: &str, step: &str) -> Markup {
     html! {
-        label { (label) " " input type="number" name=(name) value=(value) step=(step) min="0"; }
+        label { (label) " " input type="number" name=(name) value=(values.value(name, default)) step=(step) min="0"; }
+    }
+}
+
+fn text_input(values: &FormValues, name: &str, placeholder: &str) -> Markup {
+    html! { input type="text" name=(name) value=(values.value(name, "")) placeholder=(placeholder); }
+}
+
+fn select_input<OptionValue: AsRef<str>, OptionLabel: AsRef<str>>(
+    values: &FormValues,
+    name: &str,
+    options: &[(OptionValue, OptionLabel)],
+    default: &str,
+) -> Markup {
+    let chosen = values.value(name, default);
+    html! {
+        select name=(name) {
+            @for (value, label) in options {
+                option value=(value.as_ref()) selected[chosen == value.as_ref()] { (label.as_ref()) }
+            }
+        }
     }
 }
 
 pub fn clustering_list_page(view: &ClusteringListView) -> Markup {
     let folders = distinct(view.sets.iter().map(|set| set.folder.as_str()));
     let versions = distinct(view.sets.iter().map(|set| set.model_version.as_str()));
+    let values = FormValues(view.submitted.as_ref().map(|submitted| submitted.fields.as_slice()));
+    let folder_options: Vec<(String, String)> = std::iter::once((String::new(), "(not by folder)".to_string()))
+        .chain(folders.iter().map(|folder| {
+            let in_folder = view.sets.iter().filter(|set| set.folder == *folder);
+            let name = if folder.is_empty() { "(no folder)" } else { folder };
+            (folder.to_string(), format!("{name} — {}", coverage(in_folder)))
+        }))
+        .collect();
+    let version_options: Vec<(String, String)> = std::iter::once((String::new(), "(not by model version)".to_string()))
+        .chain(versions.iter().map(|version| {
+            let with_version = view.sets.iter().filter(|set| set.model_version == *version);
+            (version.to_string(), format!("{version} — {}", coverage(with_version)))
+        }))
+        .collect();
     let content = html! {
         h1 { "Clustering" }
         (live_updates_after(view.events_after))
@@ -82,31 +146,18 @@ pub fn clustering_list_page(view: &ClusteringListView) -> Markup {
             @if view.sets.is_empty() {
                 p { "There are no embedding sets yet. Process recordings first on the " a href="/processing" { "Processing" } " page." }
             } @else {
+                @if let Some(submitted) = &view.submitted {
+                    p.notice.error role="alert" { "Not queued: " (submitted.error) ". Your choices are kept below." }
+                }
                 form method="post" action="/clustering/queue" id="clustering-form" {
                     fieldset {
                         legend { "Embedding sets" }
                         p.muted { "All embedding sets: " (coverage(view.sets.iter())) ". Choose sets below, or a whole folder, or a model version." }
                         // Kept current by selection.js as the choice changes.
                         p #selection-summary role="status" aria-live="polite" {}
-                        label { "Folder "
-                            select name="folder" {
-                                option value="" { "(not by folder)" }
-                                @for folder in &folders {
-                                    @let in_folder = view.sets.iter().filter(|set| set.folder == *folder);
-                                    option value=(folder) { (if folder.is_empty() { "(no folder)" } else { folder }) " — " (coverage(in_folder)) }
-                                }
-                            }
-                        }
+                        label { "Folder " (select_input(&values, "folder", &folder_options, "")) }
                         " "
-                        label { "Model version "
-                            select name="model_version" {
-                                option value="" { "(not by model version)" }
-                                @for version in &versions {
-                                    @let with_version = view.sets.iter().filter(|set| set.model_version == *version);
-                                    option value=(version) { (version) " — " (coverage(with_version)) }
-                                }
-                            }
-                        }
+                        label { "Model version " (select_input(&values, "model_version", &version_options, "")) }
                         details {
                             summary { "Choose individual sets" }
                             table {
@@ -116,6 +167,7 @@ pub fn clustering_list_page(view: &ClusteringListView) -> Markup {
                                         tr {
                                             td {
                                                 input type="checkbox" name="embedding_set_id" value=(set.id) id=(format!("set-{}", set.id))
+                                                    checked[values.checked("embedding_set_id", &set.id.to_string(), false)]
                                                     aria-label=(format!("embedding set {}", set.id))
                                                     data-windows=(set.row_count) data-folder=(set.folder) data-model-version=(set.model_version);
                                             }
@@ -130,79 +182,65 @@ pub fn clustering_list_page(view: &ClusteringListView) -> Markup {
                             }
                         }
                         p {
-                            label { "Folder prefix filter " input type="text" name="folder_prefix" placeholder="e.g. maui/"; }
+                            label { "Folder prefix filter " (text_input(&values, "folder_prefix", "e.g. maui/")) }
                             " "
-                            label { "Metadata field " input type="text" name="metadata_path" placeholder="e.g. deployment.site"; }
+                            label { "Metadata field " (text_input(&values, "metadata_path", "e.g. deployment.site")) }
                             " "
-                            label { "equals " input type="text" name="metadata_value" placeholder="value"; }
+                            label { "equals " (text_input(&values, "metadata_value", "value")) }
                         }
                         p.muted { "The selection is one of: the ticked sets, else the folder, else the model version. Filters narrow it further." }
                     }
                     fieldset {
                         legend { "Reduction" }
-                        label { "Method "
-                            select name="reduction_method" {
-                                @for method in REDUCTION_METHODS { option value=(method) selected[method == "umap"] { (method) } }
-                            }
-                        }
+                        label { "Method " (select_input(&values, "reduction_method", &REDUCTION_METHODS.map(|method| (method, method)), "umap")) }
                         " "
-                        (number_input("reduction_n_components", "components (UMAP, PCA)", "10", "1"))
+                        (number_input(&values, "reduction_n_components", "components (UMAP, PCA)", "10", "1"))
                         " "
-                        (number_input("umap_n_neighbors", "UMAP neighbours", "15", "1"))
+                        (number_input(&values, "umap_n_neighbors", "UMAP neighbours", "15", "1"))
                         " "
-                        (number_input("umap_min_dist", "UMAP min distance", "0.1", "any"))
+                        (number_input(&values, "umap_min_dist", "UMAP min distance", "0.1", "any"))
                         p {
-                            label { input type="checkbox" name="normalize_l2" value="true" checked; " normalise to unit length" }
+                            label { input type="checkbox" name="normalize_l2" value="true" checked[values.checked("normalize_l2", "true", true)]; " normalise to unit length" }
                             " "
-                            label { input type="checkbox" name="plot_2d" value="true" checked; " compute a 2-D layout for the plot" }
+                            label { input type="checkbox" name="plot_2d" value="true" checked[values.checked("plot_2d", "true", true)]; " compute a 2-D layout for the plot" }
                         }
                     }
                     fieldset {
                         legend { "Algorithm" }
-                        label { "Method "
-                            select name="algorithm_method" {
-                                @for method in ALGORITHM_METHODS { option value=(method) selected[method == "hdbscan"] { (method) } }
-                            }
+                        label { "Method " (select_input(&values, "algorithm_method", &ALGORITHM_METHODS.map(|method| (method, method)), "hdbscan")) }
+                        p {
+                            (number_input(&values, "hdbscan_min_cluster_size", "HDBSCAN min cluster size", "5", "1"))
+                            " "
+                            (number_input(&values, "hdbscan_min_samples", "min samples (empty: same)", "", "1"))
                         }
                         p {
-                            (number_input("hdbscan_min_cluster_size", "HDBSCAN min cluster size", "5", "1"))
+                            (number_input(&values, "k", "k (k-means), clusters (mixture, agglomerative)", "8", "1"))
                             " "
-                            (number_input("hdbscan_min_samples", "min samples (empty: same)", "", "1"))
-                        }
-                        p {
-                            (number_input("k", "k (k-means), clusters (mixture, agglomerative)", "8", "1"))
+                            (number_input(&values, "dbscan_eps", "DBSCAN eps", "0.5", "any"))
                             " "
-                            (number_input("dbscan_eps", "DBSCAN eps", "0.5", "any"))
+                            (number_input(&values, "dbscan_min_points", "DBSCAN min points", "5", "1"))
                             " "
-                            (number_input("dbscan_min_points", "DBSCAN min points", "5", "1"))
+                            label { "linkage " (select_input(&values, "linkage", &["ward", "average", "complete", "single"].map(|linkage| (linkage, linkage)), "ward")) }
                             " "
-                            label { "linkage "
-                                select name="linkage" { @for linkage in ["ward", "average", "complete", "single"] { option value=(linkage) { (linkage) } } }
-                            }
-                            " "
-                            (number_input("seed", "seed", "42", "1"))
+                            (number_input(&values, "seed", "seed", "42", "1"))
                         }
                     }
                     fieldset {
                         legend { "Parameter sweep (optional)" }
                         p.muted { "Runs every setting in the range on the same reduced data and reports the metrics of each; the job's clusters come from the settings above." }
                         label { "Sweep "
-                            select name="sweep_method" {
-                                option value="" { "no sweep" }
-                                option value="hdbscan" { "HDBSCAN min cluster size (eom and leaf)" }
-                                option value="kmeans" { "k-means k" }
-                            }
+                            (select_input(&values, "sweep_method", &[("", "no sweep"), ("hdbscan", "HDBSCAN min cluster size (eom and leaf)"), ("kmeans", "k-means k")], ""))
                         }
                         " "
-                        (number_input("sweep_from", "from", "", "1"))
+                        (number_input(&values, "sweep_from", "from", "", "1"))
                         " "
-                        (number_input("sweep_to", "to", "", "1"))
+                        (number_input(&values, "sweep_to", "to", "", "1"))
                         " "
-                        (number_input("sweep_step", "step (HDBSCAN)", "1", "1"))
+                        (number_input(&values, "sweep_step", "step (HDBSCAN)", "1", "1"))
                     }
                     fieldset {
                         legend { "Reference" }
-                        label { "Compare clusters with " input type="text" name="reference_field" placeholder="folder or a metadata path"; }
+                        label { "Compare clusters with " (text_input(&values, "reference_field", "folder or a metadata path")) }
                     }
                     button type="submit" { "Queue clustering" }
                 }

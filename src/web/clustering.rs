@@ -6,7 +6,7 @@ use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::Form;
+use axum::{Form, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -16,14 +16,16 @@ use crate::clustering_jobs::request::{parse_request, RequestError};
 use crate::domain::decide::Command;
 use crate::domain::events::Event;
 use crate::domain::ids::{ClusteringJobId, EmbeddingSetId};
+use crate::domain::state::DomainState;
 use crate::http::{ApiError, ApiState};
 use crate::projections::queries::{self, ClusteringJobRow};
 use crate::projections::runner::lowest_checkpoint;
 use crate::projections::ui_queries;
 use crate::views::clustering::{
     cluster_page, clustering_job_page, clustering_list_page, models_page, ClusterView, ClusteringJobView,
-    ClusteringListView, MemberWithRecording,
+    ClusteringListView, MemberWithRecording, SubmittedForm,
 };
+use crate::views::Notice;
 
 const JOBS_SHOWN: u64 = 50;
 const MEMBERS_PER_PAGE: u64 = 50;
@@ -31,6 +33,16 @@ const MEMBERS_PER_PAGE: u64 = 50;
 pub const MAX_PLOTTED_POINTS: usize = 20_000;
 
 pub async fn list(State(state): State<ApiState>, Query(notice): Query<NoticeParameters>) -> PageResult {
+    let view = list_view(&state, notice.to_notice(), None).await?;
+    Ok(page(StatusCode::OK, clustering_list_page(&view)))
+}
+
+/// The clustering page; a refused form comes back with its fields and the reason.
+async fn list_view(
+    state: &ApiState,
+    notice: Option<Notice>,
+    submitted: Option<SubmittedForm>,
+) -> Result<ClusteringListView, HtmlError> {
     let humpback = state.humpback.clone();
     let (events_after, jobs, sets) = blocking_page(move || {
         Ok(humpback.reader.with_connection(|connection| {
@@ -42,9 +54,13 @@ pub async fn list(State(state): State<ApiState>, Query(notice): Query<NoticePara
         })?)
     })
     .await?;
-    let view =
-        ClusteringListView { total_jobs: jobs.total, jobs: jobs.items, sets, notice: notice.to_notice(), events_after };
-    Ok(page(StatusCode::OK, clustering_list_page(&view)))
+    Ok(ClusteringListView { total_jobs: jobs.total, jobs: jobs.items, sets, notice, events_after, submitted })
+}
+
+/// The clustering page again with the form as sent and what to fix (422).
+async fn refused_form(state: &ApiState, fields: Vec<(String, String)>, error: String) -> PageResult {
+    let view = list_view(state, None, Some(SubmittedForm { fields, error })).await?;
+    Ok(page(StatusCode::UNPROCESSABLE_ENTITY, clustering_list_page(&view)))
 }
 
 /// Turns the form's fields into the JSON body the API takes (`parse_request` checks it).
@@ -178,6 +194,46 @@ pub fn request_body_from_form(fields: &[(String, String)]) -> Result<Value, Stri
     Ok(Value::Object(body))
 }
 
+/// What a clustering form would select, or why it cannot be queued.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct SelectionCheck {
+    pub embedding_sets: usize,
+    pub windows: u64,
+    pub error: Option<String>,
+}
+
+/// Checks a clustering form as queueing would (same parser), without queueing anything.
+pub fn check_form(fields: &[(String, String)], state: &DomainState) -> SelectionCheck {
+    let failed = |error: String| SelectionCheck { embedding_sets: 0, windows: 0, error: Some(error) };
+    let body = match request_body_from_form(fields) {
+        Ok(body) => body,
+        Err(message) => return failed(message),
+    };
+    match parse_request(&body, state) {
+        Ok(request) => SelectionCheck {
+            embedding_sets: request.embedding_set_ids.len(),
+            windows: request
+                .embedding_set_ids
+                .iter()
+                .filter_map(|id| state.embedding_sets.get(id).map(|set| set.row_count))
+                .sum(),
+            error: None,
+        },
+        Err(RequestError::Invalid(message) | RequestError::NothingSelected(message)) => failed(message),
+    }
+}
+
+/// `POST /clustering/check`: the form (as sent to `/clustering/queue`) in, a [`SelectionCheck`]
+/// as JSON out, so the form can say what it selects (after filters) and what is wrong before
+/// it is sent.
+pub async fn check(
+    State(state): State<ApiState>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Json<SelectionCheck>, ApiError> {
+    let Form(fields) = form.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    Ok(Json(state.humpback.writer.read_state(|s| check_form(&fields, s))))
+}
+
 /// `POST /clustering/queue`: the form, checked by the API's own request parser.
 pub async fn queue(
     State(state): State<ApiState>,
@@ -186,12 +242,12 @@ pub async fn queue(
     let Form(fields) = form?;
     let body = match request_body_from_form(&fields) {
         Ok(body) => body,
-        Err(message) => return Ok(redirect_with_notice("/clustering", &message, true)),
+        Err(message) => return refused_form(&state, fields, message).await,
     };
     let request = match state.humpback.writer.read_state(|s| parse_request(&body, s)) {
         Ok(request) => request,
         Err(RequestError::Invalid(message) | RequestError::NothingSelected(message)) => {
-            return Ok(redirect_with_notice("/clustering", &message, true))
+            return refused_form(&state, fields, message).await
         }
     };
     let command = Command::QueueClusteringJob {
@@ -218,7 +274,7 @@ pub async fn queue(
             if error.status.is_server_error() {
                 return Err(error.into());
             }
-            Ok(redirect_with_notice("/clustering", &error.message, true))
+            refused_form(&state, fields, error.message).await
         }
     }
 }

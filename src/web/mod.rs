@@ -46,6 +46,7 @@ pub fn router() -> Router<ApiState> {
         .route("/events", get(pages::events))
         .route("/clustering", get(clustering::list))
         .route("/clustering/queue", post(clustering::queue))
+        .route("/clustering/check", post(clustering::check))
         .route("/clustering/{id}", get(clustering::detail))
         .route("/clustering/{id}/points.json", get(clustering::points))
         .route("/clustering/{id}/cancel", post(clustering::cancel))

@@ -265,7 +265,8 @@ async fn unknown_ids_give_not_found_pages() {
         assert_eq!(ui.get(uri).await.status, StatusCode::NOT_FOUND, "{uri}");
     }
     // An unknown path is a page for a browser and JSON for a program; the path is escaped.
-    let browser = |uri: &str| Request::get(uri).header(header::ACCEPT, "text/html,*/*;q=0.8").body(Body::empty()).unwrap();
+    let browser =
+        |uri: &str| Request::get(uri).header(header::ACCEPT, "text/html,*/*;q=0.8").body(Body::empty()).unwrap();
     let page = ui.send(browser("/recordings/%3Cscript%3E")).await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
     assert!(page.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
@@ -673,12 +674,37 @@ async fn clustering_is_queued_from_the_form_and_its_job_plot_data_and_clusters_a
     assert!(html.contains("2 sets,"), "the coverage of all sets is shown");
     assert!(html.contains(r#"name="embedding_set_id""#));
 
-    let nothing = ui.post_form("/clustering/queue", "algorithm_method=kmeans&k=2").await;
-    assert_eq!(nothing.status, StatusCode::SEE_OTHER);
-    let location = nothing.headers[header::LOCATION].to_str().unwrap().to_string();
-    assert!(location.starts_with("/clustering?notice=choose") && location.ends_with("notice_kind=error"), "{location}");
-    let unknown = ui.post_form("/clustering/queue", "folder=nowhere&algorithm_method=kmeans&k=2").await;
-    assert!(unknown.headers[header::LOCATION].to_str().unwrap().contains("notice_kind=error"));
+    // A refused form comes back (422) saying what to fix, with every choice kept.
+    let nothing = ui.post_form("/clustering/queue", "algorithm_method=kmeans&k=2&seed=9&metadata_path=%3Cb%3E").await;
+    assert_eq!(nothing.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let html = nothing.text();
+    assert!(html.contains("Not queued: choose embedding sets"), "the reason is shown");
+    assert!(html.contains(r#"<option value="kmeans" selected>"#), "the algorithm is kept");
+    assert!(html.contains(r#"name="k" value="2""#) && html.contains(r#"name="seed" value="9""#), "numbers are kept");
+    assert!(html.contains(r#"name="metadata_path" value="&lt;b&gt;""#), "text is kept, escaped");
+    assert!(!html.contains(r#"name="plot_2d" value="true" checked"#), "an unticked box stays unticked");
+    let unknown = ui
+        .post_form("/clustering/queue", &format!("embedding_set_id={}&sweep_method=kmeans&sweep_from=2", sets[0]))
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(unknown.text().contains("both ends of the range"));
+    let html = unknown.text();
+    assert!(
+        opening_tag(&html, &format!(r#"id="set-{}""#, sets[0])).contains(" checked"),
+        "the ticked set stays ticked"
+    );
+    assert!(!opening_tag(&html, &format!(r#"id="set-{}""#, sets[1])).contains(" checked"));
+
+    // The form can be checked before it is sent: what it covers, or what is wrong.
+    let check =
+        ui.post_form("/clustering/check", &format!("embedding_set_id={}&embedding_set_id={}", sets[0], sets[1])).await;
+    assert_eq!(check.status, StatusCode::OK);
+    let check: serde_json::Value = serde_json::from_slice(&check.body).unwrap();
+    assert_eq!(check["embedding_sets"], 2);
+    assert!(check["windows"].as_u64().unwrap() > 0 && check["error"].is_null(), "{check}");
+    let filtered = ui.post_form("/clustering/check", "model_version=fake-1-32d&folder_prefix=nowhere").await;
+    let filtered: serde_json::Value = serde_json::from_slice(&filtered.body).unwrap();
+    assert!(filtered["error"].as_str().unwrap().contains("no embedding sets match"), "{filtered}");
 
     let form = format!(
         "embedding_set_id={}&embedding_set_id={}&reduction_method=pca&reduction_n_components=2\
