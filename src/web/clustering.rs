@@ -10,7 +10,9 @@ use axum::{Form, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{blocking_page, page, parse_page_id, redirect_with_notice, HtmlError, NoticeParameters, PageResult};
+use super::{
+    blocking_page, job_action_page, page, parse_page_id, redirect_with_notice, HtmlError, NoticeParameters, PageResult,
+};
 use crate::clustering_jobs::outputs::{read_assignments, AssignmentRow};
 use crate::clustering_jobs::request::{parse_request, RequestError};
 use crate::domain::decide::Command;
@@ -315,23 +317,7 @@ async fn job_action(state: ApiState, id: String, cancel: bool) -> PageResult {
     } else {
         Command::RetryClusteringJob { job_id: ClusteringJobId(id) }
     };
-    let back = format!("/clustering/{id}");
-    match state.humpback.execute(command).await {
-        Ok(_) => {
-            let done = if cancel { "cancel requested" } else { "queued again" };
-            Ok(redirect_with_notice(&back, &format!("clustering job {id}: {done}"), false))
-        }
-        Err(error) => {
-            let error = ApiError::from(error);
-            if error.status == StatusCode::NOT_FOUND {
-                return Err(HtmlError::not_found(format!("there is no clustering job {id}")));
-            }
-            if error.status.is_server_error() {
-                return Err(error.into());
-            }
-            Ok(redirect_with_notice(&back, &error.message, true))
-        }
-    }
+    job_action_page(&state, command, &format!("clustering job {id}"), cancel, &format!("/clustering/{id}")).await
 }
 
 pub async fn cancel(State(state): State<ApiState>, Path(id): Path<String>) -> PageResult {

@@ -15,6 +15,7 @@ use axum::Router;
 use maud::Markup;
 use serde::Deserialize;
 
+use crate::domain::decide::Command;
 use crate::http::{ApiError, ApiState};
 use crate::views::{self, Notice};
 
@@ -169,6 +170,27 @@ pub async fn blocking_page<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|join_error| HtmlError::from(ApiError::internal(anyhow::anyhow!("page task failed: {join_error}"))))?
+}
+
+/// Cancel or retry from a page: runs `command` and goes back to `back` with a notice saying what
+/// happened (or why not). `what` names the job in messages ("processing job 3").
+pub async fn job_action_page(state: &ApiState, command: Command, what: &str, cancel: bool, back: &str) -> PageResult {
+    match state.humpback.execute(command).await {
+        Ok(_) => {
+            let done = if cancel { "cancel requested" } else { "queued again" };
+            Ok(redirect_with_notice(back, &format!("{what}: {done}"), false))
+        }
+        Err(error) => {
+            let error = ApiError::from(error);
+            if error.status == StatusCode::NOT_FOUND {
+                return Err(HtmlError::not_found(format!("there is no {what}")));
+            }
+            if error.status.is_server_error() {
+                return Err(error.into());
+            }
+            Ok(redirect_with_notice(back, &error.message, true))
+        }
+    }
 }
 
 /// Parses an id from a path, or answers with a 404 page (an id that is not a number names nothing).

@@ -7,11 +7,12 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::{
-    blocking_page, page, parse_page_id, redirect_with_notice, safe_return_path, HtmlError, NoticeParameters, PageResult,
+    blocking_page, job_action_page, page, parse_page_id, redirect_with_notice, safe_return_path, HtmlError,
+    NoticeParameters, PageResult,
 };
 use crate::domain::decide::Command;
 use crate::domain::ids::{AggregateRef, ProcessingJobId};
-use crate::http::{ApiError, ApiState};
+use crate::http::ApiState;
 use crate::log::filter::{read_page, EventFilter, PageRequest};
 use crate::projections::runner::lowest_checkpoint;
 use crate::projections::{queries, ui_queries};
@@ -127,22 +128,7 @@ async fn job_action(
     } else {
         Command::RetryProcessingJob { job_id: ProcessingJobId(id) }
     };
-    match state.humpback.execute(command).await {
-        Ok(_) => {
-            let done = if cancel { "cancel requested" } else { "queued again" };
-            Ok(redirect_with_notice(&return_to, &format!("processing job {id}: {done}"), false))
-        }
-        Err(error) => {
-            let error = ApiError::from(error);
-            if error.status == StatusCode::NOT_FOUND {
-                return Err(HtmlError::not_found(format!("there is no processing job {id}")));
-            }
-            if error.status.is_server_error() {
-                return Err(error.into());
-            }
-            Ok(redirect_with_notice(&return_to, &error.message, true))
-        }
-    }
+    job_action_page(&state, command, &format!("processing job {id}"), cancel, &return_to).await
 }
 
 /// `POST /processing/{id}/cancel`
