@@ -111,6 +111,20 @@ pub(crate) fn sql_error(doing: impl Into<String>) -> impl FnOnce(rusqlite::Error
     move |source| ProjectionError::Sql { doing, source }
 }
 
+/// Every row `sql` gives for `parameters`, each turned into a value by `map_row`, collected.
+/// `doing` names the work in an error ("listing clusters").
+pub(crate) fn query_all<Item, Collection: FromIterator<Item>>(
+    connection: &Connection,
+    sql: &str,
+    parameters: impl rusqlite::Params,
+    map_row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<Item>,
+    doing: &str,
+) -> Result<Collection, ProjectionError> {
+    let mut statement = connection.prepare_cached(sql).map_err(sql_error(doing))?;
+    let rows = statement.query_map(parameters, map_row).map_err(sql_error(doing))?;
+    rows.collect::<Result<Collection, _>>().map_err(sql_error(doing))
+}
+
 /// Opens the projection database for writing, in WAL mode, and applies pending migrations.
 pub fn open_write_connection(path: &Path) -> Result<Connection, ProjectionError> {
     let connection =

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::{sql_error, ProjectionError};
+use super::{query_all, sql_error, ProjectionError};
 
 fn json_column(text: Option<String>) -> serde_json::Value {
     text.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or(serde_json::Value::Null)
@@ -124,12 +124,13 @@ pub fn list_audio_files(
         "SELECT {AUDIO_COLUMNS} FROM audio_files {filter} ORDER BY {} {direction}, id {direction} LIMIT ?4 OFFSET ?5",
         query.sort.column()
     );
-    let mut statement = connection.prepare(&sql).map_err(sql_error("listing audio files"))?;
-    let items = statement
-        .query_map(params![folder, folder_prefix, search, query.limit, query.offset], audio_row)
-        .map_err(sql_error("listing audio files"))?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error("listing audio files"))?;
+    let items = query_all(
+        connection,
+        &sql,
+        params![folder, folder_prefix, search, query.limit, query.offset],
+        audio_row,
+        "listing audio files",
+    )?;
     Ok(Page { items, total, offset: query.offset, limit: query.limit })
 }
 
@@ -142,15 +143,13 @@ pub fn audio_file(connection: &Connection, id: u64) -> Result<Option<AudioFileRo
 
 /// Folders with how many files each holds directly.
 pub fn audio_folders(connection: &Connection) -> Result<Vec<(String, u64)>, ProjectionError> {
-    let mut statement = connection
-        .prepare("SELECT folder, COUNT(*) FROM audio_files GROUP BY folder ORDER BY folder")
-        .map_err(sql_error("listing folders"))?;
-    let folders = statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .map_err(sql_error("listing folders"))?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error("listing folders"));
-    folders
+    query_all(
+        connection,
+        "SELECT folder, COUNT(*) FROM audio_files GROUP BY folder ORDER BY folder",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+        "listing folders",
+    )
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -200,25 +199,21 @@ pub struct MetadataEditRow {
 }
 
 pub fn audio_metadata_edits(connection: &Connection, id: u64) -> Result<Vec<MetadataEditRow>, ProjectionError> {
-    let mut statement = connection
-        .prepare(
-            "SELECT seq, changes, edited_by, edited_at FROM audio_metadata_edits WHERE audio_file_id = ?1
+    query_all(
+        connection,
+        "SELECT seq, changes, edited_by, edited_at FROM audio_metadata_edits WHERE audio_file_id = ?1
              ORDER BY seq DESC",
-        )
-        .map_err(sql_error("reading metadata edits"))?;
-    let rows = statement
-        .query_map([id], |row| {
+        [id],
+        |row| {
             Ok(MetadataEditRow {
                 seq: row.get(0)?,
                 changes: json_column(row.get(1)?),
                 edited_by: row.get(2)?,
                 edited_at: row.get(3)?,
             })
-        })
-        .map_err(sql_error("reading metadata edits"))?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error("reading metadata edits"));
-    rows
+        },
+        "reading metadata edits",
+    )
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -300,14 +295,13 @@ pub fn processing_jobs(
             row.get(0)
         })
         .map_err(sql_error("counting processing jobs"))?;
-    let mut statement = connection
-        .prepare(&format!("SELECT {JOB_COLUMNS} FROM processing_jobs {filter} ORDER BY id DESC LIMIT ?3 OFFSET ?4"))
-        .map_err(sql_error("listing processing jobs"))?;
-    let items = statement
-        .query_map(params![audio_file_id, status, limit, offset], job_row)
-        .map_err(sql_error("listing processing jobs"))?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error("listing processing jobs"))?;
+    let items = query_all(
+        connection,
+        &format!("SELECT {JOB_COLUMNS} FROM processing_jobs {filter} ORDER BY id DESC LIMIT ?3 OFFSET ?4"),
+        params![audio_file_id, status, limit, offset],
+        job_row,
+        "listing processing jobs",
+    )?;
     Ok(Page { items, total, offset, limit })
 }
 
@@ -361,18 +355,16 @@ pub fn embedding_sets(
     audio_file_id: Option<u64>,
     model_version: Option<&str>,
 ) -> Result<Vec<EmbeddingSetRow>, ProjectionError> {
-    let mut statement = connection
-        .prepare(&format!(
+    query_all(
+        connection,
+        &format!(
             "SELECT {SET_COLUMNS} FROM embedding_sets WHERE (?1 IS NULL OR audio_file_id = ?1)
              AND (?2 IS NULL OR model_version = ?2) ORDER BY id"
-        ))
-        .map_err(sql_error("listing embedding sets"))?;
-    let rows = statement
-        .query_map(params![audio_file_id, model_version], set_row)
-        .map_err(sql_error("listing embedding sets"))?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error("listing embedding sets"));
-    rows
+        ),
+        params![audio_file_id, model_version],
+        set_row,
+        "listing embedding sets",
+    )
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -436,14 +428,13 @@ pub fn clustering_jobs(
     let total: u64 = connection
         .query_row("SELECT COUNT(*) FROM clustering_jobs", [], |row| row.get(0))
         .map_err(sql_error("counting clustering jobs"))?;
-    let mut statement = connection
-        .prepare(&format!("SELECT {CLUSTERING_COLUMNS} FROM clustering_jobs ORDER BY id DESC LIMIT ?1 OFFSET ?2"))
-        .map_err(sql_error("listing clustering jobs"))?;
-    let items = statement
-        .query_map(params![limit, offset], clustering_row)
-        .map_err(sql_error("listing clustering jobs"))?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error("listing clustering jobs"))?;
+    let items = query_all(
+        connection,
+        &format!("SELECT {CLUSTERING_COLUMNS} FROM clustering_jobs ORDER BY id DESC LIMIT ?1 OFFSET ?2"),
+        params![limit, offset],
+        clustering_row,
+        "listing clustering jobs",
+    )?;
     Ok(Page { items, total, offset, limit })
 }
 
@@ -470,18 +461,14 @@ fn cluster_row(row: &Row<'_>) -> rusqlite::Result<ClusterRow> {
 }
 
 pub fn clusters(connection: &Connection, clustering_job_id: u64) -> Result<Vec<ClusterRow>, ProjectionError> {
-    let mut statement = connection
-        .prepare(
-            "SELECT id, clustering_job_id, cluster_label, is_noise, size, metadata_summary FROM clusters
+    query_all(
+        connection,
+        "SELECT id, clustering_job_id, cluster_label, is_noise, size, metadata_summary FROM clusters
              WHERE clustering_job_id = ?1 ORDER BY cluster_label",
-        )
-        .map_err(sql_error("listing clusters"))?;
-    let rows = statement
-        .query_map([clustering_job_id], cluster_row)
-        .map_err(sql_error("listing clusters"))?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error("listing clusters"));
-    rows
+        [clustering_job_id],
+        cluster_row,
+        "listing clusters",
+    )
 }
 
 pub fn cluster(connection: &Connection, id: u64) -> Result<Option<ClusterRow>, ProjectionError> {
@@ -513,26 +500,23 @@ pub fn cluster_members(
     let total: u64 = connection
         .query_row("SELECT COUNT(*) FROM cluster_assignments WHERE cluster_id = ?1", [cluster_id], |row| row.get(0))
         .map_err(sql_error("counting cluster members"))?;
-    let mut statement = connection
-        .prepare(
-            "SELECT a.embedding_set_id, a.row_index, s.audio_file_id, f.filename
+    let items = query_all(
+        connection,
+        "SELECT a.embedding_set_id, a.row_index, s.audio_file_id, f.filename
              FROM cluster_assignments a
              JOIN embedding_sets s ON s.id = a.embedding_set_id
              JOIN audio_files f ON f.id = s.audio_file_id
              WHERE a.cluster_id = ?1 ORDER BY a.embedding_set_id, a.row_index LIMIT ?2 OFFSET ?3",
-        )
-        .map_err(sql_error("listing cluster members"))?;
-    let items = statement
-        .query_map(params![cluster_id, limit, offset], |row| {
+        params![cluster_id, limit, offset],
+        |row| {
             Ok(ClusterMemberRow {
                 embedding_set_id: row.get(0)?,
                 row_index: row.get(1)?,
                 audio_file_id: row.get(2)?,
                 filename: row.get(3)?,
             })
-        })
-        .map_err(sql_error("listing cluster members"))?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error("listing cluster members"))?;
+        },
+        "listing cluster members",
+    )?;
     Ok(Page { items, total, offset, limit })
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rusqlite::{params_from_iter, Connection};
 use serde::Serialize;
 
-use super::{sql_error, ProjectionError};
+use super::{query_all, sql_error, ProjectionError};
 
 /// Totals shown on the home page.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -34,14 +34,13 @@ pub fn dashboard_counts(connection: &Connection) -> Result<DashboardCounts, Proj
     let clustering_jobs: u64 = connection
         .query_row("SELECT COUNT(*) FROM clustering_jobs", [], |row| row.get(0))
         .map_err(sql_error("counting clustering jobs"))?;
-    let mut statement = connection
-        .prepare("SELECT status, COUNT(*) FROM processing_jobs GROUP BY status ORDER BY status")
-        .map_err(sql_error("counting processing jobs"))?;
-    let processing_jobs_by_status = statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .map_err(sql_error("counting processing jobs"))?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error("counting processing jobs"))?;
+    let processing_jobs_by_status = query_all(
+        connection,
+        "SELECT status, COUNT(*) FROM processing_jobs GROUP BY status ORDER BY status",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+        "counting processing jobs",
+    )?;
     Ok(DashboardCounts {
         audio_files,
         total_duration_seconds,
@@ -73,14 +72,14 @@ pub fn job_badges_for_files(
         return Ok(grouped);
     }
     let placeholders = vec!["?"; audio_file_ids.len()].join(", ");
-    let mut statement = connection
-        .prepare(&format!(
+    let rows: Vec<JobBadgeRow> = query_all(
+        connection,
+        &format!(
             "SELECT id, audio_file_id, status, model_name, windows_done, windows_total FROM processing_jobs
              WHERE audio_file_id IN ({placeholders}) ORDER BY id"
-        ))
-        .map_err(sql_error("reading job statuses"))?;
-    let rows = statement
-        .query_map(params_from_iter(audio_file_ids.iter()), |row| {
+        ),
+        params_from_iter(audio_file_ids.iter()),
+        |row| {
             Ok(JobBadgeRow {
                 job_id: row.get(0)?,
                 audio_file_id: row.get(1)?,
@@ -89,10 +88,10 @@ pub fn job_badges_for_files(
                 windows_done: row.get(4)?,
                 windows_total: row.get(5)?,
             })
-        })
-        .map_err(sql_error("reading job statuses"))?;
+        },
+        "reading job statuses",
+    )?;
     for row in rows {
-        let row = row.map_err(sql_error("reading job statuses"))?;
         grouped.entry(row.audio_file_id).or_default().push(row);
     }
     Ok(grouped)
@@ -100,14 +99,7 @@ pub fn job_badges_for_files(
 
 /// Names of registered models (for the queue form), sorted.
 pub fn model_names(connection: &Connection) -> Result<Vec<String>, ProjectionError> {
-    let mut statement =
-        connection.prepare("SELECT name FROM models ORDER BY name").map_err(sql_error("listing models"))?;
-    let names = statement
-        .query_map([], |row| row.get(0))
-        .map_err(sql_error("listing models"))?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error("listing models"));
-    names
+    query_all(connection, "SELECT name FROM models ORDER BY name", [], |row| row.get(0), "listing models")
 }
 
 /// One embedding set as the clustering form lists it: with its recording's name and folder.
@@ -124,15 +116,13 @@ pub struct EmbeddingSetChoiceRow {
 
 /// Every embedding set with its recording, oldest first.
 pub fn embedding_set_choices(connection: &Connection) -> Result<Vec<EmbeddingSetChoiceRow>, ProjectionError> {
-    let mut statement = connection
-        .prepare(
-            "SELECT e.id, e.audio_file_id, COALESCE(a.filename, ''), COALESCE(a.folder, ''), e.model_name,
+    query_all(
+        connection,
+        "SELECT e.id, e.audio_file_id, COALESCE(a.filename, ''), COALESCE(a.folder, ''), e.model_name,
                     e.model_version, e.row_count
              FROM embedding_sets e LEFT JOIN audio_files a ON a.id = e.audio_file_id ORDER BY e.id",
-        )
-        .map_err(sql_error("listing embedding sets for clustering"))?;
-    let rows = statement
-        .query_map([], |row| {
+        [],
+        |row| {
             Ok(EmbeddingSetChoiceRow {
                 id: row.get(0)?,
                 audio_file_id: row.get(1)?,
@@ -142,21 +132,18 @@ pub fn embedding_set_choices(connection: &Connection) -> Result<Vec<EmbeddingSet
                 model_version: row.get(5)?,
                 row_count: row.get(6)?,
             })
-        })
-        .map_err(sql_error("listing embedding sets for clustering"))?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error("listing embedding sets for clustering"));
-    rows
+        },
+        "listing embedding sets for clustering",
+    )
 }
 
 /// File names of recordings by id (for labels on plots and member lists).
 pub fn audio_file_names(connection: &Connection) -> Result<BTreeMap<u64, String>, ProjectionError> {
-    let mut statement =
-        connection.prepare("SELECT id, filename FROM audio_files").map_err(sql_error("listing recording names"))?;
-    let rows = statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .map_err(sql_error("listing recording names"))?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error("listing recording names"));
-    rows
+    query_all(
+        connection,
+        "SELECT id, filename FROM audio_files",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+        "listing recording names",
+    )
 }
