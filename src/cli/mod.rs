@@ -8,6 +8,7 @@ mod bench;
 mod bench_audio;
 mod bench_clustering;
 mod bench_models;
+mod bench_ui;
 mod client;
 mod cluster;
 mod events;
