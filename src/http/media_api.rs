@@ -301,7 +301,7 @@ async fn next_stream_event(mut stream: StreamState) -> Option<(Result<SseEvent, 
         }
         if let Some(envelope) = stream.pending.pop_front() {
             stream.last = envelope.seq;
-            let json = envelope.to_json();
+            let json = envelope.to_brief_json();
             let event = SseEvent::default().id(envelope.seq.0.to_string()).data(json.to_json_line());
             return Some((Ok(event), stream));
         }

@@ -94,12 +94,47 @@ pub struct EnvelopeJson {
 }
 
 impl Envelope {
+    /// The whole event as JSON (the log API, the CLI, exports).
     pub fn to_json(&self) -> EnvelopeJson {
         let data = match serde_json::to_value(&self.event) {
             Ok(serde_json::Value::Object(mut tagged)) => tagged.remove("data").unwrap_or(serde_json::Value::Null),
             Ok(other) => other,
             Err(error) => serde_json::Value::String(format!("unserialisable event: {error}")),
         };
+        self.with_data(data)
+    }
+
+    /// The event as JSON for pages and the live stream: the same, except that a clustering's
+    /// per-window assignments (100 000 rows make 5 MB of JSON) are left out and counted
+    /// (`assignment_count`); they are in the job's `assignments.parquet` and in
+    /// `/api/events/{seq}`.
+    pub fn to_brief_json(&self) -> EnvelopeJson {
+        let Event::ClusteringJobCompleted(completed) = &self.event else {
+            return self.to_json();
+        };
+        // Every field named, so a new one cannot be left out silently.
+        let crate::domain::events::ClusteringJobCompleted {
+            job_id,
+            attempt,
+            clusters,
+            assignments,
+            metrics,
+            clusters_json_path,
+            assignments_path,
+        } = completed;
+        let data = serde_json::json!({
+            "job_id": job_id,
+            "attempt": attempt,
+            "clusters": clusters,
+            "assignment_count": assignments.len(),
+            "metrics": metrics,
+            "clusters_json_path": clusters_json_path,
+            "assignments_path": assignments_path,
+        });
+        self.with_data(data)
+    }
+
+    fn with_data(&self, data: serde_json::Value) -> EnvelopeJson {
         EnvelopeJson {
             seq: self.seq,
             recorded_at: self.recorded_at,
@@ -208,6 +243,25 @@ mod tests {
             assert_eq!(envelope.seq, EventSeq(42));
             assert_eq!(envelope.recorded_at, RecordedAt(1_700_000_000_123));
             assert_eq!(envelope.event_version, event.type_version());
+        }
+    }
+
+    #[test]
+    fn the_brief_json_leaves_out_only_a_clustering_s_assignments() {
+        for event in one_event_of_every_type() {
+            let envelope = Envelope { seq: EventSeq(7), recorded_at: RecordedAt(0), event_version: 1, event };
+            let full = serde_json::to_value(envelope.to_json()).unwrap();
+            let brief = serde_json::to_value(envelope.to_brief_json()).unwrap();
+            if let Event::ClusteringJobCompleted(completed) = &envelope.event {
+                let mut expected = full.clone();
+                let data = expected["data"].as_object_mut().unwrap();
+                data.remove("assignments");
+                data.insert("assignment_count".into(), serde_json::json!(completed.assignments.len()));
+                assert!(!completed.assignments.is_empty(), "the sample has assignments to leave out");
+                assert_eq!(brief, expected);
+            } else {
+                assert_eq!(brief, full, "{}", envelope.event.type_name());
+            }
         }
     }
 

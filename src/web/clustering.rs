@@ -335,7 +335,6 @@ pub struct PlotPoint {
     pub y: f32,
     pub label: i64,
     pub audio_file_id: Option<u64>,
-    pub file: String,
     pub start: f64,
     pub duration: f64,
 }
@@ -348,24 +347,29 @@ pub struct PlotData {
     /// Points in `points` (fewer than `total` when thinned for drawing).
     pub shown: usize,
     pub points: Vec<PlotPoint>,
+    /// Names of the recordings the points come from, by id (sent once, not per point).
+    pub recordings: BTreeMap<u64, String>,
 }
 
-/// The assignments of a complete job, each with its recording (id and name) when known.
-fn assignments_with_recordings(
+/// The assignments of a complete job that `keep` accepts.
+fn job_assignments(
     state: &ApiState,
     job: &ClusteringJobRow,
     keep: impl FnMut(&AssignmentRow) -> bool,
-) -> Result<Vec<MemberWithRecording>, HtmlError> {
+) -> Result<Vec<AssignmentRow>, HtmlError> {
     let path = job.assignments_path.as_ref().ok_or_else(|| {
         HtmlError::new(
             StatusCode::CONFLICT,
             format!("clustering job {} is {}, it has no assignments yet", job.id, job.status),
         )
     })?;
-    let rows = read_assignments(&state.humpback.data_dir.root().join(path), keep)
-        .map_err(|error| HtmlError::from(ApiError::internal(error.into())))?;
-    let names: BTreeMap<u64, String> = state.humpback.reader.with_connection(ui_queries::audio_file_names)?;
-    let audio_of_set: BTreeMap<u64, u64> = state.humpback.writer.read_state(|s| {
+    read_assignments(&state.humpback.data_dir.root().join(path), keep)
+        .map_err(|error| HtmlError::from(ApiError::internal(error.into())))
+}
+
+/// The recording (audio file id) of each embedding set the rows come from.
+fn recordings_of_sets(state: &ApiState, rows: &[AssignmentRow]) -> BTreeMap<u64, u64> {
+    state.humpback.writer.read_state(|s| {
         let mut wanted: Vec<u64> = rows.iter().map(|row| row.embedding_set_id).collect();
         wanted.sort_unstable();
         wanted.dedup();
@@ -373,7 +377,19 @@ fn assignments_with_recordings(
             .into_iter()
             .filter_map(|set| s.embedding_sets.get(&EmbeddingSetId(set)).map(|found| (set, found.audio_file_id.0)))
             .collect()
-    });
+    })
+}
+
+/// The assignments of a complete job that `keep` accepts, each with its recording (id and
+/// name) when known.
+fn assignments_with_recordings(
+    state: &ApiState,
+    job: &ClusteringJobRow,
+    keep: impl FnMut(&AssignmentRow) -> bool,
+) -> Result<Vec<MemberWithRecording>, HtmlError> {
+    let rows = job_assignments(state, job, keep)?;
+    let names: BTreeMap<u64, String> = state.humpback.reader.with_connection(ui_queries::audio_file_names)?;
+    let audio_of_set = recordings_of_sets(state, &rows);
     Ok(rows
         .into_iter()
         .map(|row| {
@@ -418,25 +434,34 @@ pub async fn points(State(state): State<ApiState>, Path(id): Path<String>) -> Re
     let id = parse_page_id(&id, "clustering job")?;
     let data = blocking_page(move || {
         let job = load_job(&state, id)?;
-        let rows = assignments_with_recordings(&state, &job, |row| row.x.is_some() && row.y.is_some())?;
+        let finite = |value: Option<f32>| value.is_some_and(f32::is_finite);
+        let rows = job_assignments(&state, &job, |row| finite(row.x) && finite(row.y))?;
+        let total = rows.len();
+        // Thin first: only the points drawn need their recording.
+        let rows = thin(rows, MAX_PLOTTED_POINTS);
+        let audio_of_set = recordings_of_sets(&state, &rows);
+        let all_names = state.humpback.reader.with_connection(ui_queries::audio_file_names)?;
+        let mut recordings = BTreeMap::new();
         let points: Vec<PlotPoint> = rows
             .into_iter()
-            .filter_map(|(row, recording)| {
-                let (x, y) = (row.x?, row.y?);
-                (x.is_finite() && y.is_finite()).then(|| PlotPoint {
-                    x,
-                    y,
+            .map(|row| {
+                let audio_file_id = audio_of_set.get(&row.embedding_set_id).copied();
+                if let Some(audio) = audio_file_id {
+                    recordings.entry(audio).or_insert_with(|| {
+                        all_names.get(&audio).cloned().unwrap_or_else(|| format!("recording {audio}"))
+                    });
+                }
+                PlotPoint {
+                    x: row.x.unwrap_or_default(),
+                    y: row.y.unwrap_or_default(),
                     label: row.cluster_label,
-                    audio_file_id: recording.as_ref().map(|(audio, _)| *audio),
-                    file: recording.map(|(_, name)| name).unwrap_or_default(),
+                    audio_file_id,
                     start: row.start_seconds,
                     duration: (row.end_seconds - row.start_seconds).max(0.0),
-                })
+                }
             })
             .collect();
-        let total = points.len();
-        let points = thin(points, MAX_PLOTTED_POINTS);
-        Ok(PlotData { total, shown: points.len(), points })
+        Ok(PlotData { total, shown: points.len(), points, recordings })
     })
     .await?;
     let body = json_for_html(&data).map_err(|error| HtmlError::from(ApiError::internal(error.into())))?;

@@ -36,7 +36,7 @@ pub async fn home(State(state): State<ApiState>, Query(notice): Query<NoticePara
     let view = DashboardView {
         counts,
         active_jobs,
-        recent_events: recent.events.iter().map(|envelope| envelope.to_json()).collect(),
+        recent_events: recent.events.iter().map(|envelope| envelope.to_brief_json()).collect(),
         notice: notice.to_notice(),
     };
     Ok(page(StatusCode::OK, dashboard_page(&view)))
@@ -81,7 +81,7 @@ pub async fn events(
     };
     let log = state.humpback.log.clone();
     let found = blocking_page(move || Ok(read_page(log.as_ref(), &request)?)).await?;
-    view.events = found.events.iter().map(|envelope| envelope.to_json()).collect();
+    view.events = found.events.iter().map(|envelope| envelope.to_brief_json()).collect();
     view.next_cursor = found.next_cursor.map(|seq| seq.0);
     view.head = found.head.0;
     Ok(page(StatusCode::OK, events_page(&view)))

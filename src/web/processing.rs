@@ -102,7 +102,7 @@ pub async fn detail(
     let view = ProcessingDetailView {
         job,
         recording_name,
-        events: events.events.iter().map(|envelope| envelope.to_json()).collect(),
+        events: events.events.iter().map(|envelope| envelope.to_brief_json()).collect(),
         notice: notice.to_notice(),
         events_after,
     };

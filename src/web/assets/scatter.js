@@ -1,6 +1,6 @@
 // humpback scatter plot: draws the 2-D layout of a clustering job on a <canvas>.
 // Reads points from the URL in data-points-url (JSON: {total, shown, points: [{x, y, label,
-// audio_file_id, file, start, duration}]}). Colour is the cluster, noise (label -1) grey.
+// audio_file_id, start, duration}], recordings: {audio_file_id: name}}). Colour is the cluster, noise (label -1) grey.
 // Hover shows the recording, start time and cluster; click plays that window.
 // When drawn, the canvas gets data-drawn="true", data-point-count and, for tests, the pixel
 // position of its first point (data-first-point-x/y, in CSS pixels from the canvas corner).
@@ -34,8 +34,11 @@
       .then(function (data) { draw(data); })
       .catch(function (error) { note.textContent = String(error.message || error); });
 
+    var names = {};
+
     function draw(data) {
       var points = data.points || [];
+      names = data.recordings || {};
       if (points.length === 0) {
         note.textContent = "This job has no 2-D layout to draw (it was run without plot_2d).";
         canvas.setAttribute("data-drawn", "true");
@@ -92,7 +95,7 @@
       var found = nearest(event);
       if (!found) { tooltip.hidden = true; canvas.style.cursor = ""; return; }
       var p = found.point;
-      tooltip.textContent = (p.file || "unknown recording") + " · " + p.start.toFixed(2) + " s · " + clusterName(p.label);
+      tooltip.textContent = (names[p.audio_file_id] || "unknown recording") + " · " + p.start.toFixed(2) + " s · " + clusterName(p.label);
       var box = canvas.getBoundingClientRect();
       tooltip.style.left = (event.clientX - box.left + 12) + "px";
       tooltip.style.top = (event.clientY - box.top + 12) + "px";
