@@ -138,6 +138,21 @@ pub fn embedding_set_choices(connection: &Connection) -> Result<Vec<EmbeddingSet
 }
 
 /// File names of recordings by id (for labels on plots and member lists).
+/// Names of the given recordings, by id (unknown ids are left out).
+pub fn audio_file_names_of(connection: &Connection, ids: &[u64]) -> Result<BTreeMap<u64, String>, ProjectionError> {
+    if ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let placeholders = vec!["?"; ids.len()].join(", ");
+    query_all(
+        connection,
+        &format!("SELECT id, filename FROM audio_files WHERE id IN ({placeholders})"),
+        params_from_iter(ids.iter()),
+        |row| Ok((row.get(0)?, row.get(1)?)),
+        "listing recording names",
+    )
+}
+
 pub fn audio_file_names(connection: &Connection) -> Result<BTreeMap<u64, String>, ProjectionError> {
     query_all(
         connection,

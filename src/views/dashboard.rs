@@ -1,10 +1,13 @@
 //! The home page: counts and recent activity.
 
+use std::collections::BTreeMap;
+
 use maud::{html, Markup};
 
 use super::events::event_row_list;
 use super::processing::job_table;
-use super::{format_duration, layout, Notice, Section};
+use super::{format_duration, layout, live_updates_after, Notice, Section};
+use crate::domain::ids::EventSeq;
 use crate::log::envelope::EnvelopeJson;
 use crate::projections::queries::ProcessingJobRow;
 use crate::projections::ui_queries::DashboardCounts;
@@ -16,6 +19,10 @@ pub struct DashboardView {
     /// The newest events, newest first.
     pub recent_events: Vec<EnvelopeJson>,
     pub notice: Option<Notice>,
+    /// Names of the recordings of the active jobs.
+    pub recording_names: BTreeMap<u64, String>,
+    /// The log position the page shows; live updates start after it.
+    pub events_after: EventSeq,
 }
 
 pub fn dashboard_page(view: &DashboardView) -> Markup {
@@ -27,6 +34,7 @@ pub fn dashboard_page(view: &DashboardView) -> Markup {
         view.notice.as_ref(),
         html! {
             h1 { "Overview" }
+            (live_updates_after(view.events_after))
             section.cards aria-label="Totals" {
                 a.card href="/audio" {
                     span.card-number { (counts.audio_files) }
@@ -55,7 +63,7 @@ pub fn dashboard_page(view: &DashboardView) -> Markup {
             @if !view.active_jobs.is_empty() {
                 section aria-labelledby="active-heading" {
                     h2 #active-heading { "In progress" }
-                    (job_table(&view.active_jobs, true))
+                    (job_table(&view.active_jobs, Some(&view.recording_names)))
                 }
             }
             section aria-labelledby="recent-heading" {

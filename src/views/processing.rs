@@ -1,6 +1,8 @@
 //! Processing jobs: the list (status filter, paging, live progress, cancel and retry), the
 //! detail of one job with its events, and the form that queues processing.
 
+use std::collections::BTreeMap;
+
 use maud::{html, Markup};
 
 use super::events::event_row_list;
@@ -109,15 +111,15 @@ pub fn job_actions(job: &ProcessingJobRow, return_to: &str) -> Markup {
     }
 }
 
-/// A table of jobs (with the recording column when `show_file` is true).
-pub fn job_table(jobs: &[ProcessingJobRow], show_file: bool) -> Markup {
+/// A table of jobs, with a recording column (named from `recording_names`) when given.
+pub fn job_table(jobs: &[ProcessingJobRow], recording_names: Option<&BTreeMap<u64, String>>) -> Markup {
     html! {
         div.table-wrap {
             table.jobs {
                 thead {
                     tr {
                         th scope="col" { "Job" }
-                        @if show_file { th scope="col" { "Recording" } }
+                        @if recording_names.is_some() { th scope="col" { "Recording" } }
                         th scope="col" { "Model" }
                         th scope="col" { "Window / hop / rate" }
                         th scope="col" { "Status" }
@@ -131,8 +133,15 @@ pub fn job_table(jobs: &[ProcessingJobRow], show_file: bool) -> Markup {
                     @for job in jobs {
                         tr data-job-id=(job.id) data-status=(job.status) {
                             td { a href=(format!("/processing/{}", job.id)) { (job.id) } }
-                            @if show_file {
-                                td { a href=(format!("/audio/{}", job.audio_file_id)) { "recording " (job.audio_file_id) } }
+                            @if let Some(names) = recording_names {
+                                td {
+                                    a href=(format!("/audio/{}", job.audio_file_id)) {
+                                        @match names.get(&job.audio_file_id) {
+                                            Some(name) => { (name) }
+                                            None => { "recording " (job.audio_file_id) }
+                                        }
+                                    }
+                                }
                             }
                             td { (job.model_name) br; span.muted { (job.model_version) } }
                             td.nowrap { (job.window_seconds) " s / " (job.hop_seconds) " s / " (job.target_sample_rate) " Hz" }
@@ -164,6 +173,8 @@ pub struct ProcessingListView {
     pub events_after: EventSeq,
     pub filter_error: Option<String>,
     pub queue_defaults: QueueFormDefaults,
+    /// Names of the recordings of the listed jobs.
+    pub recording_names: BTreeMap<u64, String>,
 }
 
 pub fn processing_list_page(view: &ProcessingListView) -> Markup {
@@ -196,7 +207,7 @@ pub fn processing_list_page(view: &ProcessingListView) -> Markup {
             @if view.page.items.is_empty() {
                 p { "No processing jobs" @if let Some(status) = &view.status { " with status " (status) } "." }
             } @else {
-                (job_table(&view.page.items, true))
+                (job_table(&view.page.items, Some(&view.recording_names)))
             }
             (offset_pager(view.page.total, view.page.offset, view.page.limit, link))
             section.panel aria-labelledby="queue-heading" {

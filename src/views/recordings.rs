@@ -489,7 +489,7 @@ pub fn recording_detail_page(view: &RecordingDetailView) -> Markup {
                 @if view.processing_jobs.is_empty() {
                     p.muted { "This recording has not been processed yet." }
                 } @else {
-                    (job_table(&view.processing_jobs, false))
+                    (job_table(&view.processing_jobs, None))
                 }
                 details.panel {
                     summary { "Queue processing of this recording" }

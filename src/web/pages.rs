@@ -9,6 +9,7 @@ use crate::domain::events::Event;
 use crate::http::ApiState;
 use crate::log::filter::{read_page, EventQuery, PageRequest};
 use crate::log::EventLog;
+use crate::projections::runner::lowest_checkpoint;
 use crate::projections::{queries, ui_queries};
 use crate::views::dashboard::{dashboard_page, DashboardView};
 use crate::views::events::{events_page, EventsView};
@@ -19,18 +20,21 @@ const EVENTS_PER_PAGE: usize = 50;
 
 pub async fn home(State(state): State<ApiState>, Query(notice): Query<NoticeParameters>) -> PageResult {
     let humpback = state.humpback.clone();
-    let (counts, active_jobs, recent) = blocking_page(move || {
-        let (counts, active_jobs) = humpback.reader.with_connection(|connection| {
+    let (events_after, counts, active_jobs, recording_names, recent) = blocking_page(move || {
+        let (events_after, counts, active_jobs, recording_names) = humpback.reader.with_connection(|connection| {
+            let events_after = lowest_checkpoint(connection)?;
             let counts = ui_queries::dashboard_counts(connection)?;
             let mut active = queries::processing_jobs(connection, None, Some("running"), 0, ACTIVE_JOBS)?.items;
             active.extend(queries::processing_jobs(connection, None, Some("queued"), 0, ACTIVE_JOBS)?.items);
             active.truncate(ACTIVE_JOBS as usize);
-            Ok((counts, active))
+            let ids: Vec<u64> = active.iter().map(|job| job.audio_file_id).collect();
+            let names = ui_queries::audio_file_names_of(connection, &ids)?;
+            Ok((events_after, counts, active, names))
         })?;
         let request =
             PageRequest { filter: Default::default(), limit: RECENT_EVENTS, cursor: None, newest_first: true };
         let recent = read_page(humpback.log.as_ref(), &request)?;
-        Ok((counts, active_jobs, recent))
+        Ok((events_after, counts, active_jobs, recording_names, recent))
     })
     .await?;
     let view = DashboardView {
@@ -38,6 +42,8 @@ pub async fn home(State(state): State<ApiState>, Query(notice): Query<NoticePara
         active_jobs,
         recent_events: recent.events.iter().map(|envelope| envelope.to_brief_json()).collect(),
         notice: notice.to_notice(),
+        recording_names,
+        events_after,
     };
     Ok(page(StatusCode::OK, dashboard_page(&view)))
 }

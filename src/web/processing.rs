@@ -46,13 +46,13 @@ pub async fn list(
     let offset = parameters.offset.unwrap_or(0);
     let humpback = state.humpback.clone();
     let status_for_query = status.clone();
-    let (events_after, jobs, model_names) = blocking_page(move || {
+    let (events_after, jobs, model_names, recording_names) = blocking_page(move || {
         Ok(humpback.reader.with_connection(|connection| {
-            Ok((
-                lowest_checkpoint(connection)?,
-                queries::processing_jobs(connection, None, status_for_query.as_deref(), offset, JOBS_PER_PAGE)?,
-                ui_queries::model_names(connection)?,
-            ))
+            let events_after = lowest_checkpoint(connection)?;
+            let jobs = queries::processing_jobs(connection, None, status_for_query.as_deref(), offset, JOBS_PER_PAGE)?;
+            let ids: Vec<u64> = jobs.items.iter().map(|job| job.audio_file_id).collect();
+            let names = ui_queries::audio_file_names_of(connection, &ids)?;
+            Ok((events_after, jobs, ui_queries::model_names(connection)?, names))
         })?)
     })
     .await?;
@@ -63,6 +63,7 @@ pub async fn list(
         filter_error,
         queue_defaults: QueueFormDefaults { model_names, ..QueueFormDefaults::default() },
         events_after,
+        recording_names,
     };
     Ok(page(StatusCode::OK, processing_list_page(&view)))
 }

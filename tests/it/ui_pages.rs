@@ -321,6 +321,7 @@ async fn processing_pages_list_jobs_show_events_and_cancel_and_retry_redirect_wi
     assert_eq!(list.status, StatusCode::OK);
     let html = list.text();
     assert!(html.contains(r#"href="/processing/4""#));
+    assert!(html.contains(r#"<a href="/audio/4">&lt;script&gt;alert(4)&lt;/script&gt;.wav</a>"#), "recordings by name");
     // Both buttons are on the page for live.js; only the ones that apply are shown.
     assert!(
         !opening_tag(&html, r#"action="/processing/4/cancel""#).contains(" hidden"),
