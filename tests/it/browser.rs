@@ -220,6 +220,8 @@ async fn wait_for_the_page_to_show_completion(client: &Client, app: &TestApp, jo
                 && !bar.hidden && bar.max > 0 && bar.value === bar.max
                 && !set.hidden && cancel.hidden
                 && DOCUMENT.querySelector('#job-events').textContent.includes('ProcessingJobCompleted')
+                // With nothing left in flight the page lets go of its event stream.
+                && !DOCUMENT.documentElement.hasAttribute('data-live')
                 && DOCUMENT.querySelector('[data-job-id]').querySelector('[data-field="embedding-set-download"]').getAttribute('href');
         })()"#
             .replace("DOCUMENT", document),

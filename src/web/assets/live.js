@@ -247,26 +247,54 @@
     if (polling === null) { polling = window.setInterval(pollOnce, POLL_MILLISECONDS); }
   }
 
-  function start() {
-    if (document.querySelectorAll("[data-job-id], [data-clustering-job-id]").length === 0) { return; }
-    if (!window.EventSource) { startPolling(); return; }
-    var after = null;
-    document.querySelectorAll("[data-events-after]").forEach(function (element) {
-      var seq = Number(element.getAttribute("data-events-after"));
-      if (isFinite(seq) && (after === null || seq < after)) { after = seq; }
+  // True while some job on the page is still queued or running.
+  function somethingInFlight() {
+    var found = false;
+    document.querySelectorAll("[data-job-id], [data-clustering-job-id]").forEach(function (element) {
+      if (!FINISHED[element.getAttribute("data-status")]) { found = true; }
     });
-    var source = new EventSource("/api/events/stream" + (after === null ? "" : "?after=" + after));
+    return found;
+  }
+
+  // A browser allows only a few connections per server, so a page holds its stream only while
+  // it has a job in flight and is visible; it resumes after the last event it saw.
+  var source = null;
+  var lastSeq = null;
+
+  function disconnect() {
+    if (source !== null) { source.close(); source = null; }
+    document.documentElement.removeAttribute("data-live");
+  }
+
+  function connect() {
+    if (source !== null || document.hidden || !somethingInFlight()) { return; }
+    if (!window.EventSource) { startPolling(); return; }
+    source = new EventSource("/api/events/stream" + (lastSeq === null ? "" : "?after=" + lastSeq));
     source.onopen = function () { document.documentElement.setAttribute("data-live", "connected"); };
     source.onmessage = function (message) {
       var event;
       try { event = JSON.parse(message.data); } catch (ignored) { return; /* not an event */ }
+      if (typeof event.seq === "number") { lastSeq = event.seq; }
       onEvent(event);
       onClusteringEvent(event);
+      if (!somethingInFlight()) { disconnect(); }
     };
     source.onerror = function () {
       // The browser reconnects by itself (with Last-Event-ID) unless the stream is closed.
-      if (source.readyState === EventSource.CLOSED) { startPolling(); }
+      if (source !== null && source.readyState === EventSource.CLOSED) { source = null; startPolling(); }
     };
+  }
+
+  function start() {
+    document.querySelectorAll("[data-events-after]").forEach(function (element) {
+      var seq = Number(element.getAttribute("data-events-after"));
+      if (isFinite(seq) && (lastSeq === null || seq < lastSeq)) { lastSeq = seq; }
+    });
+    connect();
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden) { disconnect(); } else { connect(); }
+    });
+    window.addEventListener("pagehide", disconnect);
   }
 
   if (document.readyState === "loading") {
