@@ -285,6 +285,10 @@ pub async fn upload(
                         Ok(Some(chunk)) => {
                             if let Err(error) = writer.write_chunk(&chunk) {
                                 writer.abort();
+                                if matches!(error, crate::ingest::IngestError::TooLarge { .. }) {
+                                    drop(field);
+                                    drain_after_refusal(multipart).await;
+                                }
                                 return Err(ingest_error(error));
                             }
                         }
@@ -317,6 +321,19 @@ pub async fn upload(
         }
     }
     Err(ApiError::unprocessable("the upload has no multipart field named \"file\""))
+}
+
+/// How much of a refused upload is still read (and thrown away) before answering. A client
+/// that is still sending when the answer comes and the connection closes gets a broken pipe
+/// instead of the 413; reading a little more lets most clients see the answer. The request
+/// body limit (the upload limit plus this plus the framing) stops the reading beyond it.
+pub const DRAIN_AFTER_REFUSAL_BYTES: usize = 8 * 1024 * 1024;
+
+/// Reads and discards the rest of a refused upload (the request body limit bounds it).
+pub async fn drain_after_refusal(mut multipart: axum::extract::Multipart) {
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
 }
 
 fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {

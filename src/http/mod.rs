@@ -37,8 +37,14 @@ pub fn router(humpback: Arc<Humpback>, stopping: watch::Receiver<bool>) -> Route
         .route("/api/events/{seq}", get(events_api::show))
         .route(
             "/api/audio",
+            // The file's own limit is checked as it is written; the request may carry a little
+            // more (the multipart framing and the folder field, and what is read of a refused
+            // file so that its sender sees the 413).
             get(audio_api::list).post(audio_api::upload).layer(axum::extract::DefaultBodyLimit::max(
-                usize::try_from(humpback.settings.max_upload_bytes).unwrap_or(usize::MAX),
+                usize::try_from(humpback.settings.max_upload_bytes)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(MULTIPART_FRAMING_BYTES)
+                    .saturating_add(audio_api::DRAIN_AFTER_REFUSAL_BYTES),
             )),
         )
         .route("/api/audio/import", post(audio_api::import))
@@ -71,6 +77,9 @@ pub fn router(humpback: Arc<Humpback>, stopping: watch::Receiver<bool>) -> Route
         .fallback(not_found)
         .with_state(ApiState { humpback, stopping })
 }
+
+/// Room in an upload request for the multipart framing and the small fields around the file.
+const MULTIPART_FRAMING_BYTES: usize = 64 * 1024;
 
 async fn health(axum::extract::State(state): axum::extract::State<ApiState>) -> Json<serde_json::Value> {
     Json(json!({

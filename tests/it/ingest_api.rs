@@ -126,6 +126,32 @@ async fn an_upload_over_the_size_limit_gets_413_and_no_partial_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_far_over_the_limit_is_cut_off_leaves_nothing_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(dir, Settings { max_upload_bytes: 4096, ..Settings::default() }).await;
+    // Far beyond what the server reads of a refused upload: the sender may see the 413 or a
+    // closed connection, but never a stored file.
+    let (content_type, body) = multipart_body("huge.wav", &vec![0u8; 24 * 1024 * 1024], None);
+    let url = app.url("/api/audio");
+    let answer = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        agent
+            .post(&url)
+            .header("content-type", &content_type)
+            .send(&body[..])
+            .map(|response| response.status().as_u16())
+    })
+    .await
+    .unwrap();
+    assert!(matches!(answer, Ok(413) | Err(_)), "{answer:?}");
+    assert!(tmp_is_empty(app.data_dir.path()));
+    assert_eq!(app.humpback.log.head().0, app.humpback.models.models().len() as u64, "nothing but the models");
+    let (status, _) = crate::api_get(&app.url("/health")).await;
+    assert_eq!(status, 200, "the server still answers");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_without_a_file_field_says_what_is_missing() {
     let app = spawn_app().await;
     let url = app.url("/api/audio");
