@@ -141,6 +141,14 @@ impl Humpback {
         self.log.head()
     }
 
+    /// One page of events, using the event index for filters by aggregate or type. Blocking.
+    pub fn read_events(
+        &self,
+        request: &crate::log::filter::PageRequest,
+    ) -> Result<crate::log::filter::EventPage, crate::projections::ProjectionError> {
+        crate::projections::event_index::read_page_indexed(self.log.as_ref(), &self.reader, request)
+    }
+
     /// Follows how far every projection has applied the log.
     pub fn subscribe_projected(&self) -> watch::Receiver<EventSeq> {
         self.projected.clone()

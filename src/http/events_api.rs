@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::{blocking, ApiError, ApiState};
 use crate::domain::ids::EventSeq;
 use crate::log::envelope::EnvelopeJson;
-use crate::log::filter::{read_page, EventQuery};
+use crate::log::filter::EventQuery;
 use crate::log::{EventLog, VerifyReport};
 
 /// Longest a client may ask to wait for new events.
@@ -36,9 +36,9 @@ pub async fn list(
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         head.borrow_and_update();
-        let log = state.humpback.log.clone();
+        let humpback = state.humpback.clone();
         let request_copy = request.clone();
-        let page = blocking(move || Ok(read_page(log.as_ref(), &request_copy)?)).await?;
+        let page = blocking(move || Ok(humpback.read_events(&request_copy)?)).await?;
         let waiting_is_useful = !request.newest_first && page.events.is_empty() && !wait.is_zero();
         if !waiting_is_useful || tokio::time::Instant::now() >= deadline {
             return Ok(Json(EventPageJson {

@@ -166,33 +166,51 @@ pub struct EventPage {
     pub head: EventSeq,
 }
 
-/// Reads one page of events matching the request.
+/// Reads one page of events matching the request, scanning the log.
 pub fn read_page(log: &dyn EventLog, request: &PageRequest) -> Result<EventPage, LogError> {
     let head = log.head();
-    let mut range = request.filter.seq_range();
-    if let Some(cursor) = request.cursor {
-        range = if request.newest_first {
-            *range.start()..=(*range.end()).min(EventSeq(cursor.0.saturating_sub(1)))
-        } else {
-            (*range.start()).max(cursor.next())..=*range.end()
-        };
+    let range = request.range();
+    if range.start() > range.end() {
+        return Ok(EventPage { events: Vec::new(), next_cursor: None, head });
     }
+    page_from(log.scan(range, request.newest_first), request, head)
+}
+
+/// Fills a page from `candidates` (in the request's order, a superset of what matches): the
+/// one paging loop, whichever way the candidates were found.
+pub fn page_from<Error>(
+    candidates: impl Iterator<Item = Result<Envelope, Error>>,
+    request: &PageRequest,
+    head: EventSeq,
+) -> Result<EventPage, Error> {
     let mut events = Vec::new();
     let mut next_cursor = None;
-    if range.start() <= range.end() {
-        for envelope in log.scan(range, request.newest_first) {
-            let envelope = envelope?;
-            if !request.filter.matches(&envelope) {
-                continue;
-            }
-            if events.len() == request.limit {
-                next_cursor = events.last().map(|last: &Envelope| last.seq);
-                break;
-            }
-            events.push(envelope);
+    for envelope in candidates {
+        let envelope = envelope?;
+        if !request.filter.matches(&envelope) {
+            continue;
         }
+        if events.len() == request.limit {
+            next_cursor = events.last().map(|last: &Envelope| last.seq);
+            break;
+        }
+        events.push(envelope);
     }
     Ok(EventPage { events, next_cursor, head })
+}
+
+impl PageRequest {
+    /// The sequences this page can come from: the filter's range, narrowed by the cursor.
+    pub fn range(&self) -> std::ops::RangeInclusive<EventSeq> {
+        let range = self.filter.seq_range();
+        match self.cursor {
+            Some(cursor) if self.newest_first => {
+                *range.start()..=(*range.end()).min(EventSeq(cursor.0.saturating_sub(1)))
+            }
+            Some(cursor) => (*range.start()).max(cursor.next())..=*range.end(),
+            None => range,
+        }
+    }
 }
 
 #[cfg(test)]

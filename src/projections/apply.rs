@@ -359,3 +359,14 @@ pub fn cluster_assignments(tx: &Transaction<'_>, envelope: &Envelope) -> Result 
     }
     Ok(())
 }
+
+pub fn event_index(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
+    let mut by_type = tx.prepare_cached("INSERT INTO event_types (event_type, seq) VALUES (?1, ?2)")?;
+    by_type.execute(params![envelope.event.type_name(), envelope.seq.0])?;
+    let mut by_aggregate =
+        tx.prepare_cached("INSERT OR IGNORE INTO event_aggregates (aggregate, seq) VALUES (?1, ?2)")?;
+    for aggregate in envelope.event.aggregates() {
+        by_aggregate.execute(params![aggregate.to_string(), envelope.seq.0])?;
+    }
+    Ok(())
+}

@@ -7,6 +7,7 @@
 //! the store opens; a projection that is behind catches up.
 
 mod apply;
+pub mod event_index;
 pub mod queries;
 pub mod read;
 pub mod runner;
@@ -85,6 +86,11 @@ pub const PROJECTIONS: &[ProjectionDefinition] = &[
         name: "cluster_assignments",
         ddl: include_str!("../../projections/cluster_assignments.sql"),
         apply: apply::cluster_assignments,
+    },
+    ProjectionDefinition {
+        name: "event_index",
+        ddl: include_str!("../../projections/event_index.sql"),
+        apply: apply::event_index,
     },
 ];
 

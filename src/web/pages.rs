@@ -85,8 +85,8 @@ pub async fn events(
             return Ok(page(StatusCode::BAD_REQUEST, events_page(&view)));
         }
     };
-    let log = state.humpback.log.clone();
-    let found = blocking_page(move || Ok(read_page(log.as_ref(), &request)?)).await?;
+    let humpback = state.humpback.clone();
+    let found = blocking_page(move || Ok(humpback.read_events(&request)?)).await?;
     view.events = found.events.iter().map(|envelope| envelope.to_brief_json()).collect();
     view.next_cursor = found.next_cursor.map(|seq| seq.0);
     view.head = found.head.0;

@@ -13,7 +13,7 @@ use super::{
 use crate::domain::decide::Command;
 use crate::domain::ids::{AggregateRef, ProcessingJobId};
 use crate::http::ApiState;
-use crate::log::filter::{read_page, EventFilter, PageRequest};
+use crate::log::filter::{EventFilter, PageRequest};
 use crate::projections::runner::lowest_checkpoint;
 use crate::projections::{queries, ui_queries};
 use crate::views::processing::{
@@ -96,7 +96,7 @@ pub async fn detail(
             cursor: None,
             newest_first: true,
         };
-        let events = read_page(humpback.log.as_ref(), &request)?;
+        let events = humpback.read_events(&request)?;
         Ok((events_after, job, recording_name, events))
     })
     .await?;
