@@ -119,6 +119,51 @@ pub fn audio_metadata(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
     Ok(())
 }
 
+/// The steps of a job's life that processing and clustering jobs share, with the same columns.
+enum SharedJobStep<'a> {
+    Failed { reason: &'a str },
+    CancelRequested,
+    Canceled,
+    Abandoned { attempt: u32, reason: &'a str },
+    Retried,
+}
+
+/// Applies a shared step to job `job_id` in `table` (`processing_jobs` or `clustering_jobs`).
+fn shared_job_step(tx: &Transaction<'_>, table: &str, job_id: u64, step: SharedJobStep<'_>, at: &str) -> Result {
+    match step {
+        SharedJobStep::Failed { reason } => tx.execute(
+            &format!(
+                "UPDATE {table} SET status = 'failed', error_message = ?2, finished_at = ?3, updated_at = ?3
+                 WHERE id = ?1"
+            ),
+            params![job_id, reason, at],
+        ),
+        SharedJobStep::CancelRequested => tx.execute(
+            &format!("UPDATE {table} SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1"),
+            params![job_id, at],
+        ),
+        SharedJobStep::Canceled => tx.execute(
+            &format!("UPDATE {table} SET status = 'canceled', finished_at = ?2, updated_at = ?2 WHERE id = ?1"),
+            params![job_id, at],
+        ),
+        SharedJobStep::Abandoned { attempt, reason } => tx.execute(
+            &format!(
+                "UPDATE {table} SET status = 'queued', worker = NULL, error_message = ?2, updated_at = ?3 WHERE id = ?1"
+            ),
+            params![job_id, format!("attempt {attempt} abandoned: {reason}"), at],
+        ),
+        SharedJobStep::Retried => tx.execute(
+            &format!(
+                "UPDATE {table} SET status = 'queued', worker = NULL, cancel_requested = 0, finished_at = NULL,
+                     updated_at = ?2
+                 WHERE id = ?1"
+            ),
+            params![job_id, at],
+        ),
+    }?;
+    Ok(())
+}
+
 pub fn processing_jobs(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
     let at = envelope.recorded_at.to_rfc3339();
     match &envelope.event {
@@ -165,38 +210,20 @@ pub fn processing_jobs(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
             )?;
         }
         Event::ProcessingJobFailed(e) => {
-            tx.execute(
-                "UPDATE processing_jobs SET status = 'failed', error_message = ?2, finished_at = ?3, updated_at = ?3
-                 WHERE id = ?1",
-                params![e.job_id.0, e.reason, at],
-            )?;
+            shared_job_step(tx, "processing_jobs", e.job_id.0, SharedJobStep::Failed { reason: &e.reason }, &at)?;
         }
         Event::ProcessingJobCancelRequested(e) => {
-            tx.execute(
-                "UPDATE processing_jobs SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
-                params![e.job_id.0, at],
-            )?;
+            shared_job_step(tx, "processing_jobs", e.job_id.0, SharedJobStep::CancelRequested, &at)?;
         }
         Event::ProcessingJobCanceled(e) => {
-            tx.execute(
-                "UPDATE processing_jobs SET status = 'canceled', finished_at = ?2, updated_at = ?2 WHERE id = ?1",
-                params![e.job_id.0, at],
-            )?;
+            shared_job_step(tx, "processing_jobs", e.job_id.0, SharedJobStep::Canceled, &at)?;
         }
         Event::ProcessingJobAbandoned(e) => {
-            tx.execute(
-                "UPDATE processing_jobs SET status = 'queued', worker = NULL, error_message = ?2, updated_at = ?3
-                 WHERE id = ?1",
-                params![e.job_id.0, format!("attempt {} abandoned: {}", e.attempt, e.reason), at],
-            )?;
+            let step = SharedJobStep::Abandoned { attempt: e.attempt, reason: &e.reason };
+            shared_job_step(tx, "processing_jobs", e.job_id.0, step, &at)?;
         }
         Event::ProcessingJobRetried(e) => {
-            tx.execute(
-                "UPDATE processing_jobs SET status = 'queued', worker = NULL, cancel_requested = 0, finished_at = NULL,
-                     updated_at = ?2
-                 WHERE id = ?1",
-                params![e.job_id.0, at],
-            )?;
+            shared_job_step(tx, "processing_jobs", e.job_id.0, SharedJobStep::Retried, &at)?;
         }
         _ => {}
     }
@@ -272,38 +299,20 @@ pub fn clustering_jobs(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
             )?;
         }
         Event::ClusteringJobFailed(e) => {
-            tx.execute(
-                "UPDATE clustering_jobs SET status = 'failed', error_message = ?2, finished_at = ?3, updated_at = ?3
-                 WHERE id = ?1",
-                params![e.job_id.0, e.reason, at],
-            )?;
+            shared_job_step(tx, "clustering_jobs", e.job_id.0, SharedJobStep::Failed { reason: &e.reason }, &at)?;
         }
         Event::ClusteringJobCancelRequested(e) => {
-            tx.execute(
-                "UPDATE clustering_jobs SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1",
-                params![e.job_id.0, at],
-            )?;
+            shared_job_step(tx, "clustering_jobs", e.job_id.0, SharedJobStep::CancelRequested, &at)?;
         }
         Event::ClusteringJobCanceled(e) => {
-            tx.execute(
-                "UPDATE clustering_jobs SET status = 'canceled', finished_at = ?2, updated_at = ?2 WHERE id = ?1",
-                params![e.job_id.0, at],
-            )?;
+            shared_job_step(tx, "clustering_jobs", e.job_id.0, SharedJobStep::Canceled, &at)?;
         }
         Event::ClusteringJobAbandoned(e) => {
-            tx.execute(
-                "UPDATE clustering_jobs SET status = 'queued', worker = NULL, error_message = ?2, updated_at = ?3
-                 WHERE id = ?1",
-                params![e.job_id.0, format!("attempt {} abandoned: {}", e.attempt, e.reason), at],
-            )?;
+            let step = SharedJobStep::Abandoned { attempt: e.attempt, reason: &e.reason };
+            shared_job_step(tx, "clustering_jobs", e.job_id.0, step, &at)?;
         }
         Event::ClusteringJobRetried(e) => {
-            tx.execute(
-                "UPDATE clustering_jobs SET status = 'queued', worker = NULL, cancel_requested = 0, finished_at = NULL,
-                     updated_at = ?2
-                 WHERE id = ?1",
-                params![e.job_id.0, at],
-            )?;
+            shared_job_step(tx, "clustering_jobs", e.job_id.0, SharedJobStep::Retried, &at)?;
         }
         _ => {}
     }
