@@ -9,7 +9,7 @@
 
 use super::knn::{exact_knn, squared_euclidean, KdTree};
 use super::parameters::{ClusterSelection, DistanceMetric, HdbscanParameters};
-use super::reduce::normalize_rows_l2;
+use super::reduce::rows_for_metric;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HdbscanOutput {
@@ -41,16 +41,8 @@ pub fn hdbscan(values: &[f32], dims: usize, parameters: &HdbscanParameters) -> H
     if rows < 2 || rows < parameters.min_cluster_size || dims == 0 {
         return all_noise;
     }
-    let normalized;
-    let data = match parameters.metric {
-        DistanceMetric::Euclidean => values,
-        DistanceMetric::Cosine => {
-            let mut copy = values.to_vec();
-            normalize_rows_l2(&mut copy, dims);
-            normalized = copy;
-            &normalized
-        }
-    };
+    let rows_in_metric = rows_for_metric(values, dims, parameters.metric);
+    let data: &[f32] = &rows_in_metric;
     let min_samples = parameters.effective_min_samples().clamp(1, rows);
     let neighbors = exact_knn(data, dims, min_samples);
     let core_distances: Vec<f32> = (0..rows).map(|row| neighbors.row_distances(row)[min_samples - 1]).collect();

@@ -1,7 +1,11 @@
 //! L2 normalisation and PCA (our own: covariance through a blocked matrix product, then the
 //! top eigenvectors by orthogonal iteration with a Rayleigh-Ritz step solved by Jacobi).
 
+use std::borrow::Cow;
+
 use ndarray::{Array2, ArrayView2, Axis};
+
+use super::parameters::DistanceMetric;
 
 /// Scales every row to unit length in place; all-zero rows stay zero.
 pub fn normalize_rows_l2(values: &mut [f32], dims: usize) {
@@ -13,6 +17,19 @@ pub fn normalize_rows_l2(values: &mut [f32], dims: usize) {
         if norm > 0.0 {
             let scale = (1.0 / norm) as f32;
             row.iter_mut().for_each(|value| *value *= scale);
+        }
+    }
+}
+
+/// The rows as `metric` compares them: as they are for euclidean distance, scaled to unit
+/// length for cosine (where euclidean distance between unit rows orders like cosine distance).
+pub fn rows_for_metric(values: &[f32], dims: usize, metric: DistanceMetric) -> Cow<'_, [f32]> {
+    match metric {
+        DistanceMetric::Euclidean => Cow::Borrowed(values),
+        DistanceMetric::Cosine => {
+            let mut copy = values.to_vec();
+            normalize_rows_l2(&mut copy, dims);
+            Cow::Owned(copy)
         }
     }
 }

@@ -16,7 +16,7 @@
 use super::knn::{exact_knn, nn_descent, NeighborLists};
 use super::parameters::{DistanceMetric, UmapParameters};
 use super::random::SeededRandom;
-use super::reduce::{normalize_rows_l2, pca_reduce};
+use super::reduce::{pca_reduce, rows_for_metric};
 
 /// Up to this many rows the kNN graph is exact; above it NN-descent approximates it.
 pub const EXACT_KNN_LIMIT: usize = 20_000;
@@ -206,16 +206,8 @@ pub struct Cancelled;
 pub fn umap_neighbors(values: &[f32], dims: usize, parameters: &UmapParameters) -> NeighborLists {
     let rows = values.len() / dims.max(1);
     let k = parameters.n_neighbors.min(rows);
-    let normalized;
-    let data = match parameters.metric {
-        DistanceMetric::Euclidean => values,
-        DistanceMetric::Cosine => {
-            let mut copy = values.to_vec();
-            normalize_rows_l2(&mut copy, dims);
-            normalized = copy;
-            &normalized
-        }
-    };
+    let rows_in_metric = rows_for_metric(values, dims, parameters.metric);
+    let data: &[f32] = &rows_in_metric;
     let mut neighbors = if rows <= EXACT_KNN_LIMIT {
         exact_knn(data, dims, k)
     } else {
@@ -286,16 +278,8 @@ fn initial_layout(values: &[f32], dims: usize, parameters: &UmapParameters) -> V
     let rows = values.len() / dims.max(1);
     let components = parameters.n_components;
     let mut random = SeededRandom::new(parameters.seed);
-    let normalized;
-    let data = match parameters.metric {
-        DistanceMetric::Euclidean => values,
-        DistanceMetric::Cosine => {
-            let mut copy = values.to_vec();
-            normalize_rows_l2(&mut copy, dims);
-            normalized = copy;
-            &normalized
-        }
-    };
+    let rows_in_metric = rows_for_metric(values, dims, parameters.metric);
+    let data: &[f32] = &rows_in_metric;
     let (projected, projected_dims) = pca_reduce(data, dims, components);
     let mut layout = vec![0.0f32; rows * components];
     for row in 0..rows {
