@@ -12,7 +12,9 @@ use crate::helpers::{spawn_app_with, TestApp};
 use crate::ingest_api::{fixture, upload};
 use crate::processing::{chirp_wav, post_json, settings, wait_for_job};
 
-async fn wait_for_clustering(app: &TestApp, job: u64) -> JobStatus {
+/// Waits (on log events, not a clock) until the clustering job has finished, then until the
+/// projections show it.
+pub async fn wait_for_clustering(app: &TestApp, job: u64) -> JobStatus {
     let mut head = app.humpback.log.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     loop {

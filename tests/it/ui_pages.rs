@@ -10,7 +10,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use humpback::artifacts::embeddings_parquet::{EmbeddingRow, EmbeddingSetWriter};
 use humpback::domain::decide::{Command, EditAudioMetadata, MetadataEditMode};
-use humpback::domain::ids::{AudioFileId, ClusteringJobId};
+use humpback::domain::ids::AudioFileId;
 use humpback::domain::state::JobStatus;
 use humpback::http::media_api::encode_wav_pcm16_mono;
 use humpback::ingest::{self, IngestOutcome};
@@ -622,22 +622,6 @@ async fn a_folder_on_the_server_is_imported_and_a_missing_one_is_explained() {
     assert!(missing.text().contains("is not a folder on the server"));
 }
 
-async fn wait_for_clustering_to_finish(app: &TestApp, job: u64) -> JobStatus {
-    let mut head = app.humpback.log.subscribe();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    loop {
-        head.borrow_and_update();
-        let status = app.humpback.writer.read_state(|s| s.clustering_jobs.get(&ClusteringJobId(job)).map(|j| j.status));
-        if let Some(status) =
-            status.filter(|s| matches!(s, JobStatus::Complete | JobStatus::Failed | JobStatus::Canceled))
-        {
-            app.humpback.wait_until_projected(app.humpback.log.head()).await;
-            return status;
-        }
-        tokio::time::timeout_at(deadline, head.changed()).await.expect("clustering did not finish in time").unwrap();
-    }
-}
-
 /// Two hostile-named recordings processed with the fake model; their embedding set ids.
 async fn two_processed_hostile_recordings(app: &TestApp) -> Vec<u64> {
     let mut sets = Vec::new();
@@ -716,7 +700,7 @@ async fn clustering_is_queued_from_the_form_and_its_job_plot_data_and_clusters_a
     assert_eq!(queued.status, StatusCode::SEE_OTHER);
     let location = queued.headers[header::LOCATION].to_str().unwrap().to_string();
     assert!(location.starts_with("/clustering/1?notice=clustering%20job%201%20queued"), "{location}");
-    assert_eq!(wait_for_clustering_to_finish(&app, 1).await, JobStatus::Complete);
+    assert_eq!(crate::clustering::wait_for_clustering(&app, 1).await, JobStatus::Complete);
 
     let job = ui.get("/clustering/1").await;
     assert_eq!(job.status, StatusCode::OK);
