@@ -277,7 +277,8 @@ pub fn processing_detail_page(view: &ProcessingDetailView) -> Markup {
                     dt { "Queued" } dd { (format_time(&job.created_at)) }
                     dt { "Started" } dd { (job.started_at.as_deref().map(format_time).unwrap_or_else(|| "—".into())) }
                     dt { "Finished" } dd { (job.finished_at.as_deref().map(format_time).unwrap_or_else(|| "—".into())) }
-                    // Always present so live.js can fill them in when the job finishes.
+                    // Marked for pages and tests; hidden until the job has them (the facts are fetched again
+                    // when the job finishes).
                     div data-field="embedding-set-row" hidden[job.embedding_set_id.is_none()] {
                         dt { "Embedding set" }
                         dd {

@@ -14,7 +14,7 @@ use super::{
     blocking_page, job_action_page, page, parse_page_id, redirect_with_notice, HtmlError, NoticeParameters, PageResult,
 };
 use crate::clustering_jobs::outputs::{read_assignments, AssignmentRow};
-use crate::clustering_jobs::request::{parse_request, RequestError};
+use crate::clustering_jobs::request::{parse_request, ClusteringRequest, RequestError};
 use crate::domain::decide::Command;
 use crate::domain::events::Event;
 use crate::domain::ids::{ClusteringJobId, EmbeddingSetId};
@@ -206,12 +206,7 @@ pub struct SelectionCheck {
 
 /// Checks a clustering form as queueing would (same parser), without queueing anything.
 pub fn check_form(fields: &[(String, String)], state: &DomainState) -> SelectionCheck {
-    let failed = |error: String| SelectionCheck { embedding_sets: 0, windows: 0, error: Some(error) };
-    let body = match request_body_from_form(fields) {
-        Ok(body) => body,
-        Err(message) => return failed(message),
-    };
-    match parse_request(&body, state) {
+    match parse_form(fields, state) {
         Ok(request) => SelectionCheck {
             embedding_sets: request.embedding_set_ids.len(),
             windows: request
@@ -221,8 +216,16 @@ pub fn check_form(fields: &[(String, String)], state: &DomainState) -> Selection
                 .sum(),
             error: None,
         },
-        Err(RequestError::Invalid(message) | RequestError::NothingSelected(message)) => failed(message),
+        Err(error) => SelectionCheck { embedding_sets: 0, windows: 0, error: Some(error) },
     }
+}
+
+/// A clustering form as the request the API would queue, or what to fix.
+fn parse_form(fields: &[(String, String)], state: &DomainState) -> Result<ClusteringRequest, String> {
+    let body = request_body_from_form(fields)?;
+    parse_request(&body, state).map_err(|error| match error {
+        RequestError::Invalid(message) | RequestError::NothingSelected(message) => message,
+    })
 }
 
 /// `POST /clustering/check`: the form (as sent to `/clustering/queue`) in, a [`SelectionCheck`]
@@ -242,15 +245,9 @@ pub async fn queue(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> PageResult {
     let Form(fields) = form?;
-    let body = match request_body_from_form(&fields) {
-        Ok(body) => body,
-        Err(message) => return refused_form(&state, fields, message).await,
-    };
-    let request = match state.humpback.writer.read_state(|s| parse_request(&body, s)) {
+    let request = match state.humpback.writer.read_state(|s| parse_form(&fields, s)) {
         Ok(request) => request,
-        Err(RequestError::Invalid(message) | RequestError::NothingSelected(message)) => {
-            return refused_form(&state, fields, message).await
-        }
+        Err(message) => return refused_form(&state, fields, message).await,
     };
     let command = Command::QueueClusteringJob {
         embedding_set_ids: request.embedding_set_ids,

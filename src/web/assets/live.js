@@ -80,17 +80,6 @@
           element.hidden = element.getAttribute("data-shown-when").split(" ").indexOf(change.status) < 0;
         });
       }
-      if (typeof change.embeddingSetId === "number") {
-        setText(root, "embedding-set", String(change.embeddingSetId));
-        root.querySelectorAll('[data-field="embedding-set-download"]').forEach(function (link) {
-          link.href = "/api/embedding-sets/" + change.embeddingSetId + "/download";
-        });
-        root.querySelectorAll('[data-field="embedding-set-row"]').forEach(function (row) { row.hidden = false; });
-      }
-      if (typeof change.error === "string") {
-        setText(root, "error", change.error);
-        root.querySelectorAll('[data-field="error-row"]').forEach(function (row) { row.hidden = false; });
-      }
       if (typeof change.done === "number" && typeof change.total === "number" && change.total > 0) {
         root.querySelectorAll('progress[data-field="progress"]').forEach(function (bar) {
           bar.hidden = false;
@@ -124,10 +113,6 @@
       if (jobElements(id).length === 0) { return; }
       var data = event.data || {};
       var change = { status: STATUS_OF_EVENT[event.type] };
-      if (event.type === "ProcessingJobCompleted" && typeof data.embedding_set_id === "number") {
-        change.embeddingSetId = data.embedding_set_id;
-      }
-      if (event.type === "ProcessingJobFailed" && typeof data.reason === "string") { change.error = data.reason; }
       if (typeof data.windows_done === "number") {
         change.done = data.windows_done;
         change.total = data.windows_total;
@@ -228,15 +213,7 @@
       fetch("/api/processing-jobs/" + encodeURIComponent(id), { headers: { Accept: "application/json" } })
         .then(function (response) { return response.ok ? response.json() : null; })
         .then(function (job) {
-          if (job) {
-            update(id, {
-              status: job.status,
-              done: job.windows_done,
-              total: job.windows_total,
-              embeddingSetId: job.embedding_set_id === null ? undefined : job.embedding_set_id,
-              error: job.error_message === null ? undefined : job.error_message
-            });
-          }
+          if (job) { update(id, { status: job.status, done: job.windows_done, total: job.windows_total }); }
         })
         .catch(function () { /* try again on the next tick */ });
     });
