@@ -330,7 +330,7 @@ pub async fn upload(
 pub const DRAIN_AFTER_REFUSAL_BYTES: usize = 8 * 1024 * 1024;
 
 /// Reads and discards the rest of a refused upload (the request body limit bounds it).
-pub async fn drain_after_refusal(mut multipart: axum::extract::Multipart) {
+async fn drain_after_refusal(mut multipart: axum::extract::Multipart) {
     while let Ok(Some(mut field)) = multipart.next_field().await {
         while let Ok(Some(_)) = field.chunk().await {}
     }

@@ -102,10 +102,19 @@ pub fn check_range(
     Ok(CheckedRange { start_seconds, duration_seconds: duration_seconds.min(available) })
 }
 
-fn parse_range_parameters(
+/// The recording, the query and the checked time range a media request asks for
+/// (`default_seconds` long when no duration is given).
+async fn requested_range(
+    state: &ApiState,
+    id: &str,
     parameters: Result<Query<RangeParameters>, QueryRejection>,
-) -> Result<RangeParameters, ApiError> {
-    parameters.map(|Query(parameters)| parameters).map_err(|rejection| ApiError::unprocessable(rejection.body_text()))
+    default_seconds: f64,
+) -> Result<(AudioFileRow, RangeParameters, CheckedRange), ApiError> {
+    let id = parse_id(id, "audio file")?;
+    let Query(parameters) = parameters.map_err(|rejection| ApiError::unprocessable(rejection.body_text()))?;
+    let file = load_audio_file(state, id).await?;
+    let range = check_range(parameters.start, parameters.duration, default_seconds, file.duration_seconds)?;
+    Ok((file, parameters, range))
 }
 
 async fn load_audio_file(state: &ApiState, id: u64) -> Result<AudioFileRow, ApiError> {
@@ -128,10 +137,7 @@ pub async fn spectrogram_png(
     Path(id): Path<String>,
     parameters: Result<Query<RangeParameters>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "audio file")?;
-    let parameters = parse_range_parameters(parameters)?;
-    let file = load_audio_file(&state, id).await?;
-    let range = check_range(parameters.start, parameters.duration, DEFAULT_SPECTROGRAM_SECONDS, file.duration_seconds)?;
+    let (file, parameters, range) = requested_range(&state, &id, parameters, DEFAULT_SPECTROGRAM_SECONDS).await?;
     let request = SpectrogramRequest {
         sample_rate: file.sample_rate,
         start_seconds: range.start_seconds,
@@ -178,10 +184,7 @@ pub async fn window_wav(
     Path(id): Path<String>,
     parameters: Result<Query<RangeParameters>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "audio file")?;
-    let parameters = parse_range_parameters(parameters)?;
-    let file = load_audio_file(&state, id).await?;
-    let range = check_range(parameters.start, parameters.duration, DEFAULT_WINDOW_SECONDS, file.duration_seconds)?;
+    let (file, _, range) = requested_range(&state, &id, parameters, DEFAULT_WINDOW_SECONDS).await?;
     let sample_rate = file.sample_rate;
     let _permit = media_work_permit().await?;
     let wav = blocking(move || Ok(encode_wav_pcm16_mono(&read_range(&state, &file, range)?, sample_rate))).await?;
