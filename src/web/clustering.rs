@@ -377,25 +377,21 @@ fn recordings_of_sets(state: &ApiState, rows: &[AssignmentRow]) -> BTreeMap<u64,
     })
 }
 
-/// The assignments of a complete job that `keep` accepts, each with its recording (id and
-/// name) when known.
-fn assignments_with_recordings(
+/// Each row with its recording (id and name) when known.
+fn with_recordings(
     state: &ApiState,
-    job: &ClusteringJobRow,
-    keep: impl FnMut(&AssignmentRow) -> bool,
-) -> Result<Vec<MemberWithRecording>, HtmlError> {
-    let rows = job_assignments(state, job, keep)?;
-    let names: BTreeMap<u64, String> = state.humpback.reader.with_connection(ui_queries::audio_file_names)?;
+    rows: Vec<AssignmentRow>,
+    names: &BTreeMap<u64, String>,
+) -> Vec<MemberWithRecording> {
     let audio_of_set = recordings_of_sets(state, &rows);
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|row| {
             let recording = audio_of_set
                 .get(&row.embedding_set_id)
                 .map(|audio| (*audio, names.get(audio).cloned().unwrap_or_else(|| format!("recording {audio}"))));
             (row, recording)
         })
-        .collect())
+        .collect()
 }
 
 /// Evenly thins `items` to at most `limit` (keeping the first).
@@ -493,10 +489,13 @@ pub async fn cluster(
             .ok_or_else(|| HtmlError::not_found(format!("there is no cluster {id}")))?;
         let job = load_job(&state, cluster.clustering_job_id)?;
         let label = cluster.label;
-        let members = assignments_with_recordings(&state, &job, |row| row.cluster_label == label)?;
-        let total = members.len() as u64;
-        let members = members.into_iter().skip(offset as usize).take(MEMBERS_PER_PAGE as usize).collect();
+        let rows = job_assignments(&state, &job, |row| row.cluster_label == label)?;
+        let total = rows.len() as u64;
+        // Only the members on this page need their recording.
+        let shown: Vec<AssignmentRow> =
+            rows.into_iter().skip(offset as usize).take(MEMBERS_PER_PAGE as usize).collect();
         let recording_names = state.humpback.reader.with_connection(ui_queries::audio_file_names)?;
+        let members = with_recordings(&state, shown, &recording_names);
         Ok(ClusterView { cluster, members, total, offset, limit: MEMBERS_PER_PAGE, recording_names })
     })
     .await?;
