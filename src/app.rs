@@ -32,6 +32,10 @@ pub struct Settings {
     pub batch_size: usize,
     /// Clustering jobs that may run at once.
     pub clustering_workers: usize,
+    /// Known host names, the access token and whether reads need it.
+    pub access: crate::http::access::AccessSettings,
+    /// Folders (canonical) below which import by server path over HTTP is allowed; none: off.
+    pub import_roots: Vec<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -43,6 +47,8 @@ impl Default for Settings {
             processing_workers: default_worker_count(),
             batch_size: crate::model::DEFAULT_BATCH_SIZE,
             clustering_workers: 1,
+            access: Default::default(),
+            import_roots: Vec::new(),
         }
     }
 }
@@ -247,7 +253,11 @@ impl Application {
                 ))
             })
             .collect();
-        let router = crate::http::router(self.humpback.clone(), stop.clone());
+        let access = Arc::new(crate::http::access::AccessPolicy::new(
+            self.humpback.settings.access.clone(),
+            Some(self.listener.local_addr().context("reading the bound address")?),
+        ));
+        let router = crate::http::router_with_access(self.humpback.clone(), stop.clone(), access);
         let flag = stopping_flag.clone();
         let served = axum::serve(self.listener, router).with_graceful_shutdown(async move {
             shutdown.await;

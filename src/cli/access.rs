@@ -15,7 +15,7 @@ pub enum LogAccess {
 /// else the server at the bind address; if none answers there, an error that says so.
 pub fn open_log(data_dir: &DataDir, bind: &str, server: Option<&str>) -> anyhow::Result<LogAccess> {
     if let Some(server) = server {
-        let client = ServerClient::new(server);
+        let client = ServerClient::new(server, super::client_token());
         client.is_humpback().map_err(|reason| anyhow!("no humpback server at {}: {reason}", client.base_url()))?;
         return Ok(LogAccess::Server(client));
     }
@@ -29,7 +29,7 @@ pub fn open_log(data_dir: &DataDir, bind: &str, server: Option<&str>) -> anyhow:
     match SledEventLog::open(&data_dir.events_dir()) {
         Ok(log) => Ok(LogAccess::Direct(log)),
         Err(LogError::Locked { path }) => {
-            let client = ServerClient::new(bind);
+            let client = ServerClient::new(bind, super::client_token());
             match client.is_humpback() {
                 Ok(()) => Ok(LogAccess::Server(client)),
                 Err(reason) => Err(anyhow!(

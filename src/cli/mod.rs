@@ -34,6 +34,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "HUMPBACK_BIND", default_value = DEFAULT_BIND)]
     pub bind: String,
 
+    /// The access token: `serve` requires it of clients; other commands send it to the server.
+    #[arg(long, global = true, env = "HUMPBACK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
     #[command(subcommand)]
     pub command: Commands,
 }
@@ -78,28 +82,92 @@ pub struct ServeArgs {
     /// Clustering jobs that may run at once.
     #[arg(long, env = "HUMPBACK_CLUSTERING_WORKERS", default_value_t = 1)]
     pub clustering_workers: usize,
+    /// Another host name the server answers to (repeatable; `name` or `name:port`), e.g. the
+    /// machine's DNS name when bound to 0.0.0.0. Requests naming any other host are refused.
+    #[arg(long = "public-host", env = "HUMPBACK_PUBLIC_HOSTS", value_delimiter = ',')]
+    pub public_hosts: Vec<String>,
+    /// With --token: let reads (pages, GET requests) through without it; writes still need it.
+    #[arg(long, env = "HUMPBACK_OPEN_READS")]
+    pub open_reads: bool,
+    /// Serve on a non-loopback address without a token (anyone who reaches it can change anything).
+    #[arg(long, env = "HUMPBACK_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// A folder below which import by server path over HTTP is allowed (repeatable; none: off).
+    #[arg(long = "import-root", env = "HUMPBACK_IMPORT_ROOTS", value_delimiter = ',')]
+    pub import_roots: Vec<PathBuf>,
 }
 
 impl ServeArgs {
-    fn settings(&self) -> crate::app::Settings {
-        crate::app::Settings {
+    fn settings(&self, token: Option<&str>) -> anyhow::Result<crate::app::Settings> {
+        let mut import_roots = Vec::new();
+        for root in &self.import_roots {
+            let canonical = std::fs::canonicalize(root)
+                .map_err(|error| anyhow::anyhow!("--import-root {}: {error}", root.display()))?;
+            if !canonical.is_dir() {
+                anyhow::bail!("--import-root {}: not a folder", root.display());
+            }
+            import_roots.push(canonical);
+        }
+        Ok(crate::app::Settings {
             max_upload_bytes: self.max_upload_bytes,
             models_dir: self.models_dir.clone(),
             enable_fake_model: self.enable_fake_model,
             processing_workers: self.workers.unwrap_or_else(crate::app::default_worker_count),
             batch_size: self.batch_size.max(1),
             clustering_workers: self.clustering_workers,
-        }
+            access: crate::http::access::AccessSettings {
+                token: token.and_then(crate::http::access::AccessToken::new),
+                public_hosts: self
+                    .public_hosts
+                    .iter()
+                    .map(|host| host.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .collect(),
+                open_reads: self.open_reads,
+            },
+            import_roots,
+        })
     }
+}
+
+static CLIENT_TOKEN: std::sync::OnceLock<Option<crate::http::access::AccessToken>> = std::sync::OnceLock::new();
+
+/// The token CLI commands send to a server (`--token` or `HUMPBACK_TOKEN`), set once by [`run`].
+pub(crate) fn client_token() -> Option<crate::http::access::AccessToken> {
+    CLIENT_TOKEN.get().cloned().flatten()
+}
+
+/// A server reachable beyond this machine must have a token, unless told otherwise: refuses
+/// to start (with the reason) when `bind` resolves to any non-loopback address without one.
+pub fn check_exposure(bind: &str, has_token: bool, insecure_no_auth: bool) -> anyhow::Result<()> {
+    use std::net::ToSocketAddrs;
+    if has_token || insecure_no_auth {
+        return Ok(());
+    }
+    let addresses: Vec<std::net::SocketAddr> = bind
+        .to_socket_addrs()
+        .map_err(|error| anyhow::anyhow!("cannot understand the address to listen on ({bind}): {error}"))?
+        .collect();
+    if let Some(exposed) = addresses.iter().find(|address| !address.ip().is_loopback()) {
+        anyhow::bail!(
+            "refusing to listen on {bind} ({exposed} is reachable from other machines) without an access token: \
+             start with --token TOKEN (or HUMPBACK_TOKEN) so that only people with the token can change anything, \
+             or pass --insecure-no-auth to serve without one"
+        );
+    }
+    Ok(())
 }
 
 /// Runs the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let data_dir = DataDir::new(cli.data_dir.clone());
+    let _ = CLIENT_TOKEN.set(cli.token.as_deref().and_then(crate::http::access::AccessToken::new));
     match cli.command {
         Commands::Import(args) => import::run(&data_dir, &cli.bind, args),
         Commands::Serve(serve_args) => {
-            serve(ServeConfig { data_dir, settings: serve_args.settings(), bind: cli.bind })?;
+            check_exposure(&cli.bind, client_token().is_some(), serve_args.insecure_no_auth)?;
+            let settings = serve_args.settings(cli.token.as_deref())?;
+            serve(ServeConfig { data_dir, settings, bind: cli.bind })?;
             Ok(0)
         }
         Commands::Events(args) => events::run(&data_dir, &cli.bind, args),

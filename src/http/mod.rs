@@ -1,5 +1,6 @@
 //! The JSON API. Thin handlers: parse, ask the core, map errors to statuses people can act on.
 
+pub mod access;
 pub mod audio_api;
 pub mod clustering_api;
 mod error;
@@ -26,11 +27,28 @@ pub struct ApiState {
     pub humpback: Arc<Humpback>,
     /// Turns true when the server is shutting down (long polls return early).
     pub stopping: watch::Receiver<bool>,
+    /// Known hosts, the token and browser sessions.
+    pub access: Arc<access::AccessPolicy>,
 }
 
+/// The whole application for a router driven without a socket (tests): the access rules of
+/// the settings, with any port accepted for loopback host names.
 pub fn router(humpback: Arc<Humpback>, stopping: watch::Receiver<bool>) -> Router {
+    let access = access::unbound_policy(&humpback.settings.access);
+    router_with_access(humpback, stopping, access)
+}
+
+/// The whole application: every route behind [`access::guard`].
+pub fn router_with_access(
+    humpback: Arc<Humpback>,
+    stopping: watch::Receiver<bool>,
+    access: Arc<access::AccessPolicy>,
+) -> Router {
+    let state = ApiState { humpback: humpback.clone(), stopping, access };
     Router::new()
         .route("/health", get(health))
+        .route("/login", get(access::login_page).post(access::login))
+        .route("/logout", post(access::logout))
         .route("/api/events", get(events_api::list))
         .route("/api/events/stats", get(events_api::stats))
         .route("/api/events/verify", get(events_api::verify))
@@ -75,20 +93,27 @@ pub fn router(humpback: Arc<Humpback>, stopping: watch::Receiver<bool>) -> Route
         .merge(crate::web::router())
         .merge(media_api::routes())
         .fallback(not_found)
-        .with_state(ApiState { humpback, stopping })
+        // JSON and form bodies are read by the guard up to its limit; uploads set their own.
+        .layer(axum::extract::DefaultBodyLimit::max(access::MAX_REQUEST_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access::guard))
+        .with_state(state)
 }
 
 /// Room in an upload request for the multipart framing and the small fields around the file.
 const MULTIPART_FRAMING_BYTES: usize = 64 * 1024;
 
+/// Always open, so it says where the data lives only when the server needs no token.
 async fn health(axum::extract::State(state): axum::extract::State<ApiState>) -> Json<serde_json::Value> {
-    Json(json!({
+    let mut health = json!({
         "status": "ok",
         "service": "humpback",
         "version": env!("CARGO_PKG_VERSION"),
         "log_head": state.humpback.log.head().0,
-        "data_dir": state.humpback.data_dir.root().display().to_string(),
-    }))
+    });
+    if !state.access.token_required() {
+        health["data_dir"] = json!(state.humpback.data_dir.root().display().to_string());
+    }
+    Json(health)
 }
 
 /// An unknown path: a page for a browser (one that asks for HTML and not under `/api/`), JSON

@@ -95,6 +95,34 @@ pub fn error_page(status_code: u16, reason: &str, message: &str) -> Markup {
     )
 }
 
+/// The login form: the server's access token, once per browser (it sets a session cookie).
+pub fn login_page(next: &str, error: Option<&str>, token_required: bool) -> Markup {
+    layout(
+        "Log in",
+        Section::Home,
+        None,
+        html! {
+            h1 { "Log in" }
+            @if token_required {
+                p { "This humpback server needs its access token (the value given to " code { "--token" } " or "
+                    code { "HUMPBACK_TOKEN" } " when it was started). This browser stays logged in until the server \
+                    restarts or you log out." }
+                @if let Some(error) = error {
+                    p.error-message role="alert" { (error) }
+                }
+                form.login method="post" action="/login" {
+                    input type="hidden" name="next" value=(next);
+                    label for="login-token" { "Access token" }
+                    input #login-token type="password" name="token" autocomplete="current-password" required autofocus;
+                    button type="submit" { "Log in" }
+                }
+            } @else {
+                p { "This server needs no token: " a href=(next) { "continue" } "." }
+            }
+        },
+    )
+}
+
 /// Percent-encodes text for a query string value.
 pub fn url_encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len());

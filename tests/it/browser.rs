@@ -17,6 +17,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use humpback::app::Settings;
 use humpback::domain::ids::{ProcessingJobId, WorkerId};
 use humpback::domain::state::JobStatus;
+use humpback::http::access::{AccessSettings, AccessToken};
 use humpback::processing::worker::{ProcessingWorker, StepOutcome};
 use serde_json::{json, Value};
 
@@ -148,6 +149,20 @@ async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.expect("screenshot");
     client.set_window_size(1280, 1000).await.expect("restore the window size");
     std::fs::write(screenshots_dir().join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+const BROWSER_TOKEN: &str = "browser-test-token-0451";
+
+/// Opening a page without a session lands on the login form; the token brings the browser back
+/// to the page it asked for.
+async fn log_in(client: &Client, base: &str) {
+    client.goto(&format!("{base}/audio")).await.expect("open recordings");
+    wait_for(client, "location.pathname === '/login'", "the login form", PAGE_TIMEOUT).await;
+    screenshot(client, "login").await;
+    client.find(Locator::Id("login-token")).await.expect("token field").send_keys(BROWSER_TOKEN).await.unwrap();
+    client.find(Locator::Css(r#"form.login button[type="submit"]"#)).await.expect("log in").click().await.unwrap();
+    wait_for(client, "location.pathname === '/audio' && document.querySelector('h1')", "the recordings", PAGE_TIMEOUT)
+        .await;
 }
 
 async fn upload_through_the_page(client: &Client, base: &str, fixture_name: &str, expected_id: u64) {
@@ -296,13 +311,20 @@ async fn a_person_uploads_processes_clusters_explores_and_listens_in_a_real_brow
         eprintln!("skipped: chromium/chromedriver not installed (apt-get install chromium chromium-driver)");
         return;
     }
-    // No processing worker: the test runs each job itself once the job's page is open.
-    let settings = Settings { processing_workers: 0, ..crate::processing::settings(1) };
+    // No processing worker: the test runs each job itself once the job's page is open. The
+    // server needs a token, so the browser logs in once and every page, form, fetch and event
+    // stream below runs on its session cookie (and its same-origin requests pass the guard).
+    let settings = Settings {
+        processing_workers: 0,
+        access: AccessSettings { token: AccessToken::new(BROWSER_TOKEN), ..AccessSettings::default() },
+        ..crate::processing::settings(1)
+    };
     let app = spawn_app_with(tempfile::tempdir().unwrap(), settings).await;
     let base = app.base_url.clone();
     let driver = start_chromedriver().await;
     let profile = tempfile::tempdir().unwrap();
     let client = start_browser(&driver, profile.path()).await;
+    log_in(&client, &base).await;
 
     upload_through_the_page(&client, &base, "wav_pcm16_mono_16k.wav", 1).await;
     screenshot(&client, "upload-result").await;
