@@ -223,6 +223,9 @@ pub struct ImportSummary {
     pub added: Vec<ImportedFile>,
     pub duplicates: Vec<ImportedFile>,
     pub rejected: Vec<RejectedFile>,
+    /// Folders and links that were not entered (unreadable, a loop, outside the import roots).
+    #[serde(default)]
+    pub skipped: Vec<RejectedFile>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -231,66 +234,215 @@ pub struct ImportedFile {
     pub audio_file_id: AudioFileId,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RejectedFile {
     pub path: String,
     pub reason: String,
 }
 
-/// Every WAV/MP3/FLAC below `root` (recursive, sorted, symlinks not followed), as paths
-/// relative to `root`.
-pub fn find_audio_files(root: &Path) -> Result<Vec<PathBuf>, IngestError> {
-    let mut found = Vec::new();
+/// Why a folder asked for over HTTP may not be imported.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportPathRefusal {
+    #[error(
+        "importing a folder by its path on the server is off; start the server with --import-root DIR (repeatable) \
+         to allow the folders below DIR, or import with the CLI (`humpback import DIR`) or by uploading"
+    )]
+    NoImportRoots,
+    #[error("{path} is outside the folders this server may import from ({roots})")]
+    OutsideImportRoots { path: String, roots: String },
+    #[error("{0} is not a folder on the server (give an absolute path the server can read)")]
+    NotAFolder(String),
+}
+
+impl ImportPathRefusal {
+    /// Forbidden (403) or merely wrong (422).
+    pub fn is_forbidden(&self) -> bool {
+        !matches!(self, ImportPathRefusal::NotAFolder(_))
+    }
+}
+
+/// The canonical folder an HTTP import may read: inside one of `roots` (themselves canonical),
+/// after every link is resolved. Whether a path outside the roots exists is not revealed.
+pub fn resolve_import_folder(requested: &Path, roots: &[PathBuf]) -> Result<PathBuf, ImportPathRefusal> {
+    if roots.is_empty() {
+        return Err(ImportPathRefusal::NoImportRoots);
+    }
+    let shown = requested.display().to_string();
+    let outside = || ImportPathRefusal::OutsideImportRoots {
+        path: shown.clone(),
+        roots: roots.iter().map(|root| root.display().to_string()).collect::<Vec<_>>().join(", "),
+    };
+    let lexically_inside = requested.is_absolute()
+        && !requested.components().any(|part| matches!(part, std::path::Component::ParentDir))
+        && roots.iter().any(|root| requested.starts_with(root));
+    match std::fs::canonicalize(requested) {
+        Ok(canonical) if roots.iter().any(|root| canonical.starts_with(root)) => {
+            if canonical.is_dir() {
+                Ok(canonical)
+            } else {
+                Err(ImportPathRefusal::NotAFolder(shown))
+            }
+        }
+        Ok(_) => Err(outside()),
+        Err(_) if lexically_inside => Err(ImportPathRefusal::NotAFolder(shown)),
+        Err(_) => Err(outside()),
+    }
+}
+
+/// What a walk below a folder found: audio files (relative to the folder, sorted) and the
+/// entries it could not or would not enter, each with its reason.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FoundAudioFiles {
+    pub files: Vec<PathBuf>,
+    pub skipped: Vec<RejectedFile>,
+}
+
+/// Every WAV/MP3/FLAC below `root`, recursively. Symbolic links are followed, each folder is
+/// entered once (a link back up the tree is a loop, skipped and listed), and with
+/// `allowed_roots` a link leading outside them is skipped and listed. Folders that cannot be
+/// read are skipped and listed; the walk goes on with the rest.
+pub fn find_audio_files(root: &Path, allowed_roots: Option<&[PathBuf]>) -> FoundAudioFiles {
+    find_audio_files_with(root, allowed_roots, |dir| {
+        std::fs::read_dir(dir)?.map(|entry| entry.map(|entry| entry.path())).collect()
+    })
+}
+
+/// [`find_audio_files`] with the folder listing given (tests inject failures a root user
+/// cannot otherwise see, such as a folder without read permission).
+pub fn find_audio_files_with(
+    root: &Path,
+    allowed_roots: Option<&[PathBuf]>,
+    list_folder: impl Fn(&Path) -> std::io::Result<Vec<PathBuf>>,
+) -> FoundAudioFiles {
+    let mut found = FoundAudioFiles::default();
+    let relative = |path: &Path| {
+        let shown = path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/");
+        if shown.is_empty() {
+            ".".to_string()
+        } else {
+            shown
+        }
+    };
+    let mut visited = std::collections::HashSet::new();
+    if let Ok(canonical_root) = std::fs::canonicalize(root) {
+        visited.insert(canonical_root);
+    }
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|source| IngestError::Io {
-            doing: "reading",
-            path: dir.clone(),
-            source,
-        })?;
-        for entry in entries {
-            let entry = entry.map_err(|source| IngestError::Io { doing: "reading", path: dir.clone(), source })?;
-            let file_type =
-                entry.file_type().map_err(|source| IngestError::Io { doing: "reading", path: entry.path(), source })?;
-            let path = entry.path();
-            if file_type.is_dir() {
-                pending.push(path);
-            } else if file_type.is_file() {
+        let mut entries = match list_folder(&dir) {
+            Ok(entries) => entries,
+            Err(error) => {
+                found
+                    .skipped
+                    .push(RejectedFile { path: relative(&dir), reason: format!("cannot read this folder: {error}") });
+                continue;
+            }
+        };
+        entries.sort();
+        for path in entries {
+            let is_link = std::fs::symlink_metadata(&path).map(|meta| meta.file_type().is_symlink()).unwrap_or(false);
+            let metadata = match std::fs::metadata(&path) {
+                Ok(metadata) => metadata,
+                Err(error) => {
+                    let reason = if error.raw_os_error() == Some(40) {
+                        "a symbolic link loop".to_string()
+                    } else if is_link {
+                        format!("a symbolic link that leads nowhere readable: {error}")
+                    } else {
+                        format!("cannot read it: {error}")
+                    };
+                    found.skipped.push(RejectedFile { path: relative(&path), reason });
+                    continue;
+                }
+            };
+            let is_audio = || {
                 let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-                if extension.is_some_and(|extension| AUDIO_EXTENSIONS.contains(&extension.as_str())) {
-                    if let Ok(relative) = path.strip_prefix(root) {
-                        found.push(relative.to_path_buf());
+                extension.is_some_and(|extension| AUDIO_EXTENSIONS.contains(&extension.as_str()))
+            };
+            let worth_a_look = metadata.is_dir() || (metadata.is_file() && is_audio());
+            if !worth_a_look {
+                continue;
+            }
+            if is_link || metadata.is_dir() {
+                let canonical = match std::fs::canonicalize(&path) {
+                    Ok(canonical) => canonical,
+                    Err(error) => {
+                        found.skipped.push(RejectedFile {
+                            path: relative(&path),
+                            reason: format!("cannot resolve it: {error}"),
+                        });
+                        continue;
+                    }
+                };
+                if let Some(roots) = allowed_roots {
+                    if !roots.iter().any(|allowed| canonical.starts_with(allowed)) {
+                        found.skipped.push(RejectedFile {
+                            path: relative(&path),
+                            reason: "a symbolic link to a place outside the import roots".into(),
+                        });
+                        continue;
                     }
                 }
+                if metadata.is_dir() {
+                    if !visited.insert(canonical.clone()) {
+                        found.skipped.push(RejectedFile {
+                            path: relative(&path),
+                            reason: format!("a symbolic link loop (leads back to {})", relative(&canonical)),
+                        });
+                        continue;
+                    }
+                    pending.push(path);
+                    continue;
+                }
+            }
+            if let Ok(relative_path) = path.strip_prefix(root) {
+                found.files.push(relative_path.to_path_buf());
             }
         }
     }
-    found.sort();
-    Ok(found)
+    found.files.sort();
+    found.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    found
+}
+
+/// How a file found below an import root is shown and registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedName {
+    /// The path below the root, with `/` separators.
+    pub display: String,
+    /// The folder metadata: the root's own name, then the folders below it.
+    pub folder: String,
+    /// The file's own name.
+    pub filename: String,
+}
+
+/// `recordings/site-a/x.wav` below `recordings` gets the folder `recordings/site-a`.
+pub fn imported_name(root: &Path, relative: &Path) -> ImportedName {
+    let base = root.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let display = relative.to_string_lossy().replace('\\', "/");
+    let folder_relative = relative.parent().map(|p| p.to_string_lossy().replace('\\', "/")).unwrap_or_default();
+    let folder =
+        [base, folder_relative.as_str()].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
+    let filename = relative.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    ImportedName { display, folder, filename }
 }
 
 /// Imports every audio file below `root`, keeping each file's relative folder as its folder
 /// (prefixed with `root`'s own name, so `recordings/site-a/x.wav` gets `recordings/site-a`).
 /// `progress(done, total, path, outcome)` is called after each file.
+/// With `allowed_roots` (imports asked for over HTTP) symbolic links leading outside them are
+/// not followed.
 pub fn import_folder(
     humpback: &Humpback,
     root: &Path,
     limit: u64,
+    allowed_roots: Option<&[PathBuf]>,
     mut progress: impl FnMut(usize, usize, &str, &Result<IngestOutcome, String>),
 ) -> Result<ImportSummary, IngestError> {
-    let files = find_audio_files(root)?;
-    let base = root.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
-    let mut summary = ImportSummary::default();
+    let FoundAudioFiles { files, skipped } = find_audio_files(root, allowed_roots);
+    let mut summary = ImportSummary { skipped, ..ImportSummary::default() };
     for (index, relative) in files.iter().enumerate() {
-        let display = relative.to_string_lossy().replace('\\', "/");
-        let folder_relative = relative.parent().map(|p| p.to_string_lossy().replace('\\', "/")).unwrap_or_default();
-        let folder = [base.as_str(), folder_relative.as_str()]
-            .iter()
-            .filter(|p| !p.is_empty())
-            .copied()
-            .collect::<Vec<_>>()
-            .join("/");
-        let filename = relative.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let ImportedName { display, folder, filename } = imported_name(root, relative);
         let outcome = File::open(root.join(relative))
             .map_err(|error| format!("cannot open {display}: {error}"))
             .and_then(|file| stage_copy(&humpback.data_dir.tmp_dir(), file, limit).map_err(|error| error.to_string()))

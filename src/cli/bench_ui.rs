@@ -203,8 +203,13 @@ fn build_stages(server: &BenchServer, root: &Path, args: &BenchUiArgs) -> anyhow
             if !site_dir.is_dir() {
                 continue;
             }
-            let summary =
-                crate::ingest::import_folder(humpback, &site_dir, humpback.settings.max_upload_bytes, |_, _, _, _| {})?;
+            let summary = crate::ingest::import_folder(
+                humpback,
+                &site_dir,
+                humpback.settings.max_upload_bytes,
+                None,
+                |_, _, _, _| {},
+            )?;
             if let Some(rejected) = summary.rejected.first() {
                 bail!("importing {} rejected {}: {}", site_dir.display(), rejected.path, rejected.reason);
             }

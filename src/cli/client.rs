@@ -8,6 +8,8 @@ use serde::de::DeserializeOwned;
 pub struct ServerClient {
     base_url: String,
     agent: ureq::Agent,
+    /// Sent as `Authorization: Bearer ...` when the server needs it; never printed.
+    token: Option<crate::http::access::AccessToken>,
 }
 
 /// Responses can be large (a page of 1000 events).
@@ -15,7 +17,7 @@ const BODY_LIMIT: u64 = 256 * 1024 * 1024;
 
 impl ServerClient {
     /// `server` is a URL (`http://127.0.0.1:8080`) or a bind address (`127.0.0.1:8080`).
-    pub fn new(server: &str) -> ServerClient {
+    pub fn new(server: &str, token: Option<crate::http::access::AccessToken>) -> ServerClient {
         let base_url = if server.starts_with("http://") || server.starts_with("https://") {
             server.trim_end_matches('/').to_string()
         } else {
@@ -26,7 +28,7 @@ impl ServerClient {
             .http_status_as_error(false)
             .build()
             .into();
-        ServerClient { base_url, agent }
+        ServerClient { base_url, agent, token }
     }
 
     pub fn base_url(&self) -> &str {
@@ -46,6 +48,9 @@ impl ServerClient {
     pub fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base_url);
         let mut request = self.agent.get(&url);
+        if let Some(token) = &self.token {
+            request = request.header("authorization", &format!("Bearer {}", token.expose()));
+        }
         for (name, value) in query {
             request = request.query(*name, value);
         }
@@ -55,8 +60,47 @@ impl ServerClient {
 
     pub fn post_json<T: DeserializeOwned>(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base_url);
-        let response = self.agent.post(&url).send_json(body).with_context(|| format!("cannot reach {url}"))?;
+        let response =
+            self.authorized(self.agent.post(&url)).send_json(body).with_context(|| format!("cannot reach {url}"))?;
         Self::read(url, response)
+    }
+
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => request.header("authorization", &format!("Bearer {}", token.expose())),
+            None => request,
+        }
+    }
+
+    /// Uploads one file as `POST /api/audio` (multipart, streamed from disk, with its folder):
+    /// the HTTP status and the JSON answer (the audio file, or `{"error"}`).
+    pub fn upload_recording(
+        &self,
+        file: &std::path::Path,
+        filename: &str,
+        folder: &str,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        use std::io::Read;
+        let url = format!("{}/api/audio", self.base_url);
+        let boundary = "humpback-cli-boundary-5c0ffee";
+        let quoted = |text: &str| text.replace(['"', '\r', '\n'], "_");
+        let head = format!(
+            "--{boundary}\r\ncontent-disposition: form-data; name=\"folder\"\r\n\r\n{folder}\r\n--{boundary}\r\n\
+             content-disposition: form-data; name=\"file\"; filename=\"{}\"\r\ncontent-type: application/octet-stream\r\n\r\n",
+            quoted(filename)
+        );
+        let tail = format!("\r\n--{boundary}--\r\n");
+        let opened = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        let body = std::io::Cursor::new(head.into_bytes()).chain(opened).chain(std::io::Cursor::new(tail.into_bytes()));
+        let mut response = self
+            .authorized(self.agent.post(&url))
+            .header("content-type", &format!("multipart/form-data; boundary={boundary}"))
+            .send(ureq::SendBody::from_owned_reader(body))
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().with_config().limit(BODY_LIMIT).read_to_string().unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or_else(|_| serde_json::json!({ "error": text }));
+        Ok((status, json))
     }
 
     fn read<T: DeserializeOwned>(url: String, mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<T> {

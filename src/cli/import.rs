@@ -37,31 +37,17 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ImportArgs) -> anyhow::Result<i
     };
     let summary: ImportSummary = match access {
         Some(LogAccess::Server(client)) => {
-            eprintln!("importing {} through the server at {}", folder.display(), client.base_url());
-            client.post_json("/api/audio/import", &serde_json::json!({ "path": folder }))?
+            eprintln!(
+                "importing {} through the server at {} (uploading each file)",
+                folder.display(),
+                client.base_url()
+            );
+            import_through_server(&client, &folder, report_progress)?
         }
         direct => {
             drop(direct);
             let humpback = Humpback::open_with(data_dir.clone(), Settings::default())?;
-            let interactive = std::io::stderr().is_terminal();
-            let summary =
-                import_folder(&humpback, &folder, humpback.settings.max_upload_bytes, |done, total, path, outcome| {
-                    let what = match outcome {
-                        Ok(IngestOutcome::Added(id)) => format!("added as audio file {id}"),
-                        Ok(IngestOutcome::Duplicate(id)) => format!("already there as audio file {id}"),
-                        Err(reason) => format!("rejected: {reason}"),
-                    };
-                    let bar = progress_bar(done, total, 24);
-                    if interactive {
-                        eprint!("\r\x1b[2K{bar} {done}/{total} {path}: {what}");
-                        if done == total {
-                            eprintln!();
-                        }
-                    } else {
-                        eprintln!("{bar} {done}/{total} {path}: {what}");
-                    }
-                    let _ = std::io::stderr().flush();
-                })?;
+            let summary = import_folder(&humpback, &folder, humpback.settings.max_upload_bytes, None, report_progress)?;
             humpback.catch_up_projections()?;
             summary
         }
@@ -78,8 +64,67 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ImportArgs) -> anyhow::Result<i
         for rejected in &summary.rejected {
             println!("  rejected {}: {}", rejected.path, rejected.reason);
         }
+        for skipped in &summary.skipped {
+            println!("  skipped {}: {}", skipped.path, skipped.reason);
+        }
     }
     Ok(0)
+}
+
+/// One line per file on stderr (redrawn in place on a terminal).
+fn report_progress(done: usize, total: usize, path: &str, outcome: &Result<IngestOutcome, String>) {
+    let what = match outcome {
+        Ok(IngestOutcome::Added(id)) => format!("added as audio file {id}"),
+        Ok(IngestOutcome::Duplicate(id)) => format!("already there as audio file {id}"),
+        Err(reason) => format!("rejected: {reason}"),
+    };
+    let bar = progress_bar(done, total, 24);
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[2K{bar} {done}/{total} {path}: {what}");
+        if done == total {
+            eprintln!();
+        }
+    } else {
+        eprintln!("{bar} {done}/{total} {path}: {what}");
+    }
+    let _ = std::io::stderr().flush();
+}
+
+/// Through a running server, the CLI reads the folder itself and uploads each file, so it can
+/// import any folder it can read, whatever the server's import roots.
+fn import_through_server(
+    client: &super::client::ServerClient,
+    folder: &std::path::Path,
+    mut progress: impl FnMut(usize, usize, &str, &Result<IngestOutcome, String>),
+) -> anyhow::Result<ImportSummary> {
+    use crate::ingest::{find_audio_files, imported_name, ImportedFile, RejectedFile};
+    let found = find_audio_files(folder, None);
+    let mut summary = ImportSummary { skipped: found.skipped, ..ImportSummary::default() };
+    for (index, relative) in found.files.iter().enumerate() {
+        let name = imported_name(folder, relative);
+        let (status, answer) = client.upload_recording(&folder.join(relative), &name.filename, &name.folder)?;
+        let id = answer.get("id").and_then(|id| id.as_u64()).map(crate::domain::ids::AudioFileId);
+        let outcome = match (status, id) {
+            (201, Some(id)) => Ok(IngestOutcome::Added(id)),
+            (200, Some(id)) => Ok(IngestOutcome::Duplicate(id)),
+            (401 | 403, _) => {
+                let reason = answer.get("error").and_then(|e| e.as_str()).unwrap_or("refused").to_string();
+                anyhow::bail!("the server refused the upload ({status}): {reason}")
+            }
+            _ => Err(answer.get("error").and_then(|e| e.as_str()).unwrap_or("refused by the server").to_string()),
+        };
+        match &outcome {
+            Ok(IngestOutcome::Added(id)) => {
+                summary.added.push(ImportedFile { path: name.display.clone(), audio_file_id: *id })
+            }
+            Ok(IngestOutcome::Duplicate(id)) => {
+                summary.duplicates.push(ImportedFile { path: name.display.clone(), audio_file_id: *id })
+            }
+            Err(reason) => summary.rejected.push(RejectedFile { path: name.display.clone(), reason: reason.clone() }),
+        }
+        progress(index + 1, found.files.len(), &name.display, &outcome);
+    }
+    Ok(summary)
 }
 
 fn progress_bar(done: usize, total: usize, width: usize) -> String {

@@ -380,16 +380,19 @@ pub async fn import(
     body: Result<Json<ImportRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<crate::ingest::ImportSummary>, ApiError> {
     let Json(request) = body.map_err(|rejection| ApiError::unprocessable(rejection.body_text()))?;
-    if !request.path.is_dir() {
-        return Err(ApiError::unprocessable(format!(
-            "{} is not a folder on the server (give an absolute path the server can read)",
-            request.path.display()
-        )));
-    }
+    let roots = state.humpback.settings.import_roots.clone();
+    let folder = crate::ingest::resolve_import_folder(&request.path, &roots).map_err(|refusal| {
+        let status = if refusal.is_forbidden() {
+            axum::http::StatusCode::FORBIDDEN
+        } else {
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY
+        };
+        ApiError::new(status, refusal.to_string())
+    })?;
     let humpback = state.humpback.clone();
     let summary = blocking(move || {
-        crate::ingest::import_folder(&humpback, &request.path, humpback.settings.max_upload_bytes, |_, _, _, _| {})
-            .map_err(ingest_error)
+        let limit = humpback.settings.max_upload_bytes;
+        crate::ingest::import_folder(&humpback, &folder, limit, Some(&roots), |_, _, _, _| {}).map_err(ingest_error)
     })
     .await?;
     state.humpback.wait_until_projected(state.humpback.log_head()).await;

@@ -55,6 +55,8 @@ pub struct RecordingsView {
     /// The log position the page shows; live updates start after it.
     pub events_after: EventSeq,
     pub queue_defaults: QueueFormDefaults,
+    /// Folders the server may import from by path (`--import-root`); empty: import by path is off.
+    pub import_roots: Vec<String>,
 }
 
 /// One folder in the tree: its path, depth, and files directly in it and below it.
@@ -229,13 +231,30 @@ pub fn recordings_page(view: &RecordingsView) -> Markup {
                     }
                     section.panel aria-labelledby="import-heading" {
                         h2 #import-heading { "Import a folder on the server" }
-                        form method="post" action="/audio/import" {
-                            p {
-                                label for="import-path" { "Folder path on the server" }
-                                input #import-path type="text" name="path" required placeholder="/data/recordings/site-a";
+                        @if view.import_roots.is_empty() {
+                            p.hint data-import-off {
+                                "Importing by a path on the server is off. To allow it, start the server with "
+                                code { "--import-root DIR" } " (repeatable): folders below DIR can then be imported "
+                                "here. On the server's machine, " code { "humpback import DIR" } " imports any folder."
                             }
-                            p.hint { "Every WAV, MP3 and FLAC file below it is copied in; sub-folders become folders." }
-                            button type="submit" { "Import" }
+                        } @else {
+                            form method="post" action="/audio/import" {
+                                p {
+                                    label for="import-path" { "Folder path on the server" }
+                                    input #import-path type="text" name="path" required
+                                        placeholder=(view.import_roots.first().map(String::as_str).unwrap_or(""));
+                                }
+                                p.hint {
+                                    "Every WAV, MP3 and FLAC file below it is copied in; sub-folders become folders. "
+                                    "Allowed below: "
+                                    @for (index, root) in view.import_roots.iter().enumerate() {
+                                        @if index > 0 { ", " }
+                                        code { (root) }
+                                    }
+                                    "."
+                                }
+                                button type="submit" { "Import" }
+                            }
                         }
                     }
                 }
@@ -269,9 +288,23 @@ pub fn file_badges(jobs: &[JobBadgeRow]) -> Markup {
 /// What happened to one uploaded or imported file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IngestResultRow {
-    Added { name: String, audio_file_id: u64 },
-    AlreadyThere { name: String, audio_file_id: u64 },
-    Rejected { name: String, reason: String },
+    Added {
+        name: String,
+        audio_file_id: u64,
+    },
+    AlreadyThere {
+        name: String,
+        audio_file_id: u64,
+    },
+    Rejected {
+        name: String,
+        reason: String,
+    },
+    /// A folder or link the import did not enter.
+    Skipped {
+        name: String,
+        reason: String,
+    },
 }
 
 pub fn ingest_results_page(title: &str, intro: Option<&str>, results: &[IngestResultRow]) -> Markup {
@@ -279,6 +312,7 @@ pub fn ingest_results_page(title: &str, intro: Option<&str>, results: &[IngestRe
     let added = count(|row| matches!(row, IngestResultRow::Added { .. }));
     let already = count(|row| matches!(row, IngestResultRow::AlreadyThere { .. }));
     let rejected = count(|row| matches!(row, IngestResultRow::Rejected { .. }));
+    let skipped = count(|row| matches!(row, IngestResultRow::Skipped { .. }));
     layout(
         title,
         Section::Recordings,
@@ -286,7 +320,11 @@ pub fn ingest_results_page(title: &str, intro: Option<&str>, results: &[IngestRe
         html! {
             h1 { (title) }
             @if let Some(intro) = intro { p { (intro) } }
-            p.lead { (added) " added, " (already) " already there, " (rejected) " rejected." }
+            p.lead {
+                (added) " added, " (already) " already there, " (rejected) " rejected"
+                @if skipped > 0 { ", " (skipped) " folders or links skipped" }
+                "."
+            }
             @if results.is_empty() {
                 p { "No files were received." }
             } @else {
@@ -308,6 +346,10 @@ pub fn ingest_results_page(title: &str, intro: Option<&str>, results: &[IngestRe
                                         IngestResultRow::Rejected { name, reason } => {
                                             td { (name) }
                                             td { span.badge.failed { "rejected" } " " (reason) }
+                                        }
+                                        IngestResultRow::Skipped { name, reason } => {
+                                            td { (name) }
+                                            td { span.badge.canceled { "skipped" } " " (reason) }
                                         }
                                     }
                                 }

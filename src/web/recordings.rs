@@ -94,6 +94,7 @@ pub async fn list(
         filter_error,
         notice: notice.to_notice(),
         queue_defaults: queue_defaults(model_names),
+        import_roots: state.humpback.settings.import_roots.iter().map(|root| root.display().to_string()).collect(),
         events_after,
     };
     Ok(page(StatusCode::OK, recordings_page(&view)))
@@ -235,20 +236,18 @@ pub struct ImportForm {
 /// `POST /audio/import` (form: `path`): imports every recording below a folder on the server.
 pub async fn import(State(state): State<ApiState>, form: Result<Form<ImportForm>, FormRejection>) -> PageResult {
     let Form(form) = form?;
-    let path = std::path::PathBuf::from(form.path.trim());
     if form.path.trim().is_empty() {
         return Err(HtmlError::new(StatusCode::UNPROCESSABLE_ENTITY, "the folder path is empty"));
     }
-    if !path.is_dir() {
-        return Err(HtmlError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{} is not a folder on the server", path.display()),
-        ));
-    }
+    let roots = state.humpback.settings.import_roots.clone();
+    let path = ingest::resolve_import_folder(std::path::Path::new(form.path.trim()), &roots).map_err(|refusal| {
+        let status = if refusal.is_forbidden() { StatusCode::FORBIDDEN } else { StatusCode::UNPROCESSABLE_ENTITY };
+        HtmlError::new(status, refusal.to_string())
+    })?;
     let humpback = state.humpback.clone();
     let shown_path = path.display().to_string();
     let summary = blocking_page(move || {
-        ingest::import_folder(&humpback, &path, MAX_RECORDING_BYTES, |_, _, _, _| {}).map_err(|error| {
+        ingest::import_folder(&humpback, &path, MAX_RECORDING_BYTES, Some(&roots), |_, _, _, _| {}).map_err(|error| {
             HtmlError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("importing {} failed: {error}", path.display()))
         })
     })
@@ -263,6 +262,9 @@ pub async fn import(State(state): State<ApiState>, form: Result<Form<ImportForm>
     }
     for file in summary.rejected {
         results.push(IngestResultRow::Rejected { name: file.path, reason: file.reason });
+    }
+    for entry in summary.skipped {
+        results.push(IngestResultRow::Skipped { name: entry.path, reason: entry.reason });
     }
     let intro = format!("From {shown_path} on the server.");
     Ok(page(StatusCode::OK, ingest_results_page("Import results", Some(&intro), &results)))

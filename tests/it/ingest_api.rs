@@ -189,8 +189,14 @@ fn make_import_tree() -> tempfile::TempDir {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_import_adds_skips_duplicates_and_reports_rejections_with_folders_kept() {
-    let app = spawn_app().await;
     let tree = make_import_tree();
+    let settings = Settings {
+        import_roots: vec![std::fs::canonicalize(tree.path()).unwrap()],
+        processing_workers: 0,
+        clustering_workers: 0,
+        ..Settings::default()
+    };
+    let app = spawn_app_with(tempfile::tempdir().unwrap(), settings).await;
     let path = tree.path().join("recordings");
     let url = app.url("/api/audio/import");
     let post = move |path: PathBuf| {
@@ -225,7 +231,7 @@ async fn a_folder_import_adds_skips_duplicates_and_reports_rejections_with_folde
     let (_, again) = post(path).await.unwrap();
     assert_eq!(again["added"].as_array().unwrap().len(), 0);
     assert_eq!(again["duplicates"].as_array().unwrap().len(), 3);
-    let (status, missing) = post(PathBuf::from("/no/such/folder")).await.unwrap();
+    let (status, missing) = post(tree.path().join("no/such/folder")).await.unwrap();
     assert_eq!(status, 422, "{missing}");
     app.stop().await;
 }

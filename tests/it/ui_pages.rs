@@ -148,7 +148,11 @@ async fn recordings_are_listed_with_status_badges_filters_and_forms_and_names_ar
     assert!(html.contains(r#"data-job-id="1""#), "job badges link live updates");
     assert!(html.contains(">complete<") && html.contains(">canceled<"));
     assert!(html.contains(r#"action="/audio/upload""#) && html.contains(r#"enctype="multipart/form-data""#));
-    assert!(html.contains(r#"action="/audio/import""#));
+    assert!(!html.contains(r#"action="/audio/import""#), "import by server path is off without --import-root");
+    assert!(
+        html.contains("data-import-off") && html.contains("--import-root DIR"),
+        "and the page says how to allow it"
+    );
     assert!(html.contains(r#"action="/processing/queue""#));
 
     let folder = ui.get("/audio?folder=site-1").await.text();
@@ -604,9 +608,15 @@ async fn uploads_report_each_file_as_added_already_there_or_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_on_the_server_is_imported_and_a_missing_one_is_explained() {
-    let app = spawn_app().await;
-    let ui = Ui::new(&app);
     let source = tempfile::tempdir().unwrap();
+    let settings = humpback::app::Settings {
+        import_roots: vec![std::fs::canonicalize(source.path()).unwrap()],
+        processing_workers: 0,
+        clustering_workers: 0,
+        ..Default::default()
+    };
+    let app = crate::helpers::spawn_app_with(tempfile::tempdir().unwrap(), settings).await;
+    let ui = Ui::new(&app);
     std::fs::create_dir_all(source.path().join("site-a")).unwrap();
     std::fs::write(source.path().join("site-a/one.wav"), tone_wav(1.0, 8000, 300.0)).unwrap();
     std::fs::write(source.path().join("broken.wav"), b"RIFF nonsense").unwrap();
@@ -617,9 +627,13 @@ async fn a_folder_on_the_server_is_imported_and_a_missing_one_is_explained() {
     assert!(html.contains("1 added, 0 already there, 1 rejected"), "{html}");
     assert!(html.contains("site-a/one.wav"));
 
-    let missing = ui.post_form("/audio/import", "path=%2Fno%2Fsuch%2Ffolder").await;
+    let inside = source.path().join("no-such-folder").display().to_string();
+    let missing = ui.post_form("/audio/import", &format!("path={}", humpback::views::url_encode(&inside))).await;
     assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(missing.text().contains("is not a folder on the server"));
+    let outside = ui.post_form("/audio/import", "path=%2Fetc").await;
+    assert_eq!(outside.status, StatusCode::FORBIDDEN, "outside the import roots");
+    assert!(outside.text().contains("outside the folders this server may import from"));
 }
 
 /// Two hostile-named recordings processed with the fake model; their embedding set ids.
