@@ -58,6 +58,25 @@ fn flatten(prefix: &str, value: &Value, output: &mut Vec<(String, Value)>) {
     }
 }
 
+/// Every scalar leaf of a file's documents as `document.path` with its value as text (a string
+/// as it is, anything else as JSON), in document order. Arrays give one entry per item.
+pub fn flattened_fields(documents: &[(String, Value)]) -> Vec<(String, String)> {
+    let mut leaves = Vec::new();
+    for (name, document) in documents {
+        flatten(name, document, &mut leaves);
+    }
+    leaves
+        .into_iter()
+        .map(|(path, value)| {
+            let text = match value {
+                Value::String(text) => text,
+                other => other.to_string(),
+            };
+            (path, text)
+        })
+        .collect()
+}
+
 fn top_counts(counts: &BTreeMap<String, u64>, limit: usize) -> (Map<String, Value>, u64) {
     let mut sorted: Vec<(&String, &u64)> = counts.iter().collect();
     sorted.sort_by(|left, right| right.1.cmp(left.1).then(left.0.cmp(right.0)));

@@ -28,7 +28,7 @@ mod reference_tests;
 
 use serde::{Deserialize, Serialize};
 
-pub use metadata::{summarize_clusters, ClusterSummary, FileContext};
+pub use metadata::{flattened_fields, summarize_clusters, ClusterSummary, FileContext};
 pub use metrics::{reference_metrics, InternalMetrics, ReferenceMetrics};
 pub use parameters::{
     Algorithm, ClusterSelection, ClusteringParameters, DistanceMetric, HdbscanParameters, Linkage, Reduction,

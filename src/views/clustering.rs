@@ -472,6 +472,7 @@ pub fn clustering_job_page(view: &ClusteringJobView) -> Markup {
                 }
             }
         }
+        @if job.status == "complete" { (map_workbench(job.id)) }
         details {
             summary { "Parameters and embedding sets" }
             pre { (serde_json::to_string_pretty(&job.parameters).unwrap_or_default()) }
@@ -499,17 +500,6 @@ pub fn clustering_job_page(view: &ClusteringJobView) -> Markup {
                 }
             }
             section {
-                h2 { "Map of the windows" }
-                p.muted { "Colour is the cluster, grey is noise. Hover a point for its recording and time; click it to listen." }
-                div.scatter data-points-url=(format!("/clustering/{}/points.json", job.id)) {
-                    canvas #scatter width="800" height="500" aria-label="2-D map of the clustered windows" {}
-                    div #scatter-tooltip.scatter-tooltip role="status" hidden {}
-                    p #scatter-note.muted {}
-                    audio #scatter-audio controls preload="none" {}
-                }
-                script src="/assets/scatter.js" defer {}
-            }
-            section {
                 h2 { "Clusters" }
                 table #clusters {
                     thead { tr { th { "Label" } th.number { "Windows" } th.number { "Share" } th { "Top metadata values" } } }
@@ -528,6 +518,75 @@ pub fn clustering_job_page(view: &ClusteringJobView) -> Markup {
         }
     };
     layout(&title, Section::Clustering, view.notice.as_ref(), content)
+}
+
+/// The 2-D map as a workbench: zoom, pan, box and lasso selection, colour by any field with a
+/// legend, and a panel for the selection (tiles, play all, annotate, export). `scatter.js`.
+fn map_workbench(job_id: u64) -> Markup {
+    html! {
+        section.map-workbench aria-labelledby="map-heading" {
+            h2 #map-heading { "Map of the windows" }
+            div.scatter data-points-url=(format!("/clustering/{job_id}/points.json")) {
+                div.map-toolbar role="toolbar" aria-label="Map tools" {
+                    fieldset.map-modes {
+                        legend { "Drag to" }
+                        label { input type="radio" name="map-mode" value="pan" checked; " pan" }
+                        label { input type="radio" name="map-mode" value="box"; " select a box" }
+                        label { input type="radio" name="map-mode" value="lasso"; " lasso" }
+                    }
+                    label for="map-colour" { "Colour by" }
+                    select #map-colour { option value="cluster" { "Cluster" } }
+                    button #map-zoom-in type="button" title="Zoom in (or use the wheel)" { "+" }
+                    button #map-zoom-out type="button" title="Zoom out" { "−" }
+                    button #map-reset type="button" { "Reset view" }
+                }
+                div.map-body {
+                    div.map-canvas {
+                        canvas #scatter width="1200" height="720" data-mode="pan"
+                            aria-label="2-D map of the clustered windows" {}
+                        div #scatter-tooltip.scatter-tooltip role="status" hidden {}
+                    }
+                    ul #map-legend.map-legend aria-label="Legend (click an entry to select it)" {}
+                }
+                p #scatter-note.muted {}
+                p.muted { "Hover a point for its recording, time and cluster; click it to listen. Shift adds to a selection." }
+                audio #scatter-audio controls preload="none" {}
+            }
+            section #selection-panel.panel hidden aria-labelledby="selection-heading" {
+                h3 #selection-heading {
+                    span data-field="selection-count" { "0" } " windows selected from "
+                    span data-field="selection-recordings" { "0" } " recordings"
+                }
+                p.muted data-field="selection-recording-list" {}
+                div.actions {
+                    button #selection-play type="button" { "Play one after another" }
+                    button #selection-csv type="button" { "Export CSV" }
+                    button #selection-raven type="button" { "Export Raven table" }
+                    button #selection-clear type="button" { "Clear selection" }
+                }
+                form #selection-annotate.tile-annotate {
+                    label for="selection-label" { "Label" }
+                    input #selection-label type="text" name="label" maxlength="200" required placeholder="e.g. song unit A";
+                    label for="selection-kind" { "Kind" }
+                    select #selection-kind name="kind" {
+                        option value="positive" selected { "positive" }
+                        option value="negative" { "negative" }
+                        option value="uncertain" { "uncertain" }
+                    }
+                    button type="submit" { "Annotate the selection" }
+                }
+                p.muted data-field="selection-status" role="status" aria-live="polite" {}
+                p.muted data-field="selection-tiles-note" {}
+                div.tiles-wrap {
+                    ol.recent-labels data-recent-labels aria-label="Recent labels" {}
+                    div.tile-grid #selection-tiles data-tiles {}
+                    p.muted data-tile-status role="status" aria-live="polite" {}
+                }
+            }
+            script src="/assets/tiles.js" defer {}
+            script src="/assets/scatter.js" defer {}
+        }
+    }
 }
 
 fn share(part: u64, total: u64) -> String {
@@ -602,6 +661,27 @@ pub struct ClusterView {
     pub limit: u64,
     /// Names of recordings by id, for the recordings distribution.
     pub recording_names: BTreeMap<u64, String>,
+    /// Annotation labels already in use, offered when annotating.
+    pub known_labels: Vec<String>,
+}
+
+/// The members as tiles (members whose recording is unknown cannot be played and are left out).
+fn member_tiles(members: &[MemberWithRecording]) -> Vec<super::WindowTile> {
+    members
+        .iter()
+        .filter_map(|(member, recording)| {
+            let (id, name) = recording.as_ref()?;
+            Some(super::WindowTile {
+                audio_file_id: *id,
+                recording: name.clone(),
+                start_seconds: member.start_seconds,
+                duration_seconds: (member.end_seconds - member.start_seconds).max(0.0),
+                embedding_set_id: Some(member.embedding_set_id),
+                row_index: Some(member.row_index),
+                caption: Some(format!("p {:.2}", member.probability)),
+            })
+        })
+        .collect()
 }
 
 pub fn cluster_page(view: &ClusterView) -> Markup {
@@ -642,35 +722,7 @@ pub fn cluster_page(view: &ClusterView) -> Markup {
         section {
             h2 { "Windows" }
             (offset_pager(view.total, view.offset, view.limit, |offset| format!("/clusters/{}?offset={offset}", cluster.id)))
-            table #members {
-                thead { tr { th { "Recording" } th.number { "Start" } th { "Listen" } th { "Spectrogram" } th.number { "Probability" } } }
-                tbody {
-                    @for (member, recording) in &view.members {
-                        @let duration = (member.end_seconds - member.start_seconds).max(0.0);
-                        tr {
-                            td {
-                                @match recording {
-                                    Some((id, name)) => { a href=(format!("/audio/{id}")) { (name) } }
-                                    None => { span { "set " (member.embedding_set_id) } }
-                                }
-                            }
-                            td.number { (format!("{:.2} s", member.start_seconds)) }
-                            td {
-                                @if let Some((id, _)) = recording {
-                                    audio controls preload="none" src=(format!("/api/audio/{id}/window?start={}&duration={duration}", member.start_seconds)) {}
-                                }
-                            }
-                            td {
-                                @if let Some((id, _)) = recording {
-                                    img loading="lazy" width="160" height="100" alt=(format!("spectrogram at {:.2} s", member.start_seconds))
-                                        src=(format!("/api/audio/{id}/spectrogram.png?start={}&duration={duration}&width=160&height=100", member.start_seconds));
-                                }
-                            }
-                            td.number { (format!("{:.2}", member.probability)) }
-                        }
-                    }
-                }
-            }
+            (super::tile_grid("members", &member_tiles(&view.members), &view.known_labels))
         }
     };
     layout(&title, Section::Clustering, None, content)

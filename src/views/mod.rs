@@ -123,6 +123,82 @@ pub fn login_page(next: &str, error: Option<&str>, token_required: bool) -> Mark
     )
 }
 
+/// A window shown as a tile: its spectrogram, play, find similar and annotate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowTile {
+    pub audio_file_id: u64,
+    pub recording: String,
+    pub start_seconds: f64,
+    pub duration_seconds: f64,
+    /// The window's embedding set and row, when it is one (search and annotation need them).
+    pub embedding_set_id: Option<u64>,
+    pub row_index: Option<u64>,
+    /// A short fact after the name and time (`p 0.93`, `score 0.981`).
+    pub caption: Option<String>,
+}
+
+/// A grid of window tiles with the annotate form and the recent labels; `assets/tiles.js` adds
+/// play, keyboard and annotation. Without JavaScript every tile still links its audio.
+pub fn tile_grid(id: &str, tiles: &[WindowTile], known_labels: &[String]) -> Markup {
+    let datalist = format!("{id}-labels");
+    html! {
+        div.tiles-wrap {
+            form.tile-annotate data-tile-annotate {
+                label for=(format!("{id}-label")) { "Label" }
+                input #(format!("{id}-label")) type="text" name="label" list=(datalist) maxlength="200"
+                    placeholder="e.g. song unit A" autocomplete="off";
+                datalist #(datalist) { @for label in known_labels { option value=(label) {} } }
+                label for=(format!("{id}-kind")) { "Kind" }
+                select #(format!("{id}-kind") ) name="kind" {
+                    option value="positive" selected { "positive" }
+                    option value="negative" { "negative" }
+                    option value="uncertain" { "uncertain" }
+                }
+                button type="submit" data-scope="chosen" { "Annotate chosen tile" }
+                button type="submit" data-scope="all" { "Annotate all " (tiles.len()) }
+            }
+            p.muted.keyboard-hint {
+                "Keys on a tile: " kbd { "space" } " play · " kbd { "←" } kbd { "→" } kbd { "↑" } kbd { "↓" } " move · "
+                kbd { "1" } "–" kbd { "9" } " apply a recent label · " kbd { "a" } " type a label"
+            }
+            ol.recent-labels data-recent-labels aria-label="Recent labels" {}
+            audio.tile-player controls preload="none" {}
+            div.tile-grid #(id) data-tiles {
+                @for tile in tiles { (window_tile(tile)) }
+            }
+            p.muted data-tile-status role="status" aria-live="polite" {}
+        }
+        script src="/assets/tiles.js" defer {}
+    }
+}
+
+fn window_tile(tile: &WindowTile) -> Markup {
+    let start = tile.start_seconds;
+    let duration = tile.duration_seconds;
+    let audio = tile.audio_file_id;
+    html! {
+        figure.tile tabindex="0" data-audio=(audio) data-start=(start) data-duration=(duration)
+            data-set=[tile.embedding_set_id] data-row=[tile.row_index] {
+            img loading="lazy" width="160" height="100" alt=(format!("spectrogram of {} at {start:.2} s", tile.recording))
+                src=(format!("/api/audio/{audio}/spectrogram.png?start={start}&duration={duration}&width=160&height=100"));
+            figcaption {
+                span.tile-time { (format!("{start:.1} s")) }
+                @if let Some(caption) = &tile.caption { " · " (caption) }
+                br;
+                a href=(format!("/audio/{audio}?start={start}")) title=(tile.recording) { (tile.recording) }
+            }
+            div.tile-actions {
+                button type="button" data-action="play" { "Play" }
+                @if let (Some(set), Some(row)) = (tile.embedding_set_id, tile.row_index) {
+                    a data-action="similar" href=(format!("/search?set={set}&row={row}")) { "Find similar" }
+                }
+                button type="button" data-action="annotate" { "Annotate" }
+                noscript { a href=(format!("/api/audio/{audio}/window?start={start}&duration={duration}")) { "audio" } }
+            }
+        }
+    }
+}
+
 /// Percent-encodes text for a query string value.
 pub fn url_encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len());

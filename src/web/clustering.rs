@@ -32,7 +32,7 @@ use crate::views::Notice;
 const JOBS_SHOWN: u64 = 50;
 const MEMBERS_PER_PAGE: u64 = 50;
 /// The scatter plot draws at most this many points; larger jobs are evenly thinned.
-pub const MAX_PLOTTED_POINTS: usize = 20_000;
+pub const MAX_PLOTTED_POINTS: usize = 100_000;
 
 pub async fn list(State(state): State<ApiState>, Query(notice): Query<NoticeParameters>) -> PageResult {
     let view = list_view(&state, notice.to_notice(), None).await?;
@@ -325,28 +325,39 @@ pub async fn retry(State(state): State<ApiState>, Path(id): Path<String>) -> Pag
     job_action(state, id, false).await
 }
 
-/// One point of the scatter plot.
-#[derive(Debug, Serialize)]
-pub struct PlotPoint {
-    pub x: f32,
-    pub y: f32,
-    pub label: i64,
-    pub audio_file_id: Option<u64>,
-    pub start: f64,
-    pub duration: f64,
-}
-
-/// What `scatter.js` draws.
-#[derive(Debug, Serialize)]
+/// What `scatter.js` draws: the points as columns (index `i` of every column is point `i`), so
+/// that 100 000 points stay a few megabytes, and the recordings they come from once each.
+#[derive(Debug, Serialize, Default)]
 pub struct PlotData {
     /// Windows with 2-D coordinates in the job.
     pub total: usize,
-    /// Points in `points` (fewer than `total` when thinned for drawing).
+    /// Points sent (fewer than `total` when evenly thinned to [`MAX_PLOTTED_POINTS`]).
     pub shown: usize,
-    pub points: Vec<PlotPoint>,
-    /// Names of the recordings the points come from, by id (sent once, not per point).
-    pub recordings: BTreeMap<u64, String>,
+    pub max_points: usize,
+    pub x: Vec<f32>,
+    pub y: Vec<f32>,
+    /// Cluster label (-1 is noise).
+    pub label: Vec<i64>,
+    pub set: Vec<u64>,
+    pub row: Vec<u64>,
+    /// The recording, when its embedding set is known.
+    pub audio: Vec<Option<u64>>,
+    pub start: Vec<f64>,
+    pub duration: Vec<f64>,
+    /// Each recording's name and folder, by id.
+    pub recordings: BTreeMap<u64, PlotRecording>,
+    /// Metadata fields (`document.path`) with each recording's value, for colouring.
+    pub metadata: BTreeMap<String, BTreeMap<u64, String>>,
 }
+
+#[derive(Debug, Serialize)]
+pub struct PlotRecording {
+    pub name: String,
+    pub folder: String,
+}
+
+/// Metadata fields with more distinct values than this are not offered for colouring.
+const MAX_COLOURED_METADATA_VALUES: usize = 200;
 
 /// The assignments of a complete job that `keep` accepts.
 fn job_assignments(
@@ -433,28 +444,40 @@ pub async fn points(State(state): State<ApiState>, Path(id): Path<String>) -> Re
         // Thin first: only the points drawn need their recording.
         let rows = thin(rows, MAX_PLOTTED_POINTS);
         let audio_of_set = recordings_of_sets(&state, &rows);
-        let all_names = state.humpback.reader.with_connection(ui_queries::audio_file_names)?;
-        let mut recordings = BTreeMap::new();
-        let points: Vec<PlotPoint> = rows
-            .into_iter()
-            .map(|row| {
-                let audio_file_id = audio_of_set.get(&row.embedding_set_id).copied();
-                if let Some(audio) = audio_file_id {
-                    recordings.entry(audio).or_insert_with(|| {
-                        all_names.get(&audio).cloned().unwrap_or_else(|| format!("recording {audio}"))
-                    });
+        let mut data = PlotData { total, shown: rows.len(), max_points: MAX_PLOTTED_POINTS, ..PlotData::default() };
+        for row in &rows {
+            data.x.push(row.x.unwrap_or_default());
+            data.y.push(row.y.unwrap_or_default());
+            data.label.push(row.cluster_label);
+            data.set.push(row.embedding_set_id);
+            data.row.push(row.row_index);
+            data.audio.push(audio_of_set.get(&row.embedding_set_id).copied());
+            data.start.push(row.start_seconds);
+            data.duration.push((row.end_seconds - row.start_seconds).max(0.0));
+        }
+        let mut recording_ids: Vec<u64> = audio_of_set.values().copied().collect();
+        recording_ids.sort_unstable();
+        recording_ids.dedup();
+        let names = state.humpback.reader.with_connection(|c| ui_queries::audio_file_names_of(c, &recording_ids))?;
+        state.humpback.writer.read_state(|domain| {
+            for id in &recording_ids {
+                let audio = crate::domain::ids::AudioFileId(*id);
+                let Some(file) = domain.audio_files.get(&audio) else { continue };
+                let name = names.get(id).cloned().unwrap_or_else(|| format!("recording {id}"));
+                data.recordings.insert(*id, PlotRecording { name, folder: file.folder.clone() });
+                let documents = crate::clustering_jobs::request::file_documents(domain, audio);
+                for (field, value) in crate::clustering::flattened_fields(&documents) {
+                    data.metadata.entry(field).or_default().insert(*id, value);
                 }
-                PlotPoint {
-                    x: row.x.unwrap_or_default(),
-                    y: row.y.unwrap_or_default(),
-                    label: row.cluster_label,
-                    audio_file_id,
-                    start: row.start_seconds,
-                    duration: (row.end_seconds - row.start_seconds).max(0.0),
-                }
-            })
-            .collect();
-        Ok(PlotData { total, shown: points.len(), points, recordings })
+            }
+        });
+        data.metadata.retain(|_, values| {
+            let mut distinct: Vec<&String> = values.values().collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            distinct.len() <= MAX_COLOURED_METADATA_VALUES
+        });
+        Ok(data)
     })
     .await?;
     let body = json_for_html(&data).map_err(|error| HtmlError::from(ApiError::internal(error.into())))?;
@@ -496,7 +519,15 @@ pub async fn cluster(
             rows.into_iter().skip(offset as usize).take(MEMBERS_PER_PAGE as usize).collect();
         let recording_names = state.humpback.reader.with_connection(ui_queries::audio_file_names)?;
         let members = with_recordings(&state, shown, &recording_names);
-        Ok(ClusterView { cluster, members, total, offset, limit: MEMBERS_PER_PAGE, recording_names })
+        Ok(ClusterView {
+            cluster,
+            members,
+            total,
+            offset,
+            limit: MEMBERS_PER_PAGE,
+            recording_names,
+            known_labels: Vec::new(),
+        })
     })
     .await?;
     Ok(page(StatusCode::OK, cluster_page(&view)))

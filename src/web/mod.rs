@@ -29,6 +29,7 @@ const LIVE_JS: &str = include_str!("assets/live.js");
 const SELECTION_JS: &str = include_str!("assets/selection.js");
 const UPLOAD_JS: &str = include_str!("assets/upload.js");
 const SCATTER_JS: &str = include_str!("assets/scatter.js");
+const TILES_JS: &str = include_str!("assets/tiles.js");
 
 /// The HTML pages, to be merged into the main router.
 pub fn router() -> Router<ApiState> {
@@ -59,6 +60,7 @@ pub fn router() -> Router<ApiState> {
         .route("/assets/selection.js", get(selection_js))
         .route("/assets/upload.js", get(upload_js))
         .route("/assets/scatter.js", get(scatter_js))
+        .route("/assets/tiles.js", get(tiles_js))
 }
 
 async fn style_css() -> Response {
@@ -79,6 +81,10 @@ async fn upload_js() -> Response {
 
 async fn scatter_js() -> Response {
     asset(SCATTER_JS, "text/javascript; charset=utf-8")
+}
+
+async fn tiles_js() -> Response {
+    asset(TILES_JS, "text/javascript; charset=utf-8")
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {

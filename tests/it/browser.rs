@@ -151,6 +151,14 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(screenshots_dir().join(format!("{name}.png")), png).expect("write screenshot");
 }
 
+/// Presses and releases one key on whatever has the focus.
+async fn press_key(client: &Client, key: char) {
+    use fantoccini::actions::{KeyAction, KeyActions};
+    let keys =
+        KeyActions::new("keyboard".into()).then(KeyAction::Down { value: key }).then(KeyAction::Up { value: key });
+    client.perform_actions(keys).await.expect("press a key");
+}
+
 const BROWSER_TOKEN: &str = "browser-test-token-0451";
 
 /// Opening a page without a session lands on the login form; the token brings the browser back
@@ -432,11 +440,15 @@ async fn a_person_uploads_processes_clusters_explores_and_listens_in_a_real_brow
     )
     .await;
     client.goto(cluster_href.as_str().unwrap_or_default()).await.unwrap();
-    wait_for(&client, "document.querySelector('#members audio')", "the members table", PAGE_TIMEOUT).await;
-    client.execute("document.querySelector('#members audio').play().catch(() => {});", vec![]).await.unwrap();
+    // Members are tiles: focus the first one and press space to play it.
+    wait_for(&client, "document.querySelector('#members .tile')", "the member tiles", PAGE_TIMEOUT).await;
+    client.execute("document.querySelector('#members .tile').focus();", vec![]).await.unwrap();
+    press_key(&client, ' ').await;
     wait_for(
         &client,
-        "(() => { const a = document.querySelector('#members audio'); return a.readyState >= 1 && a.duration > 0; })()",
+        "(() => { const a = document.querySelector('audio.tile-player');
+                  return a && a.readyState >= 1 && a.duration > 0
+                      && document.querySelector('#members .tile').classList.contains('playing'); })()",
         "the window audio to load",
         PAGE_TIMEOUT,
     )

@@ -736,15 +736,23 @@ async fn clustering_is_queued_from_the_form_and_its_job_plot_data_and_clusters_a
     let text = points.text();
     assert!(!text.contains('<') && !text.contains('>'), "markup characters are escaped in the plot data");
     let data: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let plotted = data["points"].as_array().unwrap();
-    assert!(!plotted.is_empty());
+    let count = data["x"].as_array().unwrap().len();
+    assert!(count > 0);
     assert_eq!(data["shown"], data["total"]);
-    let audio = plotted[0]["audio_file_id"].as_u64().expect("the point's recording");
-    assert!(plotted[0]["duration"].as_f64().unwrap() > 0.0);
-    // Recording names come once, in a table by id.
-    let name = data["recordings"][audio.to_string()].as_str().expect("the recording's name");
+    assert_eq!(data["shown"].as_u64(), Some(count as u64));
+    for column in ["y", "label", "set", "row", "audio", "start", "duration"] {
+        assert_eq!(
+            data[column].as_array().map(Vec::len),
+            Some(count),
+            "every column has one value per point: {column}"
+        );
+    }
+    let audio = data["audio"][0].as_u64().expect("the point's recording");
+    assert!(data["duration"][0].as_f64().unwrap() > 0.0);
+    // Recording names and folders come once, in a table by id.
+    let name = data["recordings"][audio.to_string()]["name"].as_str().expect("the recording's name");
     assert!(name.starts_with("<script>alert("), "{name}");
-    assert!(plotted[0].get("file").is_none());
+    assert!(data["recordings"][audio.to_string()]["folder"].is_string());
 
     let clusters = app.humpback.reader.with_connection(|c| humpback::projections::queries::clusters(c, 1)).unwrap();
     let first = clusters.iter().find(|cluster| cluster.label >= 0).expect("a cluster");
@@ -761,6 +769,10 @@ async fn clustering_is_queued_from_the_form_and_its_job_plot_data_and_clusters_a
             && html.contains("width=160&amp;height=100")
     );
     assert!(html.contains(r#"class="bar""#), "metadata distributions are drawn as bars");
+    assert!(html.contains(r#"data-tiles"#) && html.contains(r#"class="tile""#), "members are tiles");
+    assert!(html.contains(r#"data-set=""#) && html.contains(r#"data-row=""#));
+    assert!(html.contains(r#"href="/search?set="#), "each tile can find similar windows");
+    assert!(html.contains("/assets/tiles.js"));
 
     let csv = ui.get("/api/clustering-jobs/1/assignments.csv").await;
     assert_eq!(csv.status, StatusCode::OK);
