@@ -1,5 +1,6 @@
 //! The JSON API. Thin handlers: parse, ask the core, map errors to statuses people can act on.
 
+pub mod annotations_api;
 pub mod audio_api;
 pub mod clustering_api;
 mod error;
@@ -7,6 +8,7 @@ pub mod events_api;
 pub mod media_api;
 pub mod processing_api;
 pub mod projections_api;
+pub mod selections_api;
 
 use std::sync::Arc;
 
@@ -74,6 +76,7 @@ pub fn router(humpback: Arc<Humpback>, stopping: watch::Receiver<bool>) -> Route
         .route("/api/projections/rebuild", post(projections_api::rebuild))
         .merge(crate::web::router())
         .merge(media_api::routes())
+        .merge(annotations_api::routes())
         .fallback(not_found)
         .with_state(ApiState { humpback, stopping })
 }

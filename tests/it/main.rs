@@ -1,5 +1,6 @@
 //! Integration tests: one binary (link once), one module per area.
 
+mod annotations;
 mod api;
 mod audio_api;
 mod browser;
