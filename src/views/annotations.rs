@@ -16,14 +16,29 @@ fn band(row: &AnnotationRow) -> String {
     }
 }
 
-/// `audio_file_id`'s annotations, a remove button for each, and an add form that starts at
-/// the range the page shows.
-pub fn annotations_section(audio_file_id: u64, rows: &[AnnotationRow], start: f64, duration: f64) -> Markup {
+/// At most this many annotations are listed on a recording's page (the rest through the API).
+pub const ANNOTATIONS_SHOWN: u64 = 500;
+
+/// `audio_file_id`'s annotations (the first of `total`), a remove button for each, and an add
+/// form that starts at the range the page shows.
+pub fn annotations_section(
+    audio_file_id: u64,
+    rows: &[AnnotationRow],
+    total: u64,
+    start: f64,
+    duration: f64,
+) -> Markup {
     html! {
         section #annotations aria-labelledby="annotations-heading" {
             h2 #annotations-heading { "Annotations" }
             p.muted {
-                (rows.len()) " annotations. Export as a "
+                (total) " annotations"
+                @if (rows.len() as u64) < total {
+                    " (the first " (rows.len()) " are listed; "
+                    a href=(format!("/api/annotations?audio_file_id={audio_file_id}")) { "all of them" }
+                    " through the API)"
+                }
+                ". Export as a "
                 a href=(format!("/api/audio/{audio_file_id}/selections.txt")) { "Raven selection table" }
                 " or "
                 a href=(format!("/api/audio/{audio_file_id}/selections.csv")) { "CSV" }
@@ -108,11 +123,12 @@ mod tests {
             updated_by: None,
             updated_at: String::new(),
         };
-        let html = annotations_section(1, &[row], 0.0, 10.0).into_string();
+        let html = annotations_section(1, &[row], 3, 0.0, 10.0).into_string();
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("a &amp; b") && html.contains("&lt;b&gt;ana&lt;/b&gt;"));
         assert!(html.contains("100–Nyquist Hz"));
         assert!(html.contains("action=\"/audio/1/annotations/4/delete\""));
+        assert!(html.contains("the first 1 are listed"), "{html}");
     }
 }

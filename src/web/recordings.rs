@@ -307,11 +307,15 @@ async fn detail_view(
         let events_after = state_copy.humpback.reader.with_connection(lowest_checkpoint)?;
         let detail = audio_api::load_detail(&state_copy, id)?;
         let (edits, model_names, annotations) = state_copy.humpback.reader.with_connection(|connection| {
-            let query = annotation_queries::AnnotationQuery { audio_file_id: Some(id), ..Default::default() };
+            let query = annotation_queries::AnnotationQuery {
+                audio_file_id: Some(id),
+                limit: Some(crate::views::annotations::ANNOTATIONS_SHOWN),
+                ..Default::default()
+            };
             Ok((
                 queries::audio_metadata_edits(connection, id)?,
                 ui_queries::model_names(connection)?,
-                annotation_queries::list_annotations(connection, &query)?.items,
+                annotation_queries::list_annotations(connection, &query)?,
             ))
         })?;
         Ok((events_after, detail, edits, model_names, annotations))

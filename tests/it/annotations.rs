@@ -539,3 +539,58 @@ async fn clusters_can_be_annotated_and_compared_with_annotation_labels() {
     assert_eq!(one.lines().count() as u64, all_rows / 2 + 1);
     app.stop().await;
 }
+
+/// A form POST through the router (no socket): the status, the `Location` header and the body.
+async fn post_form(app: &TestApp, uri: &str, form: &str) -> (u16, String, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let (_stop, stopping) = tokio::sync::watch::channel(false);
+    let router = humpback::http::router(app.humpback.clone(), stopping);
+    let request = axum::http::Request::post(uri)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from(form.to_string()))
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let location =
+        response.headers().get("location").and_then(|value| value.to_str().ok()).unwrap_or_default().to_string();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, location, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recording_page_lists_adds_and_removes_annotations_without_javascript() {
+    let app = spawn_app().await;
+    let (song, grunt) = two_recordings(&app).await;
+    let (status, location, _) = post_form(
+        &app,
+        &format!("/audio/{song}/annotations"),
+        "start_seconds=1.5&end_seconds=3&label=%3Cb%3Esong%3C%2Fb%3E&kind=negative&low_hz=&high_hz=900&note=",
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert!(location.starts_with(&format!("/audio/{song}?notice=")), "{location}");
+    let (_, _, page) = get_text(app.url(&format!("/audio/{song}"))).await;
+    assert!(page.contains("&lt;b&gt;song&lt;/b&gt;") && !page.contains("<b>song</b>"), "escaped");
+    assert!(page.contains("1.500–3.000") && page.contains("negative") && page.contains("0–900 Hz"));
+    assert!(page.contains(">web<"), "who: the web form");
+    // A span past the end: back to the page with the reason, nothing recorded.
+    let (status, location, _) =
+        post_form(&app, &format!("/audio/{song}/annotations"), "start_seconds=9&end_seconds=11&label=x").await;
+    assert_eq!(status, 303);
+    assert!(location.contains("notice_kind=error") && location.contains("end_seconds"), "{location}");
+    assert_eq!(total(&app).await, 1);
+    let (status, location, _) =
+        post_form(&app, &format!("/audio/{song}/annotations"), "start_seconds=one&end_seconds=2&label=x").await;
+    assert!(status == 303 && location.contains("start_seconds"), "{location}");
+    // Remove it (but not through another recording's page).
+    let id = send("GET", app.url("/api/annotations"), None, None).await.1["items"][0]["id"].as_u64().unwrap();
+    let (status, _, _) = post_form(&app, &format!("/audio/{grunt}/annotations/{id}/delete"), "").await;
+    assert_eq!(status, 404);
+    let (status, _, _) = post_form(&app, &format!("/audio/{song}/annotations/{id}/delete"), "").await;
+    assert_eq!(status, 303);
+    assert_eq!(total(&app).await, 0);
+    let (status, _, _) = post_form(&app, "/audio/99/annotations", "start_seconds=1&end_seconds=2&label=x").await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
