@@ -167,14 +167,25 @@ pub fn plan_import(text: &str, options: &ImportOptions, state: &DomainState) -> 
                 Some(id) => id,
                 None => {
                     let path = row.get(path_column);
-                    let name = match row.get(file_column) {
-                        "" => base_name(path),
-                        name => base_name(name),
-                    };
-                    if name.is_empty() {
+                    // A Begin File is a name (which may hold a slash: names are the user's); a
+                    // path's last part is a name too.
+                    let names: Vec<&str> = [row.get(file_column), base_name(row.get(file_column)), base_name(path)]
+                        .into_iter()
+                        .filter(|name| !name.is_empty())
+                        .collect();
+                    let Some(first) = names.first() else {
                         return Err("no Begin File or Begin Path to match a recording".into());
+                    };
+                    let mut found = recordings.find(first, path);
+                    for name in &names[1..] {
+                        if found.is_ok() {
+                            break;
+                        }
+                        if let Ok(id) = recordings.find(name, path) {
+                            found = Ok(id);
+                        }
                     }
-                    recordings.find(name, path)?
+                    found?
                 }
             };
             let label = row.get(Some(label_column));

@@ -594,3 +594,91 @@ async fn the_recording_page_lists_adds_and_removes_annotations_without_javascrip
     assert_eq!(status, 404);
     app.stop().await;
 }
+
+fn cli(data_dir: &std::path::Path, bind: &str, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_humpback"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--bind")
+        .arg(bind)
+        .args(args)
+        .env_remove("HUMPBACK_DATA_DIR")
+        .env_remove("HUMPBACK_BIND")
+        .output()
+        .expect("run humpback");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_annotations_commands_export_and_import_on_stopped_data_directories() {
+    use crate::helpers::{annotate, register, seed_data_dir};
+    use humpback::domain::events::AnnotationKind;
+    let source = tempfile::tempdir().unwrap();
+    seed_data_dir(
+        source.path(),
+        vec![
+            register(1),
+            register(2),
+            annotate(1, 1.0, 2.5, "song", AnnotationKind::Positive),
+            annotate(2, 3.0, 4.0, "grunt", AnnotationKind::Negative),
+        ],
+    );
+    let table = source.path().join("out.txt");
+    let no_server = "127.0.0.1:1";
+    let (ok, _, stderr) =
+        cli(source.path(), no_server, &["annotations", "export", "--output", table.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let text = std::fs::read_to_string(&table).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    let (ok, stdout, stderr) =
+        cli(source.path(), no_server, &["annotations", "export", "--label", "grunt", "--format", "csv"]);
+    assert!(ok && stdout.lines().count() == 2 && stdout.contains(",grunt,negative"), "{stdout}{stderr}");
+    // Into another library with the same recordings; then again: nothing new.
+    let target = tempfile::tempdir().unwrap();
+    seed_data_dir(target.path(), vec![register(2), register(1)]);
+    let (ok, stdout, stderr) =
+        cli(target.path(), no_server, &["annotations", "import", table.to_str().unwrap(), "--preview"]);
+    assert!(ok && stdout.contains("2 annotations would be recorded"), "{stdout}{stderr}");
+    let (ok, stdout, stderr) = cli(target.path(), no_server, &["annotations", "import", table.to_str().unwrap()]);
+    assert!(ok && stdout.contains("2 annotations recorded, 0 already there"), "{stdout}{stderr}");
+    let (ok, stdout, stderr) =
+        cli(target.path(), no_server, &["annotations", "import", table.to_str().unwrap(), "--json"]);
+    assert!(ok, "{stderr}");
+    let answer: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!((answer["count"].as_u64(), answer["duplicates"].as_u64()), (Some(0), Some(2)));
+    // A bad table: non-zero exit, the rows named.
+    let bad = target.path().join("bad.txt");
+    std::fs::write(&bad, "Begin Time (s)\tEnd Time (s)\tBegin File\tAnnotation\n1\t2\tnobody.wav\tsong\n").unwrap();
+    let (ok, _, stderr) = cli(target.path(), no_server, &["annotations", "import", bad.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("row 1") && stderr.contains("nobody.wav"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_annotations_commands_go_through_the_server_that_holds_the_data_directory() {
+    let app = spawn_app().await;
+    let (song, _) = two_recordings(&app).await;
+    post_json(
+        app.url("/api/annotations"),
+        json!({"audio_file_id": song, "start_seconds": 1.0, "end_seconds": 2.0, "label": "song"}),
+    )
+    .await;
+    let (dir, bind) = (app.data_dir.path().to_path_buf(), app.address.to_string());
+    let table = dir.join("through-server.txt");
+    let (ok, _, stderr) = tokio::task::spawn_blocking({
+        let (dir, bind, table) = (dir.clone(), bind.clone(), table.clone());
+        move || cli(&dir, &bind, &["annotations", "export", "-o", table.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    assert!(ok && stderr.contains("going through the server"), "{stderr}");
+    let (ok, stdout, stderr) =
+        tokio::task::spawn_blocking(move || cli(&dir, &bind, &["annotations", "import", table.to_str().unwrap()]))
+            .await
+            .unwrap();
+    assert!(ok && stdout.contains("0 annotations recorded, 1 already there"), "{stdout}{stderr}");
+    app.stop().await;
+}
