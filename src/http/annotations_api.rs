@@ -510,6 +510,8 @@ pub async fn annotate_windows(
                     })
                     .collect()
             });
+            // Each set's times are read once (only the time columns).
+            let mut times: BTreeMap<u64, std::collections::HashMap<u64, (f64, f64)>> = BTreeMap::new();
             let mut spans = Vec::with_capacity(windows.len());
             for (index, (set, row)) in windows.iter().enumerate() {
                 let path = sets.get(set).ok_or_else(|| {
@@ -518,16 +520,18 @@ pub async fn annotate_windows(
                     ))
                     .with_details(json!({"index": index, "field": "embedding_set_id"}))
                 })?;
-                let times = crate::artifacts::embeddings_parquet::window_times(
-                    &state.humpback.data_dir.root().join(path),
-                    *row,
-                )
-                .map_err(|error| ApiError::internal(error.into()))?
-                .ok_or_else(|| {
+                if !times.contains_key(set) {
+                    let read = crate::artifacts::embeddings_parquet::all_window_times(
+                        &state.humpback.data_dir.root().join(path),
+                    )
+                    .map_err(|error| ApiError::internal(error.into()))?;
+                    times.insert(*set, read);
+                }
+                let span = times.get(set).and_then(|rows| rows.get(row)).copied().ok_or_else(|| {
                     ApiError::unprocessable(format!("windows[{index}].row_index: embedding set {set} has no row {row}"))
                         .with_details(json!({"index": index, "field": "row_index"}))
                 })?;
-                spans.push((*set, times));
+                spans.push((*set, span));
             }
             Ok(state.humpback.writer.read_state(|s| {
                 spans
