@@ -362,15 +362,17 @@ pub async fn import(
         table.ok_or_else(|| ApiError::unprocessable("the upload has no multipart field named \"file\""))?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let options = ImportOptions { format, audio_file_id, label_column, kind_column };
-    let (plan, planned) = state
-        .humpback
-        .writer
-        .read_state(|s| plan_import(&text, &options, s).map(|plan| (planned_json(s, &plan), plan)))
-        .map(|(planned, plan)| (plan, planned))
-        .map_err(|error| match error {
-            ImportError::UnknownRecording(_) => ApiError::not_found(error.to_string()),
-            other => ApiError::unprocessable(other.to_string()),
-        })?;
+    let humpback = state.humpback.clone();
+    let (planned, plan) = blocking(move || {
+        humpback
+            .writer
+            .read_state(|s| plan_import(&text, &options, s).map(|plan| (planned_json(s, &plan), plan)))
+            .map_err(|error| match error {
+                ImportError::UnknownRecording(_) => ApiError::not_found(error.to_string()),
+                other => ApiError::unprocessable(other.to_string()),
+            })
+    })
+    .await?;
     let bad_rows = serde_json::to_value(&plan.bad_rows).unwrap_or_default();
     if preview {
         return Ok(Json(json!({
