@@ -270,6 +270,37 @@ pub fn window_times(path: &Path, row: u64) -> Result<Option<(f64, f64)>, Artifac
     Ok(None)
 }
 
+/// Every row's stored start and end (seconds), by row index, reading only the time columns.
+pub fn all_window_times(path: &Path) -> Result<std::collections::HashMap<u64, (f64, f64)>, ArtifactError> {
+    let owned = path.to_path_buf();
+    let file =
+        File::open(path).map_err(|source| ArtifactError::Io { doing: "opening", path: owned.clone(), source })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|source| ArtifactError::Parquet { path: owned.clone(), source })?;
+    let columns = ProjectionMask::columns(builder.parquet_schema(), ["row_index", "start_seconds", "end_seconds"]);
+    let reader = builder
+        .with_projection(columns)
+        .build()
+        .map_err(|source| ArtifactError::Parquet { path: owned.clone(), source })?;
+    let invalid = |reason: &str| ArtifactError::Invalid { path: owned.clone(), reason: reason.to_string() };
+    let mut times = std::collections::HashMap::new();
+    for batch in reader {
+        let batch = batch.map_err(|source| ArtifactError::Arrow { path: owned.clone(), source })?;
+        let column =
+            |name: &str| batch.column_by_name(name).ok_or_else(|| invalid(&format!("no column {name:?}"))).cloned();
+        let (indexes, starts, ends) = (column("row_index")?, column("start_seconds")?, column("end_seconds")?);
+        let indexes =
+            indexes.as_any().downcast_ref::<UInt64Array>().ok_or_else(|| invalid("row_index is not uint64"))?;
+        let starts =
+            starts.as_any().downcast_ref::<Float64Array>().ok_or_else(|| invalid("start_seconds is not float64"))?;
+        let ends = ends.as_any().downcast_ref::<Float64Array>().ok_or_else(|| invalid("end_seconds is not float64"))?;
+        for position in 0..indexes.len() {
+            times.insert(indexes.value(position), (starts.value(position), ends.value(position)));
+        }
+    }
+    Ok(times)
+}
+
 /// A batch of rows read back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmbeddingBatch {

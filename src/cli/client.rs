@@ -103,6 +103,36 @@ impl ServerClient {
         Ok((status, json))
     }
 
+    /// Any request: the status and the body as bytes (for tables and multipart uploads).
+    pub fn send_raw(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
+        let url = format!("{}{path_and_query}", self.base_url);
+        let response = match method {
+            "POST" => {
+                let mut request = self.authorized(self.agent.post(&url));
+                if let Some(content_type) = content_type {
+                    request = request.header("content-type", content_type);
+                }
+                request.send(&body[..])
+            }
+            _ => self.authorized(self.agent.get(&url)).call(),
+        };
+        let mut response = response.with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(BODY_LIMIT)
+            .read_to_vec()
+            .with_context(|| format!("reading the answer of {url}"))?;
+        Ok((status, bytes))
+    }
+
     fn read<T: DeserializeOwned>(url: String, mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<T> {
         let status = response.status();
         let text = response

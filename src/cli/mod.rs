@@ -3,6 +3,7 @@
 //! server that holds it.
 
 mod access;
+mod annotations;
 mod artifacts;
 mod bench;
 mod bench_audio;
@@ -56,6 +57,8 @@ pub enum Commands {
     Models(models::ModelsArgs),
     /// Cluster embedding sets, following the job with a progress bar.
     Cluster(cluster::ClusterArgs),
+    /// Export or import annotations as Raven selection tables (or CSV).
+    Annotations(annotations::AnnotationsArgs),
     /// Find (and remove) files no event references.
     Artifacts(artifacts::ArtifactsArgs),
     /// Measure humpback's own performance.
@@ -175,6 +178,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Commands::Models(args) => models::run(args).map(|()| 0),
         Commands::Artifacts(args) => artifacts::run(&data_dir, args),
         Commands::Cluster(args) => cluster::run(&data_dir, &cli.bind, args),
+        Commands::Annotations(args) => annotations::run(&data_dir, &cli.bind, args),
         Commands::Bench(args) => bench::run(args),
     }
 }

@@ -36,6 +36,9 @@ pub struct Filters {
     /// Only recordings whose metadata has these values, by dotted path
     /// (`{"visual_observations.behaviour": "feeding"}`).
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Only windows overlapping an annotation (positive or uncertain) with one of these labels.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub annotation_labels: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -173,6 +176,37 @@ pub fn parse_request(body: &serde_json::Value, state: &DomainState) -> Result<Cl
             let documents = file_documents(state, set.audio_file_id);
             filters.metadata.iter().all(|(path, wanted)| metadata_value(&documents, path) == Some(wanted))
         });
+    }
+    let filters = Filters {
+        annotation_labels: filters
+            .annotation_labels
+            .iter()
+            .map(|label| label.trim().to_string())
+            .filter(|label| !label.is_empty())
+            .collect(),
+        ..filters
+    };
+    if !filters.annotation_labels.is_empty() {
+        let labels: std::collections::BTreeSet<&str> = filters.annotation_labels.iter().map(String::as_str).collect();
+        let annotated: std::collections::BTreeSet<crate::domain::ids::AudioFileId> = state
+            .annotations
+            .values()
+            .filter(|annotation| {
+                annotation.kind != crate::domain::events::AnnotationKind::Negative
+                    && labels.contains(annotation.label.as_str())
+            })
+            .map(|annotation| annotation.audio_file_id)
+            .collect();
+        ids.retain(|id| match state.embedding_sets.get(id) {
+            None => true,
+            Some(set) => annotated.contains(&set.audio_file_id),
+        });
+        if ids.is_empty() {
+            return Err(RequestError::NothingSelected(format!(
+                "no selected recording has annotations labelled {:?}",
+                filters.annotation_labels
+            )));
+        }
     }
     if ids.is_empty() {
         return Err(RequestError::NothingSelected("no embedding sets match the selection and filters".into()));

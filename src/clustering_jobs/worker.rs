@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 
+use super::annotations::{overlaps_labels, recording_spans, window_category, LabelledSpan, ANNOTATION_LABEL_FIELD};
 use super::outputs::{write_assignments, AssignmentRow};
 use super::request::{file_documents, metadata_value, StoredClusteringParameters};
 use crate::app::Humpback;
@@ -111,6 +112,10 @@ impl ClusteringWorker {
         let mut rows: Vec<(EmbeddingSetId, u64, f64, f64, usize)> = Vec::new();
         let mut files: Vec<FileContext> = Vec::new();
         let mut file_positions: Vec<AudioFileId> = Vec::new();
+        // Each recording's annotations, read once when the job runs.
+        let mut file_spans: Vec<Vec<LabelledSpan>> = Vec::new();
+        let annotation_labels: std::collections::BTreeSet<String> =
+            stored.filters.annotation_labels.iter().cloned().collect();
         for (position, set_id) in set_ids.iter().enumerate() {
             if !progress("loading", 0.05 * position as f64 / set_ids.len().max(1) as f64) {
                 return self.stop(job_id, attempt, canceled);
@@ -133,6 +138,7 @@ impl ClusteringWorker {
                 None => {
                     file_positions.push(audio);
                     files.push(FileContext { recording_id: audio.to_string(), folder, documents });
+                    file_spans.push(humpback.writer.read_state(|state| recording_spans(state, audio)));
                     files.len() - 1
                 }
             };
@@ -147,11 +153,23 @@ impl ClusteringWorker {
                         batch.vector_dim
                     ));
                 }
-                matrix.extend_from_slice(&batch.vectors);
                 for i in 0..batch.row_index.len() {
-                    rows.push((*set_id, batch.row_index[i], batch.start_seconds[i], batch.end_seconds[i], file_index));
+                    let (start, end) = (batch.start_seconds[i], batch.end_seconds[i]);
+                    if !annotation_labels.is_empty()
+                        && !overlaps_labels(&file_spans[file_index], start, end, &annotation_labels)
+                    {
+                        continue;
+                    }
+                    matrix.extend_from_slice(&batch.vectors[i * dims..(i + 1) * dims]);
+                    rows.push((*set_id, batch.row_index[i], start, end, file_index));
                 }
             }
+        }
+        if rows.is_empty() && !annotation_labels.is_empty() {
+            return Err(anyhow!(
+                "no window of the selected embedding sets overlaps an annotation labelled {:?}",
+                stored.filters.annotation_labels
+            ));
         }
         let sweep = match &stored.sweep {
             Some(sweep) => match run_sweep(&matrix, dims, &stored.parameters, sweep, &mut |stage, fraction| {
@@ -180,6 +198,9 @@ impl ClusteringWorker {
                     .iter()
                     .map(|row| {
                         let file = &files[row.4];
+                        if field == ANNOTATION_LABEL_FIELD {
+                            return window_category(&file_spans[row.4], row.2, row.3);
+                        }
                         if field == "folder" {
                             return file.folder.clone();
                         }

@@ -1,9 +1,12 @@
 //! Commands and the pure `decide` function: given the folded state and a command, the events
 //! that record what happened, or a rejection that says why nothing did.
 
+use super::annotation_rules::{
+    check_annotation, AnnotationFields, AnnotationKey, FieldProblem, MAX_ANNOTATIONS_PER_COMMAND, MAX_SOURCE_CHARS,
+};
 use super::events::*;
 use super::ids::{
-    AudioFileId, ClusteringJobId, EmbeddingSetId, EncodingSignature, ProcessingJobId, Sha256Hex, WorkerId,
+    AnnotationId, AudioFileId, ClusteringJobId, EmbeddingSetId, EncodingSignature, ProcessingJobId, Sha256Hex, WorkerId,
 };
 use super::json_text::JsonText;
 use super::state::{DomainState, JobStatus};
@@ -93,6 +96,41 @@ pub enum Command {
     RetryClusteringJob {
         job_id: ClusteringJobId,
     },
+    /// Add annotations, all or none. Ones identical to an existing annotation (or to an earlier
+    /// one in the same command) are left out, so importing a table twice doubles nothing.
+    AddAnnotations(AddAnnotations),
+    ChangeAnnotation(ChangeAnnotation),
+    RemoveAnnotation {
+        annotation_id: AnnotationId,
+        removed_by: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddAnnotations {
+    pub annotations: Vec<NewAnnotation>,
+    pub created_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAnnotation {
+    pub fields: AnnotationFields,
+    /// `manual`, `cluster:{id}`, `windows`, `import:{file name}`.
+    pub source: String,
+}
+
+/// The fields to change; `None` keeps a field. For the optional fields, `Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChangeAnnotation {
+    pub annotation_id: AnnotationId,
+    pub start_seconds: Option<f64>,
+    pub end_seconds: Option<f64>,
+    pub low_hz: Option<Option<f64>>,
+    pub high_hz: Option<Option<f64>>,
+    pub label: Option<String>,
+    pub kind: Option<AnnotationKind>,
+    pub note: Option<Option<String>>,
+    pub changed_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -174,6 +212,23 @@ pub enum Rejection {
     MixedEmbeddingSets(Vec<EmbeddingSetId>),
     #[error("invalid request: {0}")]
     Invalid(String),
+    #[error("annotation {0} does not exist")]
+    AnnotationNotFound(AnnotationId),
+    /// An annotation breaks a rule: which one (its position in the request, when there were
+    /// several), which field and why.
+    #[error("{}", invalid_annotation_message(*index, field, reason))]
+    InvalidAnnotation { index: Option<usize>, field: &'static str, reason: String },
+}
+
+fn invalid_annotation_message(index: Option<usize>, field: &str, reason: &str) -> String {
+    match index {
+        Some(index) => format!("annotations[{index}].{field}: {reason}"),
+        None => format!("{field}: {reason}"),
+    }
+}
+
+fn invalid_annotation(index: Option<usize>) -> impl Fn(FieldProblem) -> Rejection {
+    move |problem| Rejection::InvalidAnnotation { index, field: problem.field, reason: problem.reason }
 }
 
 const AUDIO_EXTENSIONS: &[&str] = &["wav", "mp3", "flac"];
@@ -455,7 +510,114 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
             }
             Ok(vec![Event::ClusteringJobRetried(ClusteringJobRetried { job_id })])
         }
+        Command::AddAnnotations(add) => add_annotations(state, add),
+        Command::ChangeAnnotation(change) => change_annotation(state, change),
+        Command::RemoveAnnotation { annotation_id, removed_by } => {
+            let annotation =
+                state.annotations.get(&annotation_id).ok_or(Rejection::AnnotationNotFound(annotation_id))?;
+            Ok(vec![Event::AnnotationRemoved(AnnotationRemoved {
+                annotation_id,
+                audio_file_id: annotation.audio_file_id,
+                removed_by,
+            })])
+        }
     }
+}
+
+fn add_annotations(state: &DomainState, add: AddAnnotations) -> Result<Vec<Event>, Rejection> {
+    if add.annotations.is_empty() {
+        return Err(Rejection::Invalid("no annotations were given".into()));
+    }
+    if add.annotations.len() > MAX_ANNOTATIONS_PER_COMMAND {
+        return Err(Rejection::Invalid(format!(
+            "{} annotations in one request; at most {MAX_ANNOTATIONS_PER_COMMAND}",
+            add.annotations.len()
+        )));
+    }
+    let mut checked = Vec::with_capacity(add.annotations.len());
+    for (index, annotation) in add.annotations.into_iter().enumerate() {
+        let recording = state.audio_files.get(&annotation.fields.audio_file_id);
+        let fields = check_annotation(annotation.fields, recording).map_err(invalid_annotation(Some(index)))?;
+        if annotation.source.trim().is_empty() || annotation.source.chars().count() > MAX_SOURCE_CHARS {
+            return Err(Rejection::InvalidAnnotation {
+                index: Some(index),
+                field: "source",
+                reason: format!("must be 1 to {MAX_SOURCE_CHARS} characters"),
+            });
+        }
+        checked.push((fields, annotation.source));
+    }
+    let recordings: std::collections::HashSet<AudioFileId> =
+        checked.iter().map(|(fields, _)| fields.audio_file_id).collect();
+    let mut seen: std::collections::HashSet<AnnotationKey> = state
+        .annotations
+        .values()
+        .filter(|annotation| recordings.contains(&annotation.audio_file_id))
+        .map(AnnotationKey::of_state)
+        .collect();
+    let mut next_id = state.next_annotation_id().0;
+    let mut records = Vec::new();
+    for (fields, source) in checked {
+        if !seen.insert(AnnotationKey::of_fields(&fields)) {
+            continue;
+        }
+        records.push(AnnotationRecord {
+            annotation_id: AnnotationId(next_id),
+            audio_file_id: fields.audio_file_id,
+            start_seconds: fields.start_seconds,
+            end_seconds: fields.end_seconds,
+            low_hz: fields.low_hz,
+            high_hz: fields.high_hz,
+            label: fields.label,
+            kind: fields.kind,
+            note: fields.note,
+            source,
+        });
+        next_id += 1;
+    }
+    if records.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(vec![Event::AnnotationsAdded(AnnotationsAdded { annotations: records, created_by: add.created_by })])
+}
+
+fn change_annotation(state: &DomainState, change: ChangeAnnotation) -> Result<Vec<Event>, Rejection> {
+    let id = change.annotation_id;
+    let current = state.annotations.get(&id).ok_or(Rejection::AnnotationNotFound(id))?;
+    let wanted = AnnotationFields {
+        audio_file_id: current.audio_file_id,
+        start_seconds: change.start_seconds.unwrap_or(current.start_seconds),
+        end_seconds: change.end_seconds.unwrap_or(current.end_seconds),
+        low_hz: change.low_hz.unwrap_or(current.low_hz),
+        high_hz: change.high_hz.unwrap_or(current.high_hz),
+        label: change.label.unwrap_or_else(|| current.label.clone()),
+        kind: change.kind.unwrap_or(current.kind),
+        note: change.note.unwrap_or_else(|| current.note.clone()),
+    };
+    let fields =
+        check_annotation(wanted, state.audio_files.get(&current.audio_file_id)).map_err(invalid_annotation(None))?;
+    let unchanged = fields.start_seconds == current.start_seconds
+        && fields.end_seconds == current.end_seconds
+        && fields.low_hz == current.low_hz
+        && fields.high_hz == current.high_hz
+        && fields.label == current.label
+        && fields.kind == current.kind
+        && fields.note == current.note;
+    if unchanged {
+        return Ok(vec![]);
+    }
+    Ok(vec![Event::AnnotationChanged(AnnotationChanged {
+        annotation_id: id,
+        audio_file_id: fields.audio_file_id,
+        start_seconds: fields.start_seconds,
+        end_seconds: fields.end_seconds,
+        low_hz: fields.low_hz,
+        high_hz: fields.high_hz,
+        label: fields.label,
+        kind: fields.kind,
+        note: fields.note,
+        changed_by: change.changed_by,
+    })])
 }
 
 /// Applies a JSON merge patch (RFC 7386) to `target`.

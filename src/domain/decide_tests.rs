@@ -393,3 +393,148 @@ fn a_metadata_patch_merges_into_the_current_document_and_null_removes_a_key() {
     assert_eq!(edited.group_composition.as_ref().unwrap().as_str(), r#"{"juveniles":3}"#);
     assert!(matches!(then_rejected(&state, edit(MetadataEditMode::Replace, "[1,2]")), Rejection::Invalid(_)));
 }
+
+use crate::domain::annotation_rules::AnnotationFields;
+
+/// Audio file 1: 12 s at 44.1 kHz (Nyquist 22 050 Hz).
+fn annotated_recording() -> DomainState {
+    given_commands(vec![register("a")]).0
+}
+
+fn span(start: f64, end: f64, label: &str) -> NewAnnotation {
+    NewAnnotation {
+        fields: AnnotationFields {
+            audio_file_id: AudioFileId(1),
+            start_seconds: start,
+            end_seconds: end,
+            low_hz: None,
+            high_hz: None,
+            label: label.into(),
+            kind: AnnotationKind::Positive,
+            note: None,
+        },
+        source: "manual".into(),
+    }
+}
+
+fn add(annotations: Vec<NewAnnotation>) -> Command {
+    Command::AddAnnotations(AddAnnotations { annotations, created_by: Some("ana".into()) })
+}
+
+fn with_band(mut annotation: NewAnnotation, low: Option<f64>, high: Option<f64>) -> NewAnnotation {
+    annotation.fields.low_hz = low;
+    annotation.fields.high_hz = high;
+    annotation
+}
+
+#[test]
+fn adding_annotations_records_them_in_one_event_with_ids_trimmed_labels_and_who() {
+    let state = annotated_recording();
+    let events = then_events(&state, add(vec![span(0.0, 1.5, "  song unit A "), span(11.0, 12.0, "grunt")]));
+    let [Event::AnnotationsAdded(added)] = events.as_slice() else { panic!("{events:?}") };
+    assert_eq!(added.created_by.as_deref(), Some("ana"));
+    let ids: Vec<u64> = added.annotations.iter().map(|a| a.annotation_id.0).collect();
+    assert_eq!(ids, vec![1, 2]);
+    assert_eq!(added.annotations[0].label, "song unit A", "trimmed, case kept");
+    assert_eq!(added.annotations[0].kind, AnnotationKind::Positive);
+}
+
+#[test]
+fn one_bad_annotation_rejects_the_whole_request_naming_its_index_and_field() {
+    let state = annotated_recording();
+    let cases = vec![
+        (span(2.0, 1.0, "x"), "end_seconds"),
+        (span(-1.0, 1.0, "x"), "start_seconds"),
+        (span(11.0, 12.5, "x"), "end_seconds"),
+        (span(1.0, 2.0, "   "), "label"),
+        (span(1.0, 2.0, &"x".repeat(201)), "label"),
+        (with_band(span(1.0, 2.0, "x"), Some(100.0), Some(22_051.0)), "high_hz"),
+        (with_band(span(1.0, 2.0, "x"), Some(500.0), Some(400.0)), "high_hz"),
+        (with_band(span(1.0, 2.0, "x"), Some(-1.0), None), "low_hz"),
+    ];
+    for (bad, field) in cases {
+        let rejection = then_rejected(&state, add(vec![span(0.0, 1.0, "fine"), bad]));
+        assert!(
+            matches!(&rejection, Rejection::InvalidAnnotation { index: Some(1), field: f, .. } if *f == field),
+            "{rejection:?}"
+        );
+        assert!(rejection.to_string().starts_with(&format!("annotations[1].{field}:")), "{rejection}");
+    }
+    let mut unknown = span(0.0, 1.0, "x");
+    unknown.fields.audio_file_id = AudioFileId(9);
+    assert!(matches!(
+        then_rejected(&state, add(vec![unknown])),
+        Rejection::InvalidAnnotation { index: Some(0), field: "audio_file_id", .. }
+    ));
+}
+
+#[test]
+fn the_band_may_reach_the_nyquist_frequency_and_the_span_the_recordings_end() {
+    let state = annotated_recording();
+    let events = then_events(&state, add(vec![with_band(span(0.0, 12.0005, "x"), Some(0.0), Some(22_050.0))]));
+    assert_eq!(events.len(), 1);
+}
+
+#[test]
+fn annotations_already_there_are_not_added_again() {
+    let (state, _) = given_commands(vec![register("a"), add(vec![span(1.0, 2.0, "song")])]);
+    let events =
+        then_events(&state, add(vec![span(1.0, 2.0, "song"), span(1.0, 2.0, "song"), span(1.0, 2.0, "other")]));
+    let [Event::AnnotationsAdded(added)] = events.as_slice() else { panic!("{events:?}") };
+    assert_eq!(added.annotations.len(), 1);
+    assert_eq!((added.annotations[0].annotation_id, added.annotations[0].label.as_str()), (AnnotationId(2), "other"));
+    assert_eq!(then_events(&state, add(vec![span(1.0, 2.0, "song")])), vec![], "all duplicates: nothing recorded");
+}
+
+#[test]
+fn changing_an_annotation_checks_the_result_and_records_every_new_value() {
+    let (state, _) = given_commands(vec![register("a"), add(vec![span(1.0, 2.0, "song")])]);
+    let change = |change: ChangeAnnotation| {
+        Command::ChangeAnnotation(ChangeAnnotation { annotation_id: AnnotationId(1), ..change })
+    };
+    let events = then_events(
+        &state,
+        change(ChangeAnnotation {
+            label: Some(" Song B".into()),
+            kind: Some(AnnotationKind::Uncertain),
+            ..Default::default()
+        }),
+    );
+    let [Event::AnnotationChanged(changed)] = events.as_slice() else { panic!("{events:?}") };
+    assert_eq!(
+        (changed.label.as_str(), changed.kind, changed.start_seconds),
+        ("Song B", AnnotationKind::Uncertain, 1.0)
+    );
+    assert!(matches!(
+        then_rejected(&state, change(ChangeAnnotation { start_seconds: Some(3.0), ..Default::default() })),
+        Rejection::InvalidAnnotation { index: None, field: "end_seconds", .. }
+    ));
+    assert_eq!(
+        then_events(&state, change(ChangeAnnotation { label: Some("song".into()), ..Default::default() })),
+        vec![]
+    );
+    assert_eq!(
+        then_rejected(
+            &state,
+            Command::ChangeAnnotation(ChangeAnnotation { annotation_id: AnnotationId(7), ..Default::default() })
+        ),
+        Rejection::AnnotationNotFound(AnnotationId(7))
+    );
+}
+
+#[test]
+fn a_removed_annotation_is_gone_and_its_id_is_never_given_again() {
+    let (state, _) = given_commands(vec![
+        register("a"),
+        add(vec![span(1.0, 2.0, "song")]),
+        Command::RemoveAnnotation { annotation_id: AnnotationId(1), removed_by: None },
+    ]);
+    assert!(state.annotations.is_empty());
+    assert_eq!(
+        then_rejected(&state, Command::RemoveAnnotation { annotation_id: AnnotationId(1), removed_by: None }),
+        Rejection::AnnotationNotFound(AnnotationId(1))
+    );
+    let events = then_events(&state, add(vec![span(1.0, 2.0, "song")]));
+    let [Event::AnnotationsAdded(added)] = events.as_slice() else { panic!("{events:?}") };
+    assert_eq!(added.annotations[0].annotation_id, AnnotationId(2));
+}

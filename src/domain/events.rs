@@ -10,8 +10,8 @@ use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 use super::ids::{
-    AggregateRef, AudioFileId, ClusterId, ClusteringJobId, EmbeddingSetId, EncodingSignature, ProcessingJobId,
-    Sha256Hex, WorkerId,
+    AggregateRef, AnnotationId, AudioFileId, ClusterId, ClusteringJobId, EmbeddingSetId, EncodingSignature,
+    ProcessingJobId, Sha256Hex, WorkerId,
 };
 use super::json_text::JsonText;
 
@@ -247,6 +247,89 @@ pub struct ClusteringJobRetried {
     pub job_id: ClusteringJobId,
 }
 
+/// Whether a span holds the labelled sound (`positive`), surely does not (`negative`), or
+/// might (`uncertain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnnotationKind {
+    Positive,
+    Negative,
+    Uncertain,
+}
+
+impl AnnotationKind {
+    pub const ALL: [AnnotationKind; 3] =
+        [AnnotationKind::Positive, AnnotationKind::Negative, AnnotationKind::Uncertain];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnnotationKind::Positive => "positive",
+            AnnotationKind::Negative => "negative",
+            AnnotationKind::Uncertain => "uncertain",
+        }
+    }
+
+    /// `positive`, `negative` or `uncertain`, any case, surrounding blanks ignored.
+    pub fn parse(text: &str) -> Option<AnnotationKind> {
+        let text = text.trim();
+        AnnotationKind::ALL.into_iter().find(|kind| kind.as_str().eq_ignore_ascii_case(text))
+    }
+}
+
+impl std::fmt::Display for AnnotationKind {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// One annotation as recorded: a labelled time span (and optionally a frequency band) of a
+/// recording. It belongs to the recording, not to any model or embedding set.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct AnnotationRecord {
+    pub annotation_id: AnnotationId,
+    pub audio_file_id: AudioFileId,
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    pub low_hz: Option<f64>,
+    pub high_hz: Option<f64>,
+    /// Trimmed, case kept.
+    pub label: String,
+    pub kind: AnnotationKind,
+    pub note: Option<String>,
+    /// Where it came from: `manual`, `cluster:{id}`, `windows`, `import:{file name}`.
+    pub source: String,
+}
+
+/// Annotations added in one request (one or many).
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct AnnotationsAdded {
+    pub annotations: Vec<AnnotationRecord>,
+    /// Who added them, when known (`x-humpback-user`).
+    pub created_by: Option<String>,
+}
+
+/// An annotation's new values (every field, changed or not).
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct AnnotationChanged {
+    pub annotation_id: AnnotationId,
+    pub audio_file_id: AudioFileId,
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    pub low_hz: Option<f64>,
+    pub high_hz: Option<f64>,
+    pub label: String,
+    pub kind: AnnotationKind,
+    pub note: Option<String>,
+    pub changed_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct AnnotationRemoved {
+    pub annotation_id: AnnotationId,
+    pub audio_file_id: AudioFileId,
+    pub removed_by: Option<String>,
+}
+
 macro_rules! event_enum {
     ($($variant:ident = $version:literal),* $(,)?) => {
         /// Every fact humpback records. See the module documentation for versioning.
@@ -331,6 +414,9 @@ event_enum! {
     ClusteringJobCanceled = 1,
     ClusteringJobAbandoned = 1,
     ClusteringJobRetried = 1,
+    AnnotationsAdded = 1,
+    AnnotationChanged = 1,
+    AnnotationRemoved = 1,
 }
 
 impl Event {
@@ -374,6 +460,18 @@ impl Event {
             Event::ClusteringJobCanceled(e) => vec![A::ClusteringJob(e.job_id)],
             Event::ClusteringJobAbandoned(e) => vec![A::ClusteringJob(e.job_id)],
             Event::ClusteringJobRetried(e) => vec![A::ClusteringJob(e.job_id)],
+            Event::AnnotationsAdded(e) => {
+                let mut aggregates: Vec<AggregateRef> =
+                    e.annotations.iter().map(|annotation| A::Annotation(annotation.annotation_id)).collect();
+                let mut recordings: Vec<AudioFileId> =
+                    e.annotations.iter().map(|annotation| annotation.audio_file_id).collect();
+                recordings.sort();
+                recordings.dedup();
+                aggregates.extend(recordings.into_iter().map(A::AudioFile));
+                aggregates
+            }
+            Event::AnnotationChanged(e) => vec![A::Annotation(e.annotation_id), A::AudioFile(e.audio_file_id)],
+            Event::AnnotationRemoved(e) => vec![A::Annotation(e.annotation_id), A::AudioFile(e.audio_file_id)],
         }
     }
 
@@ -455,6 +553,25 @@ impl Event {
                 format!("clustering job {} attempt {} abandoned: {}", e.job_id, e.attempt, e.reason)
             }
             Event::ClusteringJobRetried(e) => format!("clustering job {} queued again", e.job_id),
+            Event::AnnotationsAdded(e) => match e.annotations.as_slice() {
+                [one] => format!(
+                    "annotation {} added to audio file {}: {:?} ({}) {:.3}-{:.3} s",
+                    one.annotation_id, one.audio_file_id, one.label, one.kind, one.start_seconds, one.end_seconds
+                ),
+                many => {
+                    let mut labels: Vec<&str> = many.iter().map(|annotation| annotation.label.as_str()).collect();
+                    labels.sort_unstable();
+                    labels.dedup();
+                    format!("{} annotations added, labels {:?}", many.len(), labels)
+                }
+            },
+            Event::AnnotationChanged(e) => format!(
+                "annotation {} of audio file {} changed: {:?} ({}) {:.3}-{:.3} s",
+                e.annotation_id, e.audio_file_id, e.label, e.kind, e.start_seconds, e.end_seconds
+            ),
+            Event::AnnotationRemoved(e) => {
+                format!("annotation {} of audio file {} removed", e.annotation_id, e.audio_file_id)
+            }
         }
     }
 }

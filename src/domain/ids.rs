@@ -12,7 +12,7 @@ macro_rules! numeric_id {
     ($(#[$meta:meta])* $name:ident, $kind:literal) => {
         $(#[$meta])*
         #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize,
+            Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize,
         )]
         #[serde(transparent)]
         pub struct $name(pub u64);
@@ -65,6 +65,11 @@ numeric_id!(
     /// One cluster produced by a clustering job (unique across jobs).
     ClusterId,
     "cluster"
+);
+numeric_id!(
+    /// A labelled time span of a recording (never reused, even after removal).
+    AnnotationId,
+    "annotation"
 );
 
 /// The position of an event in the log. Sequences start at 1 and are contiguous;
@@ -143,6 +148,7 @@ pub enum AggregateRef {
     EmbeddingSet(EmbeddingSetId),
     ClusteringJob(ClusteringJobId),
     Cluster(ClusterId),
+    Annotation(AnnotationId),
 }
 
 impl fmt::Display for AggregateRef {
@@ -153,16 +159,17 @@ impl fmt::Display for AggregateRef {
             AggregateRef::EmbeddingSet(id) => write!(formatter, "{}:{id}", EmbeddingSetId::KIND),
             AggregateRef::ClusteringJob(id) => write!(formatter, "{}:{id}", ClusteringJobId::KIND),
             AggregateRef::Cluster(id) => write!(formatter, "{}:{id}", ClusterId::KIND),
+            AggregateRef::Annotation(id) => write!(formatter, "{}:{id}", AnnotationId::KIND),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AggregateRefParseError {
-    #[error("aggregate {0:?} is not of the form KIND:ID (kinds: audio_file, processing_job, embedding_set, clustering_job, cluster)")]
+    #[error("aggregate {0:?} is not of the form KIND:ID (kinds: audio_file, processing_job, embedding_set, clustering_job, cluster, annotation)")]
     Malformed(String),
     #[error(
-        "unknown aggregate kind {0:?} (kinds: audio_file, processing_job, embedding_set, clustering_job, cluster)"
+        "unknown aggregate kind {0:?} (kinds: audio_file, processing_job, embedding_set, clustering_job, cluster, annotation)"
     )]
     UnknownKind(String),
     #[error("aggregate id {0:?} is not a whole number")]
@@ -180,6 +187,7 @@ impl FromStr for AggregateRef {
             EmbeddingSetId::KIND => Ok(AggregateRef::EmbeddingSet(EmbeddingSetId(id))),
             ClusteringJobId::KIND => Ok(AggregateRef::ClusteringJob(ClusteringJobId(id))),
             ClusterId::KIND => Ok(AggregateRef::Cluster(ClusterId(id))),
+            AnnotationId::KIND => Ok(AggregateRef::Annotation(AnnotationId(id))),
             other => Err(AggregateRefParseError::UnknownKind(other.to_string())),
         }
     }
@@ -197,6 +205,7 @@ mod tests {
             AggregateRef::EmbeddingSet(EmbeddingSetId(1)),
             AggregateRef::ClusteringJob(ClusteringJobId(9)),
             AggregateRef::Cluster(ClusterId(12)),
+            AggregateRef::Annotation(AnnotationId(5)),
         ] {
             assert_eq!(aggregate.to_string().parse::<AggregateRef>(), Ok(aggregate));
         }

@@ -1,5 +1,6 @@
 //! The functional core of the write side: ids, events, the folded state and `decide`.
 
+pub mod annotation_rules;
 pub mod decide;
 pub mod events;
 pub mod ids;

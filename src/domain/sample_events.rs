@@ -161,6 +161,52 @@ pub fn one_event_of_every_type() -> Vec<Event> {
             reason: "server restarted while the attempt was running".into(),
         }),
         Event::ClusteringJobRetried(ClusteringJobRetried { job_id: ClusteringJobId(2) }),
+        Event::AnnotationsAdded(AnnotationsAdded {
+            annotations: vec![
+                AnnotationRecord {
+                    annotation_id: AnnotationId(1),
+                    audio_file_id: audio,
+                    start_seconds: 2.5,
+                    end_seconds: 4.25,
+                    low_hz: Some(150.0),
+                    high_hz: Some(2_400.0),
+                    label: "song unit A".into(),
+                    kind: AnnotationKind::Positive,
+                    note: Some("upsweep, faint second harmonic".into()),
+                    source: "manual".into(),
+                },
+                AnnotationRecord {
+                    annotation_id: AnnotationId(2),
+                    audio_file_id: audio,
+                    start_seconds: 10.0,
+                    end_seconds: 15.0,
+                    low_hz: None,
+                    high_hz: None,
+                    label: "boat noise".into(),
+                    kind: AnnotationKind::Negative,
+                    note: None,
+                    source: "cluster:3".into(),
+                },
+            ],
+            created_by: Some("observer@example.org".into()),
+        }),
+        Event::AnnotationChanged(AnnotationChanged {
+            annotation_id: AnnotationId(1),
+            audio_file_id: audio,
+            start_seconds: 2.5,
+            end_seconds: 4.5,
+            low_hz: Some(150.0),
+            high_hz: Some(2_400.0),
+            label: "song unit A".into(),
+            kind: AnnotationKind::Uncertain,
+            note: None,
+            changed_by: None,
+        }),
+        Event::AnnotationRemoved(AnnotationRemoved {
+            annotation_id: AnnotationId(2),
+            audio_file_id: audio,
+            removed_by: Some("observer@example.org".into()),
+        }),
     ]
 }
 

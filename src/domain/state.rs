@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::events::{EncodingConfig, Event, ModelRegistered};
+use super::events::{AnnotationKind, EncodingConfig, Event, ModelRegistered};
 use super::ids::{
-    AudioFileId, ClusterId, ClusteringJobId, EmbeddingSetId, EncodingSignature, EventSeq, ProcessingJobId, Sha256Hex,
+    AnnotationId, AudioFileId, ClusterId, ClusteringJobId, EmbeddingSetId, EncodingSignature, EventSeq,
+    ProcessingJobId, Sha256Hex,
 };
 use super::json_text::JsonText;
 
@@ -51,6 +52,11 @@ pub struct AudioFileState {
     /// Relative to the data directory.
     pub stored_path: String,
     pub folder: String,
+    /// The original file name (metadata only, for matching imported selection tables).
+    pub original_filename: String,
+    pub duration_seconds: f64,
+    /// The original sample rate (annotations' frequencies stay below its Nyquist).
+    pub sample_rate: u32,
     pub metadata: AudioMetadataState,
 }
 
@@ -97,6 +103,18 @@ pub struct ClusteringJobState {
     pub queued_at: EventSeq,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnnotationState {
+    pub audio_file_id: AudioFileId,
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    pub low_hz: Option<f64>,
+    pub high_hz: Option<f64>,
+    pub label: String,
+    pub kind: AnnotationKind,
+    pub note: Option<String>,
+}
+
 /// What the writer knows, folded from every event in the log.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DomainState {
@@ -114,6 +132,10 @@ pub struct DomainState {
     pub embedding_sets: BTreeMap<EmbeddingSetId, EmbeddingSetState>,
     pub clustering_jobs: BTreeMap<ClusteringJobId, ClusteringJobState>,
     pub last_cluster_id: u64,
+    /// Annotations not removed.
+    pub annotations: BTreeMap<AnnotationId, AnnotationState>,
+    /// The highest annotation id ever given (ids are not reused after a removal).
+    pub last_annotation_id: u64,
 }
 
 impl DomainState {
@@ -145,6 +167,10 @@ impl DomainState {
         ClusterId(self.last_cluster_id + 1)
     }
 
+    pub fn next_annotation_id(&self) -> AnnotationId {
+        AnnotationId(self.last_annotation_id + 1)
+    }
+
     /// Records one event. Never rejects: the event is already a fact.
     pub fn apply(&mut self, seq: EventSeq, event: &Event) {
         self.last_seq = seq;
@@ -160,6 +186,9 @@ impl DomainState {
                         checksum_sha256: e.checksum_sha256.clone(),
                         stored_path: e.stored_path.clone(),
                         folder: e.folder.clone(),
+                        original_filename: e.original_filename.clone(),
+                        duration_seconds: e.duration_seconds,
+                        sample_rate: e.sample_rate,
                         metadata: AudioMetadataState::default(),
                     },
                 );
@@ -290,6 +319,41 @@ impl DomainState {
                     job.cancel_requested = false;
                     job.queued_at = seq;
                 }
+            }
+            Event::AnnotationsAdded(e) => {
+                for record in &e.annotations {
+                    self.last_annotation_id = self.last_annotation_id.max(record.annotation_id.0);
+                    self.annotations.insert(
+                        record.annotation_id,
+                        AnnotationState {
+                            audio_file_id: record.audio_file_id,
+                            start_seconds: record.start_seconds,
+                            end_seconds: record.end_seconds,
+                            low_hz: record.low_hz,
+                            high_hz: record.high_hz,
+                            label: record.label.clone(),
+                            kind: record.kind,
+                            note: record.note.clone(),
+                        },
+                    );
+                }
+            }
+            Event::AnnotationChanged(e) => {
+                if let Some(annotation) = self.annotations.get_mut(&e.annotation_id) {
+                    *annotation = AnnotationState {
+                        audio_file_id: e.audio_file_id,
+                        start_seconds: e.start_seconds,
+                        end_seconds: e.end_seconds,
+                        low_hz: e.low_hz,
+                        high_hz: e.high_hz,
+                        label: e.label.clone(),
+                        kind: e.kind,
+                        note: e.note.clone(),
+                    };
+                }
+            }
+            Event::AnnotationRemoved(e) => {
+                self.annotations.remove(&e.annotation_id);
             }
         }
     }

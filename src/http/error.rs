@@ -13,11 +13,19 @@ use crate::writer::WriterError;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// More fields for the JSON body beside `error` (which item and field, which rows).
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into() }
+        ApiError { status, message: message.into(), details: None }
+    }
+
+    /// Adds fields to the JSON body (an object's keys are merged beside `error`).
+    pub fn with_details(mut self, details: serde_json::Value) -> ApiError {
+        self.details = Some(details);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -40,7 +48,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let mut body = json!({ "error": self.message });
+        if let (Some(serde_json::Value::Object(details)), Some(body)) = (self.details, body.as_object_mut()) {
+            for (key, value) in details {
+                body.entry(key).or_insert(value);
+            }
+        }
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -50,7 +64,8 @@ impl From<Rejection> for ApiError {
             Rejection::AudioFileNotFound(_)
             | Rejection::ProcessingJobNotFound(_)
             | Rejection::ClusteringJobNotFound(_)
-            | Rejection::EmbeddingSetNotFound(_) => StatusCode::NOT_FOUND,
+            | Rejection::EmbeddingSetNotFound(_)
+            | Rejection::AnnotationNotFound(_) => StatusCode::NOT_FOUND,
             Rejection::AudioFileAlreadyRegistered(_)
             | Rejection::AlreadyEncoded { .. }
             | Rejection::AlreadyQueued(_)
@@ -62,9 +77,14 @@ impl From<Rejection> for ApiError {
             Rejection::UnsupportedAudioExtension(_)
             | Rejection::EmptyMetadataEdit
             | Rejection::NoEmbeddingSets
-            | Rejection::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | Rejection::Invalid(_)
+            | Rejection::InvalidAnnotation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         };
-        ApiError::new(status, rejection.to_string())
+        let details = match &rejection {
+            Rejection::InvalidAnnotation { index, field, .. } => Some(json!({ "index": index, "field": field })),
+            _ => None,
+        };
+        ApiError { status, message: rejection.to_string(), details }
     }
 }
 

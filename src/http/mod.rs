@@ -1,6 +1,7 @@
 //! The JSON API. Thin handlers: parse, ask the core, map errors to statuses people can act on.
 
 pub mod access;
+pub mod annotations_api;
 pub mod audio_api;
 pub mod clustering_api;
 mod error;
@@ -8,6 +9,7 @@ pub mod events_api;
 pub mod media_api;
 pub mod processing_api;
 pub mod projections_api;
+pub mod selections_api;
 
 use std::sync::Arc;
 
@@ -92,6 +94,7 @@ pub fn router_with_access(
         .route("/api/projections/rebuild", post(projections_api::rebuild))
         .merge(crate::web::router())
         .merge(media_api::routes())
+        .merge(annotations_api::routes())
         .fallback(not_found)
         // JSON and form bodies are read by the guard up to its limit; uploads set their own.
         .layer(axum::extract::DefaultBodyLimit::max(access::MAX_REQUEST_BODY_BYTES))

@@ -80,6 +80,9 @@ pub struct Envelope {
     pub event: Event,
 }
 
+/// How many annotations of a bulk `AnnotationsAdded` the brief JSON shows.
+pub const BRIEF_ANNOTATIONS: usize = 20;
+
 /// The JSON form of an envelope, for the API, `--json` and `export --jsonl`.
 #[derive(Debug, Serialize)]
 pub struct EnvelopeJson {
@@ -108,7 +111,28 @@ impl Envelope {
     /// per-window assignments (100 000 rows make 5 MB of JSON) are left out and counted
     /// (`assignment_count`); they are in the job's `assignments.parquet` and in
     /// `/api/events/{seq}`.
+    ///
+    /// Likewise a bulk annotation (a whole cluster can be annotated at once) shows its first
+    /// [`BRIEF_ANNOTATIONS`] annotations and their aggregates, with `annotation_count`.
     pub fn to_brief_json(&self) -> EnvelopeJson {
+        if let Event::AnnotationsAdded(added) = &self.event {
+            if added.annotations.len() <= BRIEF_ANNOTATIONS {
+                return self.to_json();
+            }
+            let crate::domain::events::AnnotationsAdded { annotations, created_by } = added;
+            let data = serde_json::json!({
+                "annotations": &annotations[..BRIEF_ANNOTATIONS],
+                "annotation_count": annotations.len(),
+                "created_by": created_by,
+            });
+            let mut brief = self.with_data(data);
+            let shown: std::collections::HashSet<String> = annotations[..BRIEF_ANNOTATIONS]
+                .iter()
+                .map(|annotation| AggregateRef::Annotation(annotation.annotation_id).to_string())
+                .collect();
+            brief.aggregates.retain(|aggregate| !aggregate.starts_with("annotation:") || shown.contains(aggregate));
+            return brief;
+        }
         let Event::ClusteringJobCompleted(completed) = &self.event else {
             return self.to_json();
         };
@@ -263,6 +287,34 @@ mod tests {
                 assert_eq!(brief, full, "{}", envelope.event.type_name());
             }
         }
+    }
+
+    #[test]
+    fn the_brief_json_of_a_bulk_annotation_shows_the_first_ones_and_counts_them() {
+        let Some(Event::AnnotationsAdded(mut added)) =
+            one_event_of_every_type().into_iter().find(|event| matches!(event, Event::AnnotationsAdded(_)))
+        else {
+            panic!("the samples have an AnnotationsAdded")
+        };
+        let template = added.annotations[0].clone();
+        added.annotations = (1..=1000u64)
+            .map(|id| crate::domain::events::AnnotationRecord {
+                annotation_id: crate::domain::ids::AnnotationId(id),
+                ..template.clone()
+            })
+            .collect();
+        let envelope = Envelope {
+            seq: EventSeq(7),
+            recorded_at: RecordedAt(0),
+            event_version: 1,
+            event: Event::AnnotationsAdded(added),
+        };
+        let brief = serde_json::to_value(envelope.to_brief_json()).unwrap();
+        assert_eq!(brief["data"]["annotation_count"], 1000);
+        assert_eq!(brief["data"]["annotations"].as_array().unwrap().len(), BRIEF_ANNOTATIONS);
+        assert_eq!(brief["aggregates"].as_array().unwrap().len(), BRIEF_ANNOTATIONS + 1, "and audio_file:1");
+        let full = serde_json::to_value(envelope.to_json()).unwrap();
+        assert_eq!(full["data"]["annotations"].as_array().unwrap().len(), 1000);
     }
 
     #[test]

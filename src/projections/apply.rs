@@ -1,6 +1,6 @@
 //! How each projection applies events. Plain SQL over the event's facts; no rules.
 
-use rusqlite::{params, Transaction};
+use rusqlite::{params, OptionalExtension, Transaction};
 
 use crate::domain::events::{Event, ModelInputKind};
 use crate::log::Envelope;
@@ -376,6 +376,104 @@ pub fn event_index(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
         tx.prepare_cached("INSERT OR IGNORE INTO event_aggregates (aggregate, seq) VALUES (?1, ?2)")?;
     for aggregate in envelope.event.aggregates() {
         by_aggregate.execute(params![aggregate.to_string(), envelope.seq.0])?;
+    }
+    Ok(())
+}
+
+pub fn annotations(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
+    let at = envelope.recorded_at.to_rfc3339();
+    let mut history = tx.prepare_cached(
+        "INSERT INTO annotation_history (seq, annotation_id, audio_file_id, label, action, actor, at, annotation)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    match &envelope.event {
+        Event::AnnotationsAdded(e) => {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO annotations (id, audio_file_id, start_seconds, end_seconds, low_hz, high_hz, label, kind,
+                     note, source, created_by, created_at, updated_by, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?11, ?12)",
+            )?;
+            for a in &e.annotations {
+                insert.execute(params![
+                    a.annotation_id.0,
+                    a.audio_file_id.0,
+                    a.start_seconds,
+                    a.end_seconds,
+                    a.low_hz,
+                    a.high_hz,
+                    a.label,
+                    a.kind.as_str(),
+                    a.note,
+                    a.source,
+                    e.created_by,
+                    at,
+                ])?;
+                let snapshot = serde_json::json!({
+                    "start_seconds": a.start_seconds, "end_seconds": a.end_seconds, "low_hz": a.low_hz,
+                    "high_hz": a.high_hz, "label": a.label, "kind": a.kind, "note": a.note, "source": a.source,
+                });
+                history.execute(params![
+                    envelope.seq.0,
+                    a.annotation_id.0,
+                    a.audio_file_id.0,
+                    a.label,
+                    "added",
+                    e.created_by,
+                    at,
+                    snapshot.to_string()
+                ])?;
+            }
+        }
+        Event::AnnotationChanged(e) => {
+            tx.execute(
+                "UPDATE annotations SET start_seconds = ?2, end_seconds = ?3, low_hz = ?4, high_hz = ?5, label = ?6,
+                     kind = ?7, note = ?8, updated_by = ?9, updated_at = ?10
+                 WHERE id = ?1",
+                params![
+                    e.annotation_id.0,
+                    e.start_seconds,
+                    e.end_seconds,
+                    e.low_hz,
+                    e.high_hz,
+                    e.label,
+                    e.kind.as_str(),
+                    e.note,
+                    e.changed_by,
+                    at
+                ],
+            )?;
+            let snapshot = serde_json::json!({
+                "start_seconds": e.start_seconds, "end_seconds": e.end_seconds, "low_hz": e.low_hz,
+                "high_hz": e.high_hz, "label": e.label, "kind": e.kind, "note": e.note,
+            });
+            history.execute(params![
+                envelope.seq.0,
+                e.annotation_id.0,
+                e.audio_file_id.0,
+                e.label,
+                "changed",
+                e.changed_by,
+                at,
+                snapshot.to_string()
+            ])?;
+        }
+        Event::AnnotationRemoved(e) => {
+            let label: Option<String> = tx
+                .query_row("SELECT label FROM annotations WHERE id = ?1", [e.annotation_id.0], |row| row.get(0))
+                .optional()?;
+            tx.execute("DELETE FROM annotations WHERE id = ?1", [e.annotation_id.0])?;
+            history.execute(params![
+                envelope.seq.0,
+                e.annotation_id.0,
+                e.audio_file_id.0,
+                label.unwrap_or_default(),
+                "removed",
+                e.removed_by,
+                at,
+                "{}"
+            ])?;
+        }
+        _ => {}
     }
     Ok(())
 }

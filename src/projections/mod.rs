@@ -6,6 +6,7 @@
 //! a batch ahead. A projection whose version changed is dropped and rebuilt from the log when
 //! the store opens; a projection that is behind catches up.
 
+pub mod annotation_queries;
 mod apply;
 pub mod event_index;
 pub mod queries;
@@ -86,6 +87,11 @@ pub const PROJECTIONS: &[ProjectionDefinition] = &[
         name: "cluster_assignments",
         ddl: include_str!("../../projections/cluster_assignments.sql"),
         apply: apply::cluster_assignments,
+    },
+    ProjectionDefinition {
+        name: "annotations",
+        ddl: include_str!("../../projections/annotations.sql"),
+        apply: apply::annotations,
     },
     ProjectionDefinition {
         name: "event_index",

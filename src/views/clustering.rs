@@ -240,7 +240,7 @@ pub fn clustering_list_page(view: &ClusteringListView) -> Markup {
                     }
                     fieldset {
                         legend { "Reference" }
-                        label { "Compare clusters with " (text_input(&values, "reference_field", "folder or a metadata path")) }
+                        label { "Compare clusters with " (text_input(&values, "reference_field", "folder, annotation_label or a metadata path")) }
                     }
                     button type="submit" { "Queue clustering" }
                 }

@@ -2,6 +2,7 @@
 //! typed (file names, folders, metadata, messages) goes through Maud's escaping; nothing here
 //! uses `PreEscaped` on such text.
 
+pub mod annotations;
 pub mod clustering;
 pub mod dashboard;
 pub mod events;

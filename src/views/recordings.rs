@@ -394,6 +394,8 @@ pub struct RecordingDetailView {
     /// The log position the page shows; live updates start after it.
     pub events_after: EventSeq,
     pub queue_defaults: QueueFormDefaults,
+    /// The first of its annotations, with the total.
+    pub annotations: crate::projections::queries::Page<crate::projections::annotation_queries::AnnotationRow>,
 }
 
 fn field_label(field: &str) -> &'static str {
@@ -481,6 +483,7 @@ pub fn recording_detail_page(view: &RecordingDetailView) -> Markup {
                     a href=(window_src) { "Download this range as WAV" }
                 }
             }
+            (crate::views::annotations::annotations_section(file.id, &view.annotations.items, view.annotations.total, start, duration))
             section aria-labelledby="metadata-heading" {
                 h2 #metadata-heading { "Metadata" }
                 p.muted { "Each field is a JSON object. Saving replaces all four fields. " (view.edit_count) " edits so far." }

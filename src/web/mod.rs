@@ -1,6 +1,7 @@
 //! The web UI: thin HTML handlers that read rows, call the core, and render `crate::views`.
 //! Forms work without JavaScript; `assets/live.js` only keeps job status and progress current.
 
+mod annotations;
 mod clustering;
 mod pages;
 mod processing;
@@ -40,6 +41,8 @@ pub fn router() -> Router<ApiState> {
         .route("/audio/import", post(recordings::import))
         .route("/audio/{id}", get(recordings::detail))
         .route("/audio/{id}/metadata", post(recordings::save_metadata))
+        .route("/audio/{id}/annotations", post(annotations::add))
+        .route("/audio/{id}/annotations/{annotation_id}/delete", post(annotations::remove))
         .route("/processing", get(processing::list))
         .route("/processing/queue", post(processing::queue))
         .route("/processing/{id}", get(processing::detail))

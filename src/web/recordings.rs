@@ -18,6 +18,7 @@ use crate::http::audio_api::{self, ListParameters, METADATA_FIELDS};
 use crate::http::{ApiError, ApiState};
 use crate::ingest::{self, IngestError, IngestOutcome, StagedFile, StagingWriter};
 use crate::log::EventLog;
+use crate::projections::annotation_queries;
 use crate::projections::queries::{self, AudioMetadataRow};
 use crate::projections::runner::lowest_checkpoint;
 use crate::projections::ui_queries;
@@ -304,13 +305,22 @@ async fn detail_view(
     notice: Option<Notice>,
 ) -> Result<RecordingDetailView, HtmlError> {
     let state_copy = state.clone();
-    let (events_after, detail, edits, model_names) = blocking_page(move || {
+    let (events_after, detail, edits, model_names, annotations) = blocking_page(move || {
         let events_after = state_copy.humpback.reader.with_connection(lowest_checkpoint)?;
         let detail = audio_api::load_detail(&state_copy, id)?;
-        let (edits, model_names) = state_copy.humpback.reader.with_connection(|connection| {
-            Ok((queries::audio_metadata_edits(connection, id)?, ui_queries::model_names(connection)?))
+        let (edits, model_names, annotations) = state_copy.humpback.reader.with_connection(|connection| {
+            let query = annotation_queries::AnnotationQuery {
+                audio_file_id: Some(id),
+                limit: Some(crate::views::annotations::ANNOTATIONS_SHOWN),
+                ..Default::default()
+            };
+            Ok((
+                queries::audio_metadata_edits(connection, id)?,
+                ui_queries::model_names(connection)?,
+                annotation_queries::list_annotations(connection, &query)?,
+            ))
         })?;
-        Ok((events_after, detail, edits, model_names))
+        Ok((events_after, detail, edits, model_names, annotations))
     })
     .await
     .map_err(|error| {
@@ -388,6 +398,7 @@ async fn detail_view(
         notice,
         queue_defaults: queue_defaults(model_names),
         events_after,
+        annotations,
     })
 }
 

@@ -213,3 +213,29 @@ pub fn seed_data_dir(path: &std::path::Path, commands: Vec<Command>) {
     }
     humpback.catch_up_projections().expect("projections catch up");
 }
+
+/// Annotates `[start, end)` of a recording (no band, no note).
+pub fn annotate(
+    audio: u64,
+    start: f64,
+    end: f64,
+    label: &str,
+    kind: humpback::domain::events::AnnotationKind,
+) -> Command {
+    Command::AddAnnotations(humpback::domain::decide::AddAnnotations {
+        annotations: vec![humpback::domain::decide::NewAnnotation {
+            fields: humpback::domain::annotation_rules::AnnotationFields {
+                audio_file_id: AudioFileId(audio),
+                start_seconds: start,
+                end_seconds: end,
+                low_hz: None,
+                high_hz: None,
+                label: label.into(),
+                kind,
+                note: None,
+            },
+            source: "manual".into(),
+        }],
+        created_by: Some("tester".into()),
+    })
+}

@@ -1,6 +1,7 @@
 //! Integration tests: one binary (link once), one module per area.
 
 mod access;
+mod annotations;
 mod api;
 mod audio_api;
 mod browser;

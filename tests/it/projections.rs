@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use humpback::domain::decide::Command;
+use humpback::domain::decide::{ChangeAnnotation, Command};
+use humpback::domain::events::AnnotationKind;
 use humpback::domain::ids::*;
 use humpback::domain::state::JobStatus;
 use humpback::log::{EventLog, SledEventLog};
@@ -144,6 +145,11 @@ enum Step {
     ClaimClustering,
     CompleteClustering,
     FailClustering,
+    /// Annotate recording `.0` from second `.1` for `.2` seconds with label number `.3`
+    /// (bad spans are rejected by the writer).
+    Annotate(u8, u8, u8, u8),
+    ChangeAnnotation(u8, u8),
+    RemoveAnnotation(u8),
     /// Drop the log, the writer and the projector, and reopen them from disk.
     Restart,
     /// Bring the projections up to date (otherwise they lag until the end).
@@ -166,6 +172,9 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::ClaimClustering),
         1 => Just(Step::CompleteClustering),
         1 => Just(Step::FailClustering),
+        3 => (0u8..6, 0u8..14, 0u8..4, 0u8..3).prop_map(|(a, s, d, l)| Step::Annotate(a, s, d, l)),
+        1 => (0u8..6, 0u8..3).prop_map(|(a, l)| Step::ChangeAnnotation(a, l)),
+        1 => (0u8..6).prop_map(Step::RemoveAnnotation),
         1 => Just(Step::Restart),
         1 => Just(Step::CatchUp),
     ]
@@ -238,6 +247,26 @@ fn resolve(writer: &Writer, step: &Step) -> Option<Command> {
             Step::FailClustering => {
                 let (id, job) = running_clustering?;
                 Command::FailClusteringJob { job_id: *id, attempt: job.attempt, reason: "injected".into() }
+            }
+            Step::Annotate(audio, start, duration, label) => {
+                let kind = [AnnotationKind::Positive, AnnotationKind::Negative, AnnotationKind::Uncertain]
+                    [usize::from(*label) % 3];
+                annotate(
+                    u64::from(*audio) + 1,
+                    f64::from(*start),
+                    f64::from(*start) + f64::from(*duration),
+                    &format!("call {label}"),
+                    kind,
+                )
+            }
+            Step::ChangeAnnotation(annotation, label) => Command::ChangeAnnotation(ChangeAnnotation {
+                annotation_id: AnnotationId(u64::from(*annotation) + 1),
+                label: Some(format!("call {label}")),
+                end_seconds: Some(f64::from(*label) + 5.0),
+                ..ChangeAnnotation::default()
+            }),
+            Step::RemoveAnnotation(annotation) => {
+                Command::RemoveAnnotation { annotation_id: AnnotationId(u64::from(*annotation) + 1), removed_by: None }
             }
             Step::Restart | Step::CatchUp => return None,
         })
