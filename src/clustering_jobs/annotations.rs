@@ -39,6 +39,23 @@ pub fn recording_spans(state: &DomainState, audio: AudioFileId) -> Vec<LabelledS
     spans
 }
 
+/// Every recording's annotations, by start time, in one pass over the state.
+pub fn spans_by_recording(state: &DomainState) -> std::collections::BTreeMap<AudioFileId, Vec<LabelledSpan>> {
+    let mut spans: std::collections::BTreeMap<AudioFileId, Vec<LabelledSpan>> = std::collections::BTreeMap::new();
+    for annotation in state.annotations.values() {
+        spans.entry(annotation.audio_file_id).or_default().push(LabelledSpan {
+            start_seconds: annotation.start_seconds,
+            end_seconds: annotation.end_seconds,
+            label: annotation.label.clone(),
+            kind: annotation.kind,
+        });
+    }
+    for recording in spans.values_mut() {
+        recording.sort_by(|a, b| a.start_seconds.total_cmp(&b.start_seconds));
+    }
+    spans
+}
+
 fn overlap(span: &LabelledSpan, start: f64, end: f64) -> f64 {
     (span.end_seconds.min(end) - span.start_seconds.max(start)).max(0.0)
 }

@@ -566,7 +566,9 @@ fn map_workbench(job_id: u64) -> Markup {
                 }
                 form #selection-annotate.tile-annotate {
                     label for="selection-label" { "Label" }
-                    input #selection-label type="text" name="label" maxlength="200" required placeholder="e.g. song unit A";
+                    input #selection-label type="text" name="label" maxlength="200" required list="selection-labels"
+                        autocomplete="off" placeholder="e.g. song unit A";
+                    datalist #selection-labels {}
                     label for="selection-kind" { "Kind" }
                     select #selection-kind name="kind" {
                         option value="positive" selected { "positive" }

@@ -348,6 +348,10 @@ pub struct PlotData {
     pub recordings: BTreeMap<u64, PlotRecording>,
     /// Metadata fields (`document.path`) with each recording's value, for colouring.
     pub metadata: BTreeMap<String, BTreeMap<u64, String>>,
+    /// Each point's annotation label: the positive annotation overlapping the window most.
+    pub annotations: Vec<Option<String>>,
+    /// Every annotation label in use (offered when annotating the selection).
+    pub known_labels: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -358,6 +362,12 @@ pub struct PlotRecording {
 
 /// Metadata fields with more distinct values than this are not offered for colouring.
 const MAX_COLOURED_METADATA_VALUES: usize = 200;
+
+/// Annotation labels in use, offered when annotating. Blocking.
+pub(crate) fn known_labels(state: &ApiState) -> Result<Vec<String>, HtmlError> {
+    let labels = state.humpback.reader.with_connection(crate::projections::annotation_queries::labels)?;
+    Ok(labels.into_iter().map(|counts| counts.label).collect())
+}
 
 /// The assignments of a complete job that `keep` accepts.
 fn job_assignments(
@@ -471,6 +481,18 @@ pub async fn points(State(state): State<ApiState>, Path(id): Path<String>) -> Re
                 }
             }
         });
+        data.annotations = state.humpback.writer.read_state(|domain| {
+            use crate::clustering_jobs::annotations::{spans_by_recording, window_category, NO_ANNOTATION};
+            let spans = spans_by_recording(domain);
+            (0..data.x.len())
+                .map(|index| {
+                    let recording = spans.get(&crate::domain::ids::AudioFileId(data.audio[index]?))?;
+                    let end = data.start[index] + data.duration[index];
+                    Some(window_category(recording, data.start[index], end)).filter(|label| label != NO_ANNOTATION)
+                })
+                .collect()
+        });
+        data.known_labels = known_labels(&state)?;
         data.metadata.retain(|_, values| {
             let mut distinct: Vec<&String> = values.values().collect();
             distinct.sort_unstable();
@@ -526,7 +548,7 @@ pub async fn cluster(
             offset,
             limit: MEMBERS_PER_PAGE,
             recording_names,
-            known_labels: Vec::new(),
+            known_labels: known_labels(&state)?,
         })
     })
     .await?;

@@ -87,6 +87,14 @@
       if (data.annotations) { options.push(["annotation", "Annotation label"]); }
       options.push(["recording", "Recording"], ["folder", "Folder"]);
       Object.keys(data.metadata || {}).forEach(function (field) { options.push(["metadata:" + field, "Metadata: " + field]); });
+      var labelList = document.querySelector("#selection-labels");
+      if (labelList) {
+        (data.known_labels || []).forEach(function (label) {
+          var option = document.createElement("option");
+          option.value = label;
+          labelList.appendChild(option);
+        });
+      }
       colourSelect.innerHTML = "";
       options.forEach(function (option) {
         var element = document.createElement("option");
