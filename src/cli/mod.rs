@@ -8,6 +8,7 @@ mod bench;
 mod bench_audio;
 mod bench_clustering;
 mod bench_models;
+mod bench_search;
 mod bench_ui;
 mod client;
 mod cluster;
@@ -15,6 +16,7 @@ mod events;
 mod import;
 mod models;
 mod projections;
+mod search;
 
 use std::path::PathBuf;
 
@@ -52,6 +54,8 @@ pub enum Commands {
     Models(models::ModelsArgs),
     /// Cluster embedding sets, following the job with a progress bar.
     Cluster(cluster::ClusterArgs),
+    /// Search by example: the windows most like a stored window, a span of a recording or a clip.
+    Search(search::SearchArgs),
     /// Find (and remove) files no event references.
     Artifacts(artifacts::ArtifactsArgs),
     /// Measure humpback's own performance.
@@ -107,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Commands::Models(args) => models::run(args).map(|()| 0),
         Commands::Artifacts(args) => artifacts::run(&data_dir, args),
         Commands::Cluster(args) => cluster::run(&data_dir, &cli.bind, args),
+        Commands::Search(args) => search::run(&data_dir, &cli.bind, args),
         Commands::Bench(args) => bench::run(args),
     }
 }
