@@ -1,9 +1,10 @@
 //! `humpback bench search`: exact top-k latency over synthetic vector caches (random vectors
 //! written directly as cache files, split into sets like one recording each), with the same
-//! scan the server runs. Prints the first query (cold when the files are not in the page
-//! cache: `scripts/bench-search` evicts them first) and the median of the following ones, per
-//! metric; peak memory (VmHWM, and how much of it is anonymous rather than mapped file pages);
-//! and the cache size on disk.
+//! scans the server has. Per metric: the compact scan the server runs (int8 copy, then the f32
+//! rows whose bounds reach the top k; its first query is cold when the files are not in the page
+//! cache, which `scripts/bench-search` ensures) and the plain f32 scan, each the first query and
+//! the median of the following ones, checked to give the same hits; peak memory (VmHWM, and how
+//! much of it is anonymous rather than mapped file pages); the cache size on disk.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,6 +13,7 @@ use anyhow::{anyhow, Context};
 use clap::Args;
 
 use crate::search::cache::{open_current, CacheWriter, SourceIdentity, VectorCache};
+use crate::search::compact::{compact_top_k, CompactSlab};
 use crate::search::scan::{top_k, Metric, VectorSlab};
 
 #[derive(Debug, Args)]
@@ -128,16 +130,9 @@ pub fn run(args: BenchSearchArgs) -> anyhow::Result<()> {
     }
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let (caches, bytes) = open_caches(&args)?;
-    let slabs: Vec<VectorSlab<'_>> = caches
-        .iter()
-        .enumerate()
-        .map(|(set, cache)| VectorSlab {
-            embedding_set_id: set as u64 + 1,
-            dim: cache.dim(),
-            vectors: cache.vectors(),
-            norms: cache.norms(),
-        })
-        .collect();
+    let compact: Vec<CompactSlab<'_>> =
+        caches.iter().enumerate().map(|(set, cache)| cache.compact_slab(set as u64 + 1)).collect();
+    let slabs: Vec<VectorSlab<'_>> = compact.iter().map(|slab| slab.exact).collect();
     println!(
         "{} windows x {} dims in {} cache files, {:.2} GB on disk; exact top-{} on {threads} threads",
         args.rows,
@@ -147,23 +142,42 @@ pub fn run(args: BenchSearchArgs) -> anyhow::Result<()> {
         args.k
     );
     let mut random = Random(42);
+    let gigabytes = |bytes_per_value: f64| args.rows as f64 * f64::from(args.dims) * bytes_per_value / 1e9;
     for metric in [Metric::Cosine, Metric::Euclidean] {
-        let mut times = Vec::new();
-        for _ in 0..args.queries.max(2) {
-            let query: Vec<f32> = (0..args.dims).map(|_| random.next_f32()).collect();
+        let queries: Vec<Vec<f32>> =
+            (0..args.queries.max(2)).map(|_| (0..args.dims).map(|_| random.next_f32()).collect()).collect();
+        let (mut compact_times, mut exact_times, mut rescored) = (Vec::new(), Vec::new(), Vec::new());
+        for query in &queries {
             let started = Instant::now();
-            let hits = top_k(&query, &slabs, args.k, metric, threads)?;
-            times.push(started.elapsed().as_secs_f64());
+            let (hits, rescored_rows) = compact_top_k(query, &compact, args.k, metric, threads)?;
+            compact_times.push(started.elapsed().as_secs_f64());
+            rescored.push(rescored_rows as f64);
             anyhow::ensure!(hits.len() == args.k.min(args.rows), "the scan returned {} hits", hits.len());
+            let started = Instant::now();
+            let exact = top_k(query, &slabs, args.k, metric, threads)?;
+            exact_times.push(started.elapsed().as_secs_f64());
+            anyhow::ensure!(hits == exact, "the compact scan disagrees with the f32 scan");
         }
-        let first = times.remove(0);
+        for (name, times, gb) in
+            [("compact", &mut compact_times, gigabytes(1.0)), ("f32", &mut exact_times, gigabytes(4.0))]
+        {
+            let first = times.remove(0);
+            let median = median(times);
+            println!(
+                "{:<9} {:<7} first query {:>8.1} ms   median of next {} {:>8.1} ms   ({:.1} GB/s over {:.2} GB)",
+                metric.as_str(),
+                name,
+                first * 1000.0,
+                times.len(),
+                median * 1000.0,
+                gb / median,
+                gb
+            );
+        }
         println!(
-            "{:<9} first query {:>8.1} ms   median of next {} {:>8.1} ms   ({:.1} GB/s)",
+            "{:<9} compact rescored a median of {:.0} rows from f32 (same hits as the f32 scan)",
             metric.as_str(),
-            first * 1000.0,
-            times.len(),
-            median(&mut times) * 1000.0,
-            (args.rows as f64 * f64::from(args.dims) * 4.0) / median(&mut times) / 1e9
+            median(&mut rescored)
         );
     }
     println!(

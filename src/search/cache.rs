@@ -7,7 +7,7 @@
 //! | bytes | what |
 //! | --- | --- |
 //! | 0..8 | magic `HBVCACHE` |
-//! | 8..12 | format version (u32, 1) |
+//! | 8..12 | format version (u32, 2) |
 //! | 12..16 | dimensions (u32) |
 //! | 16..24 | rows (u64) |
 //! | 24..32 | the source Parquet's size in bytes (u64) |
@@ -15,7 +15,8 @@
 //! | 40..48 | the embedding set's recorded row count (u64) |
 //! | 48..112 | the embedding set's encoding signature (64 ASCII hex characters) |
 //! | 112..128 | zero |
-//! | 128.. | rows x dimensions f32 (row-major), then rows f32 norms, then rows f64 start seconds, then rows f64 end seconds |
+//! | 128.. | rows x dimensions f32 (row-major); rows f32 norms; rows f64 start seconds; rows f64 end seconds |
+//! | then | the compact scan copy (see `compact.rs`): rows f32 scales; rows f32 bounds of the codes' norms; rows f32 bounds of the residuals; rows x dimensions i8 codes |
 //!
 //! Bytes 8..112 are the cache's identity: opening compares them with what the source is now
 //! (one `stat` and a 128-byte read), and compares the file's length with what the header implies.
@@ -28,12 +29,15 @@ use std::sync::Mutex;
 
 use memmap2::Mmap;
 
+use super::compact::{quantize_row, CompactSlab};
+use super::scan::VectorSlab;
+
 use crate::artifacts::embeddings_parquet::read_batches;
 use crate::artifacts::files::{promote, remove_if_exists, temp_sibling};
 use crate::artifacts::ArtifactError;
 
 pub const CACHE_MAGIC: &[u8; 8] = b"HBVCACHE";
-pub const CACHE_FORMAT_VERSION: u32 = 1;
+pub const CACHE_FORMAT_VERSION: u32 = 2;
 pub const HEADER_BYTES: usize = 128;
 const SIGNATURE_BYTES: usize = 64;
 
@@ -117,7 +121,8 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 
 /// The length a cache file of this shape has.
 pub fn expected_file_length(rows: u64, dim: u32) -> Option<u64> {
-    let per_row = u64::from(dim).checked_mul(4)?.checked_add(4 + 8 + 8)?;
+    // f32 vector, norm, two f64 times, scale, code norm, residual, and the i8 codes.
+    let per_row = u64::from(dim).checked_mul(5)?.checked_add(4 + 8 + 8 + 12)?;
     rows.checked_mul(per_row)?.checked_add(HEADER_BYTES as u64)
 }
 
@@ -176,6 +181,47 @@ impl VectorCache {
         bytemuck::cast_slice(&self.map[self.vectors_end()..self.vectors_end() + self.rows * 4])
     }
 
+    fn f32_section(&self, index: usize) -> &[f32] {
+        // Sections after the vectors: norms (0), then two f64 times (as 4 f32 widths), then
+        // scales (5), code norms (6), residuals (7).
+        let start = self.vectors_end() + index * self.rows * 4;
+        bytemuck::cast_slice(&self.map[start..start + self.rows * 4])
+    }
+
+    pub fn scales(&self) -> &[f32] {
+        self.f32_section(5)
+    }
+
+    pub fn code_norms(&self) -> &[f32] {
+        self.f32_section(6)
+    }
+
+    pub fn residuals(&self) -> &[f32] {
+        self.f32_section(7)
+    }
+
+    /// Row-major int8 codes.
+    pub fn codes(&self) -> &[i8] {
+        let start = self.vectors_end() + 8 * self.rows * 4;
+        bytemuck::cast_slice(&self.map[start..start + self.rows * self.dim])
+    }
+
+    /// The f32 rows, as the scan takes them.
+    pub fn slab(&self, embedding_set_id: u64) -> VectorSlab<'_> {
+        VectorSlab { embedding_set_id, dim: self.dim, vectors: self.vectors(), norms: self.norms() }
+    }
+
+    /// The compact copy with its f32 rows, as the compact scan takes them.
+    pub fn compact_slab(&self, embedding_set_id: u64) -> CompactSlab<'_> {
+        CompactSlab {
+            exact: self.slab(embedding_set_id),
+            codes: self.codes(),
+            scales: self.scales(),
+            code_norms: self.code_norms(),
+            residuals: self.residuals(),
+        }
+    }
+
     /// The stored start and end (seconds) of a row.
     pub fn window_times(&self, row: usize) -> Option<(f64, f64)> {
         if row >= self.rows {
@@ -225,17 +271,22 @@ pub fn open_current(path: &Path, identity: &SourceIdentity) -> Result<Result<Vec
     Ok(Ok(VectorCache { map, rows, dim: identity.vector_dim as usize }))
 }
 
-/// Writes a cache file row by row: vectors as they come, norms and times kept (20 bytes a row)
-/// and appended at the end; then fsync and rename into place.
+/// Writes a cache file row by row: vectors and int8 codes as they come (each through its own
+/// handle at its own offset of the file), norms, times, scales and bounds kept (36 bytes a row)
+/// and written between them at the end; then fsync and rename into place.
 pub struct CacheWriter {
     final_path: PathBuf,
     temp_path: PathBuf,
     writer: BufWriter<File>,
+    codes_writer: BufWriter<File>,
     identity: SourceIdentity,
     rows_written: u64,
     norms: Vec<f32>,
     starts: Vec<f64>,
     ends: Vec<f64>,
+    scales: Vec<f32>,
+    code_norms: Vec<f32>,
+    residuals: Vec<f32>,
 }
 
 impl CacheWriter {
@@ -244,18 +295,44 @@ impl CacheWriter {
             std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
         }
         let temp_path = temp_sibling(final_path);
+        let rows = identity.recorded_rows;
+        let (length, codes_offset) = expected_file_length(rows, identity.vector_dim)
+            .zip(rows.checked_mul(u64::from(identity.vector_dim)))
+            .ok_or_else(|| CacheError::SourceMismatch {
+                path: final_path.to_path_buf(),
+                reason: format!("{rows} rows of {} dimensions do not fit in a file", identity.vector_dim),
+            })
+            .map(|(length, codes)| (length, length - codes))?;
         let file = File::create(&temp_path).map_err(io("creating", &temp_path))?;
-        let mut writer = BufWriter::with_capacity(1 << 20, file);
-        writer.write_all(&identity.header(identity.recorded_rows)).map_err(io("writing", &temp_path))?;
+        let opened = (|| -> std::io::Result<(BufWriter<File>, BufWriter<File>)> {
+            file.set_len(length)?;
+            // A second open file (not a clone, which would share the first one's position).
+            let mut codes_file = std::fs::OpenOptions::new().write(true).open(&temp_path)?;
+            std::io::Seek::seek(&mut codes_file, std::io::SeekFrom::Start(codes_offset))?;
+            let mut writer = BufWriter::with_capacity(1 << 20, file);
+            writer.write_all(&identity.header(rows))?;
+            Ok((writer, BufWriter::with_capacity(1 << 20, codes_file)))
+        })();
+        let (writer, codes_writer) = match opened {
+            Ok(writers) => writers,
+            Err(error) => {
+                let _ = remove_if_exists(&temp_path);
+                return Err(io("preparing", &temp_path)(error));
+            }
+        };
         Ok(CacheWriter {
             final_path: final_path.to_path_buf(),
             temp_path,
             writer,
+            codes_writer,
             identity,
             rows_written: 0,
             norms: Vec::new(),
             starts: Vec::new(),
             ends: Vec::new(),
+            scales: Vec::new(),
+            code_norms: Vec::new(),
+            residuals: Vec::new(),
         })
     }
 
@@ -271,7 +348,20 @@ impl CacheWriter {
         if !cfg!(target_endian = "little") {
             return Err(CacheError::BigEndian);
         }
+        if self.rows_written + times.len() as u64 > self.identity.recorded_rows {
+            return Err(CacheError::SourceMismatch {
+                path: self.final_path.clone(),
+                reason: format!("more than the {} rows recorded", self.identity.recorded_rows),
+            });
+        }
         self.writer.write_all(bytemuck::cast_slice(vectors)).map_err(io("writing", &self.temp_path))?;
+        for row in vectors.chunks_exact(dim) {
+            let (codes, scale, code_norm, residual) = quantize_row(row);
+            self.codes_writer.write_all(bytemuck::cast_slice(&codes)).map_err(io("writing", &self.temp_path))?;
+            self.scales.push(scale);
+            self.code_norms.push(code_norm);
+            self.residuals.push(residual);
+        }
         self.norms.extend(super::scan::row_norms(vectors, dim));
         self.starts.extend(times.iter().map(|time| time.0));
         self.ends.extend(times.iter().map(|time| time.1));
@@ -291,19 +381,25 @@ impl CacheWriter {
             self.writer.write_all(bytemuck::cast_slice(&self.norms))?;
             self.writer.write_all(bytemuck::cast_slice(&self.starts))?;
             self.writer.write_all(bytemuck::cast_slice(&self.ends))?;
-            self.writer.flush()
+            self.writer.write_all(bytemuck::cast_slice(&self.scales))?;
+            self.writer.write_all(bytemuck::cast_slice(&self.code_norms))?;
+            self.writer.write_all(bytemuck::cast_slice(&self.residuals))?;
+            self.writer.flush()?;
+            self.codes_writer.flush()
         })();
         if let Err(error) = written {
             let _ = remove_if_exists(&self.temp_path);
             return Err(io("writing", &self.temp_path)(error));
         }
         drop(self.writer);
+        drop(self.codes_writer);
         promote(&self.temp_path, &self.final_path)?;
         Ok(())
     }
 
     pub fn abandon(self) {
         drop(self.writer);
+        drop(self.codes_writer);
         let _ = remove_if_exists(&self.temp_path);
     }
 }
@@ -419,6 +515,14 @@ mod tests {
         assert_eq!(cache.window_times(5000), None);
         assert!((cache.norms()[0] - (2.25f32 * 2.0 + 0.25 * 2.0).sqrt()).abs() < 1e-6);
         assert!(!temp_sibling(&cache_path).exists());
+        let compact = cache.compact_slab(7);
+        let (codes, scale, code_norm, residual) = crate::search::compact::quantize_row(&cache.vectors()[4 * 4999..]);
+        assert_eq!(&compact.codes[4 * 4999..], &codes[..]);
+        assert_eq!(
+            (compact.scales[4999], compact.code_norms[4999], compact.residuals[4999]),
+            (scale, code_norm, residual)
+        );
+        assert_eq!(compact.exact.norms.len(), 5000);
         drop(cache);
         let (_, status) = open_or_build(&parquet, &cache_path, &identity).unwrap();
         assert_eq!(status, CacheStatus::Current);

@@ -7,6 +7,7 @@
 //! - [`service`]: the imperative shell: resolve, embed a span or clip, open caches, scan, describe.
 
 pub mod cache;
+pub mod compact;
 pub mod request;
 pub mod scan;
 pub mod service;

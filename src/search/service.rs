@@ -9,8 +9,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::cache::{open_or_build, CacheStatus, SourceIdentity, VectorCache};
+use super::compact::{compact_top_k, CompactSlab};
 use super::request::{resolve_search, SearchQuery, SearchRequest};
-use super::scan::{top_k, VectorSlab};
 use super::SearchError;
 use crate::app::Humpback;
 use crate::domain::ids::EmbeddingSetId;
@@ -46,6 +46,9 @@ pub struct SearchAnswer {
     pub k: usize,
     /// Windows scored (every row of every set in scope).
     pub searched_windows: u64,
+    /// Of those, the windows whose compact-copy bounds could reach the top k, scored again
+    /// from their f32 vectors (the answer is the f32 scan's either way).
+    pub rescored_windows: usize,
     pub searched_sets: usize,
     pub model_version: String,
     /// Always true: the same top-k as a brute-force scan (no approximate index).
@@ -210,17 +213,9 @@ pub fn run_search(
         count_built(&status);
         caches.push((*id, set.audio_file_id, cache));
     }
-    let slabs: Vec<VectorSlab<'_>> = caches
-        .iter()
-        .map(|(id, _, cache)| VectorSlab {
-            embedding_set_id: id.0,
-            dim: cache.dim(),
-            vectors: cache.vectors(),
-            norms: cache.norms(),
-        })
-        .collect();
-    let searched_windows = slabs.iter().map(|slab| slab.rows() as u64).sum();
-    let hits = top_k(&query_vector, &slabs, request.k, request.metric, scan_threads())?;
+    let slabs: Vec<CompactSlab<'_>> = caches.iter().map(|(id, _, cache)| cache.compact_slab(id.0)).collect();
+    let searched_windows = slabs.iter().map(|slab| slab.exact.rows() as u64).sum();
+    let (hits, rescored_windows) = compact_top_k(&query_vector, &slabs, request.k, request.metric, scan_threads())?;
     let by_set: BTreeMap<u64, (u64, &VectorCache)> =
         caches.iter().map(|(id, audio, cache)| (id.0, (audio.0, cache))).collect();
     let audio_ids: std::collections::BTreeSet<u64> =
@@ -260,6 +255,7 @@ pub fn run_search(
         metric: request.metric.as_str().to_string(),
         k: request.k,
         searched_windows,
+        rescored_windows,
         searched_sets: sets.len(),
         model_version: resolved.model_version,
         exact: true,
