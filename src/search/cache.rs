@@ -16,7 +16,7 @@
 //! | 48..112 | the embedding set's encoding signature (64 ASCII hex characters) |
 //! | 112..128 | zero |
 //! | 128.. | rows x dimensions f32 (row-major); rows f32 norms; rows f64 start seconds; rows f64 end seconds |
-//! | then | the compact scan copy (see `compact.rs`): rows f32 scales; rows f32 bounds of the codes' norms; rows f32 bounds of the residuals; rows x dimensions i8 codes |
+//! | then | the compact scan copy (see `compact.rs`): rows f32 scales; rows f32 bounds of the residuals; rows x dimensions i8 codes |
 //!
 //! Bytes 8..112 are the cache's identity: opening compares them with what the source is now
 //! (one `stat` and a 128-byte read), and compares the file's length with what the header implies.
@@ -121,8 +121,8 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
 
 /// The length a cache file of this shape has.
 pub fn expected_file_length(rows: u64, dim: u32) -> Option<u64> {
-    // f32 vector, norm, two f64 times, scale, code norm, residual, and the i8 codes.
-    let per_row = u64::from(dim).checked_mul(5)?.checked_add(4 + 8 + 8 + 12)?;
+    // f32 vector, norm, two f64 times, scale, residual, and the i8 codes.
+    let per_row = u64::from(dim).checked_mul(5)?.checked_add(4 + 8 + 8 + 8)?;
     rows.checked_mul(per_row)?.checked_add(HEADER_BYTES as u64)
 }
 
@@ -183,7 +183,7 @@ impl VectorCache {
 
     fn f32_section(&self, index: usize) -> &[f32] {
         // Sections after the vectors: norms (0), then two f64 times (as 4 f32 widths), then
-        // scales (5), code norms (6), residuals (7).
+        // scales (5), residuals (6).
         let start = self.vectors_end() + index * self.rows * 4;
         bytemuck::cast_slice(&self.map[start..start + self.rows * 4])
     }
@@ -192,17 +192,13 @@ impl VectorCache {
         self.f32_section(5)
     }
 
-    pub fn code_norms(&self) -> &[f32] {
-        self.f32_section(6)
-    }
-
     pub fn residuals(&self) -> &[f32] {
-        self.f32_section(7)
+        self.f32_section(6)
     }
 
     /// Row-major int8 codes.
     pub fn codes(&self) -> &[i8] {
-        let start = self.vectors_end() + 8 * self.rows * 4;
+        let start = self.vectors_end() + 7 * self.rows * 4;
         bytemuck::cast_slice(&self.map[start..start + self.rows * self.dim])
     }
 
@@ -217,7 +213,6 @@ impl VectorCache {
             exact: self.slab(embedding_set_id),
             codes: self.codes(),
             scales: self.scales(),
-            code_norms: self.code_norms(),
             residuals: self.residuals(),
         }
     }
@@ -272,7 +267,7 @@ pub fn open_current(path: &Path, identity: &SourceIdentity) -> Result<Result<Vec
 }
 
 /// Writes a cache file row by row: vectors and int8 codes as they come (each through its own
-/// handle at its own offset of the file), norms, times, scales and bounds kept (36 bytes a row)
+/// handle at its own offset of the file), norms, times, scales and bounds kept (28 bytes a row)
 /// and written between them at the end; then fsync and rename into place.
 pub struct CacheWriter {
     final_path: PathBuf,
@@ -285,7 +280,6 @@ pub struct CacheWriter {
     starts: Vec<f64>,
     ends: Vec<f64>,
     scales: Vec<f32>,
-    code_norms: Vec<f32>,
     residuals: Vec<f32>,
 }
 
@@ -331,7 +325,6 @@ impl CacheWriter {
             starts: Vec::new(),
             ends: Vec::new(),
             scales: Vec::new(),
-            code_norms: Vec::new(),
             residuals: Vec::new(),
         })
     }
@@ -356,10 +349,9 @@ impl CacheWriter {
         }
         self.writer.write_all(bytemuck::cast_slice(vectors)).map_err(io("writing", &self.temp_path))?;
         for row in vectors.chunks_exact(dim) {
-            let (codes, scale, code_norm, residual) = quantize_row(row);
+            let (codes, scale, residual) = quantize_row(row);
             self.codes_writer.write_all(bytemuck::cast_slice(&codes)).map_err(io("writing", &self.temp_path))?;
             self.scales.push(scale);
-            self.code_norms.push(code_norm);
             self.residuals.push(residual);
         }
         self.norms.extend(super::scan::row_norms(vectors, dim));
@@ -382,7 +374,6 @@ impl CacheWriter {
             self.writer.write_all(bytemuck::cast_slice(&self.starts))?;
             self.writer.write_all(bytemuck::cast_slice(&self.ends))?;
             self.writer.write_all(bytemuck::cast_slice(&self.scales))?;
-            self.writer.write_all(bytemuck::cast_slice(&self.code_norms))?;
             self.writer.write_all(bytemuck::cast_slice(&self.residuals))?;
             self.writer.flush()?;
             self.codes_writer.flush()
@@ -516,12 +507,9 @@ mod tests {
         assert!((cache.norms()[0] - (2.25f32 * 2.0 + 0.25 * 2.0).sqrt()).abs() < 1e-6);
         assert!(!temp_sibling(&cache_path).exists());
         let compact = cache.compact_slab(7);
-        let (codes, scale, code_norm, residual) = crate::search::compact::quantize_row(&cache.vectors()[4 * 4999..]);
+        let (codes, scale, residual) = crate::search::compact::quantize_row(&cache.vectors()[4 * 4999..]);
         assert_eq!(&compact.codes[4 * 4999..], &codes[..]);
-        assert_eq!(
-            (compact.scales[4999], compact.code_norms[4999], compact.residuals[4999]),
-            (scale, code_norm, residual)
-        );
+        assert_eq!((compact.scales[4999], compact.residuals[4999]), (scale, residual));
         assert_eq!(compact.exact.norms.len(), 5000);
         drop(cache);
         let (_, status) = open_or_build(&parquet, &cache_path, &identity).unwrap();

@@ -24,14 +24,12 @@ pub struct CompactSlab<'a> {
     /// Row-major codes, `dim` per row.
     pub codes: &'a [i8],
     pub scales: &'a [f32],
-    /// Upper bounds of |codes of the row|.
-    pub code_norms: &'a [f32],
     /// Upper bounds of |v - scale * codes|.
     pub residuals: &'a [f32],
 }
 
-/// One row quantised: codes, scale, an upper bound of |codes| and of the residual.
-pub fn quantize_row(vector: &[f32]) -> (Vec<i8>, f32, f32, f32) {
+/// One row quantised: codes, scale, and an upper bound of the residual.
+pub fn quantize_row(vector: &[f32]) -> (Vec<i8>, f32, f32) {
     let largest =
         vector.iter().fold(0.0f32, |largest, value| if value.is_finite() { largest.max(value.abs()) } else { largest });
     let scale = if largest > 0.0 { largest / 127.0 } else { 0.0 };
@@ -47,14 +45,13 @@ pub fn quantize_row(vector: &[f32]) -> (Vec<i8>, f32, f32, f32) {
             },
         )
         .collect();
-    let code_norm = codes.iter().map(|code| f64::from(*code).powi(2)).sum::<f64>().sqrt();
     let residual = vector
         .iter()
         .zip(&codes)
         .map(|(value, code)| (f64::from(*value) - f64::from(scale) * f64::from(*code)).powi(2))
         .sum::<f64>()
         .sqrt();
-    (codes, scale, round_up(code_norm), round_up(residual))
+    (codes, scale, round_up(residual))
 }
 
 /// The smallest f32 not below `value` (plus one step, for the conversion itself).
@@ -194,7 +191,6 @@ pub fn compact_top_k(
         if exact.vectors.len() != rows * exact.dim
             || slab.codes.len() != rows * exact.dim
             || slab.scales.len() != rows
-            || slab.code_norms.len() != rows
             || slab.residuals.len() != rows
         {
             return Err(ScanError::MalformedSlab {
@@ -329,19 +325,16 @@ mod tests {
         norms: Vec<f32>,
         codes: Vec<i8>,
         scales: Vec<f32>,
-        code_norms: Vec<f32>,
         residuals: Vec<f32>,
     }
 
     fn owned(id: u64, vectors: Vec<f32>, dim: usize) -> Owned {
         let norms = row_norms(&vectors, dim);
-        let mut set =
-            Owned { id, vectors, norms, codes: vec![], scales: vec![], code_norms: vec![], residuals: vec![] };
+        let mut set = Owned { id, vectors, norms, codes: vec![], scales: vec![], residuals: vec![] };
         for row in set.vectors.chunks_exact(dim) {
-            let (codes, scale, code_norm, residual) = quantize_row(row);
+            let (codes, scale, residual) = quantize_row(row);
             set.codes.extend(codes);
             set.scales.push(scale);
-            set.code_norms.push(code_norm);
             set.residuals.push(residual);
         }
         set
@@ -387,7 +380,6 @@ mod tests {
                     exact: *exact,
                     codes: &set.codes,
                     scales: &set.scales,
-                    code_norms: &set.code_norms,
                     residuals: &set.residuals,
                 })
                 .collect();
@@ -405,7 +397,7 @@ mod tests {
     #[test]
     fn quantising_bounds_the_residual() {
         let vector: Vec<f32> = (0..1280).map(|i| ((i * 7919) % 1000) as f32 / 333.0 - 1.5).collect();
-        let (codes, scale, code_norm, residual) = quantize_row(&vector);
+        let (codes, scale, residual) = quantize_row(&vector);
         let true_residual: f64 = vector
             .iter()
             .zip(&codes)
@@ -413,7 +405,6 @@ mod tests {
             .sum::<f64>()
             .sqrt();
         assert!(f64::from(residual) >= true_residual && f64::from(residual) < true_residual * 1.001 + 1e-6);
-        assert!(f64::from(code_norm) >= codes.iter().map(|c| f64::from(*c).powi(2)).sum::<f64>().sqrt());
         assert!(true_residual / f64::from(row_norms(&vector, 1280).iter().sum::<f32>()) < 0.01);
         assert_eq!(quantize_row(&[0.0, 0.0]).1, 0.0);
     }
