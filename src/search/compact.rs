@@ -64,7 +64,24 @@ fn round_up(value: f64) -> f32 {
 /// The exact integer dot product of the query's codes and a row's codes. The query's codes are
 /// bounded (see [`QuantizedQuery`]) so that the sum never overflows.
 pub fn dot_codes(query_codes: &[i16], codes: &[i8]) -> i32 {
-    query_codes.iter().zip(codes).map(|(d, c)| i32::from(*d) * i32::from(*c)).sum()
+    // Widen 32 codes to i16 first: an i16 x i16 sum of products is the shape compilers turn
+    // into multiply-add instructions (pmaddwd) over whole registers.
+    let (query_chunks, code_chunks) = (query_codes.chunks_exact(32), codes.chunks_exact(32));
+    let rest: i32 = query_chunks
+        .remainder()
+        .iter()
+        .zip(code_chunks.remainder())
+        .map(|(d, c)| i32::from(*d) * i32::from(*c))
+        .sum();
+    let mut total = rest;
+    for (query_chunk, code_chunk) in query_chunks.zip(code_chunks) {
+        let mut wide = [0i16; 32];
+        for (wide, code) in wide.iter_mut().zip(code_chunk) {
+            *wide = i16::from(*code);
+        }
+        total += query_chunk.iter().zip(&wide).map(|(d, c)| i32::from(*d) * i32::from(*c)).sum::<i32>();
+    }
+    total
 }
 
 /// The query as int16 codes `codes` times `scale`, `residual` >= |query - scale * codes|.
@@ -391,6 +408,16 @@ mod tests {
                 prop_assert_eq!(hit.score.to_bits(), want.score.to_bits());
             }
             prop_assert!(rescored >= hits.len());
+        }
+    }
+
+    #[test]
+    fn the_integer_dot_product_is_exact() {
+        for dim in [1usize, 31, 32, 33, 100, 1280] {
+            let query: Vec<i16> = (0..dim).map(|i| ((i * 37) % 4095) as i16 - 2047).collect();
+            let codes: Vec<i8> = (0..dim).map(|i| ((i * 11) % 255) as i8).collect();
+            let expected: i64 = query.iter().zip(&codes).map(|(d, c)| i64::from(*d) * i64::from(*c)).sum();
+            assert_eq!(i64::from(dot_codes(&query, &codes)), expected, "{dim}");
         }
     }
 
