@@ -54,11 +54,13 @@ pub fn quantize_row(vector: &[f32]) -> (Vec<i8>, f32, f32) {
     (codes, scale, round_up(residual))
 }
 
-/// The smallest f32 not below `value` (plus one step, for the conversion itself).
+/// An f32 not below `value` (>= 0), one step above the nearest, covering the conversion itself;
+/// infinity when it does not fit.
 fn round_up(value: f64) -> f32 {
+    let next_up = |x: f32| if x.is_finite() { f32::from_bits(x.to_bits() + 1) } else { f32::INFINITY };
     let rounded = value as f32;
-    let up = if f64::from(rounded) < value { rounded.next_up() } else { rounded };
-    up.next_up()
+    let up = if f64::from(rounded) < value { next_up(rounded) } else { rounded };
+    next_up(up)
 }
 
 /// The exact integer dot product of the query's codes and a row's codes. The query's codes are
@@ -67,12 +69,8 @@ pub fn dot_codes(query_codes: &[i16], codes: &[i8]) -> i32 {
     // Widen 32 codes to i16 first: an i16 x i16 sum of products is the shape compilers turn
     // into multiply-add instructions (pmaddwd) over whole registers.
     let (query_chunks, code_chunks) = (query_codes.chunks_exact(32), codes.chunks_exact(32));
-    let rest: i32 = query_chunks
-        .remainder()
-        .iter()
-        .zip(code_chunks.remainder())
-        .map(|(d, c)| i32::from(*d) * i32::from(*c))
-        .sum();
+    let rest: i32 =
+        query_chunks.remainder().iter().zip(code_chunks.remainder()).map(|(d, c)| i32::from(*d) * i32::from(*c)).sum();
     let mut total = rest;
     for (query_chunk, code_chunk) in query_chunks.zip(code_chunks) {
         let mut wide = [0i16; 32];
@@ -274,7 +272,7 @@ pub fn compact_top_k(
         (lowers.into_iter().map(|low| low.0 .0).collect::<Vec<f64>>(), candidates)
     };
     let threads = threads.clamp(1, chunks.len().max(1));
-    let parts: Vec<(Vec<f64>, Vec<(usize, usize, f64)>)> = if threads == 1 {
+    let parts: Vec<ThreadPart> = if threads == 1 {
         vec![work()]
     } else {
         std::thread::scope(|scope| {
@@ -315,6 +313,10 @@ pub fn compact_top_k(
         .collect();
     Ok((hits, rescored))
 }
+
+/// What one thread of the pre-scan found: its k best lower bounds, and its candidate rows
+/// (slab, row, upper bound).
+type ThreadPart = (Vec<f64>, Vec<(usize, usize, f64)>);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct OrderedF64(f64);
