@@ -49,6 +49,12 @@ impl DataDir {
         self.root.join("clusters")
     }
 
+    /// Derived vector caches (`{embedding_set_id}.f32`), rebuilt from the Parquet files whenever
+    /// missing or stale; never referenced by an event.
+    pub fn vector_cache_dir(&self) -> PathBuf {
+        self.root.join("cache").join("vectors")
+    }
+
     /// Scratch space for uploads in progress (same filesystem, so moves are atomic renames).
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")

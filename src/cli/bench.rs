@@ -40,6 +40,8 @@ pub enum BenchCommand {
     Clustering(super::bench_clustering::BenchClusteringArgs),
     /// End to end: import, queue and process recordings with N workers; minutes of audio per second.
     Processing(BenchProcessingArgs),
+    /// Search by example: exact top-k latency over synthetic vector caches, cold and warm, and memory.
+    Search(super::bench_search::BenchSearchArgs),
     /// Web page speed with a realistic library (built through the real import, processing and
     /// clustering code, or reused with --dir): median and p95 latency and size of every page.
     Ui(super::bench_ui::BenchUiArgs),
@@ -71,6 +73,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         BenchCommand::Processing(args) => bench_processing(args),
         BenchCommand::Clustering(args) => super::bench_clustering::run(args).map(|()| 0),
         BenchCommand::Ui(args) => super::bench_ui::run(args).map(|()| 0),
+        BenchCommand::Search(args) => super::bench_search::run(args).map(|()| 0),
         BenchCommand::EventLog { single, batched, batch_size, dir } => {
             let scratch = match dir {
                 Some(dir) => tempfile::Builder::new().prefix("humpback-bench-").tempdir_in(dir)?,

@@ -133,6 +133,47 @@ impl ServerClient {
         Ok((status, bytes))
     }
 
+    /// A multipart form: text fields, then one file field.
+    pub fn post_multipart<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        fields: &[(&str, String)],
+        (file_field, file_name, bytes): (&str, &str, &[u8]),
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base_url);
+        // A boundary from the file's own hash: it cannot be predicted from, and so never chosen to
+        // collide with, the bytes it separates.
+        let boundary = {
+            use sha2::Digest;
+            format!("humpback-{}", &crate::ingest::hex(&sha2::Sha256::digest(bytes))[..32])
+        };
+        let quoted = |text: &str| text.replace(['"', '\r', '\n'], "_");
+        let mut body = Vec::with_capacity(bytes.len() + 1024);
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n{value}\r\n", quoted(name))
+                    .as_bytes(),
+            );
+        }
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: \
+                 application/octet-stream\r\n\r\n",
+                quoted(file_field),
+                quoted(file_name)
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let response = self
+            .authorized(self.agent.post(&url))
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .send(&body[..])
+            .with_context(|| format!("cannot reach {url}"))?;
+        Self::read(url, response)
+    }
+
     fn read<T: DeserializeOwned>(url: String, mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<T> {
         let status = response.status();
         let text = response

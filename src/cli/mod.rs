@@ -9,6 +9,7 @@ mod bench;
 mod bench_audio;
 mod bench_clustering;
 mod bench_models;
+mod bench_search;
 mod bench_ui;
 mod client;
 mod cluster;
@@ -16,6 +17,7 @@ mod events;
 mod import;
 mod models;
 mod projections;
+mod search;
 
 use std::path::PathBuf;
 
@@ -59,6 +61,8 @@ pub enum Commands {
     Cluster(cluster::ClusterArgs),
     /// Export or import annotations as Raven selection tables (or CSV).
     Annotations(annotations::AnnotationsArgs),
+    /// Search by example: the windows most like a stored window, a span of a recording or a clip.
+    Search(search::SearchArgs),
     /// Find (and remove) files no event references.
     Artifacts(artifacts::ArtifactsArgs),
     /// Measure humpback's own performance.
@@ -179,6 +183,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Commands::Artifacts(args) => artifacts::run(&data_dir, args),
         Commands::Cluster(args) => cluster::run(&data_dir, &cli.bind, args),
         Commands::Annotations(args) => annotations::run(&data_dir, &cli.bind, args),
+        Commands::Search(args) => search::run(&data_dir, &cli.bind, args),
         Commands::Bench(args) => bench::run(args),
     }
 }

@@ -10,6 +10,7 @@ pub mod media_api;
 pub mod processing_api;
 pub mod projections_api;
 pub mod selections_api;
+pub mod search_api;
 
 use std::sync::Arc;
 
@@ -90,6 +91,10 @@ pub fn router_with_access(
         .route("/api/models", get(processing_api::models))
         .route("/api/embedding-sets", get(processing_api::embedding_sets))
         .route("/api/embedding-sets/{id}", get(processing_api::embedding_set))
+        .route(
+            "/api/search",
+            post(search_api::search).layer(axum::extract::DefaultBodyLimit::max(search_api::SEARCH_BODY_LIMIT)),
+        )
         .route("/api/projections", get(projections_api::status))
         .route("/api/projections/rebuild", post(projections_api::rebuild))
         .merge(crate::web::router())

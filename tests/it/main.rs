@@ -15,6 +15,7 @@ mod processing;
 mod processing_crash;
 mod projections;
 mod roundtrip;
+mod search;
 mod ui_pages;
 
 /// GET a URL and read its JSON body (any status).
