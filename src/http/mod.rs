@@ -9,8 +9,8 @@ pub mod events_api;
 pub mod media_api;
 pub mod processing_api;
 pub mod projections_api;
-pub mod selections_api;
 pub mod search_api;
+pub mod selections_api;
 
 use std::sync::Arc;
 

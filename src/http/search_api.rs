@@ -28,7 +28,16 @@ impl From<SearchError> for ApiError {
 }
 
 /// A staged clip, removed when dropped (after the search, or when the request fails).
-struct StagedClip(std::path::PathBuf);
+pub(crate) struct StagedClip(std::path::PathBuf);
+
+impl StagedClip {
+    /// The staged file's path; the caller removes it when done.
+    pub(crate) fn into_path(self) -> std::path::PathBuf {
+        let path = self.0.clone();
+        std::mem::forget(self);
+        path
+    }
+}
 
 impl Drop for StagedClip {
     fn drop(&mut self) {
@@ -44,7 +53,10 @@ fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError 
 }
 
 /// Reads the multipart form: the clip is staged in `tmp/`, the other fields make the request.
-async fn read_clip_form(state: &ApiState, mut multipart: Multipart) -> Result<(Value, Option<StagedClip>), ApiError> {
+pub(crate) async fn read_clip_form(
+    state: &ApiState,
+    mut multipart: Multipart,
+) -> Result<(Value, Option<StagedClip>), ApiError> {
     let mut body = serde_json::Map::new();
     let mut clip = None;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {

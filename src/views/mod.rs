@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod events;
 pub mod processing;
 pub mod recordings;
+pub mod search;
 
 use maud::{html, Markup, DOCTYPE};
 
@@ -21,14 +22,16 @@ pub enum Section {
     Recordings,
     Processing,
     Clustering,
+    Search,
     Models,
     Events,
 }
 
-const NAVIGATION: [(Section, &str, &str); 5] = [
+const NAVIGATION: [(Section, &str, &str); 6] = [
     (Section::Recordings, "/audio", "Recordings"),
     (Section::Processing, "/processing", "Processing"),
     (Section::Clustering, "/clustering", "Clustering"),
+    (Section::Search, "/search", "Search"),
     (Section::Models, "/models", "Models"),
     (Section::Events, "/events", "Events"),
 ];
@@ -173,7 +176,7 @@ pub fn tile_grid(id: &str, tiles: &[WindowTile], known_labels: &[String]) -> Mar
     }
 }
 
-fn window_tile(tile: &WindowTile) -> Markup {
+pub(crate) fn window_tile(tile: &WindowTile) -> Markup {
     let start = tile.start_seconds;
     let duration = tile.duration_seconds;
     let audio = tile.audio_file_id;

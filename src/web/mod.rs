@@ -6,6 +6,7 @@ mod clustering;
 mod pages;
 mod processing;
 mod recordings;
+mod search;
 
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::DefaultBodyLimit;
@@ -58,6 +59,12 @@ pub fn router() -> Router<ApiState> {
         .route("/clustering/{id}/retry", post(clustering::retry))
         .route("/clusters/{id}", get(clustering::cluster))
         .route("/models", get(clustering::models))
+        .route(
+            "/search",
+            get(search::search)
+                .post(search::search_with_clip)
+                .layer(DefaultBodyLimit::max(crate::http::search_api::SEARCH_BODY_LIMIT)),
+        )
         .route("/assets/style.css", get(style_css))
         .route("/assets/live.js", get(live_js))
         .route("/assets/selection.js", get(selection_js))

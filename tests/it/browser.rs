@@ -463,6 +463,7 @@ async fn a_person_uploads_processes_clusters_explores_and_listens_in_a_real_brow
     )
     .await;
     screenshot(&client, "cluster").await;
+    lasso_annotate_colour_and_find_similar(&client, &app, 1).await;
     client.goto(&format!("{base}/models")).await.unwrap();
     screenshot(&client, "models").await;
     for (path, name) in [("/", "home"), ("/processing", "processing"), ("/events", "events")] {
@@ -472,4 +473,96 @@ async fn a_person_uploads_processes_clusters_explores_and_listens_in_a_real_brow
 
     client.close().await.expect("close the browser session");
     drop(driver);
+}
+
+/// The map as a workbench: lasso every point, annotate the selection in one action, colour the
+/// map by annotation label and see the label in the legend; then "find similar" from a tile of
+/// the selection lands on search results.
+async fn lasso_annotate_colour_and_find_similar(client: &Client, app: &TestApp, job_id: u64) {
+    let base = &app.base_url;
+    client.goto(&format!("{base}/clustering/{job_id}")).await.unwrap();
+    wait_for(client, r#"document.querySelector('canvas#scatter[data-drawn="true"]')"#, "the map", PAGE_TIMEOUT).await;
+    client
+        .find(Locator::Css(r#"input[name="map-mode"][value="lasso"]"#))
+        .await
+        .expect("lasso mode")
+        .click()
+        .await
+        .unwrap();
+    let corners = client
+        .execute(
+            "const canvas = document.querySelector('#scatter');
+             canvas.scrollIntoView({block: 'center'});
+             const box = canvas.getBoundingClientRect();
+             return [box.left + 3, box.top + 3, box.right - 3, box.bottom - 3];",
+            vec![],
+        )
+        .await
+        .expect("canvas box");
+    let corner = |index: usize| corners[index].as_f64().unwrap_or(0.0).round();
+    let (left, top, right, bottom) = (corner(0), corner(1), corner(2), corner(3));
+    let mut lasso = MouseActions::new("lasso".into())
+        .then(PointerAction::MoveTo { duration: None, x: left, y: top })
+        .then(PointerAction::Down { button: fantoccini::actions::MOUSE_BUTTON_LEFT });
+    for (x, y) in [(right, top), (right, bottom), (left, bottom), (left, top + 2.0)] {
+        lasso = lasso.then(PointerAction::MoveTo { duration: Some(Duration::from_millis(80)), x, y });
+    }
+    lasso = lasso.then(PointerAction::Up { button: fantoccini::actions::MOUSE_BUTTON_LEFT });
+    client.perform_actions(lasso).await.expect("draw a lasso around the map");
+    let selected = wait_for(
+        client,
+        "(() => { const panel = document.querySelector('#selection-panel');
+                  return panel && !panel.hidden
+                      && Number(panel.querySelector('[data-field=\"selection-count\"]').textContent); })()",
+        "the selection panel",
+        PAGE_TIMEOUT,
+    )
+    .await;
+    let drawn = client.execute("return Number(document.querySelector('#scatter').dataset.pointCount)", vec![]).await;
+    assert_eq!(Some(selected.clone()), drawn.ok(), "the lasso around the whole map selects every point");
+    wait_for(
+        client,
+        "document.querySelectorAll('#selection-tiles .tile').length",
+        "the selection's tiles",
+        PAGE_TIMEOUT,
+    )
+    .await;
+    client.find(Locator::Id("selection-label")).await.expect("label field").send_keys("song unit A").await.unwrap();
+    client.find(Locator::Css("#selection-annotate button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_for(
+        client,
+        "document.querySelector('#selection-panel [data-field=\"selection-status\"]').textContent.includes('annotated as')",
+        "the annotation to be recorded",
+        PAGE_TIMEOUT,
+    )
+    .await;
+    let (status, listed) =
+        crate::api_get_with_token(&app.url("/api/annotations?label=song%20unit%20A&limit=1"), Some(BROWSER_TOKEN))
+            .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(Some(listed["total"].clone()), Some(selected), "one annotation per selected window");
+    client.find(Locator::Id("map-colour")).await.unwrap().select_by_value("annotation").await.unwrap();
+    wait_for(
+        client,
+        "document.querySelector('#map-legend').textContent.includes('song unit A')",
+        "the label in the legend",
+        PAGE_TIMEOUT,
+    )
+    .await;
+    screenshot(client, "map-workbench").await;
+    client
+        .find(Locator::Css(r#"#selection-tiles .tile a[data-action="similar"]"#))
+        .await
+        .expect("find similar on a tile")
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        client,
+        "location.pathname === '/search' && document.querySelectorAll('#results .tile').length",
+        "search results",
+        PAGE_TIMEOUT,
+    )
+    .await;
+    screenshot(client, "search").await;
 }

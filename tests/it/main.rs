@@ -20,10 +20,20 @@ mod ui_pages;
 
 /// GET a URL and read its JSON body (any status).
 pub async fn api_get(url: &str) -> (u16, serde_json::Value) {
+    api_get_with_token(url, None).await
+}
+
+/// GET a URL with the server's access token, and read its JSON body (any status).
+pub async fn api_get_with_token(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
     let url = url.to_string();
+    let token = token.map(str::to_string);
     tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut response = agent.get(&url).call().expect("request");
+        let mut request = agent.get(&url);
+        if let Some(token) = token {
+            request = request.header("authorization", &format!("Bearer {token}"));
+        }
+        let mut response = request.call().expect("request");
         let status = response.status().as_u16();
         (status, response.body_mut().read_json::<serde_json::Value>().unwrap_or(serde_json::Value::Null))
     })

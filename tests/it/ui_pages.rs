@@ -810,3 +810,39 @@ async fn unknown_clustering_jobs_and_clusters_give_not_found_pages() {
     assert_eq!(session_job.status, StatusCode::OK);
     assert!(session_job.text().contains("Clustering job 1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_search_page_finds_a_window_by_example_shows_tiles_and_keeps_a_refused_query() {
+    let app = crate::helpers::spawn_app_with(tempfile::tempdir().unwrap(), crate::processing::settings(1)).await;
+    let ui = Ui::new(&app);
+    let sets = two_processed_hostile_recordings(&app).await;
+
+    let empty = ui.get("/search").await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert!(empty.text().contains("Search by example") && !empty.text().contains(r#"id="results""#));
+
+    let found = ui.get(&format!("/search?set={}&row=3&k=5", sets[0])).await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.text());
+    let html = found.text();
+    assert_escaped(&html);
+    assert!(html.contains(r#"id="results""#) && html.contains(r#"class="tile""#));
+    assert_eq!(html.matches(r#"<figure class="tile""#).count(), 5 + 1, "five results and the query itself");
+    assert!(html.contains("the query"), "the query window is shown first");
+    assert!(html.contains("#1 · score 1.000"), "a window is most like itself");
+    assert!(html.contains(&format!(r#"data-set="{}" data-row="3""#, sets[0])));
+
+    let excluded = ui.get(&format!("/search?set={}&row=3&k=5&exclude_same_recording=true", sets[0])).await;
+    assert_eq!(excluded.status, StatusCode::OK);
+    assert!(
+        !excluded.text().contains(&format!(r#"data-set="{}" data-row="#, sets[0])),
+        "its own recording is left out"
+    );
+    assert!(excluded.text().contains(r#"name="exclude_same_recording" value="true" checked"#), "the choice is kept");
+
+    let unknown = ui.get("/search?set=999&row=0").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(unknown.text().contains("999") && unknown.text().contains(r#"name="set" min="1" value="999""#));
+    let bad = ui.get(&format!("/search?set={}&row=x", sets[0])).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text().contains("row"));
+}
