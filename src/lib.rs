@@ -16,6 +16,7 @@ pub mod log;
 pub mod model;
 pub mod processing;
 pub mod projections;
+pub mod recording_time;
 pub mod spectrogram;
 pub mod views;
 pub mod web;
