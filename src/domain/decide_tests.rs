@@ -27,6 +27,7 @@ fn register(checksum: &str) -> Command {
         channels: 1,
         codec: "pcm_s16le".into(),
         extension: "WAV".into(),
+        recorded_at: None,
     })
 }
 
@@ -392,4 +393,60 @@ fn a_metadata_patch_merges_into_the_current_document_and_null_removes_a_key() {
     let [Event::AudioMetadataEdited(edited)] = events.as_slice() else { panic!("{events:?}") };
     assert_eq!(edited.group_composition.as_ref().unwrap().as_str(), r#"{"juveniles":3}"#);
     assert!(matches!(then_rejected(&state, edit(MetadataEditMode::Replace, "[1,2]")), Rejection::Invalid(_)));
+}
+
+fn set_start(audio: u64, micros: Option<i64>, source: RecordingTimeSource) -> SetRecordingStartTime {
+    SetRecordingStartTime {
+        audio_file_id: AudioFileId(audio),
+        recorded_at: micros.map(crate::recording_time::UtcTime),
+        source,
+        derivation: String::new(),
+        set_by: Some("ana".into()),
+    }
+}
+
+#[test]
+fn a_start_time_found_at_registration_is_recorded_right_after_the_registration() {
+    let mut command = register("a");
+    if let Command::RegisterAudioFile(register) = &mut command {
+        register.recorded_at = Some(crate::recording_time::FoundRecordingTime {
+            recorded_at: crate::recording_time::UtcTime(1_000_000),
+            source: RecordingTimeSource::Bext,
+            derivation: "bext origination date and time at Z".into(),
+        });
+    }
+    let events = then_events(&DomainState::default(), command);
+    let [Event::AudioFileRegistered(_), Event::RecordingStartTimeSet(set)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        (set.audio_file_id, set.recorded_at_micros, set.source),
+        (AudioFileId(1), Some(1_000_000), RecordingTimeSource::Bext)
+    );
+}
+
+#[test]
+fn setting_a_start_time_records_only_changes_and_only_a_person_clears_one() {
+    let (state, _) = given_commands(vec![
+        register("a"),
+        Command::SetRecordingStartTimes(vec![set_start(1, Some(5), RecordingTimeSource::FileName)]),
+    ]);
+    assert_eq!(state.recorded_at(AudioFileId(1)), Some(crate::recording_time::UtcTime(5)));
+    let unchanged = Command::SetRecordingStartTimes(vec![set_start(1, Some(5), RecordingTimeSource::FileName)]);
+    assert_eq!(then_events(&state, unchanged), vec![]);
+    let by_hand =
+        then_events(&state, Command::SetRecordingStartTimes(vec![set_start(1, Some(5), RecordingTimeSource::User)]));
+    assert_eq!(by_hand.len(), 1, "the same instant from another source is a change of provenance");
+    let cleared =
+        then_events(&state, Command::SetRecordingStartTimes(vec![set_start(1, None, RecordingTimeSource::User)]));
+    let [Event::RecordingStartTimeSet(cleared)] = cleared.as_slice() else { panic!("{cleared:?}") };
+    assert_eq!(cleared.recorded_at_micros, None);
+    assert!(matches!(
+        then_rejected(&state, Command::SetRecordingStartTimes(vec![set_start(1, None, RecordingTimeSource::FileName)])),
+        Rejection::Invalid(_)
+    ));
+    assert_eq!(
+        then_rejected(&state, Command::SetRecordingStartTimes(vec![set_start(9, Some(1), RecordingTimeSource::User)])),
+        Rejection::AudioFileNotFound(AudioFileId(9))
+    );
 }

@@ -161,6 +161,13 @@ pub fn one_event_of_every_type() -> Vec<Event> {
             reason: "server restarted while the attempt was running".into(),
         }),
         Event::ClusteringJobRetried(ClusteringJobRetried { job_id: ClusteringJobId(2) }),
+        Event::RecordingStartTimeSet(RecordingStartTimeSet {
+            audio_file_id: audio,
+            recorded_at_micros: Some(1_719_815_400_000_000),
+            source: RecordingTimeSource::FileName,
+            derivation: "file name pattern *%Y%m%d_%H%M%S.* at Z".into(),
+            set_by: None,
+        }),
     ]
 }
 

@@ -114,6 +114,9 @@ pub struct DomainState {
     pub embedding_sets: BTreeMap<EmbeddingSetId, EmbeddingSetState>,
     pub clustering_jobs: BTreeMap<ClusteringJobId, ClusteringJobState>,
     pub last_cluster_id: u64,
+    /// Each recording's start time where known, with where it came from.
+    pub recording_start_times:
+        HashMap<AudioFileId, (crate::recording_time::UtcTime, super::events::RecordingTimeSource)>,
 }
 
 impl DomainState {
@@ -139,6 +142,11 @@ impl DomainState {
 
     pub fn next_clustering_job_id(&self) -> ClusteringJobId {
         ClusteringJobId(self.clustering_jobs.keys().next_back().map_or(1, |id| id.0 + 1))
+    }
+
+    /// A recording's start time (UTC), where known.
+    pub fn recorded_at(&self, audio_file_id: AudioFileId) -> Option<crate::recording_time::UtcTime> {
+        self.recording_start_times.get(&audio_file_id).map(|(time, _)| *time)
     }
 
     pub fn next_cluster_id(&self) -> ClusterId {
@@ -291,6 +299,15 @@ impl DomainState {
                     job.queued_at = seq;
                 }
             }
+            Event::RecordingStartTimeSet(e) => match e.recorded_at_micros {
+                Some(micros) => {
+                    self.recording_start_times
+                        .insert(e.audio_file_id, (crate::recording_time::UtcTime(micros), e.source));
+                }
+                None => {
+                    self.recording_start_times.remove(&e.audio_file_id);
+                }
+            },
         }
     }
 

@@ -88,6 +88,11 @@ pub const PROJECTIONS: &[ProjectionDefinition] = &[
         apply: apply::cluster_assignments,
     },
     ProjectionDefinition {
+        name: "recording_times",
+        ddl: include_str!("../../projections/recording_times.sql"),
+        apply: apply::recording_times,
+    },
+    ProjectionDefinition {
         name: "event_index",
         ddl: include_str!("../../projections/event_index.sql"),
         apply: apply::event_index,

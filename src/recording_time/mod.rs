@@ -282,7 +282,7 @@ impl std::fmt::Display for UtcOffset {
 }
 
 /// Where a recording's start time came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordingTimeSource {
     /// The Broadcast WAV `bext` chunk's origination date and time.
