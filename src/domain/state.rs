@@ -149,6 +149,14 @@ impl DomainState {
         self.recording_start_times.get(&audio_file_id).map(|(time, _)| *time)
     }
 
+    /// The start time of the recording an embedding set encodes, where known.
+    pub fn embedding_set_recorded_at(
+        &self,
+        embedding_set_id: EmbeddingSetId,
+    ) -> Option<crate::recording_time::UtcTime> {
+        self.recorded_at(self.embedding_sets.get(&embedding_set_id)?.audio_file_id)
+    }
+
     pub fn next_cluster_id(&self) -> ClusterId {
         ClusterId(self.last_cluster_id + 1)
     }

@@ -10,6 +10,7 @@ mod apply;
 pub mod event_index;
 pub mod queries;
 pub mod read;
+pub mod recording_time_queries;
 pub mod runner;
 pub mod ui_queries;
 

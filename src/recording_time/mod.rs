@@ -15,6 +15,8 @@
 pub mod bext;
 pub mod filter;
 pub mod names;
+pub mod occurrence;
+pub mod timeline;
 
 use serde::{Deserialize, Serialize};
 

@@ -4,6 +4,7 @@
 mod clustering;
 mod pages;
 mod processing;
+mod recording_time;
 mod recordings;
 
 use axum::extract::rejection::{FormRejection, QueryRejection};
@@ -34,6 +35,7 @@ const TILES_JS: &str = include_str!("assets/tiles.js");
 /// The HTML pages, to be merged into the main router.
 pub fn router() -> Router<ApiState> {
     Router::new()
+        .merge(recording_time::routes())
         .route("/", get(pages::home))
         .route("/audio", get(recordings::list))
         .route("/audio/upload", post(recordings::upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_REQUEST_BYTES)))

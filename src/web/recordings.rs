@@ -53,6 +53,8 @@ pub async fn list(
         order: non_empty(&parameters.order),
         offset: parameters.offset,
         limit: Some(RECORDINGS_PER_PAGE),
+        recorded_from: non_empty(&parameters.recorded_from),
+        recorded_to: non_empty(&parameters.recorded_to),
     };
     let (query, filter_error) = match parameters.to_query() {
         Ok(query) => (query, None),
@@ -64,6 +66,8 @@ pub async fn list(
                 search: parameters.search.clone(),
                 offset: parameters.offset,
                 limit: parameters.limit,
+                recorded_from: None,
+                recorded_to: None,
             };
             (fallback.to_query()?, Some(error.message))
         }
@@ -90,6 +94,8 @@ pub async fn list(
             search: parameters.search,
             sort: parameters.sort,
             order: parameters.order,
+            recorded_from: parameters.recorded_from,
+            recorded_to: parameters.recorded_to,
         },
         filter_error,
         notice: notice.to_notice(),
@@ -304,13 +310,17 @@ async fn detail_view(
     notice: Option<Notice>,
 ) -> Result<RecordingDetailView, HtmlError> {
     let state_copy = state.clone();
-    let (events_after, detail, edits, model_names) = blocking_page(move || {
+    let (events_after, detail, edits, model_names, recorded_at_history) = blocking_page(move || {
         let events_after = state_copy.humpback.reader.with_connection(lowest_checkpoint)?;
         let detail = audio_api::load_detail(&state_copy, id)?;
-        let (edits, model_names) = state_copy.humpback.reader.with_connection(|connection| {
-            Ok((queries::audio_metadata_edits(connection, id)?, ui_queries::model_names(connection)?))
+        let (edits, model_names, recorded_at_history) = state_copy.humpback.reader.with_connection(|connection| {
+            Ok((
+                queries::audio_metadata_edits(connection, id)?,
+                ui_queries::model_names(connection)?,
+                crate::projections::recording_time_queries::recording_time_edits(connection, id)?,
+            ))
         })?;
-        Ok((events_after, detail, edits, model_names))
+        Ok((events_after, detail, edits, model_names, recorded_at_history))
     })
     .await
     .map_err(|error| {
@@ -380,6 +390,7 @@ async fn detail_view(
         file: detail.file,
         metadata_form,
         metadata_edits: edits,
+        recorded_at_history,
         processing_jobs: detail.processing_jobs,
         embedding_sets: detail.embedding_sets,
         view_start_seconds: (start * 1000.0).round() / 1000.0,
