@@ -109,13 +109,16 @@ impl ClusteringWorker {
         let mut matrix = Vec::new();
         let mut dims = 0usize;
         let mut rows: Vec<(EmbeddingSetId, u64, f64, f64, usize)> = Vec::new();
+        // Each kept row's absolute start, and the filters' window-time part.
+        let mut row_starts: Vec<Option<crate::recording_time::UtcTime>> = Vec::new();
+        let time_filter = stored.filters.window_time_filter()?;
         let mut files: Vec<FileContext> = Vec::new();
         let mut file_positions: Vec<AudioFileId> = Vec::new();
         for (position, set_id) in set_ids.iter().enumerate() {
             if !progress("loading", 0.05 * position as f64 / set_ids.len().max(1) as f64) {
                 return self.stop(job_id, attempt, canceled);
             }
-            let (parquet, audio, folder, documents) = humpback
+            let (parquet, audio, folder, documents, recorded_at) = humpback
                 .writer
                 .read_state(|state| {
                     let set = state.embedding_sets.get(set_id)?;
@@ -125,6 +128,7 @@ impl ClusteringWorker {
                         set.audio_file_id,
                         file.folder.clone(),
                         file_documents(state, set.audio_file_id),
+                        state.recorded_at(set.audio_file_id),
                     ))
                 })
                 .ok_or_else(|| anyhow!("embedding set {set_id} or its recording is unknown"))?;
@@ -147,11 +151,20 @@ impl ClusteringWorker {
                         batch.vector_dim
                     ));
                 }
-                matrix.extend_from_slice(&batch.vectors);
                 for i in 0..batch.row_index.len() {
+                    let start =
+                        recorded_at.map(|at| crate::recording_time::window_start_utc(at, batch.start_seconds[i]));
+                    if !time_filter.keeps(start) {
+                        continue;
+                    }
+                    matrix.extend_from_slice(&batch.vectors[i * batch.vector_dim..(i + 1) * batch.vector_dim]);
                     rows.push((*set_id, batch.row_index[i], batch.start_seconds[i], batch.end_seconds[i], file_index));
+                    row_starts.push(start);
                 }
             }
+        }
+        if rows.is_empty() && !time_filter.is_unbounded() {
+            return Err(anyhow!("the time filters (date_from, date_to, hours) keep no window of the selected sets"));
         }
         let sweep = match &stored.sweep {
             Some(sweep) => match run_sweep(&matrix, dims, &stored.parameters, sweep, &mut |stage, fraction| {
@@ -173,7 +186,8 @@ impl ClusteringWorker {
         };
         drop(matrix);
         let row_files: Vec<usize> = rows.iter().map(|row| row.4).collect();
-        let summaries = summarize_clusters(&result.labels, &row_files, &files)?;
+        let mut summaries = summarize_clusters(&result.labels, &row_files, &files)?;
+        crate::clustering::metadata::add_time_distributions(&mut summaries, &result.labels, &row_starts);
         let reference = match &stored.reference_field {
             Some(field) => {
                 let categories: Vec<String> = rows
