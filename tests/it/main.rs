@@ -13,6 +13,7 @@ mod ingest_api;
 mod processing;
 mod processing_crash;
 mod projections;
+mod recording_time;
 mod roundtrip;
 mod ui_pages;
 
