@@ -269,7 +269,9 @@ pub fn add_time_distributions(
     row_starts: &[Option<crate::recording_time::UtcTime>],
 ) {
     use crate::recording_time::UtcOffset;
-    let mut by_label: BTreeMap<i64, (BTreeMap<String, u64>, BTreeMap<String, u64>, u64)> = BTreeMap::new();
+    /// Windows per hour of day, per date, and without a start.
+    type TimeCounts = (BTreeMap<String, u64>, BTreeMap<String, u64>, u64);
+    let mut by_label: BTreeMap<i64, TimeCounts> = BTreeMap::new();
     for (label, start) in labels.iter().zip(row_starts) {
         let (hours, dates, unknown) = by_label.entry(*label).or_default();
         match start {

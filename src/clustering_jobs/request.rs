@@ -206,7 +206,7 @@ pub fn parse_request(body: &serde_json::Value, state: &DomainState) -> Result<Cl
     let time_filter = filters.window_time_filter()?;
     if !time_filter.is_unbounded() {
         // A set whose recording has no start time has no window a time filter keeps.
-        ids.retain(|id| state.embedding_sets.get(id).is_none() || state.embedding_set_recorded_at(*id).is_some());
+        ids.retain(|id| !state.embedding_sets.contains_key(id) || state.embedding_set_recorded_at(*id).is_some());
     }
     if ids.is_empty() {
         return Err(RequestError::NothingSelected("no embedding sets match the selection and filters".into()));

@@ -94,7 +94,7 @@ mod tests {
 
     #[test]
     fn a_duty_cycle_leaves_gaps_and_a_wrong_clock_overlaps() {
-        let recordings = [at(0, 600.0, 1), at(1800, 600.0, 2), at(2100, 600.0, 3), at(2400.max(0), 0.5, 4)];
+        let recordings = [at(0, 600.0, 1), at(1800, 600.0, 2), at(2100, 600.0, 3), at(2400, 0.5, 4)];
         let (gaps, overlaps) = gaps_and_overlaps(&recordings);
         assert_eq!(gaps.len(), 1);
         assert_eq!((gaps[0].after_audio_file_id, gaps[0].before_audio_file_id, gaps[0].seconds), (1, 2, 1200.0));
