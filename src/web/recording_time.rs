@@ -77,7 +77,7 @@ async fn save(
 ) -> PageResult {
     let id = parse_page_id(&id, "recording")?;
     let Form(form) = form?;
-    let back = format!("/audio/{id}#recorded-at-heading");
+    let back = format!("/audio/{id}");
     let recorded_at = if form.clear.is_some() {
         None
     } else {

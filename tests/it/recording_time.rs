@@ -230,6 +230,16 @@ async fn windows_carry_absolute_starts_into_parquet_clusters_and_occurrence() {
     let (status, _, _) = get_with_headers(app.url("/api/clustering-jobs/99/occurrence")).await;
     assert_eq!(status, 404);
 
+    // The job page draws both heatmaps, at a chosen offset, without JavaScript.
+    let (status, _, html) = page("GET", app.url(&format!("/clustering/{job_id}?utc_offset=%2B10:00")), vec![]).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Windows per cluster per day (UTC+10:00)"), "{html}");
+    assert!(html.contains("Windows per cluster per hour of day (UTC+10:00)"));
+    assert!(html.contains("2 clustered windows come from recordings whose start is unknown"));
+    let (status, _, html) = page("GET", app.url(&format!("/clustering/{job_id}?utc_offset=later")), vec![]).await;
+    assert_eq!(status, 200, "a bad offset is explained, the page still shown");
+    assert!(html.contains("not a UTC offset") && html.contains("per day (UTC)"));
+
     // Members and the CSV carry each window's absolute start.
     let (_, clusters) = crate::api_get(&app.url(&format!("/api/clustering-jobs/{job_id}/clusters"))).await;
     let mut starts = Vec::new();
@@ -285,5 +295,82 @@ async fn windows_carry_absolute_starts_into_parquet_clusters_and_occurrence() {
         .await;
         assert_eq!(status, 422, "{bad}: {body}");
     }
+    app.stop().await;
+}
+
+/// A request without following redirects: (status, Location, body).
+async fn page(method: &'static str, url: String, form: Vec<(&'static str, String)>) -> (u16, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).max_redirects(0).build().into();
+        let mut response = match method {
+            "GET" => agent.get(&url).call(),
+            _ => agent.post(&url).send_form(form.iter().map(|(key, value)| (*key, value.as_str()))),
+        }
+        .expect("request");
+        let location =
+            response.headers().get("location").and_then(|value| value.to_str().ok()).unwrap_or_default().to_string();
+        (response.status().as_u16(), location, response.body_mut().read_to_string().unwrap_or_default())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_pages_show_sort_filter_edit_and_lay_out_start_times_without_javascript_and_escape_names() {
+    let app = spawn_app_with(tempfile::tempdir().unwrap(), settings(0)).await;
+    let hostile = "<script>alert(1)</script>_20240701_063000.wav";
+    let (_, first) = upload(&app.base_url, hostile, chirp_wav(2.0, 8000, 1), Some("<b>site")).await;
+    assert_eq!(first["recorded_at"], "2024-07-01T06:30:00Z");
+    let (_, second) = upload(&app.base_url, "20240701_064000.wav", chirp_wav(2.0, 8000, 2), Some("<b>site")).await;
+    let (first_id, second_id) = (first["id"].as_u64().unwrap(), second["id"].as_u64().unwrap());
+
+    let (status, _, html) = page("GET", app.url("/audio?sort=recorded_at&recorded_from=2024-07-01"), vec![]).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Started (UTC)") && html.contains("2024-07-01 06:30:00"), "{html}");
+    assert!(html.contains(r#"name="recorded_from" value="2024-07-01""#));
+    assert!(html.contains(r#"href="/audio/timeline""#));
+    assert!(!html.contains("<script>alert") && !html.contains("<b>site"));
+
+    let (status, _, html) = page("GET", app.url("/audio/timeline?folder=%3Cb%3Esite"), vec![]).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("<svg") && html.contains("2 recordings with a known start, 1 gaps, 0 overlaps"), "{html}");
+    assert!(!html.contains("<script>alert") && !html.contains("<b>site"), "names are escaped in the SVG too");
+
+    // The recording page's form, without JavaScript: a good time is saved, a bad one explained.
+    let (status, location, _) = page(
+        "POST",
+        app.url(&format!("/audio/{first_id}/recorded-at")),
+        vec![("recorded_at", "2024-07-01T08:00:00Z".to_string())],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert!(location.starts_with(&format!("/audio/{first_id}?notice=")), "{location}");
+    let (_, location, _) =
+        page("POST", app.url(&format!("/audio/{first_id}/recorded-at")), vec![("recorded_at", "tomorrow".to_string())])
+            .await;
+    assert!(location.contains("notice_kind=error"), "{location}");
+    let (_, _, html) = page("GET", app.url(&format!("/audio/{first_id}")), vec![]).await;
+    assert!(html.contains("2024-07-01 08:00:00 UTC") && html.contains("(set by hand)"), "{html}");
+    assert!(html.contains("History (2)") && html.contains("<td>web</td>"));
+
+    // "These files are UTC+10" for the folder, from the time line page.
+    let (status, location, _) = page(
+        "POST",
+        app.url("/audio/timeline/recorded-at"),
+        vec![("folder", "<b>site".to_string()), ("utc_offset", "+10:00".to_string())],
+    )
+    .await;
+    assert_eq!(status, 303, "{location}");
+    assert!(location.starts_with("/audio/timeline?folder=%3Cb%3Esite&notice="), "{location}");
+    let (_, second_again) = crate::api_get(&app.url(&format!("/api/audio/{second_id}"))).await;
+    assert_eq!(second_again["recorded_at"], "2024-06-30T20:40:00Z");
+    let (_, location, _) = page(
+        "POST",
+        app.url("/audio/timeline/recorded-at"),
+        vec![("folder", "<b>site".to_string()), ("utc_offset", "soon".to_string())],
+    )
+    .await;
+    assert!(location.contains("notice_kind=error"), "{location}");
     app.stop().await;
 }
