@@ -101,8 +101,10 @@ pub fn recorded_at_section(file: &AudioFileRow, history: &[RecordingTimeEditRow]
 }
 
 const SVG_WIDTH: f64 = 1000.0;
-const LANE_HEIGHT: f64 = 22.0;
-const AXIS_HEIGHT: f64 = 36.0;
+const LANE_HEIGHT: f64 = 28.0;
+const MIN_BAR_WIDTH: f64 = 4.0;
+const DAY_MICROS: i64 = 86_400_000_000;
+const AXIS_HEIGHT: f64 = 48.0;
 const MAX_LANES: usize = 24;
 
 /// Lanes for bars: each recording goes to the first lane free at its start, so lane 2 and
@@ -137,14 +139,29 @@ pub fn timeline_svg(timeline: &Timeline) -> Markup {
     let lanes = assign_lanes(&spans);
     let lane_count = lanes.iter().copied().max().unwrap_or(0).min(MAX_LANES - 1) + 1;
     let height = lane_count as f64 * LANE_HEIGHT + AXIS_HEIGHT + 8.0;
-    let ticks = 6;
+    // Midnights (UTC) as ticks when the span is a day to six weeks; else six even ticks.
+    let first_midnight = (first.div_euclid(DAY_MICROS) + 1) * DAY_MICROS;
+    let midnights: Vec<i64> = (0..).map(|day| first_midnight + day * DAY_MICROS).take_while(|m| *m < last).collect();
+    let ticks: Vec<(i64, String)> = if (1..=42).contains(&midnights.len()) {
+        midnights
+            .iter()
+            .map(|micros| (*micros, crate::recording_time::UtcTime(*micros).date_at(UtcOffset::UTC)[5..].to_string()))
+            .collect()
+    } else {
+        (0..=6)
+            .map(|tick| {
+                let micros = first + ((last - first) as f64 * f64::from(tick) / 6.0) as i64;
+                (micros, readable(&crate::recording_time::UtcTime(micros).to_iso8601()).chars().take(16).collect())
+            })
+            .collect()
+    };
     html! {
         svg.timeline xmlns="http://www.w3.org/2000/svg" viewBox=(format!("0 0 {SVG_WIDTH} {height}")) width="100%"
             role="img" aria-label=(format!("time line of {} recordings, {} gaps, {} overlaps", timeline.recordings.len(), timeline.gaps.len(), timeline.overlaps.len())) {
             @for gap in &timeline.gaps {
                 @if let (Ok(from), Ok(to)) = (crate::recording_time::UtcTime::parse_iso8601(&gap.from), crate::recording_time::UtcTime::parse_iso8601(&gap.to)) {
                     rect x=(format!("{:.1}", x(from.0))) y="0" width=(format!("{:.1}", (x(to.0) - x(from.0)).max(1.0)))
-                        height=(format!("{:.1}", lane_count as f64 * LANE_HEIGHT)) fill="#f6d7a7" {
+                        height=(format!("{:.1}", lane_count as f64 * LANE_HEIGHT)) fill="#fbe3c0" {
                         title { "gap of " (format_duration(gap.seconds)) ": " (readable(&gap.from)) " to " (readable(&gap.to)) " UTC" }
                     }
                 }
@@ -154,7 +171,7 @@ pub fn timeline_svg(timeline: &Timeline) -> Markup {
                 @let overlapping = timeline.overlaps.iter().any(|o| o.audio_file_id == entry.audio_file_id || o.overlaps_audio_file_id == entry.audio_file_id);
                 a href=(format!("/audio/{}", entry.audio_file_id)) {
                     rect x=(format!("{:.1}", x(entry.start.0))) y=(format!("{:.1}", lane as f64 * LANE_HEIGHT + 3.0))
-                        width=(format!("{:.1}", (x(entry.end.0) - x(entry.start.0)).max(1.5))) height=(format!("{:.1}", LANE_HEIGHT - 6.0))
+                        width=(format!("{:.1}", (x(entry.end.0) - x(entry.start.0)).max(MIN_BAR_WIDTH))) height=(format!("{:.1}", LANE_HEIGHT - 6.0))
                         fill=(if overlapping { "#c0392b" } else { "#2a6f97" }) {
                         title { (entry.filename) ": " (readable(&entry.recorded_at)) " to " (readable(&entry.ends_at)) " UTC" }
                     }
@@ -162,16 +179,22 @@ pub fn timeline_svg(timeline: &Timeline) -> Markup {
             }
             @let axis_y = lane_count as f64 * LANE_HEIGHT + 4.0;
             line x1="10" x2=(SVG_WIDTH - 10.0) y1=(axis_y) y2=(axis_y) stroke="#555" {}
-            @for tick in 0..=ticks {
-                @let micros = first + ((last - first) as f64 * tick as f64 / ticks as f64) as i64;
-                @let tick_x = x(micros);
-                line x1=(format!("{tick_x:.1}")) x2=(format!("{tick_x:.1}")) y1=(axis_y) y2=(axis_y + 5.0) stroke="#555" {}
-                text x=(format!("{tick_x:.1}")) y=(axis_y + 18.0) font-size="11"
-                    text-anchor=(if tick == 0 { "start" } else if tick == ticks { "end" } else { "middle" }) {
-                    (readable(&crate::recording_time::UtcTime(micros).to_iso8601()).chars().take(16).collect::<String>())
-                }
+            @for (micros, label) in &ticks {
+                @let tick_x = x(*micros);
+                line x1=(format!("{tick_x:.1}")) x2=(format!("{tick_x:.1}")) y1="0" y2=(axis_y + 5.0) stroke="#999" stroke-dasharray="2 3" {}
+                text x=(format!("{tick_x:.1}")) y=(axis_y + 18.0) font-size="11" text-anchor="middle" { (label) }
             }
+            text x="10" y=(axis_y + 32.0) font-size="11" { (readable(&crate::recording_time::UtcTime(first).to_iso8601())) " UTC" }
+            text x=(SVG_WIDTH - 10.0) y=(axis_y + 32.0) font-size="11" text-anchor="end" { (readable(&crate::recording_time::UtcTime(last).to_iso8601())) " UTC" }
         }
+    }
+}
+
+fn count(number: usize, noun: &str) -> String {
+    if number == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{number} {noun}s")
     }
 }
 
@@ -186,8 +209,8 @@ pub fn timeline_page(timeline: &Timeline, notice: Option<&Notice>) -> Markup {
             p.breadcrumbs { a href="/audio" { "Recordings" } " / time line" }
             h1 { "Time line of " (folder_label) }
             p {
-                (timeline.recordings.len()) " recordings with a known start, "
-                (timeline.gaps.len()) " gaps, " (timeline.overlaps.len()) " overlaps"
+                (count(timeline.recordings.len(), "recording")) " with a known start, "
+                (count(timeline.gaps.len(), "gap")) ", " (count(timeline.overlaps.len(), "overlap"))
                 @if !timeline.without_start.is_empty() { ", " (timeline.without_start.len()) " without a start time" }
                 ". Times are UTC. Bars are recordings (red: overlapping another), shaded spans are gaps."
             }

@@ -334,7 +334,7 @@ async fn the_pages_show_sort_filter_edit_and_lay_out_start_times_without_javascr
 
     let (status, _, html) = page("GET", app.url("/audio/timeline?folder=%3Cb%3Esite"), vec![]).await;
     assert_eq!(status, 200);
-    assert!(html.contains("<svg") && html.contains("2 recordings with a known start, 1 gaps, 0 overlaps"), "{html}");
+    assert!(html.contains("<svg") && html.contains("2 recordings with a known start, 1 gap, 0 overlaps"), "{html}");
     assert!(!html.contains("<script>alert") && !html.contains("<b>site"), "names are escaped in the SVG too");
 
     // The recording page's form, without JavaScript: a good time is saved, a bad one explained.
