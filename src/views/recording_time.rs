@@ -69,6 +69,10 @@ pub fn recorded_at_section(file: &AudioFileRow, history: &[RecordingTimeEditRow]
                     }
                     None => "The start time is unknown: neither a bext chunk nor the file name says it.",
                 }
+                " "
+                a href=(url_with_query("/audio/timeline", &[("folder", Some(file.folder.clone()).filter(|folder| !folder.is_empty()))])) {
+                    "See the folder's time line"
+                }
             }
             form.filters method="post" action=(format!("/audio/{}/recorded-at", file.id)) {
                 label for="recorded-at" { "Start (ISO 8601 with a zone)" }
