@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 
-use super::outputs::{write_assignments, AssignmentRow};
+use super::outputs::{write_assignments_with_times, AssignmentRow};
 use super::request::{file_documents, metadata_value, StoredClusteringParameters};
 use crate::app::Humpback;
 use crate::artifacts::embeddings_parquet::read_batches;
@@ -235,7 +235,7 @@ impl ClusteringWorker {
                 y: result.coordinates_2d.as_ref().map(|c| c[i][1]),
             })
             .collect();
-        write_assignments(&humpback.data_dir.root().join(&assignments_parquet), &assignments)?;
+        write_assignments_with_times(&humpback.data_dir.root().join(&assignments_parquet), &assignments, &row_starts)?;
         let document = serde_json::json!({
             "clustering_job_id": job_id.0,
             "embedding_set_ids": set_ids.iter().map(|id| id.0).collect::<Vec<_>>(),

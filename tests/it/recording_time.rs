@@ -230,6 +230,16 @@ async fn windows_carry_absolute_starts_into_parquet_clusters_and_occurrence() {
     let (status, _, _) = get_with_headers(app.url("/api/clustering-jobs/99/occurrence")).await;
     assert_eq!(status, 404);
 
+    // The assignments Parquet carries the same starts for pandas users.
+    let assignments = app.data_dir.path().join(format!("clusters/{job_id}/assignments.parquet"));
+    let script = "import sys\ntry:\n    import pandas\nexcept ImportError:\n    sys.exit(3)\n\
+                  frame = pandas.read_parquet(sys.argv[1])\nprint(frame['start_time_utc'].dtype, frame['start_time_utc'].notna().sum())";
+    if let Ok(output) = std::process::Command::new("python3").arg("-c").arg(script).arg(&assignments).output() {
+        if output.status.code() != Some(3) {
+            assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "datetime64[ns, UTC] 8", "{output:?}");
+        }
+    }
+
     // The job page draws both heatmaps, at a chosen offset, without JavaScript.
     let (status, _, html) = page("GET", app.url(&format!("/clustering/{job_id}?utc_offset=%2B10:00")), vec![]).await;
     assert_eq!(status, 200);
