@@ -28,4 +28,8 @@ print(json.dumps({
     "metadata": metadata,
     "pandas_rows": len(frame),
     "first_start_seconds": float(frame["start_seconds"].iloc[0]) if len(frame) else None,
+    # Absent in sets written before the column existed; null where the recording's start is unknown.
+    "start_time_utc_dtype": str(frame["start_time_utc"].dtype) if "start_time_utc" in frame else None,
+    "start_time_utc": [None if pandas.isna(value) else value.isoformat() for value in frame["start_time_utc"]]
+    if "start_time_utc" in frame else None,
 }))

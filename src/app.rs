@@ -36,6 +36,8 @@ pub struct Settings {
     pub access: crate::http::access::AccessSettings,
     /// Folders (canonical) below which import by server path over HTTP is allowed; none: off.
     pub import_roots: Vec<std::path::PathBuf>,
+    /// File-name time patterns (`--time-pattern`), tried before the built-in families.
+    pub time_patterns: Vec<crate::recording_time::TimePattern>,
 }
 
 impl Default for Settings {
@@ -49,6 +51,7 @@ impl Default for Settings {
             clustering_workers: 1,
             access: Default::default(),
             import_roots: Vec::new(),
+            time_patterns: Vec::new(),
         }
     }
 }

@@ -183,6 +183,12 @@ pub fn register_staged(
         channels: probe.channels,
         codec: probe.codec.clone(),
         extension: probe.suggested_extension.clone(),
+        recorded_at: crate::recording_time::find_recording_time(
+            Some(&staged.temp_path),
+            original_filename,
+            &humpback.settings.time_patterns,
+            None,
+        ),
     });
     let root = humpback.data_dir.root().to_path_buf();
     let temp_path = staged.temp_path.clone();

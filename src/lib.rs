@@ -17,6 +17,7 @@ pub mod log;
 pub mod model;
 pub mod processing;
 pub mod projections;
+pub mod recording_time;
 pub mod search;
 pub mod spectrogram;
 pub mod views;

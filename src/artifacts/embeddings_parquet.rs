@@ -2,7 +2,9 @@
 //! memory) to `{signature}.tmp.parquet`, then promoted to `{signature}.parquet`.
 //!
 //! Columns: `row_index` (uint64), `start_seconds`, `end_seconds` (float64), `padded`,
-//! `overlapped` (bool), `embedding` (fixed-size list of float32). File key-value metadata
+//! `overlapped` (bool), `embedding` (fixed-size list of float32), and last `start_time_utc`
+//! (timestamp, nanoseconds, UTC; null when the recording's start was unknown when the set was
+//! written; sets written before it existed lack the column and still load). File key-value metadata
 //! carries the signature, the model, the audio checksum and the full configuration, so a file
 //! explains itself to pyarrow or pandas without humpback.
 
@@ -11,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, RecordBatch, UInt64Array,
+    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, RecordBatch,
+    TimestampNanosecondArray, UInt64Array,
 };
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
@@ -24,9 +27,16 @@ use super::files::{promote, remove_if_exists, temp_sibling};
 use super::ArtifactError;
 
 /// Version of this file layout, stored as `humpback.format_version`.
-pub const EMBEDDINGS_FORMAT_VERSION: &str = "1";
+/// 2 added `start_time_utc`.
+pub const EMBEDDINGS_FORMAT_VERSION: &str = "2";
 /// Key of the row count recorded when the file is finished (a recovered file must match it).
 pub const ROW_COUNT_KEY: &str = "humpback.row_count";
+/// Key of the recording's start time (ISO 8601 UTC) when the set was written: given in the
+/// writer's metadata, it fills the `start_time_utc` column.
+pub const RECORDED_AT_KEY: &str = "humpback.recorded_at";
+/// Name of the absolute window start column.
+pub const START_TIME_UTC_COLUMN: &str = "start_time_utc";
+
 /// Rows per row group at most; with 1536 dims that is 24 MiB of float32 before encoding.
 pub const MAX_ROWS_PER_ROW_GROUP: usize = 4096;
 
@@ -53,6 +63,7 @@ pub fn schema(vector_dim: usize) -> SchemaRef {
             DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), vector_dim as i32),
             false,
         ),
+        Field::new(START_TIME_UTC_COLUMN, DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())), true),
     ]))
 }
 
@@ -64,6 +75,8 @@ pub struct EmbeddingSetWriter {
     schema: SchemaRef,
     writer: Option<ArrowWriter<File>>,
     rows_written: u64,
+    /// The recording's start (from [`RECORDED_AT_KEY`]), for `start_time_utc`.
+    recorded_at: Option<crate::recording_time::UtcTime>,
 }
 
 impl EmbeddingSetWriter {
@@ -92,6 +105,10 @@ impl EmbeddingSetWriter {
             path: temp_path.clone(),
             source,
         })?;
+        let recorded_at = metadata
+            .iter()
+            .find(|(key, _)| key == RECORDED_AT_KEY)
+            .and_then(|(_, value)| crate::recording_time::UtcTime::parse_iso8601(value).ok());
         let mut key_values =
             vec![KeyValue::new("humpback.format_version".into(), EMBEDDINGS_FORMAT_VERSION.to_string())];
         key_values.extend(metadata.into_iter().map(|(key, value)| KeyValue::new(key, value)));
@@ -110,6 +127,7 @@ impl EmbeddingSetWriter {
             schema,
             writer: Some(writer),
             rows_written: 0,
+            recorded_at,
         })
     }
 
@@ -153,6 +171,17 @@ impl EmbeddingSetWriter {
             Arc::new(BooleanArray::from(rows.iter().map(|row| row.padded).collect::<Vec<_>>())),
             Arc::new(BooleanArray::from(rows.iter().map(|row| row.overlapped).collect::<Vec<_>>())),
             Arc::new(embedding),
+            Arc::new(
+                TimestampNanosecondArray::from(
+                    rows.iter()
+                        .map(|row| {
+                            let start = crate::recording_time::window_start_utc(self.recorded_at?, row.start_seconds);
+                            start.micros().checked_mul(1000)
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .with_timezone("UTC"),
+            ),
         ];
         let batch = RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|source| ArtifactError::Arrow { path: self.temp_path.clone(), source })?;
@@ -365,9 +394,92 @@ fn decode_batch(path: &Path, batch: &RecordBatch) -> Result<EmbeddingBatch, Arti
     })
 }
 
+/// Each window's absolute start, `(row_index, start)`, derived from the recording's start as
+/// known now (`None`: unknown, and every start is `None`). Works for sets written before the
+/// `start_time_utc` column existed, and follows edits of the start made after encoding (the
+/// stored column keeps the start known when the set was written, for tools outside humpback).
+pub fn window_start_times(
+    path: &Path,
+    recorded_at: Option<crate::recording_time::UtcTime>,
+) -> Result<Vec<(u64, Option<crate::recording_time::UtcTime>)>, ArtifactError> {
+    let owned = path.to_path_buf();
+    let file =
+        File::open(path).map_err(|source| ArtifactError::Io { doing: "opening", path: owned.clone(), source })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|source| ArtifactError::Parquet { path: owned.clone(), source })?;
+    let columns = ProjectionMask::columns(builder.parquet_schema(), ["row_index", "start_seconds"]);
+    let reader = builder
+        .with_projection(columns)
+        .build()
+        .map_err(|source| ArtifactError::Parquet { path: owned.clone(), source })?;
+    let invalid = |reason: &str| ArtifactError::Invalid { path: owned.clone(), reason: reason.to_string() };
+    let mut starts = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|source| ArtifactError::Arrow { path: owned.clone(), source })?;
+        let indexes = batch
+            .column_by_name("row_index")
+            .and_then(|column| column.as_any().downcast_ref::<UInt64Array>().cloned())
+            .ok_or_else(|| invalid("row_index is not uint64"))?;
+        let seconds = batch
+            .column_by_name("start_seconds")
+            .and_then(|column| column.as_any().downcast_ref::<Float64Array>().cloned())
+            .ok_or_else(|| invalid("start_seconds is not float64"))?;
+        starts.extend(indexes.values().iter().zip(seconds.values()).map(|(index, seconds)| {
+            (*index, recorded_at.map(|start| crate::recording_time::window_start_utc(start, *seconds)))
+        }));
+    }
+    Ok(starts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_time_utc_is_the_recording_start_plus_start_seconds_and_sets_without_it_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorded_at = crate::recording_time::UtcTime::parse_iso8601("2024-07-01T06:30:00Z").unwrap();
+        let path = dir.path().join("with.parquet");
+        let mut writer =
+            EmbeddingSetWriter::create(&path, 4, vec![(RECORDED_AT_KEY.into(), recorded_at.to_iso8601())]).unwrap();
+        writer.write_rows(&rows(3, 4)).unwrap();
+        writer.finish_and_promote().unwrap();
+        let file = File::open(&path).unwrap();
+        let batch = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().next().unwrap().unwrap();
+        let column = batch.column_by_name(START_TIME_UTC_COLUMN).unwrap();
+        assert_eq!(column.data_type(), &DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())));
+        let times = column.as_any().downcast_ref::<TimestampNanosecondArray>().unwrap();
+        for row in 0..3 {
+            let expected = crate::recording_time::window_start_utc(recorded_at, row as f64 * 5.0);
+            assert_eq!(times.value(row), expected.micros() * 1000);
+        }
+        // Unknown start: nulls.
+        let unknown = dir.path().join("unknown.parquet");
+        let mut writer = EmbeddingSetWriter::create(&unknown, 4, vec![]).unwrap();
+        writer.write_rows(&rows(2, 4)).unwrap();
+        writer.finish_and_promote().unwrap();
+        let file = File::open(&unknown).unwrap();
+        let batch = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().next().unwrap().unwrap();
+        assert_eq!(batch.column_by_name(START_TIME_UTC_COLUMN).unwrap().null_count(), 2);
+        // A set written before the column existed (format 1): the same columns minus the last.
+        let old = dir.path().join("old.parquet");
+        let old_schema = Arc::new(Schema::new(schema(4).fields()[..6].to_vec()));
+        let full = {
+            let file = File::open(&path).unwrap();
+            ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().next().unwrap().unwrap()
+        };
+        let old_batch = RecordBatch::try_new(old_schema.clone(), full.columns()[..6].to_vec()).unwrap();
+        let mut old_writer = ArrowWriter::try_new(File::create(&old).unwrap(), old_schema, None).unwrap();
+        old_writer.write(&old_batch).unwrap();
+        old_writer.close().unwrap();
+        assert_eq!(inspect(&old).unwrap().vector_dim, 4);
+        let read: Vec<EmbeddingBatch> = read_batches(&old, 10).unwrap().map(Result::unwrap).collect();
+        assert_eq!(read[0].start_seconds, vec![0.0, 5.0, 10.0]);
+        assert_eq!(window_times(&old, 2).unwrap(), Some((10.0, 15.0)));
+        let derived = window_start_times(&old, Some(recorded_at)).unwrap();
+        assert_eq!(derived[2], (2, Some(crate::recording_time::window_start_utc(recorded_at, 10.0))));
+        assert_eq!(window_start_times(&old, None).unwrap()[0], (0, None));
+    }
 
     fn rows(count: u64, dim: usize) -> Vec<EmbeddingRow> {
         (0..count)
@@ -421,7 +533,7 @@ mod tests {
         assert_eq!(summary.rows, 10_000);
         assert_eq!(summary.vector_dim, 3);
         assert_eq!(summary.metadata_value("humpback.encoding_signature"), Some("abc"));
-        assert_eq!(summary.metadata_value("humpback.format_version"), Some("1"));
+        assert_eq!(summary.metadata_value("humpback.format_version"), Some("2"));
         assert!(summary.is_complete());
 
         let mut read = Vec::new();

@@ -102,6 +102,11 @@ pub struct ServeArgs {
     /// A folder below which import by server path over HTTP is allowed (repeatable; none: off).
     #[arg(long = "import-root", env = "HUMPBACK_IMPORT_ROOTS", value_delimiter = ',')]
     pub import_roots: Vec<PathBuf>,
+    /// A file-name time pattern (repeatable), tried before the built-in recorder families:
+    /// strftime-like fields %Y %y %m %d %H %M %S, `*` for any text, then `@+10:00` when the
+    /// names are local time at that offset (default UTC), e.g. `*%Y%m%d_%H%M%S.wav@+10:00`.
+    #[arg(long = "time-pattern", env = "HUMPBACK_TIME_PATTERN")]
+    pub time_patterns: Vec<String>,
 }
 
 impl ServeArgs {
@@ -133,6 +138,12 @@ impl ServeArgs {
                 open_reads: self.open_reads,
             },
             import_roots,
+            time_patterns: self
+                .time_patterns
+                .iter()
+                .map(|pattern| crate::recording_time::TimePattern::parse(pattern))
+                .collect::<Result<_, _>>()
+                .map_err(|error| anyhow::anyhow!("--time-pattern: {error}"))?,
         })
     }
 }

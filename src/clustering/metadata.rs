@@ -256,3 +256,70 @@ mod tests {
         assert!(summarize_clusters(&[], &[], &[]).unwrap().is_empty());
     }
 }
+
+/// At most this many dates are listed in a cluster's time summary (the earliest).
+pub const MAX_LISTED_DATES: usize = 400;
+
+/// Adds `time` to each summary: windows per hour of day (`"00"`-`"23"`) and per date, in UTC,
+/// and how many windows had no known start. `row_starts[i]` is row i's absolute start;
+/// `labels[i]` its label. Pure; summaries whose label has no rows are left as they are.
+pub fn add_time_distributions(
+    summaries: &mut [ClusterSummary],
+    labels: &[i64],
+    row_starts: &[Option<crate::recording_time::UtcTime>],
+) {
+    use crate::recording_time::UtcOffset;
+    /// Windows per hour of day, per date, and without a start.
+    type TimeCounts = (BTreeMap<String, u64>, BTreeMap<String, u64>, u64);
+    let mut by_label: BTreeMap<i64, TimeCounts> = BTreeMap::new();
+    for (label, start) in labels.iter().zip(row_starts) {
+        let (hours, dates, unknown) = by_label.entry(*label).or_default();
+        match start {
+            Some(start) => {
+                *hours.entry(format!("{:02}", start.local_hour(UtcOffset::UTC))).or_insert(0) += 1;
+                *dates.entry(start.date_at(UtcOffset::UTC)).or_insert(0) += 1;
+            }
+            None => *unknown += 1,
+        }
+    }
+    for summary in summaries.iter_mut() {
+        let Some((hours, dates, unknown)) = by_label.remove(&summary.label) else { continue };
+        let listed_dates: Map<String, Value> =
+            dates.iter().take(MAX_LISTED_DATES).map(|(date, count)| (date.clone(), json!(count))).collect();
+        if let Value::Object(object) = &mut summary.summary {
+            object.insert(
+                "time".to_string(),
+                json!({
+                    "hour_of_day_utc": hours,
+                    "date_utc": listed_dates,
+                    "dates": dates.len(),
+                    "windows_without_start": unknown,
+                }),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+    use crate::recording_time::UtcTime;
+
+    #[test]
+    fn each_cluster_gets_its_hours_and_dates_and_the_windows_without_a_start() {
+        let mut summaries = vec![
+            ClusterSummary { label: 0, size: 3, summary: json!({"label": 0}) },
+            ClusterSummary { label: 1, size: 1, summary: json!({"label": 1}) },
+        ];
+        let at = |text: &str| UtcTime::parse_iso8601(text).ok();
+        add_time_distributions(
+            &mut summaries,
+            &[0, 0, 0, 1],
+            &[at("2024-07-01T22:10:00Z"), at("2024-07-02T22:50:00Z"), None, at("2024-07-01T03:00:00Z")],
+        );
+        assert_eq!(summaries[0].summary["time"]["hour_of_day_utc"], json!({"22": 2}));
+        assert_eq!(summaries[0].summary["time"]["date_utc"], json!({"2024-07-01": 1, "2024-07-02": 1}));
+        assert_eq!(summaries[0].summary["time"]["windows_without_start"], 1);
+        assert_eq!(summaries[1].summary["time"]["hour_of_day_utc"], json!({"03": 1}));
+    }
+}

@@ -1,14 +1,18 @@
 //! A clustering job's files: `clusters/{job}/clusters.json` (parameters, metrics, clusters with
 //! their metadata summaries) and `clusters/{job}/assignments.parquet` (one row per window:
 //! embedding set, row index, start and end seconds, cluster label, membership probability,
-//! 2-D plot coordinates). Both are written to temporary paths and promoted.
+//! 2-D plot coordinates, and last `start_time_utc`: the window's absolute start as known when
+//! the job ran, nanoseconds UTC, null when unknown; humpback itself derives window times from
+//! the recordings' current starts). Both are written to temporary paths and promoted.
 
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch, UInt64Array};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::{
+    Array, ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch, TimestampNanosecondArray, UInt64Array,
+};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -41,6 +45,7 @@ fn schema() -> Arc<Schema> {
         Field::new("probability", DataType::Float32, false),
         Field::new("x", DataType::Float32, true),
         Field::new("y", DataType::Float32, true),
+        Field::new("start_time_utc", DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())), true),
     ]))
 }
 
@@ -48,8 +53,18 @@ fn parquet_error(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Artif
     move |source| ArtifactError::Parquet { path: path.to_path_buf(), source }
 }
 
-/// Writes the assignments (in row groups) and promotes the file.
+/// Writes the assignments (in row groups) and promotes the file; `start_time_utc` is null.
 pub fn write_assignments(path: &Path, rows: &[AssignmentRow]) -> Result<(), ArtifactError> {
+    write_assignments_with_times(path, rows, &[])
+}
+
+/// As [`write_assignments`], with each row's absolute start (`starts[i]` for row i; missing
+/// entries are null).
+pub fn write_assignments_with_times(
+    path: &Path,
+    rows: &[AssignmentRow],
+    starts: &[Option<crate::recording_time::UtcTime>],
+) -> Result<(), ArtifactError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|source| ArtifactError::Io {
             doing: "creating",
@@ -62,7 +77,8 @@ pub fn write_assignments(path: &Path, rows: &[AssignmentRow]) -> Result<(), Arti
         File::create(&temp).map_err(|source| ArtifactError::Io { doing: "creating", path: temp.clone(), source })?;
     let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
     let mut writer = ArrowWriter::try_new(file, schema(), Some(properties)).map_err(parquet_error(&temp))?;
-    for chunk in rows.chunks(65_536) {
+    for (chunk_index, chunk) in rows.chunks(65_536).enumerate() {
+        let first = chunk_index * 65_536;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from_iter_values(chunk.iter().map(|r| r.embedding_set_id))),
             Arc::new(UInt64Array::from_iter_values(chunk.iter().map(|r| r.row_index))),
@@ -72,6 +88,14 @@ pub fn write_assignments(path: &Path, rows: &[AssignmentRow]) -> Result<(), Arti
             Arc::new(Float32Array::from_iter_values(chunk.iter().map(|r| r.probability))),
             Arc::new(Float32Array::from(chunk.iter().map(|r| r.x).collect::<Vec<_>>())),
             Arc::new(Float32Array::from(chunk.iter().map(|r| r.y).collect::<Vec<_>>())),
+            Arc::new(
+                TimestampNanosecondArray::from(
+                    (first..first + chunk.len())
+                        .map(|i| starts.get(i).copied().flatten().and_then(|start| start.micros().checked_mul(1000)))
+                        .collect::<Vec<_>>(),
+                )
+                .with_timezone("UTC"),
+            ),
         ];
         let batch = RecordBatch::try_new(schema(), columns)
             .map_err(|source| ArtifactError::Arrow { path: temp.clone(), source })?;
@@ -159,5 +183,33 @@ mod tests {
         assert!(!temp_sibling(&path).exists());
         assert_eq!(read_assignments(&path, |_| true).unwrap(), rows);
         assert_eq!(read_assignments(&path, |row| row.cluster_label == -1).unwrap().len(), 25);
+    }
+
+    #[test]
+    fn assignments_carry_each_window_s_absolute_start_and_null_when_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("assignments.parquet");
+        let row = AssignmentRow {
+            embedding_set_id: 1,
+            row_index: 0,
+            start_seconds: 0.0,
+            end_seconds: 1.0,
+            cluster_label: 0,
+            probability: 1.0,
+            x: None,
+            y: None,
+        };
+        let start = crate::recording_time::UtcTime(1_719_815_400_000_000);
+        write_assignments_with_times(&path, &[row.clone(), row.clone()], &[Some(start), None]).unwrap();
+        assert_eq!(read_assignments(&path, |_| true).unwrap(), vec![row.clone(), row]);
+        let batch = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let times = batch.column(8).as_any().downcast_ref::<TimestampNanosecondArray>().unwrap();
+        assert_eq!((times.value(0), times.is_null(1)), (1_719_815_400_000_000_000, true));
     }
 }

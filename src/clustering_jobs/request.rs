@@ -39,6 +39,35 @@ pub struct Filters {
     /// Only windows overlapping an annotation (positive or uncertain) with one of these labels.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub annotation_labels: Vec<String>,
+    /// Only windows that started on or after this date (`2024-07-01`) or time (with its zone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date_from: Option<String>,
+    /// Only windows that started before this time, or on or before this date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date_to: Option<String>,
+    /// Only windows that started in these hours of the day (`{"from": 20, "to": 4}` wraps midnight).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hours: Option<crate::recording_time::HourRange>,
+    /// The offset dates and hours are read at (default UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utc_offset: Option<String>,
+}
+
+impl Filters {
+    /// The window-time part of the filters (unbounded when none is given).
+    pub fn window_time_filter(&self) -> Result<crate::recording_time::WindowTimeFilter, RequestError> {
+        if let Some(hours) = self.hours {
+            crate::recording_time::HourRange::new(i64::from(hours.from), i64::from(hours.to))
+                .map_err(|error| RequestError::Invalid(format!("filters.hours: {error}")))?;
+        }
+        crate::recording_time::WindowTimeFilter::from_request(
+            self.date_from.as_deref(),
+            self.date_to.as_deref(),
+            self.hours,
+            self.utc_offset.as_deref(),
+        )
+        .map_err(|error| RequestError::Invalid(format!("filters: {error}")))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -207,6 +236,11 @@ pub fn parse_request(body: &serde_json::Value, state: &DomainState) -> Result<Cl
                 filters.annotation_labels
             )));
         }
+    }
+    let time_filter = filters.window_time_filter()?;
+    if !time_filter.is_unbounded() {
+        // A set whose recording has no start time has no window a time filter keeps.
+        ids.retain(|id| !state.embedding_sets.contains_key(id) || state.embedding_set_recorded_at(*id).is_some());
     }
     if ids.is_empty() {
         return Err(RequestError::NothingSelected("no embedding sets match the selection and filters".into()));

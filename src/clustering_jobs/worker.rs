@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 
 use super::annotations::{overlaps_labels, recording_spans, window_category, LabelledSpan, ANNOTATION_LABEL_FIELD};
-use super::outputs::{write_assignments, AssignmentRow};
+use super::outputs::{write_assignments_with_times, AssignmentRow};
 use super::request::{file_documents, metadata_value, StoredClusteringParameters};
 use crate::app::Humpback;
 use crate::artifacts::embeddings_parquet::read_batches;
@@ -110,6 +110,9 @@ impl ClusteringWorker {
         let mut matrix = Vec::new();
         let mut dims = 0usize;
         let mut rows: Vec<(EmbeddingSetId, u64, f64, f64, usize)> = Vec::new();
+        // Each kept row's absolute start, and the filters' window-time part.
+        let mut row_starts: Vec<Option<crate::recording_time::UtcTime>> = Vec::new();
+        let time_filter = stored.filters.window_time_filter()?;
         let mut files: Vec<FileContext> = Vec::new();
         let mut file_positions: Vec<AudioFileId> = Vec::new();
         // Each recording's annotations, read once when the job runs.
@@ -120,7 +123,7 @@ impl ClusteringWorker {
             if !progress("loading", 0.05 * position as f64 / set_ids.len().max(1) as f64) {
                 return self.stop(job_id, attempt, canceled);
             }
-            let (parquet, audio, folder, documents) = humpback
+            let (parquet, audio, folder, documents, recorded_at) = humpback
                 .writer
                 .read_state(|state| {
                     let set = state.embedding_sets.get(set_id)?;
@@ -130,6 +133,7 @@ impl ClusteringWorker {
                         set.audio_file_id,
                         file.folder.clone(),
                         file_documents(state, set.audio_file_id),
+                        state.recorded_at(set.audio_file_id),
                     ))
                 })
                 .ok_or_else(|| anyhow!("embedding set {set_id} or its recording is unknown"))?;
@@ -160,8 +164,13 @@ impl ClusteringWorker {
                     {
                         continue;
                     }
+                    let start_utc = recorded_at.map(|at| crate::recording_time::window_start_utc(at, start));
+                    if !time_filter.keeps(start_utc) {
+                        continue;
+                    }
                     matrix.extend_from_slice(&batch.vectors[i * dims..(i + 1) * dims]);
                     rows.push((*set_id, batch.row_index[i], start, end, file_index));
+                    row_starts.push(start_utc);
                 }
             }
         }
@@ -170,6 +179,9 @@ impl ClusteringWorker {
                 "no window of the selected embedding sets overlaps an annotation labelled {:?}",
                 stored.filters.annotation_labels
             ));
+        }
+        if rows.is_empty() && !time_filter.is_unbounded() {
+            return Err(anyhow!("the time filters (date_from, date_to, hours) keep no window of the selected sets"));
         }
         let sweep = match &stored.sweep {
             Some(sweep) => match run_sweep(&matrix, dims, &stored.parameters, sweep, &mut |stage, fraction| {
@@ -191,7 +203,8 @@ impl ClusteringWorker {
         };
         drop(matrix);
         let row_files: Vec<usize> = rows.iter().map(|row| row.4).collect();
-        let summaries = summarize_clusters(&result.labels, &row_files, &files)?;
+        let mut summaries = summarize_clusters(&result.labels, &row_files, &files)?;
+        crate::clustering::metadata::add_time_distributions(&mut summaries, &result.labels, &row_starts);
         let reference = match &stored.reference_field {
             Some(field) => {
                 let categories: Vec<String> = rows
@@ -242,7 +255,7 @@ impl ClusteringWorker {
                 y: result.coordinates_2d.as_ref().map(|c| c[i][1]),
             })
             .collect();
-        write_assignments(&humpback.data_dir.root().join(&assignments_parquet), &assignments)?;
+        write_assignments_with_times(&humpback.data_dir.root().join(&assignments_parquet), &assignments, &row_starts)?;
         let document = serde_json::json!({
             "clustering_job_id": job_id.0,
             "embedding_set_ids": set_ids.iter().map(|id| id.0).collect::<Vec<_>>(),

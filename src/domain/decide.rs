@@ -104,6 +104,9 @@ pub enum Command {
         annotation_id: AnnotationId,
         removed_by: Option<String>,
     },
+    /// Set recordings' start times (an edit, or read again for a folder); a time equal to the
+    /// current one (same instant and source) records nothing.
+    SetRecordingStartTimes(Vec<SetRecordingStartTime>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +137,16 @@ pub struct ChangeAnnotation {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct SetRecordingStartTime {
+    pub audio_file_id: AudioFileId,
+    /// `None`: unknown (only a person can clear a time).
+    pub recorded_at: Option<crate::recording_time::UtcTime>,
+    pub source: RecordingTimeSource,
+    pub derivation: String,
+    pub set_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct RegisterAudioFile {
     pub original_filename: String,
     pub folder: String,
@@ -145,6 +158,8 @@ pub struct RegisterAudioFile {
     pub codec: String,
     /// Lowercase extension of the stored copy (`wav`, `mp3`, `flac`), chosen from the probed codec.
     pub extension: String,
+    /// The start time found in the file (`bext`) or its name, recorded right after the registration.
+    pub recorded_at: Option<crate::recording_time::FoundRecordingTime>,
 }
 
 /// How an edit's documents combine with what is there.
@@ -251,7 +266,16 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
                 return Err(Rejection::UnsupportedAudioExtension(register.extension));
             }
             let audio_file_id = state.next_audio_file_id();
-            Ok(vec![Event::AudioFileRegistered(AudioFileRegistered {
+            let start_time = register.recorded_at.map(|found| {
+                Event::RecordingStartTimeSet(RecordingStartTimeSet {
+                    audio_file_id,
+                    recorded_at_micros: Some(found.recorded_at.micros()),
+                    source: found.source,
+                    derivation: found.derivation,
+                    set_by: None,
+                })
+            });
+            let registered = Event::AudioFileRegistered(AudioFileRegistered {
                 audio_file_id,
                 original_filename: register.original_filename,
                 folder: register.folder,
@@ -262,7 +286,33 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
                 channels: register.channels,
                 codec: register.codec,
                 stored_path: format!("audio/raw/{audio_file_id}/original.{extension}"),
-            })])
+            });
+            Ok(std::iter::once(registered).chain(start_time).collect())
+        }
+        Command::SetRecordingStartTimes(changes) => {
+            let mut events = Vec::new();
+            for change in changes {
+                if !state.audio_files.contains_key(&change.audio_file_id) {
+                    return Err(Rejection::AudioFileNotFound(change.audio_file_id));
+                }
+                if change.recorded_at.is_none() && change.source != RecordingTimeSource::User {
+                    return Err(Rejection::Invalid("only a person can set a start time to unknown".into()));
+                }
+                let current = state.recording_start_times.get(&change.audio_file_id).copied();
+                if current.map(|(time, _)| time) == change.recorded_at
+                    && (change.recorded_at.is_none() || current.map(|(_, source)| source) == Some(change.source))
+                {
+                    continue;
+                }
+                events.push(Event::RecordingStartTimeSet(RecordingStartTimeSet {
+                    audio_file_id: change.audio_file_id,
+                    recorded_at_micros: change.recorded_at.map(|time| time.micros()),
+                    source: change.source,
+                    derivation: change.derivation,
+                    set_by: change.set_by,
+                }));
+            }
+            Ok(events)
         }
         Command::EditAudioMetadata(edit) => {
             let file =

@@ -27,6 +27,7 @@ fn register(checksum: &str) -> Command {
         channels: 1,
         codec: "pcm_s16le".into(),
         extension: "WAV".into(),
+        recorded_at: None,
     })
 }
 
@@ -522,6 +523,36 @@ fn changing_an_annotation_checks_the_result_and_records_every_new_value() {
     );
 }
 
+fn set_start(audio: u64, micros: Option<i64>, source: RecordingTimeSource) -> SetRecordingStartTime {
+    SetRecordingStartTime {
+        audio_file_id: AudioFileId(audio),
+        recorded_at: micros.map(crate::recording_time::UtcTime),
+        source,
+        derivation: String::new(),
+        set_by: Some("ana".into()),
+    }
+}
+
+#[test]
+fn a_start_time_found_at_registration_is_recorded_right_after_the_registration() {
+    let mut command = register("a");
+    if let Command::RegisterAudioFile(register) = &mut command {
+        register.recorded_at = Some(crate::recording_time::FoundRecordingTime {
+            recorded_at: crate::recording_time::UtcTime(1_000_000),
+            source: RecordingTimeSource::Bext,
+            derivation: "bext origination date and time at Z".into(),
+        });
+    }
+    let events = then_events(&DomainState::default(), command);
+    let [Event::AudioFileRegistered(_), Event::RecordingStartTimeSet(set)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        (set.audio_file_id, set.recorded_at_micros, set.source),
+        (AudioFileId(1), Some(1_000_000), RecordingTimeSource::Bext)
+    );
+}
+
 #[test]
 fn a_removed_annotation_is_gone_and_its_id_is_never_given_again() {
     let (state, _) = given_commands(vec![
@@ -537,4 +568,30 @@ fn a_removed_annotation_is_gone_and_its_id_is_never_given_again() {
     let events = then_events(&state, add(vec![span(1.0, 2.0, "song")]));
     let [Event::AnnotationsAdded(added)] = events.as_slice() else { panic!("{events:?}") };
     assert_eq!(added.annotations[0].annotation_id, AnnotationId(2));
+}
+
+#[test]
+fn setting_a_start_time_records_only_changes_and_only_a_person_clears_one() {
+    let (state, _) = given_commands(vec![
+        register("a"),
+        Command::SetRecordingStartTimes(vec![set_start(1, Some(5), RecordingTimeSource::FileName)]),
+    ]);
+    assert_eq!(state.recorded_at(AudioFileId(1)), Some(crate::recording_time::UtcTime(5)));
+    let unchanged = Command::SetRecordingStartTimes(vec![set_start(1, Some(5), RecordingTimeSource::FileName)]);
+    assert_eq!(then_events(&state, unchanged), vec![]);
+    let by_hand =
+        then_events(&state, Command::SetRecordingStartTimes(vec![set_start(1, Some(5), RecordingTimeSource::User)]));
+    assert_eq!(by_hand.len(), 1, "the same instant from another source is a change of provenance");
+    let cleared =
+        then_events(&state, Command::SetRecordingStartTimes(vec![set_start(1, None, RecordingTimeSource::User)]));
+    let [Event::RecordingStartTimeSet(cleared)] = cleared.as_slice() else { panic!("{cleared:?}") };
+    assert_eq!(cleared.recorded_at_micros, None);
+    assert!(matches!(
+        then_rejected(&state, Command::SetRecordingStartTimes(vec![set_start(1, None, RecordingTimeSource::FileName)])),
+        Rejection::Invalid(_)
+    ));
+    assert_eq!(
+        then_rejected(&state, Command::SetRecordingStartTimes(vec![set_start(9, Some(1), RecordingTimeSource::User)])),
+        Rejection::AudioFileNotFound(AudioFileId(9))
+    );
 }

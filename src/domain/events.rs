@@ -14,6 +14,7 @@ use super::ids::{
     ProcessingJobId, Sha256Hex, WorkerId,
 };
 use super::json_text::JsonText;
+pub use crate::recording_time::RecordingTimeSource;
 
 /// What a model takes as input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode, Serialize, Deserialize)]
@@ -82,6 +83,20 @@ pub struct AudioMetadataEdited {
     pub prey_density_proxy: Option<JsonText>,
     /// Who made the edit, when known (API clients may say).
     pub edited_by: Option<String>,
+}
+
+/// A recording's start time was found (at registration) or set (by a person, or again from
+/// its name for a folder). Not part of the registration: it is editable, and its own history.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct RecordingStartTimeSet {
+    pub audio_file_id: AudioFileId,
+    /// Microseconds since 1970-01-01T00:00:00Z; `None`: unknown (cleared).
+    pub recorded_at_micros: Option<i64>,
+    pub source: RecordingTimeSource,
+    /// How it was found (`file name pattern *%Y%m%d_%H%M%S.* at Z`); empty when set by hand.
+    pub derivation: String,
+    /// Who set it, when known (API clients may say).
+    pub set_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
@@ -417,6 +432,7 @@ event_enum! {
     AnnotationsAdded = 1,
     AnnotationChanged = 1,
     AnnotationRemoved = 1,
+    RecordingStartTimeSet = 1,
 }
 
 impl Event {
@@ -472,6 +488,7 @@ impl Event {
             }
             Event::AnnotationChanged(e) => vec![A::Annotation(e.annotation_id), A::AudioFile(e.audio_file_id)],
             Event::AnnotationRemoved(e) => vec![A::Annotation(e.annotation_id), A::AudioFile(e.audio_file_id)],
+            Event::RecordingStartTimeSet(e) => vec![A::AudioFile(e.audio_file_id)],
         }
     }
 
@@ -572,6 +589,13 @@ impl Event {
             Event::AnnotationRemoved(e) => {
                 format!("annotation {} of audio file {} removed", e.annotation_id, e.audio_file_id)
             }
+            Event::RecordingStartTimeSet(e) => format!(
+                "audio file {} recorded at {} ({})",
+                e.audio_file_id,
+                e.recorded_at_micros
+                    .map_or("unknown".into(), |micros| crate::recording_time::UtcTime(micros).to_iso8601()),
+                e.source.as_str()
+            ),
         }
     }
 }

@@ -207,6 +207,13 @@ pub fn one_event_of_every_type() -> Vec<Event> {
             audio_file_id: audio,
             removed_by: Some("observer@example.org".into()),
         }),
+        Event::RecordingStartTimeSet(RecordingStartTimeSet {
+            audio_file_id: audio,
+            recorded_at_micros: Some(1_719_815_400_000_000),
+            source: RecordingTimeSource::FileName,
+            derivation: "file name pattern *%Y%m%d_%H%M%S.* at Z".into(),
+            set_by: None,
+        }),
     ]
 }
 

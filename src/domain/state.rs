@@ -136,6 +136,9 @@ pub struct DomainState {
     pub annotations: BTreeMap<AnnotationId, AnnotationState>,
     /// The highest annotation id ever given (ids are not reused after a removal).
     pub last_annotation_id: u64,
+    /// Each recording's start time where known, with where it came from.
+    pub recording_start_times:
+        HashMap<AudioFileId, (crate::recording_time::UtcTime, super::events::RecordingTimeSource)>,
 }
 
 impl DomainState {
@@ -161,6 +164,19 @@ impl DomainState {
 
     pub fn next_clustering_job_id(&self) -> ClusteringJobId {
         ClusteringJobId(self.clustering_jobs.keys().next_back().map_or(1, |id| id.0 + 1))
+    }
+
+    /// A recording's start time (UTC), where known.
+    pub fn recorded_at(&self, audio_file_id: AudioFileId) -> Option<crate::recording_time::UtcTime> {
+        self.recording_start_times.get(&audio_file_id).map(|(time, _)| *time)
+    }
+
+    /// The start time of the recording an embedding set encodes, where known.
+    pub fn embedding_set_recorded_at(
+        &self,
+        embedding_set_id: EmbeddingSetId,
+    ) -> Option<crate::recording_time::UtcTime> {
+        self.recorded_at(self.embedding_sets.get(&embedding_set_id)?.audio_file_id)
     }
 
     pub fn next_cluster_id(&self) -> ClusterId {
@@ -355,6 +371,15 @@ impl DomainState {
             Event::AnnotationRemoved(e) => {
                 self.annotations.remove(&e.annotation_id);
             }
+            Event::RecordingStartTimeSet(e) => match e.recorded_at_micros {
+                Some(micros) => {
+                    self.recording_start_times
+                        .insert(e.audio_file_id, (crate::recording_time::UtcTime(micros), e.source));
+                }
+                None => {
+                    self.recording_start_times.remove(&e.audio_file_id);
+                }
+            },
         }
     }
 

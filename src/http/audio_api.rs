@@ -30,6 +30,10 @@ pub struct ListParameters {
     pub order: Option<String>,
     pub offset: Option<u64>,
     pub limit: Option<u64>,
+    /// Recordings that started at or after this date or time (`2024-07-01`, or with a zone).
+    pub recorded_from: Option<String>,
+    /// Recordings that started before this time (a date: up to the end of that day).
+    pub recorded_to: Option<String>,
 }
 
 impl ListParameters {
@@ -37,7 +41,9 @@ impl ListParameters {
         let sort = match self.sort.as_deref() {
             None => AudioSort::Id,
             Some(text) => AudioSort::parse(text).ok_or_else(|| {
-                ApiError::bad_request(format!("sort {text:?} is not one of id, name, folder, duration, created"))
+                ApiError::bad_request(format!(
+                    "sort {text:?} is not one of id, name, folder, duration, created, recorded_at"
+                ))
             })?,
         };
         let descending = match self.order.as_deref() {
@@ -45,7 +51,19 @@ impl ListParameters {
             Some("desc") => true,
             Some(other) => return Err(ApiError::bad_request(format!("order must be asc or desc, not {other:?}"))),
         };
+        fn empty(text: &Option<String>) -> Option<&str> {
+            text.as_deref().map(str::trim).filter(|text| !text.is_empty())
+        }
+        let range = crate::recording_time::WindowTimeFilter::from_request(
+            empty(&self.recorded_from),
+            empty(&self.recorded_to),
+            None,
+            None,
+        )
+        .map_err(|error| ApiError::bad_request(format!("recorded_from/recorded_to: {error}")))?;
         Ok(AudioListQuery {
+            recorded_from_micros: range.from.map(|time| time.micros()),
+            recorded_to_micros: range.to.map(|time| time.micros()),
             folder: self.folder.clone(),
             search: self.search.clone(),
             sort,

@@ -119,6 +119,8 @@ pub struct MemberJson {
     #[serde(flatten)]
     pub assignment: AssignmentRow,
     pub audio_file_id: Option<u64>,
+    /// The window's absolute start (ISO 8601 UTC), where its recording's start is known.
+    pub start_time_utc: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -143,12 +145,12 @@ fn members_page(state: &ApiState, cluster: ClusterRow, offset: u64, limit: u64) 
         .skip(offset as usize)
         .take(limit as usize)
         .map(|assignment| {
-            let audio_file_id = state.humpback.writer.read_state(|s| {
-                s.embedding_sets
-                    .get(&crate::domain::ids::EmbeddingSetId(assignment.embedding_set_id))
-                    .map(|set| set.audio_file_id.0)
+            let set_id = crate::domain::ids::EmbeddingSetId(assignment.embedding_set_id);
+            let (audio_file_id, recorded_at) = state.humpback.writer.read_state(|s| {
+                (s.embedding_sets.get(&set_id).map(|set| set.audio_file_id.0), s.embedding_set_recorded_at(set_id))
             });
-            MemberJson { assignment, audio_file_id }
+            let start_time_utc = crate::recording_time::window_start_iso8601(recorded_at, assignment.start_seconds);
+            MemberJson { assignment, audio_file_id, start_time_utc }
         })
         .collect();
     Ok(MembersPage { cluster, items, total, offset, limit })
@@ -212,18 +214,20 @@ pub async fn assignments_csv(State(state): State<ApiState>, Path(id): Path<Strin
         let rows = read_assignments(&state.humpback.data_dir.root().join(path), |_| true)
             .map_err(|error| ApiError::internal(error.into()))?;
         let mut csv = String::from(
-            "embedding_set_id,audio_file_id,row_index,start_seconds,end_seconds,cluster_label,probability,x,y\n",
+            "embedding_set_id,audio_file_id,row_index,start_seconds,end_seconds,cluster_label,probability,x,y,\
+             start_time_utc\n",
         );
         state.humpback.writer.read_state(|s| {
             for row in &rows {
-                let audio = s
-                    .embedding_sets
-                    .get(&crate::domain::ids::EmbeddingSetId(row.embedding_set_id))
-                    .map(|set| set.audio_file_id.0.to_string())
-                    .unwrap_or_default();
+                let set_id = crate::domain::ids::EmbeddingSetId(row.embedding_set_id);
+                let audio =
+                    s.embedding_sets.get(&set_id).map(|set| set.audio_file_id.0.to_string()).unwrap_or_default();
+                let start_time_utc =
+                    crate::recording_time::window_start_iso8601(s.embedding_set_recorded_at(set_id), row.start_seconds)
+                        .unwrap_or_default();
                 let coordinate = |value: Option<f32>| value.map(|v| v.to_string()).unwrap_or_default();
                 csv.push_str(&format!(
-                    "{},{audio},{},{},{},{},{},{},{}\n",
+                    "{},{audio},{},{},{},{},{},{},{},{start_time_utc}\n",
                     row.embedding_set_id,
                     row.row_index,
                     row.start_seconds,

@@ -9,6 +9,7 @@ pub mod events_api;
 pub mod media_api;
 pub mod processing_api;
 pub mod projections_api;
+pub mod recording_time_api;
 pub mod search_api;
 pub mod selections_api;
 
@@ -100,6 +101,7 @@ pub fn router_with_access(
         .merge(crate::web::router())
         .merge(media_api::routes())
         .merge(annotations_api::routes())
+        .merge(recording_time_api::routes())
         .fallback(not_found)
         // JSON and form bodies are read by the guard up to its limit; uploads set their own.
         .layer(axum::extract::DefaultBodyLimit::max(access::MAX_REQUEST_BODY_BYTES))

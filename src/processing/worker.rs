@@ -125,13 +125,14 @@ impl ProcessingWorker {
     }
 
     fn encode(&mut self, job_id: ProcessingJobId, attempt: u32) -> anyhow::Result<JobStatus> {
-        let (job, audio) = self
+        let (job, audio, recorded_at) = self
             .humpback
             .writer
             .read_state(|state| {
                 let job = state.processing_jobs.get(&job_id)?.clone();
                 let audio = state.audio_files.get(&job.audio_file_id)?.clone();
-                Some((job, audio))
+                let recorded_at = state.recorded_at(job.audio_file_id);
+                Some((job, audio, recorded_at))
             })
             .ok_or_else(|| anyhow!("processing job {job_id} or its audio file is unknown"))?;
         let models = self.humpback.models.clone();
@@ -165,7 +166,7 @@ impl ProcessingWorker {
         let relative = embeddings_relative_path(&job.config.model_version, job.audio_file_id, &job.encoding_signature);
         let final_path = self.humpback.data_dir.root().join(&relative);
         let audio_path = self.humpback.data_dir.root().join(&audio.stored_path);
-        let metadata = vec![
+        let mut metadata = vec![
             ("humpback.encoding_signature".to_string(), job.encoding_signature.0.clone()),
             ("humpback.audio_file_id".to_string(), job.audio_file_id.to_string()),
             ("humpback.audio_checksum_sha256".to_string(), audio.checksum_sha256.0.clone()),
@@ -173,6 +174,11 @@ impl ProcessingWorker {
             ("humpback.model_version".to_string(), job.config.model_version.clone()),
             ("humpback.encoding_config".to_string(), serde_json::to_string(&job.config).unwrap_or_default()),
         ];
+        // Fills the set's `start_time_utc` column (the recording's start as known now).
+        metadata.extend(
+            recorded_at
+                .map(|time| (crate::artifacts::embeddings_parquet::RECORDED_AT_KEY.to_string(), time.to_iso8601())),
+        );
         let humpback = self.humpback.clone();
         let stopping = self.stopping.clone();
         let mut last_report: Option<Instant> = None;

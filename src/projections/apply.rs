@@ -477,3 +477,25 @@ pub fn annotations(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
     }
     Ok(())
 }
+
+pub fn recording_times(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
+    if let Event::RecordingStartTimeSet(e) = &envelope.event {
+        let at = envelope.recorded_at.to_rfc3339();
+        let iso = e.recorded_at_micros.map(|micros| crate::recording_time::UtcTime(micros).to_iso8601());
+        let source = e.recorded_at_micros.map(|_| e.source.as_str());
+        tx.execute(
+            "INSERT INTO recording_times (audio_file_id, recorded_at, recorded_at_micros, source, derivation, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (audio_file_id) DO UPDATE SET recorded_at = excluded.recorded_at,
+                 recorded_at_micros = excluded.recorded_at_micros, source = excluded.source,
+                 derivation = excluded.derivation, updated_at = excluded.updated_at",
+            params![e.audio_file_id.0, iso, e.recorded_at_micros, source, e.derivation, at],
+        )?;
+        tx.execute(
+            "INSERT INTO recording_time_edits (seq, audio_file_id, recorded_at, source, derivation, set_by, set_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![envelope.seq.0, e.audio_file_id.0, iso, e.source.as_str(), e.derivation, e.set_by, at],
+        )?;
+    }
+    Ok(())
+}

@@ -11,6 +11,7 @@ mod apply;
 pub mod event_index;
 pub mod queries;
 pub mod read;
+pub mod recording_time_queries;
 pub mod runner;
 pub mod ui_queries;
 
@@ -92,6 +93,11 @@ pub const PROJECTIONS: &[ProjectionDefinition] = &[
         name: "annotations",
         ddl: include_str!("../../projections/annotations.sql"),
         apply: apply::annotations,
+    },
+    ProjectionDefinition {
+        name: "recording_times",
+        ddl: include_str!("../../projections/recording_times.sql"),
+        apply: apply::recording_times,
     },
     ProjectionDefinition {
         name: "event_index",

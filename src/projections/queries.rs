@@ -22,11 +22,18 @@ pub struct AudioFileRow {
     pub codec: String,
     pub stored_path: String,
     pub created_at: String,
+    /// When the recording started (ISO 8601, UTC), where known.
+    pub recorded_at: Option<String>,
+    /// `bext`, `file_name` or `user`; `None` when the start is unknown.
+    pub recorded_at_source: Option<String>,
 }
 
 const AUDIO_COLUMNS: &str =
     "id, filename, folder, checksum_sha256, size_bytes, duration_seconds, sample_rate_original, \
-                             channels, codec, stored_path, created_at";
+                             channels, codec, stored_path, created_at, recorded_at, source";
+
+/// Audio files with their start times (the `recording_times` projection).
+const AUDIO_FROM: &str = "audio_files LEFT JOIN recording_times ON recording_times.audio_file_id = audio_files.id";
 
 fn audio_row(row: &Row<'_>) -> rusqlite::Result<AudioFileRow> {
     Ok(AudioFileRow {
@@ -41,6 +48,8 @@ fn audio_row(row: &Row<'_>) -> rusqlite::Result<AudioFileRow> {
         codec: row.get(8)?,
         stored_path: row.get(9)?,
         created_at: row.get(10)?,
+        recorded_at: row.get(11)?,
+        recorded_at_source: row.get(12)?,
     })
 }
 
@@ -55,6 +64,10 @@ pub struct AudioListQuery {
     pub descending: bool,
     pub offset: u64,
     pub limit: u64,
+    /// Only recordings that started at or after this instant (microseconds, UTC).
+    pub recorded_from_micros: Option<i64>,
+    /// Only recordings that started before this instant.
+    pub recorded_to_micros: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,6 +78,8 @@ pub enum AudioSort {
     Folder,
     Duration,
     Created,
+    /// Unknown start times last, in either direction.
+    RecordedAt,
 }
 
 impl AudioSort {
@@ -75,6 +90,7 @@ impl AudioSort {
             "folder" => AudioSort::Folder,
             "duration" => AudioSort::Duration,
             "created" | "created_at" => AudioSort::Created,
+            "recorded_at" | "recorded" => AudioSort::RecordedAt,
             _ => return None,
         })
     }
@@ -86,6 +102,7 @@ impl AudioSort {
             AudioSort::Folder => "folder COLLATE NOCASE",
             AudioSort::Duration => "duration_seconds",
             AudioSort::Created => "created_at",
+            AudioSort::RecordedAt => "(recorded_at_micros IS NULL), recorded_at_micros",
         }
     }
 }
@@ -110,24 +127,33 @@ pub fn list_audio_files(
     let search =
         query.search.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(|s| format!("%{}%", like_escape(s)));
     let filter = "WHERE (?1 IS NULL OR folder = ?1 OR folder LIKE ?2 ESCAPE '\\')
-                  AND (?3 IS NULL OR filename LIKE ?3 ESCAPE '\\' OR folder LIKE ?3 ESCAPE '\\')";
+                  AND (?3 IS NULL OR filename LIKE ?3 ESCAPE '\\' OR folder LIKE ?3 ESCAPE '\\')
+                  AND (?4 IS NULL OR recorded_at_micros >= ?4) AND (?5 IS NULL OR recorded_at_micros < ?5)";
     let folder_prefix = folder.as_ref().map(|folder| format!("{}/%", like_escape(folder)));
     let total: u64 = connection
         .query_row(
-            &format!("SELECT COUNT(*) FROM audio_files {filter}"),
-            params![folder, folder_prefix, search],
+            &format!("SELECT COUNT(*) FROM {AUDIO_FROM} {filter}"),
+            params![folder, folder_prefix, search, query.recorded_from_micros, query.recorded_to_micros],
             |row| row.get(0),
         )
         .map_err(sql_error("counting audio files"))?;
     let direction = if query.descending { "DESC" } else { "ASC" };
     let sql = format!(
-        "SELECT {AUDIO_COLUMNS} FROM audio_files {filter} ORDER BY {} {direction}, id {direction} LIMIT ?4 OFFSET ?5",
+        "SELECT {AUDIO_COLUMNS} FROM {AUDIO_FROM} {filter} ORDER BY {} {direction}, id {direction} LIMIT ?6 OFFSET ?7",
         query.sort.column()
     );
     let items = query_all(
         connection,
         &sql,
-        params![folder, folder_prefix, search, query.limit, query.offset],
+        params![
+            folder,
+            folder_prefix,
+            search,
+            query.recorded_from_micros,
+            query.recorded_to_micros,
+            query.limit,
+            query.offset
+        ],
         audio_row,
         "listing audio files",
     )?;
@@ -136,7 +162,7 @@ pub fn list_audio_files(
 
 pub fn audio_file(connection: &Connection, id: u64) -> Result<Option<AudioFileRow>, ProjectionError> {
     connection
-        .query_row(&format!("SELECT {AUDIO_COLUMNS} FROM audio_files WHERE id = ?1"), [id], audio_row)
+        .query_row(&format!("SELECT {AUDIO_COLUMNS} FROM {AUDIO_FROM} WHERE id = ?1"), [id], audio_row)
         .optional()
         .map_err(sql_error("reading an audio file"))
 }

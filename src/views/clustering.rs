@@ -318,6 +318,8 @@ pub struct ClusteringJobView {
     pub notice: Option<Notice>,
     /// The log position the page shows; live updates start after it.
     pub events_after: EventSeq,
+    /// Windows per cluster over time (`views::recording_time::occurrence_section`), once complete.
+    pub occurrence: Option<Markup>,
 }
 
 /// The most frequent values of the summary's first categorical distributions, as text.
@@ -515,6 +517,7 @@ pub fn clustering_job_page(view: &ClusteringJobView) -> Markup {
                     }
                 }
             }
+            @if let Some(occurrence) = &view.occurrence { (occurrence) }
         }
     };
     layout(&title, Section::Clustering, view.notice.as_ref(), content)

@@ -7,6 +7,7 @@ pub mod clustering;
 pub mod dashboard;
 pub mod events;
 pub mod processing;
+pub mod recording_time;
 pub mod recordings;
 pub mod search;
 

@@ -22,6 +22,8 @@ pub struct RecordingsFilter {
     pub search: Option<String>,
     pub sort: Option<String>,
     pub order: Option<String>,
+    pub recorded_from: Option<String>,
+    pub recorded_to: Option<String>,
 }
 
 impl RecordingsFilter {
@@ -33,6 +35,8 @@ impl RecordingsFilter {
                 ("search", self.search.clone()),
                 ("sort", self.sort.clone()),
                 ("order", self.order.clone()),
+                ("recorded_from", self.recorded_from.clone()),
+                ("recorded_to", self.recorded_to.clone()),
                 ("offset", (offset > 0).then(|| offset.to_string())),
             ],
         )
@@ -97,7 +101,8 @@ pub fn folder_tree(folders: &[(String, u64)]) -> Vec<FolderNode> {
         .collect()
 }
 
-const SORTS: [(&str, &str); 5] = [
+const SORTS: [(&str, &str); 6] = [
+    ("recorded_at", "recording start"),
     ("id", "order added"),
     ("name", "file name"),
     ("folder", "folder"),
@@ -159,8 +164,10 @@ pub fn recordings_page(view: &RecordingsView) -> Markup {
                             option value="asc" selected[filter.order.as_deref() != Some("desc")] { "ascending" }
                             option value="desc" selected[filter.order.as_deref() == Some("desc")] { "descending" }
                         }
+                        (crate::views::recording_time::recorded_range_inputs(filter))
                         button type="submit" { "Apply" }
                     }
+                    (crate::views::recording_time::timeline_link(filter.folder.as_deref()))
                     @if let Some(error) = &view.filter_error {
                         p.field-error role="alert" { (error) }
                     }
@@ -175,6 +182,7 @@ pub fn recordings_page(view: &RecordingsView) -> Markup {
                                     th scope="col" { span.visually-hidden { "Select" } }
                                     th scope="col" { "Recording" }
                                     th scope="col" { "Folder" }
+                                    th scope="col" { "Started (UTC)" }
                                     th scope="col" { "Duration" }
                                     th scope="col" { "Format" }
                                     th scope="col" { "Processing" }
@@ -192,6 +200,7 @@ pub fn recordings_page(view: &RecordingsView) -> Markup {
                                         td {
                                             a.muted href=(filter.with_folder(Some(&file.folder))) { (file.folder) }
                                         }
+                                        td.nowrap { (crate::views::recording_time::started_cell(file)) }
                                         td.nowrap { (format_duration(file.duration_seconds)) }
                                         td.nowrap { (file.codec) ", " (file.sample_rate) " Hz" }
                                         td { (file_badges(view.badges.get(&file.id).map(Vec::as_slice).unwrap_or(&[]))) }
@@ -383,6 +392,8 @@ pub struct RecordingDetailView {
     pub metadata_form: MetadataForm,
     pub edit_count: u64,
     pub metadata_edits: Vec<MetadataEditRow>,
+    /// Every change of the recording's start time, newest first.
+    pub recorded_at_history: Vec<crate::projections::recording_time_queries::RecordingTimeEditRow>,
     pub processing_jobs: Vec<ProcessingJobRow>,
     pub embedding_sets: Vec<EmbeddingSetRow>,
     /// The range shown in the spectrogram and offered in the player.
@@ -456,6 +467,7 @@ pub fn recording_detail_page(view: &RecordingDetailView) -> Markup {
                     a href=(format!("/events?aggregate=audio_file%3A{}", file.id)) { "Everything that happened to it" }
                 }
             }
+            (crate::views::recording_time::recorded_at_section(file, &view.recorded_at_history))
             section aria-labelledby="spectrogram-heading" {
                 h2 #spectrogram-heading { "Spectrogram and player" }
                 form.filters method="get" action=(format!("/audio/{}", file.id)) {

@@ -290,21 +290,45 @@ pub async fn detail(
     State(state): State<ApiState>,
     Path(id): Path<String>,
     Query(notice): Query<NoticeParameters>,
+    occurrence: Result<Query<crate::http::recording_time_api::OccurrenceParameters>, QueryRejection>,
 ) -> PageResult {
     let id = parse_page_id(&id, "clustering job")?;
-    let (events_after, job, clusters) = blocking_page(move || {
+    let Query(occurrence) = occurrence?;
+    let mut notice = notice.to_notice();
+    let offset = crate::http::recording_time_api::parse_occurrence_parameters(&occurrence).map_or_else(
+        |error| {
+            notice = Some(crate::views::Notice { text: error.message, is_error: true });
+            crate::recording_time::UtcOffset::UTC
+        },
+        |(_, offset)| offset,
+    );
+    let (events_after, job, clusters, occurrence) = blocking_page(move || {
         let events_after = state.humpback.reader.with_connection(lowest_checkpoint)?;
         let job = load_job(&state, id)?;
-        let clusters = if job.status == "complete" {
-            state.humpback.reader.with_connection(|connection| queries::clusters(connection, id))?
+        let (clusters, occurrence) = if job.status == "complete" {
+            let clusters = state.humpback.reader.with_connection(|connection| queries::clusters(connection, id))?;
+            (clusters, occurrence_markup(&state, id, offset).ok())
         } else {
-            Vec::new()
+            (Vec::new(), None)
         };
-        Ok((events_after, job, clusters))
+        Ok((events_after, job, clusters, occurrence))
     })
     .await?;
-    let view = ClusteringJobView { job, clusters, notice: notice.to_notice(), events_after };
+    let view = ClusteringJobView { job, clusters, notice, events_after, occurrence };
     Ok(page(StatusCode::OK, clustering_job_page(&view)))
+}
+
+/// The job page's heatmaps: windows per cluster per day and per hour of day at `offset`.
+fn occurrence_markup(
+    state: &ApiState,
+    id: u64,
+    offset: crate::recording_time::UtcOffset,
+) -> Result<maud::Markup, HtmlError> {
+    use crate::recording_time::occurrence::{count_occurrences, OccurrenceBin};
+    let windows = crate::http::recording_time_api::clustered_window_starts(state, id)?;
+    let (by_day, without_start) = count_occurrences(windows.iter().copied(), OccurrenceBin::Day, offset);
+    let (by_hour, _) = count_occurrences(windows, OccurrenceBin::HourOfDay, offset);
+    Ok(crate::views::recording_time::occurrence_section(id, &by_day, &by_hour, offset, without_start))
 }
 
 async fn job_action(state: ApiState, id: String, cancel: bool) -> PageResult {

@@ -5,6 +5,7 @@ mod annotations;
 mod clustering;
 mod pages;
 mod processing;
+mod recording_time;
 mod recordings;
 mod search;
 
@@ -36,6 +37,7 @@ const TILES_JS: &str = include_str!("assets/tiles.js");
 /// The HTML pages, to be merged into the main router.
 pub fn router() -> Router<ApiState> {
     Router::new()
+        .merge(recording_time::routes())
         .route("/", get(pages::home))
         .route("/audio", get(recordings::list))
         .route("/audio/upload", post(recordings::upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_REQUEST_BYTES)))

@@ -54,6 +54,8 @@ pub async fn list(
         order: non_empty(&parameters.order),
         offset: parameters.offset,
         limit: Some(RECORDINGS_PER_PAGE),
+        recorded_from: non_empty(&parameters.recorded_from),
+        recorded_to: non_empty(&parameters.recorded_to),
     };
     let (query, filter_error) = match parameters.to_query() {
         Ok(query) => (query, None),
@@ -65,6 +67,8 @@ pub async fn list(
                 search: parameters.search.clone(),
                 offset: parameters.offset,
                 limit: parameters.limit,
+                recorded_from: None,
+                recorded_to: None,
             };
             (fallback.to_query()?, Some(error.message))
         }
@@ -91,6 +95,8 @@ pub async fn list(
             search: parameters.search,
             sort: parameters.sort,
             order: parameters.order,
+            recorded_from: parameters.recorded_from,
+            recorded_to: parameters.recorded_to,
         },
         filter_error,
         notice: notice.to_notice(),
@@ -305,22 +311,24 @@ async fn detail_view(
     notice: Option<Notice>,
 ) -> Result<RecordingDetailView, HtmlError> {
     let state_copy = state.clone();
-    let (events_after, detail, edits, model_names, annotations) = blocking_page(move || {
+    let (events_after, detail, edits, model_names, annotations, recorded_at_history) = blocking_page(move || {
         let events_after = state_copy.humpback.reader.with_connection(lowest_checkpoint)?;
         let detail = audio_api::load_detail(&state_copy, id)?;
-        let (edits, model_names, annotations) = state_copy.humpback.reader.with_connection(|connection| {
-            let query = annotation_queries::AnnotationQuery {
-                audio_file_id: Some(id),
-                limit: Some(crate::views::annotations::ANNOTATIONS_SHOWN),
-                ..Default::default()
-            };
-            Ok((
-                queries::audio_metadata_edits(connection, id)?,
-                ui_queries::model_names(connection)?,
-                annotation_queries::list_annotations(connection, &query)?,
-            ))
-        })?;
-        Ok((events_after, detail, edits, model_names, annotations))
+        let (edits, model_names, annotations, recorded_at_history) =
+            state_copy.humpback.reader.with_connection(|connection| {
+                let query = annotation_queries::AnnotationQuery {
+                    audio_file_id: Some(id),
+                    limit: Some(crate::views::annotations::ANNOTATIONS_SHOWN),
+                    ..Default::default()
+                };
+                Ok((
+                    queries::audio_metadata_edits(connection, id)?,
+                    ui_queries::model_names(connection)?,
+                    annotation_queries::list_annotations(connection, &query)?,
+                    crate::projections::recording_time_queries::recording_time_edits(connection, id)?,
+                ))
+            })?;
+        Ok((events_after, detail, edits, model_names, annotations, recorded_at_history))
     })
     .await
     .map_err(|error| {
@@ -390,6 +398,7 @@ async fn detail_view(
         file: detail.file,
         metadata_form,
         metadata_edits: edits,
+        recorded_at_history,
         processing_jobs: detail.processing_jobs,
         embedding_sets: detail.embedding_sets,
         view_start_seconds: (start * 1000.0).round() / 1000.0,

@@ -97,6 +97,7 @@ pub fn register(index: u64) -> Command {
         channels: 2,
         codec: "pcm_s16le".into(),
         extension: "wav".into(),
+        recorded_at: None,
     })
 }
 

@@ -14,6 +14,7 @@ mod ingest_api;
 mod processing;
 mod processing_crash;
 mod projections;
+mod recording_time;
 mod roundtrip;
 mod search;
 mod ui_pages;

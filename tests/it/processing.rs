@@ -74,7 +74,7 @@ pub fn chirp_wav(seconds: f64, rate: u32, seed: u32) -> Vec<u8> {
 
 /// Reads a Parquet file with pyarrow and pandas when they are installed (CI installs them);
 /// returns None when they are not, so a machine without them still runs every other check.
-fn read_with_pyarrow(path: &std::path::Path) -> Option<Value> {
+pub fn read_with_pyarrow(path: &std::path::Path) -> Option<Value> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check-parquet.py");
     let output = std::process::Command::new("python3").arg(script).arg(path).output().ok()?;
     if output.status.code() == Some(3) {
