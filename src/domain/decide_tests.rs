@@ -393,3 +393,25 @@ fn a_metadata_patch_merges_into_the_current_document_and_null_removes_a_key() {
     assert_eq!(edited.group_composition.as_ref().unwrap().as_str(), r#"{"juveniles":3}"#);
     assert!(matches!(then_rejected(&state, edit(MetadataEditMode::Replace, "[1,2]")), Rejection::Invalid(_)));
 }
+
+#[test]
+fn retiring_a_registered_model_records_it_once() {
+    let model = match &crate::domain::sample_events::one_event_of_every_type()[0] {
+        Event::ModelRegistered(model) => model.clone(),
+        other => panic!("{other:?}"),
+    };
+    let state = given(&[Event::ModelRegistered(model.clone())]);
+    let retire = || Command::RetireModel { name: model.name.clone() };
+    assert_eq!(
+        then_events(&state, retire()),
+        [Event::ModelRetired(ModelRetired { name: model.name.clone(), version: model.version.clone() })]
+    );
+    let retired = given(&[Event::ModelRegistered(model.clone()), then_events(&state, retire()).remove(0)]);
+    assert!(
+        matches!(then_rejected(&retired, retire()), Rejection::Invalid(reason) if reason.contains("already retired"))
+    );
+    assert!(matches!(
+        then_rejected(&DomainState::default(), retire()),
+        Rejection::Invalid(reason) if reason.contains("not registered")
+    ));
+}

@@ -55,6 +55,14 @@ pub struct ModelRegistered {
     pub embedding_output: String,
 }
 
+/// A model was retired: new jobs can no longer use it; its embedding sets stay usable.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ModelRetired {
+    pub name: String,
+    /// The version registered when it was retired.
+    pub version: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
 pub struct AudioFileRegistered {
     pub audio_file_id: AudioFileId,
@@ -331,6 +339,7 @@ event_enum! {
     ClusteringJobCanceled = 1,
     ClusteringJobAbandoned = 1,
     ClusteringJobRetried = 1,
+    ModelRetired = 1,
 }
 
 impl Event {
@@ -374,6 +383,7 @@ impl Event {
             Event::ClusteringJobCanceled(e) => vec![A::ClusteringJob(e.job_id)],
             Event::ClusteringJobAbandoned(e) => vec![A::ClusteringJob(e.job_id)],
             Event::ClusteringJobRetried(e) => vec![A::ClusteringJob(e.job_id)],
+            Event::ModelRetired(_) => vec![],
         }
     }
 
@@ -455,6 +465,7 @@ impl Event {
                 format!("clustering job {} attempt {} abandoned: {}", e.job_id, e.attempt, e.reason)
             }
             Event::ClusteringJobRetried(e) => format!("clustering job {} queued again", e.job_id),
+            Event::ModelRetired(e) => format!("model {} version {} retired (hidden from new jobs)", e.name, e.version),
         }
     }
 }

@@ -161,6 +161,7 @@ pub fn one_event_of_every_type() -> Vec<Event> {
             reason: "server restarted while the attempt was running".into(),
         }),
         Event::ClusteringJobRetried(ClusteringJobRetried { job_id: ClusteringJobId(2) }),
+        Event::ModelRetired(ModelRetired { name: "perch-v2".into(), version: "perch-v2@3f2a9c1d".into() }),
     ]
 }
 

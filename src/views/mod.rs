@@ -5,6 +5,7 @@
 pub mod clustering;
 pub mod dashboard;
 pub mod events;
+pub mod models;
 pub mod processing;
 pub mod recordings;
 

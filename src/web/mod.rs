@@ -2,6 +2,7 @@
 //! Forms work without JavaScript; `assets/live.js` only keeps job status and progress current.
 
 mod clustering;
+mod models;
 mod pages;
 mod processing;
 mod recordings;
@@ -53,7 +54,14 @@ pub fn router() -> Router<ApiState> {
         .route("/clustering/{id}/cancel", post(clustering::cancel))
         .route("/clustering/{id}/retry", post(clustering::retry))
         .route("/clusters/{id}", get(clustering::cluster))
-        .route("/models", get(clustering::models))
+        .route("/models", get(models::list))
+        .route(
+            "/models/add",
+            post(models::add).layer(DefaultBodyLimit::max(
+                crate::http::models_api::MAX_MODEL_UPLOAD_BYTES + crate::http::models_api::MODEL_UPLOAD_FRAMING_BYTES,
+            )),
+        )
+        .route("/models/{name}/retire", post(models::retire))
         .route("/assets/style.css", get(style_css))
         .route("/assets/live.js", get(live_js))
         .route("/assets/selection.js", get(selection_js))
