@@ -52,7 +52,7 @@ pub struct JobJson {
     pub progress: Option<f64>,
     /// What to know about the model before trusting the result (e.g. its sample rate is assumed).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub warning: Option<String>,
+    pub model_warning: Option<String>,
 }
 
 impl JobJson {
@@ -62,7 +62,7 @@ impl JobJson {
             (_, Some(done), Some(total)) if total > 0 => Some((done as f64 / total as f64).min(1.0)),
             _ => None,
         };
-        JobJson { job, skipped, progress, warning: None }
+        JobJson { job, skipped, progress, model_warning: None }
     }
 }
 
@@ -220,7 +220,7 @@ pub async fn queue_jobs(state: &ApiState, request: QueueRequest) -> Result<(Vec<
             .collect::<Result<Vec<_>, _>>()
     })
     .await?;
-    let jobs = jobs.into_iter().map(|job| JobJson { warning: warning.clone(), ..job }).collect();
+    let jobs = jobs.into_iter().map(|job| JobJson { model_warning: warning.clone(), ..job }).collect();
     Ok((jobs, any_new))
 }
 

@@ -219,7 +219,7 @@ pub async fn queue(
             if other > 0 {
                 parts.push(format!("{other} already queued or running"));
             }
-            if let Some(warning) = jobs.first().and_then(|job| job.warning.clone()) {
+            if let Some(warning) = jobs.first().and_then(|job| job.model_warning.clone()) {
                 parts.push(format!("warning: {warning}"));
             }
             let target = match jobs.as_slice() {
