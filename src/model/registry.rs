@@ -154,7 +154,7 @@ impl ModelRegistry {
                 implementation: ModelImplementation::Fake(fake_config.clone()),
             });
         }
-        let mut problems = Vec::new();
+        let mut problems = saved_models_in(&config.models_directory);
         for path in model_files_in(&config.models_directory)? {
             let file = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
             match describe_file(&path, &file, &config.default_output_name) {
@@ -400,6 +400,29 @@ fn implementation_of(info: &ModelInfo, path: PathBuf) -> ModelImplementation {
         ModelFormat::Onnx => ModelImplementation::OnnxFile { path },
         _ => ModelImplementation::TfliteFile { path },
     }
+}
+
+/// What to do with a TensorFlow model humpback cannot run.
+const SAVED_MODEL_ADVICE: &str = "a TensorFlow SavedModel (or .pb graph) cannot run here: convert it to ONNX with \
+     scripts/convert-savedmodel (tf2onnx; it checks the outputs match) and add the .onnx file";
+
+/// TensorFlow SavedModel directories (holding `saved_model.pb`) in `directory`: each is a problem
+/// that says how to convert it.
+fn saved_models_in(directory: &Path) -> Vec<ModelProblem> {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return Vec::new();
+    };
+    let mut problems: Vec<ModelProblem> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.join("saved_model.pb").is_file())
+        .map(|path| ModelProblem {
+            file: path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default(),
+            reason: SAVED_MODEL_ADVICE.to_string(),
+        })
+        .collect();
+    problems.sort_by(|a, b| a.file.cmp(&b.file));
+    problems
 }
 
 /// `.tflite` and `.onnx` files directly in `directory`, sorted by name.

@@ -398,6 +398,12 @@ fn a_refused_model_leaves_nothing_registered_or_on_disk() {
         let error = registry.add(offered).unwrap_err().to_string();
         assert!(error.contains(expected), "{expected:?} not in {error}");
     }
+    std::fs::create_dir(directory.path().join("perch_savedmodel")).unwrap();
+    std::fs::write(directory.path().join("perch_savedmodel/saved_model.pb"), b"not read").unwrap();
+    let rescanned = ModelRegistry::discover(RegistryConfig::new(directory.path())).unwrap();
+    assert_eq!(rescanned.problems()[0].file, "perch_savedmodel");
+    assert!(rescanned.problems()[0].reason.contains("scripts/convert-savedmodel"), "{:?}", rescanned.problems());
+    std::fs::remove_dir_all(directory.path().join("perch_savedmodel")).unwrap();
     let flex = registry.add(upload("flex_select_op.tflite", None)).unwrap_err().to_string();
     assert!(flex.contains("ONNX") && flex.contains("convert-savedmodel"), "{flex}");
     assert_eq!(registry.models().len(), before);
