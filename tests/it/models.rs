@@ -196,3 +196,89 @@ fn a_normal_processing_run_with_dynamic_batch_models_writes_no_error_to_stderr()
     let error_lines: Vec<&str> = stderr.lines().filter(|line| line.contains("ERROR")).collect();
     assert!(error_lines.is_empty(), "the runtime printed errors during a normal run:\n{}", error_lines.join("\n"));
 }
+
+/// A multipart form with a `name` field and a `file` field.
+fn model_form(file_name: &str, bytes: &[u8], name: &str) -> (String, Vec<u8>) {
+    let boundary = "humpback-models-test-boundary";
+    let mut body = format!(
+        "--{boundary}\r\ncontent-disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n--{boundary}\r\n\
+         content-disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n\
+         content-type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_models_page_form_adds_a_model_refuses_a_broken_one_and_retires() {
+    use axum::body::Body;
+    use axum::http::{header, Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let app = crate::helpers::spawn_app().await;
+    let (_stop, stopping) = tokio::sync::watch::channel(false);
+    let router = humpback::http::router(app.humpback.clone(), stopping);
+    let send = |request: Request<Body>| {
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let location = response.headers().get(header::LOCATION).map(|value| value.to_str().unwrap().to_string());
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, location.unwrap_or_default(), String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let post = |uri: &str, (content_type, body): (String, Vec<u8>)| {
+        Request::post(uri).header(header::CONTENT_TYPE, content_type).body(Body::from(body)).unwrap()
+    };
+    let bytes = std::fs::read(model_fixture("logmel_fixed2.onnx")).unwrap();
+    let (status, location, _) =
+        send(post("/models/add", model_form("broken.onnx", &bytes[..bytes.len() / 3], "broken"))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(location.contains("notice_kind=error") && location.contains("not%20an%20onnx%20model"), "{location}");
+    assert_eq!(std::fs::read_dir(app.data_dir.path().join("models")).unwrap().count(), 0);
+
+    let (status, location, _) = send(post("/models/add", model_form("logmel_fixed2.onnx", &bytes, "fixed-two"))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(location.contains("fixed-two%20added") && !location.contains("notice_kind=error"), "{location}");
+    let (_, _, page) = send(Request::get("/models").body(Body::empty()).unwrap()).await;
+    assert!(page.contains("fixed-two") && page.contains("declared by the file"), "{page}");
+    assert!(page.contains("action=\"/models/fixed-two/retire\""));
+
+    let (status, location, _) = send(post("/models/fixed-two/retire", (String::from("text/plain"), Vec::new()))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(location.contains("retired"), "{location}");
+    let (_, _, page) = send(Request::get("/models").body(Body::empty()).unwrap()).await;
+    assert!(page.contains("Retired models"), "{page}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_list_reads_the_data_directorys_models_and_inspect_reads_onnx() {
+    let data_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(data_dir.path().join("models")).unwrap();
+    std::fs::copy(model_fixture("logmel_dynamic.onnx"), data_dir.path().join("models/plain.onnx")).unwrap();
+    let arguments = vec![
+        "--data-dir".to_string(),
+        data_dir.path().display().to_string(),
+        "models".into(),
+        "list".into(),
+        "--json".into(),
+    ];
+    let (ok, stdout, stderr) = humpback_cli(arguments).await;
+    assert!(ok, "{stderr}");
+    let listing: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(listing["models_directory"], data_dir.path().join("models").display().to_string());
+    let plain = listing["models"].as_array().unwrap().iter().find(|model| model["name"] == "plain").expect("plain");
+    assert_eq!(plain["facts"]["sample_rate"], "assumed");
+    assert!(plain["warnings"][0].as_str().unwrap().contains("assumed"), "{plain}");
+
+    let inspect = vec!["models".into(), "inspect".into(), model_fixture("waveform_dft.onnx").display().to_string()];
+    let (ok, stdout, stderr) = humpback_cli(inspect).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("opset 18") && stdout.contains("sample_rate = \"16000\""), "{stdout}");
+    assert!(stdout.contains("waveform [-1, 16000] float32") && stdout.contains("runs here: yes"), "{stdout}");
+}
