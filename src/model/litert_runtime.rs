@@ -539,3 +539,33 @@ fn shared_environment() -> Result<sys::LiteRtEnvironment, sys::LiteRtStatus> {
         Err(status) => Err(*status),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(dimensions: &[i32]) -> sys::LiteRtLayout {
+        let mut layout = sys::LiteRtLayout::default();
+        layout.set_rank(dimensions.len() as _);
+        layout.dimensions[..dimensions.len()].copy_from_slice(dimensions);
+        layout
+    }
+
+    fn dimensions_of(layout: &sys::LiteRtLayout) -> Vec<i32> {
+        layout.dimensions[..layout.rank() as usize].to_vec()
+    }
+
+    #[test]
+    fn outputs_follow_the_batch_and_keep_fixed_dimensions_while_open_ones_get_room_for_one_run() {
+        let signatures: [&[i32]; 3] = [&[-1, 64], &[4, 5], &[-1, -1, 32]];
+        // What LiteRT reports right after resizing the input to 32 rows: stale sizes for outputs of
+        // shape-dependent ops.
+        let reported = [layout(&[1, 64]), layout(&[4, 5]), layout(&[1, 1, 32])];
+        let expected = expected_output_layouts(signatures.iter().copied(), &reported, 32);
+        let shapes: Vec<Vec<i32>> = expected.iter().map(dimensions_of).collect();
+        assert_eq!(shapes, [vec![32, 64], vec![4, 5], vec![32, 1, 32]]);
+        let generous = generous_output_layouts(signatures.iter().copied(), &expected, 16_000);
+        let shapes: Vec<Vec<i32>> = generous.iter().map(dimensions_of).collect();
+        assert_eq!(shapes, [vec![32, 64], vec![4, 5], vec![32, 16_000, 32]]);
+    }
+}
