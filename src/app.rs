@@ -105,6 +105,8 @@ impl Humpback {
                 .execute(Command::RegisterModel(model.info.to_registered_event()))
                 .with_context(|| format!("registering model {}", model.info.name))?;
         }
+        let retired: Vec<String> = writer.read_state(|state| state.retired_models.iter().cloned().collect());
+        models.mark_retired(retired.iter().map(String::as_str));
         let mut projector = Projector::open(&data_dir.projections_db())?;
         let reached = projector.catch_up(log.as_ref()).context("bringing the projections up to date")?;
         tracing::info!(head = %log.head(), projected = %reached, data_dir = %data_dir.root().display(), "data directory open");
@@ -143,6 +145,39 @@ impl Humpback {
             self.wait_until_projected(last.seq).await;
         }
         Ok(envelopes)
+    }
+
+    /// Checks, stores and registers a model offered while the server runs (`models add`, the upload
+    /// form): the registry checks and stores it, then `ModelRegistered` is recorded; if recording
+    /// fails, the model is unregistered and its files removed again.
+    pub async fn add_model(
+        self: &Arc<Self>,
+        upload: crate::model::ModelUpload,
+    ) -> Result<crate::model::ModelInfo, AddModelError> {
+        let models = self.models.clone();
+        let added = tokio::task::spawn_blocking(move || models.add(upload))
+            .await
+            .map_err(|join_error| AddModelError::Failed(anyhow::anyhow!("checking the model stopped: {join_error}")))?
+            .map_err(AddModelError::Refused)?;
+        let name = added.info.name.clone();
+        match self.execute(Command::RegisterModel(added.info.to_registered_event())).await {
+            Ok(_) => {
+                tracing::info!(model = %name, version = %added.info.version, "model added");
+                Ok(added.info)
+            }
+            Err(error) => {
+                self.models.remove_added(&name);
+                Err(AddModelError::Writer(error))
+            }
+        }
+    }
+
+    /// Hides a model from new jobs: records `ModelRetired`, then the registry stops offering it.
+    pub async fn retire_model(self: &Arc<Self>, name: &str) -> Result<(), WriterError> {
+        self.execute(Command::RetireModel { name: name.to_string() }).await?;
+        self.models.mark_retired([name]);
+        tracing::info!(model = %name, "model retired");
+        Ok(())
     }
 
     /// The sequence of the last recorded event.
@@ -193,6 +228,18 @@ impl Humpback {
             }
         }
     }
+}
+
+/// Why a model was not added.
+#[derive(Debug, thiserror::Error)]
+pub enum AddModelError {
+    /// The file is not usable (with the reason); nothing was stored.
+    #[error("{0}")]
+    Refused(crate::model::ModelError),
+    #[error(transparent)]
+    Writer(WriterError),
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
 }
 
 /// What `serve` needs to know.

@@ -1,13 +1,15 @@
-//! `humpback bench-models`: windows per second of `.tflite` models through humpback's LiteRT runner,
-//! single-threaded, at several batch sizes. `scripts/bench-models` runs this next to Python's
-//! `ai-edge-litert` interpreter on the same models and inputs.
+//! `humpback bench models`: windows per second of `.tflite` models through humpback's LiteRT runner
+//! and of `.onnx` models through its ONNX Runtime runner, single-threaded, at several batch sizes.
+//! The default models are the same two networks in both formats (the ONNX fixtures are twins of
+//! the TFLite ones: same weights, same outputs), so the runtimes are compared on equal work.
+//! `scripts/bench-models` runs this next to Python's `ai-edge-litert` and `onnxruntime`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::model::{EmbeddingModel, RunOptions, TfliteEmbeddingModel};
+use crate::model::{EmbeddingModel, OnnxEmbeddingModel, RunOptions, TfliteEmbeddingModel};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchModelsArgs {
@@ -27,7 +29,21 @@ pub struct BenchModelsArgs {
 
 fn default_models() -> Vec<PathBuf> {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models");
-    vec![fixtures.join("waveform_stft.tflite"), fixtures.join("logmel_dynamic.tflite")]
+    ["waveform_stft.tflite", "waveform_dft.onnx", "logmel_dynamic.tflite", "logmel_dynamic.onnx"]
+        .iter()
+        .map(|name| fixtures.join(name))
+        .collect()
+}
+
+/// Opens a model file with the runtime its extension names; the runtime's label.
+fn open_model(path: &Path, options: RunOptions) -> anyhow::Result<(Box<dyn EmbeddingModel>, &'static str)> {
+    let is_onnx = path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("onnx"));
+    let loaded: (Box<dyn EmbeddingModel>, &'static str) = if is_onnx {
+        (Box::new(OnnxEmbeddingModel::open_file(path, options)?), "onnxruntime")
+    } else {
+        (Box::new(TfliteEmbeddingModel::open_file(path, options)?), "litert")
+    };
+    Ok(loaded)
 }
 
 /// Deterministic input: values in [-0.5, 0.5) from a fixed linear congruential sequence.
@@ -45,12 +61,15 @@ pub fn benchmark_input(value_count: usize) -> Vec<f32> {
 pub fn run(args: BenchModelsArgs) -> anyhow::Result<()> {
     let models = if args.models.is_empty() { default_models() } else { args.models.clone() };
     if !args.json {
-        println!("{:<28} {:>6} {:>8} {:>10} {:>12}", "model", "batch", "windows", "seconds", "windows/s");
+        println!(
+            "{:<28} {:<12} {:>6} {:>8} {:>10} {:>12}",
+            "model", "runtime", "batch", "windows", "seconds", "windows/s"
+        );
     }
     for path in &models {
         for &batch_size in &args.batch_sizes {
-            let mut model = TfliteEmbeddingModel::open_file(path, RunOptions { batch_size })
-                .with_context(|| format!("loading {}", path.display()))?;
+            let (mut model, runtime) =
+                open_model(path, RunOptions { batch_size }).with_context(|| format!("loading {}", path.display()))?;
             let window_values = model.info().window_value_count();
             let input = benchmark_input(window_values * args.windows.max(1));
             let windows: Vec<&[f32]> = input.chunks_exact(window_values).collect();
@@ -65,6 +84,7 @@ pub fn run(args: BenchModelsArgs) -> anyhow::Result<()> {
             if args.json {
                 let line = serde_json::json!({
                     "runtime": "humpback",
+                    "engine": runtime,
                     "model": name,
                     "batch": batch_size,
                     "effective_batch": model.info().batch_support.to_string(),
@@ -75,7 +95,7 @@ pub fn run(args: BenchModelsArgs) -> anyhow::Result<()> {
                 println!("{line}");
             } else {
                 println!(
-                    "{name:<28} {batch_size:>6} {:>8} {seconds:>10.3} {windows_per_second:>12.1}",
+                    "{name:<28} {runtime:<12} {batch_size:>6} {:>8} {seconds:>10.3} {windows_per_second:>12.1}",
                     embeddings.len()
                 );
             }

@@ -174,6 +174,50 @@ impl ServerClient {
         Self::read(url, response)
     }
 
+    /// Uploads a model file as `POST /api/models` (multipart, with its name, sample rate and
+    /// output): the HTTP status and the JSON answer (the model, or `{"error"}`).
+    pub fn upload_model(&self, upload: &crate::model::ModelUpload) -> anyhow::Result<(u16, serde_json::Value)> {
+        let url = format!("{}/api/models", self.base_url);
+        let boundary = "humpback-cli-model-boundary-5c0ffee";
+        let quoted = |text: &str| text.replace(['"', '\r', '\n'], "_");
+        let mut body = Vec::with_capacity(upload.bytes.len() + 1024);
+        let text_fields = [
+            ("name", upload.name.clone()),
+            ("sample_rate", upload.sample_rate.map(|rate| rate.to_string())),
+            ("output", upload.output_name.clone()),
+        ];
+        for (field, value) in text_fields {
+            if let Some(value) = value {
+                body.extend_from_slice(
+                    format!(
+                        "--{boundary}\r\ncontent-disposition: form-data; name=\"{field}\"\r\n\r\n{}\r\n",
+                        quoted(&value)
+                    )
+                    .as_bytes(),
+                );
+            }
+        }
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"{}\"\r\n\
+                 content-type: application/octet-stream\r\n\r\n",
+                quoted(&upload.file_name)
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&upload.bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let mut response = self
+            .authorized(self.agent.post(&url))
+            .header("content-type", &format!("multipart/form-data; boundary={boundary}"))
+            .send(&body[..])
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().with_config().limit(BODY_LIMIT).read_to_string().unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or_else(|_| serde_json::json!({ "error": text }));
+        Ok((status, json))
+    }
+
     fn read<T: DeserializeOwned>(url: String, mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<T> {
         let status = response.status();
         let text = response

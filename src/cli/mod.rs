@@ -55,7 +55,7 @@ pub enum Commands {
     Events(events::EventsArgs),
     /// Inspect and rebuild the SQLite projections.
     Projections(projections::ProjectionsArgs),
-    /// List the embedding models humpback can use, or inspect a .tflite file.
+    /// List, inspect, add or retire embedding models (.tflite, .onnx).
     Models(models::ModelsArgs),
     /// Cluster embedding sets, following the job with a progress bar.
     Cluster(cluster::ClusterArgs),
@@ -190,7 +190,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Commands::Events(args) => events::run(&data_dir, &cli.bind, args),
         Commands::Projections(args) => projections::run(&data_dir, &cli.bind, args),
-        Commands::Models(args) => models::run(args).map(|()| 0),
+        Commands::Models(args) => models::run(&data_dir, &cli.bind, args).map(|()| 0),
         Commands::Artifacts(args) => artifacts::run(&data_dir, args),
         Commands::Cluster(args) => cluster::run(&data_dir, &cli.bind, args),
         Commands::Annotations(args) => annotations::run(&data_dir, &cli.bind, args),
@@ -214,7 +214,7 @@ fn serve(config: ServeConfig) -> anyhow::Result<()> {
 /// Logging to stderr, `RUST_LOG` to filter (default `info`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn,ort=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -15,6 +15,10 @@ use super::state::{DomainState, JobStatus};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     RegisterModel(ModelRegistered),
+    /// Hide a registered model from new jobs.
+    RetireModel {
+        name: String,
+    },
     RegisterAudioFile(RegisterAudioFile),
     EditAudioMetadata(EditAudioMetadata),
     QueueProcessingJob {
@@ -256,6 +260,16 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
                 return Ok(vec![]);
             }
             Ok(vec![Event::ModelRegistered(model)])
+        }
+        Command::RetireModel { name } => {
+            let model = state
+                .models
+                .get(&name)
+                .ok_or_else(|| Rejection::Invalid(format!("model {name:?} is not registered")))?;
+            if state.retired_models.contains(&name) {
+                return Err(Rejection::Invalid(format!("model {name:?} is already retired")));
+            }
+            Ok(vec![Event::ModelRetired(ModelRetired { name, version: model.version.clone() })])
         }
         Command::RegisterAudioFile(register) => {
             if let Some(existing) = state.audio_file_by_checksum.get(&register.checksum_sha256) {

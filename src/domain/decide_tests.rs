@@ -595,3 +595,25 @@ fn setting_a_start_time_records_only_changes_and_only_a_person_clears_one() {
         Rejection::AudioFileNotFound(AudioFileId(9))
     );
 }
+
+#[test]
+fn retiring_a_registered_model_records_it_once() {
+    let model = match &crate::domain::sample_events::one_event_of_every_type()[0] {
+        Event::ModelRegistered(model) => model.clone(),
+        other => panic!("{other:?}"),
+    };
+    let state = given(&[Event::ModelRegistered(model.clone())]);
+    let retire = || Command::RetireModel { name: model.name.clone() };
+    assert_eq!(
+        then_events(&state, retire()),
+        [Event::ModelRetired(ModelRetired { name: model.name.clone(), version: model.version.clone() })]
+    );
+    let retired = given(&[Event::ModelRegistered(model.clone()), then_events(&state, retire()).remove(0)]);
+    assert!(
+        matches!(then_rejected(&retired, retire()), Rejection::Invalid(reason) if reason.contains("already retired"))
+    );
+    assert!(matches!(
+        then_rejected(&DomainState::default(), retire()),
+        Rejection::Invalid(reason) if reason.contains("not registered")
+    ));
+}

@@ -56,6 +56,14 @@ pub struct ModelRegistered {
     pub embedding_output: String,
 }
 
+/// A model was retired: new jobs can no longer use it; its embedding sets stay usable.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ModelRetired {
+    pub name: String,
+    /// The version registered when it was retired.
+    pub version: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
 pub struct AudioFileRegistered {
     pub audio_file_id: AudioFileId,
@@ -433,6 +441,7 @@ event_enum! {
     AnnotationChanged = 1,
     AnnotationRemoved = 1,
     RecordingStartTimeSet = 1,
+    ModelRetired = 1,
 }
 
 impl Event {
@@ -489,6 +498,7 @@ impl Event {
             Event::AnnotationChanged(e) => vec![A::Annotation(e.annotation_id), A::AudioFile(e.audio_file_id)],
             Event::AnnotationRemoved(e) => vec![A::Annotation(e.annotation_id), A::AudioFile(e.audio_file_id)],
             Event::RecordingStartTimeSet(e) => vec![A::AudioFile(e.audio_file_id)],
+            Event::ModelRetired(_) => vec![],
         }
     }
 
@@ -596,6 +606,7 @@ impl Event {
                     .map_or("unknown".into(), |micros| crate::recording_time::UtcTime(micros).to_iso8601()),
                 e.source.as_str()
             ),
+            Event::ModelRetired(e) => format!("model {} version {} retired (hidden from new jobs)", e.name, e.version),
         }
     }
 }

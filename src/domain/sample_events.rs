@@ -214,6 +214,7 @@ pub fn one_event_of_every_type() -> Vec<Event> {
             derivation: "file name pattern *%Y%m%d_%H%M%S.* at Z".into(),
             set_by: None,
         }),
+        Event::ModelRetired(ModelRetired { name: "perch-v2".into(), version: "perch-v2@3f2a9c1d".into() }),
     ]
 }
 

@@ -120,6 +120,8 @@ pub struct AnnotationState {
 pub struct DomainState {
     pub last_seq: EventSeq,
     pub models: BTreeMap<String, ModelRegistered>,
+    /// Models hidden from new jobs, by name.
+    pub retired_models: std::collections::BTreeSet<String>,
     pub audio_files: BTreeMap<AudioFileId, AudioFileState>,
     pub audio_file_by_checksum: HashMap<Sha256Hex, AudioFileId>,
     pub processing_jobs: BTreeMap<ProcessingJobId, ProcessingJobState>,
@@ -193,6 +195,9 @@ impl DomainState {
         match event {
             Event::ModelRegistered(e) => {
                 self.models.insert(e.name.clone(), e.clone());
+            }
+            Event::ModelRetired(e) => {
+                self.retired_models.insert(e.name.clone());
             }
             Event::AudioFileRegistered(e) => {
                 self.audio_file_by_checksum.insert(e.checksum_sha256.clone(), e.audio_file_id);

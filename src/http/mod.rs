@@ -7,6 +7,7 @@ pub mod clustering_api;
 mod error;
 pub mod events_api;
 pub mod media_api;
+pub mod models_api;
 pub mod processing_api;
 pub mod projections_api;
 pub mod recording_time_api;
@@ -89,7 +90,13 @@ pub fn router_with_access(
         .route("/api/clustering-jobs/{id}/assignments.csv", get(clustering_api::assignments_csv))
         .route("/api/clustering-jobs/{id}/clusters.json", get(clustering_api::clusters_json))
         .route("/api/clusters/{id}/members", get(clustering_api::members))
-        .route("/api/models", get(processing_api::models))
+        .route(
+            "/api/models",
+            get(processing_api::models).post(models_api::add).layer(axum::extract::DefaultBodyLimit::max(
+                models_api::MAX_MODEL_UPLOAD_BYTES + models_api::MODEL_UPLOAD_FRAMING_BYTES,
+            )),
+        )
+        .route("/api/models/{name}/retire", post(models_api::retire))
         .route("/api/embedding-sets", get(processing_api::embedding_sets))
         .route("/api/embedding-sets/{id}", get(processing_api::embedding_set))
         .route(

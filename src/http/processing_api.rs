@@ -50,6 +50,9 @@ pub struct JobJson {
     pub skipped: bool,
     /// Windows done out of total, 0 to 1, when known.
     pub progress: Option<f64>,
+    /// What to know about the model before trusting the result (e.g. its sample rate is assumed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_warning: Option<String>,
 }
 
 impl JobJson {
@@ -59,7 +62,7 @@ impl JobJson {
             (_, Some(done), Some(total)) if total > 0 => Some((done as f64 / total as f64).min(1.0)),
             _ => None,
         };
-        JobJson { job, skipped, progress }
+        JobJson { job, skipped, progress, model_warning: None }
     }
 }
 
@@ -71,10 +74,11 @@ enum Queued {
 fn queue_one(state: &ApiState, audio_file_id: AudioFileId, encoding: &EncodingRequest) -> Result<Queued, ApiError> {
     let humpback = &state.humpback;
     let model_name = encoding.model.clone().unwrap_or_else(|| humpback.models.default_model_name().to_string());
-    let model = humpback.models.find(&model_name).ok_or_else(|| {
+    let model = humpback.models.find_for_new_jobs(&model_name).ok_or_else(|| {
         let known: Vec<String> = humpback.models.models().iter().map(|m| m.info.name.clone()).collect();
+        let retired = if humpback.models.is_retired(&model_name) { " (it is retired)" } else { "" };
         ApiError::unprocessable(format!(
-            "model: {model_name:?} is not a registered model (registered: {})",
+            "model: {model_name:?} is not a registered model{retired} (registered: {})",
             known.join(", ")
         ))
     })?;
@@ -192,6 +196,11 @@ pub async fn queue_jobs(state: &ApiState, request: QueueRequest) -> Result<(Vec<
         ids
     };
     let encoding = request.encoding.clone();
+    let model_name = encoding.model.clone().unwrap_or_else(|| state.humpback.models.default_model_name().to_string());
+    let warning = state.humpback.models.find(&model_name).and_then(|model| {
+        (model.info.facts.sample_rate == crate::model::FactSource::Assumed)
+            .then(|| format!("model {model_name}: {}", model.info.warnings.join("; ")))
+    });
     let worker_state = state.clone();
     let outcomes =
         blocking(move || ids.iter().map(|id| queue_one(&worker_state, *id, &encoding)).collect::<Result<Vec<_>, _>>())
@@ -211,6 +220,7 @@ pub async fn queue_jobs(state: &ApiState, request: QueueRequest) -> Result<(Vec<
             .collect::<Result<Vec<_>, _>>()
     })
     .await?;
+    let jobs = jobs.into_iter().map(|job| JobJson { model_warning: warning.clone(), ..job }).collect();
     Ok((jobs, any_new))
 }
 

@@ -37,6 +37,12 @@ pub enum ModelError {
     #[error("model {model}: window {window} has {actual} values, the model expects {expected}")]
     WrongWindowLength { model: String, window: usize, actual: usize, expected: usize },
 
+    #[error("{file} is not an onnx model onnx runtime can load: {reason}")]
+    NotOnnx { file: String, reason: String },
+
+    #[error("onnx runtime failed to {operation} for model {model}: {reason}")]
+    OnnxRuntime { model: String, operation: &'static str, reason: String },
+
     #[error("litert runtime failed to {operation} for model {model}: status {status} ({meaning})")]
     Runtime { model: String, operation: &'static str, status: i32, meaning: &'static str },
 
@@ -45,6 +51,9 @@ pub enum ModelError {
 
     #[error("no model named {name:?}; available: {available}")]
     UnknownModel { name: String, available: String },
+
+    #[error("{0}")]
+    Refused(String),
 
     #[error("model file {path} changed since it was registered (sha256 {expected} -> {actual}); rescan the models directory")]
     ModelFileChanged { path: PathBuf, expected: String, actual: String },

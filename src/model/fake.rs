@@ -87,6 +87,9 @@ impl FakeModel {
                 },
                 batch_support: BatchSupport::Dynamic,
                 log_mel: None,
+                format: crate::model::info::ModelFormat::Builtin,
+                facts: crate::model::info::FactSources::default(),
+                warnings: Vec::new(),
             },
         })
     }

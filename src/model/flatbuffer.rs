@@ -12,6 +12,15 @@ pub struct TfliteFlatbuffer {
     pub operator_codes: Vec<OperatorCode>,
     pub subgraphs: Vec<Subgraph>,
     pub signatures: Vec<SignatureDefinition>,
+    /// What the file's TFLite Metadata (`TFLITE_METADATA` buffer) declares, when it has any.
+    pub declared_audio: Option<DeclaredAudioProperties>,
+}
+
+/// `AudioProperties` of the first input in the TFLite Metadata schema (`metadata_schema.fbs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeclaredAudioProperties {
+    pub sample_rate: Option<u32>,
+    pub channels: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -131,7 +140,72 @@ pub fn parse_tflite_flatbuffer(bytes: &[u8]) -> Result<TfliteFlatbuffer, String>
     if subgraphs.is_empty() {
         return Err("model has no subgraphs".to_string());
     }
-    Ok(TfliteFlatbuffer { schema_version, operator_codes, subgraphs, signatures })
+    let declared_audio = match metadata_buffer(&reader, &root)? {
+        Some(metadata) => parse_metadata_audio_properties(metadata)?,
+        None => None,
+    };
+    Ok(TfliteFlatbuffer { schema_version, operator_codes, subgraphs, signatures, declared_audio })
+}
+
+/// The bytes of the buffer the model's `metadata` entry named `TFLITE_METADATA` points at.
+fn metadata_buffer<'bytes>(reader: &Reader<'bytes>, root: &Table) -> Result<Option<&'bytes [u8]>, String> {
+    let mut buffer_index = None;
+    for entry in reader.table_vector(root, 6)? {
+        if reader.string(&entry, 0)?.as_deref() == Some("TFLITE_METADATA") {
+            buffer_index = Some(reader.scalar_u32(&entry, 1)?.unwrap_or(0) as usize);
+        }
+    }
+    let Some(buffer_index) = buffer_index else {
+        return Ok(None);
+    };
+    let buffers = reader.table_vector(root, 4)?;
+    let buffer = buffers
+        .get(buffer_index)
+        .ok_or_else(|| format!("TFLITE_METADATA names buffer {buffer_index}, but there are {}", buffers.len()))?;
+    if let Some(data) = reader.byte_vector(buffer, 0)? {
+        return Ok(Some(data));
+    }
+    // Models above 2 GB keep buffers after the flatbuffer: `offset` and `size` from the file start.
+    let offset = reader.scalar_u64(buffer, 1)?.unwrap_or(0);
+    let size = reader.scalar_u64(buffer, 2)?.unwrap_or(0);
+    if offset > 1 && size > 0 {
+        let start = usize::try_from(offset).map_err(|_| "metadata offset is too large".to_string())?;
+        let length = usize::try_from(size).map_err(|_| "metadata size is too large".to_string())?;
+        return reader.slice(start, length).map(Some);
+    }
+    Ok(None)
+}
+
+/// Reads the audio properties of the first subgraph's first input from a TFLite Metadata
+/// flatbuffer (file identifier `M001`): ModelMetadata.subgraph_metadata (3) -> SubGraphMetadata
+/// .input_tensor_metadata (2) -> TensorMetadata.content (3) -> Content.content_properties (union:
+/// type 0, value 1; 4 is AudioProperties) -> AudioProperties { sample_rate (0), channels (1) }.
+pub fn parse_metadata_audio_properties(bytes: &[u8]) -> Result<Option<DeclaredAudioProperties>, String> {
+    const AUDIO_PROPERTIES: u8 = 4;
+    if bytes.len() < 8 || &bytes[4..8] != b"M001" {
+        return Err("the TFLITE_METADATA buffer is not a tflite metadata flatbuffer (no \"M001\")".to_string());
+    }
+    let reader = Reader { bytes };
+    let root = reader.table_at_offset_field(0).map_err(|error| format!("TFLITE_METADATA: {error}"))?;
+    let Some(subgraph) = reader.table_vector(&root, 3)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let Some(input) = reader.table_vector(&subgraph, 2)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let Some(content) = reader.table_field(&input, 3)? else {
+        return Ok(None);
+    };
+    if reader.scalar_u8(&content, 0)? != Some(AUDIO_PROPERTIES) {
+        return Ok(None);
+    }
+    let Some(audio) = reader.table_field(&content, 1)? else {
+        return Ok(None);
+    };
+    Ok(Some(DeclaredAudioProperties {
+        sample_rate: reader.scalar_u32(&audio, 0)?.filter(|&rate| rate > 0),
+        channels: reader.scalar_u32(&audio, 1)?.filter(|&channels| channels > 0),
+    }))
 }
 
 fn read_operator_code(reader: &Reader<'_>, table: &Table) -> Result<OperatorCode, String> {
@@ -206,8 +280,8 @@ struct Reader<'bytes> {
     bytes: &'bytes [u8],
 }
 
-impl Reader<'_> {
-    fn slice(&self, position: usize, length: usize) -> Result<&[u8], String> {
+impl<'bytes> Reader<'bytes> {
+    fn slice(&self, position: usize, length: usize) -> Result<&'bytes [u8], String> {
         position
             .checked_add(length)
             .and_then(|end| self.bytes.get(position..end))
@@ -287,6 +361,35 @@ impl Reader<'_> {
             Some(position) => Ok(Some(self.read_u32(position)?)),
             None => Ok(None),
         }
+    }
+
+    fn scalar_u64(&self, table: &Table, field: usize) -> Result<Option<u64>, String> {
+        match self.field_position(table, field)? {
+            Some(position) => {
+                let bytes = self.slice(position, 8)?;
+                let mut array = [0u8; 8];
+                array.copy_from_slice(bytes);
+                Ok(Some(u64::from_le_bytes(array)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A table stored in a field (an offset to it), or `None` when the field is absent.
+    fn table_field(&self, table: &Table, field: usize) -> Result<Option<Table>, String> {
+        match self.field_position(table, field)? {
+            Some(position) => self.follow_offset(position).and_then(|at| self.table_at(at)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn byte_vector(&self, table: &Table, field: usize) -> Result<Option<&'bytes [u8]>, String> {
+        let Some(position) = self.field_position(table, field)? else {
+            return Ok(None);
+        };
+        let vector_position = self.follow_offset(position)?;
+        let length = self.read_u32(vector_position)? as usize;
+        self.slice(vector_position + 4, length).map(Some)
     }
 
     fn scalar_i32(&self, table: &Table, field: usize) -> Result<Option<i32>, String> {
@@ -375,6 +478,26 @@ mod tests {
     fn corrupted_offsets_are_errors_not_panics() {
         let original = fixture("flex_select_op.tflite");
         for position in 0..original.len().min(600) {
+            for value in [0x00, 0x7f, 0xff] {
+                let mut bytes = original.clone();
+                bytes[position] = value;
+                let _ = parse_tflite_flatbuffer(&bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn the_audio_properties_of_tflite_metadata_are_read() {
+        let declared = parse_tflite_flatbuffer(&fixture("waveform_stft_metadata.tflite")).unwrap().declared_audio;
+        assert_eq!(declared, Some(DeclaredAudioProperties { sample_rate: Some(16_000), channels: Some(1) }));
+        assert_eq!(parse_tflite_flatbuffer(&fixture("waveform_stft.tflite")).unwrap().declared_audio, None);
+    }
+
+    #[test]
+    fn corrupted_metadata_is_an_error_not_a_panic() {
+        let original = fixture("waveform_stft_metadata.tflite");
+        let start = original.windows(4).position(|window| window == b"M001").unwrap() - 4;
+        for position in start..(start + 400).min(original.len()) {
             for value in [0x00, 0x7f, 0xff] {
                 let mut bytes = original.clone();
                 bytes[position] = value;

@@ -36,6 +36,15 @@ pub struct ModelInfo {
     /// Log-mel parameters from the sidecar (`[log_mel]` table), passed through unchanged to the audio
     /// front end, which owns their meaning. `None` when the sidecar has none.
     pub log_mel: Option<serde_json::Value>,
+    /// What kind of file (or built-in code) the model is.
+    #[serde(default)]
+    pub format: ModelFormat,
+    /// Where each fact above came from.
+    #[serde(default)]
+    pub facts: FactSources,
+    /// What a person should know before using the model (e.g. an assumed sample rate).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl ModelInfo {
@@ -64,6 +73,100 @@ impl From<&ModelInfo> for ModelRegistered {
     fn from(info: &ModelInfo) -> Self {
         info.to_registered_event()
     }
+}
+
+/// The kind of model file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelFormat {
+    /// Implemented in humpback itself.
+    #[default]
+    Builtin,
+    Tflite,
+    Onnx,
+}
+
+impl ModelFormat {
+    pub fn label(self) -> &'static str {
+        match self {
+            ModelFormat::Builtin => "built-in",
+            ModelFormat::Tflite => "tflite",
+            ModelFormat::Onnx => "onnx",
+        }
+    }
+}
+
+/// Where a fact about a model came from, most trusted first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactSource {
+    /// Built into humpback (the built-in and fake models).
+    #[default]
+    BuiltIn,
+    /// The sidecar `NAME.toml` (also written by `models add --sample-rate/--output`); overrides the file.
+    Sidecar,
+    /// The file declares it: TFLite Metadata (audio properties) or ONNX `metadata_props`.
+    Declared,
+    /// Worked out from the input and output shapes (and the other facts).
+    InferredFromShapes,
+    /// Nothing says it, so humpback assumes a default; may be wrong.
+    Assumed,
+}
+
+impl FactSource {
+    pub fn label(self) -> &'static str {
+        match self {
+            FactSource::BuiltIn => "built in",
+            FactSource::Sidecar => "sidecar",
+            FactSource::Declared => "declared by the file",
+            FactSource::InferredFromShapes => "inferred from shapes",
+            FactSource::Assumed => "assumed",
+        }
+    }
+}
+
+/// Where each fact of a [`ModelInfo`] came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactSources {
+    pub input_kind: FactSource,
+    pub sample_rate: FactSource,
+    pub window_seconds: FactSource,
+    pub embedding_output: FactSource,
+}
+
+/// What a model file says about itself (TFLite Metadata, ONNX `metadata_props`); all optional.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeclaredFacts {
+    pub sample_rate: Option<u32>,
+    pub window_seconds: Option<f64>,
+    pub embedding_output: Option<String>,
+    pub channels: Option<u32>,
+}
+
+/// The warnings a model's facts call for. Pure.
+pub fn warnings_for(info: &ModelInfo) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if info.facts.sample_rate == FactSource::Assumed {
+        warnings.push(format!(
+            "sample rate {} Hz is assumed: {} declares none, so audio is resampled to a rate that may be wrong and \
+             the embeddings meaningless; give the rate in {}.toml (sample_rate = ...) or add the model again with \
+             --sample-rate",
+            info.sample_rate, info.source, info.name
+        ));
+    }
+    if info.facts.window_seconds == FactSource::Assumed {
+        warnings.push(format!(
+            "window length {} s is assumed: set window_seconds in {}.toml if the model was trained on other windows",
+            info.window_seconds, info.name
+        ));
+    }
+    if info.embedding_output.reason == OutputChoiceReason::FirstOutputFallback {
+        warnings.push(format!(
+            "no output is named like an embedding, so output 0 ({:?}) is used; set output_name in {}.toml",
+            info.embedding_output.name, info.name
+        ));
+    }
+    warnings
 }
 
 /// Shape of one input window, without the batch dimension. Values are laid out row-major
@@ -157,6 +260,8 @@ pub enum OutputChoiceReason {
     FirstOutputFallback,
     /// A model implemented in humpback itself.
     BuiltIn,
+    /// The file names it (ONNX `metadata_props` key `embedding_output`).
+    DeclaredName,
 }
 
 impl fmt::Display for OutputChoiceReason {
@@ -171,6 +276,7 @@ impl fmt::Display for OutputChoiceReason {
                 "no output is named like an embedding, so the first output is used; set output_name in the sidecar"
             }
             OutputChoiceReason::BuiltIn => "built into humpback",
+            OutputChoiceReason::DeclaredName => "named by the file's metadata",
         };
         formatter.write_str(text)
     }

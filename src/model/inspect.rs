@@ -23,6 +23,10 @@ pub struct ModelInspection {
     /// Every operator kind used, with how often it occurs (all subgraphs), sorted by name.
     pub operators: Vec<OperatorUsage>,
     pub subgraph_count: usize,
+    /// The input's sample rate declared by the file's TFLite Metadata (audio properties), if any.
+    pub declared_sample_rate: Option<u32>,
+    /// The input's channel count declared by the file's TFLite Metadata, if any.
+    pub declared_channels: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -79,14 +83,17 @@ impl ModelInspection {
         if !flex.is_empty() {
             reasons.push(format!(
                 "it needs TensorFlow select (Flex) ops {}, which need the TensorFlow Flex delegate that humpback's \
-                 LiteRT runtime does not include; convert the model with only TFLite builtin ops (no SELECT_TF_OPS)",
+                 LiteRT runtime does not include; convert the model with only TFLite builtin ops (no SELECT_TF_OPS), \
+                 or convert the TensorFlow model to ONNX (scripts/convert-savedmodel, which uses tf2onnx) and use \
+                 the .onnx file",
                 flex.join(", ")
             ));
         }
         let custom = names_of(OperatorSupport::Custom);
         if !custom.is_empty() {
             reasons.push(format!(
-                "it needs custom ops {}, for which humpback registers no kernels; convert the model without custom ops",
+                "it needs custom ops {}, for which humpback registers no kernels; convert the model without custom ops \
+                 (or to ONNX with scripts/convert-savedmodel)",
                 custom.join(", ")
             ));
         }
@@ -121,6 +128,15 @@ impl ModelInspection {
         let _ = writeln!(text, "file: {}", self.file);
         let _ = writeln!(text, "schema version: {}, subgraphs: {}", self.schema_version, self.subgraph_count);
         let _ = writeln!(text, "signature: {}", self.signature_key.as_deref().unwrap_or("(none)"));
+        match (self.declared_sample_rate, self.declared_channels) {
+            (None, None) => {
+                let _ = writeln!(text, "tflite metadata: no audio properties (the sample rate will be assumed)");
+            }
+            (rate, channels) => {
+                let show = |value: Option<u32>| value.map_or_else(|| "(not given)".to_string(), |v| v.to_string());
+                let _ = writeln!(text, "tflite metadata: sample rate {} Hz, {} channel(s)", show(rate), show(channels));
+            }
+        }
         for (title, tensors) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
             let _ = writeln!(text, "{title}:");
             for (index, tensor) in tensors.iter().enumerate() {
@@ -222,6 +238,8 @@ fn describe(file: &str, model: &TfliteFlatbuffer) -> Result<ModelInspection, Str
         outputs,
         operators: operators.into_values().collect(),
         subgraph_count: model.subgraphs.len(),
+        declared_sample_rate: model.declared_audio.and_then(|audio| audio.sample_rate),
+        declared_channels: model.declared_audio.and_then(|audio| audio.channels),
     })
 }
 

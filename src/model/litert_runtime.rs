@@ -215,30 +215,36 @@ impl LiteRtSession {
                 self.check(status, "resize the input batch")?;
             }
             self.allocate_input_buffer()?;
-            // Allocating tensors propagates the new input shape to outputs of static shape.
-            let layouts = self.current_output_layouts(true)?;
-            self.allocate_output_buffers(&layouts)?;
-            self.prepared_input_dimensions = Some(dimensions.clone());
-            let has_dynamic_inner_dimensions =
+            // Allocating tensors propagates the new input shape to outputs of static shape; the
+            // batch dimension of every output follows the batch and fixed dimensions come from the
+            // signature, so most models get exactly sized buffers here and never run to find out.
+            let reported = self.current_output_layouts(true)?;
+            let expected = self.expected_output_layouts(&reported, batch_rows);
+            let has_unresolved_dimensions =
                 self.outputs.iter().any(|output| output.dimensions.iter().skip(1).any(|&dimension| dimension < 0));
-            let rows_are_stale = resize_batch_dimension && !self.outputs_follow_the_batch(&layouts, batch_rows);
-            if has_dynamic_inner_dimensions || rows_are_stale {
-                // Outputs computed by shape-dependent ops get their shapes only while running. The
-                // first run binds them with their old sizes; LiteRT checks these when it resizes
-                // such outputs, so the run fails before writing (it prints "Custom allocation is
-                // too small") or fits. Either way the shapes are known afterwards.
-                let zeros = vec![0.0f32; self.prepared_input_value_count()];
-                let _shape_discovery_run = self.run_raw(&zeros);
+            if !has_unresolved_dimensions {
+                self.allocate_output_buffers(&expected)?;
+            } else {
+                // An output with a dimension only a run can tell (e.g. the frames of an STFT) gets
+                // a buffer large enough for any size up to the input's length for that run (a
+                // smaller buffer would make LiteRT refuse the run, printing "Custom allocation is
+                // too small"); afterwards the sizes are known and exact buffers are made.
+                let input_values_per_row: i32 = dimensions.iter().skip(1).product::<i32>().max(1);
+                let generous = generous_output_layouts(
+                    self.outputs.iter().map(|output| output.dimensions.as_slice()),
+                    &expected,
+                    input_values_per_row,
+                );
+                self.allocate_output_buffers(&generous)?;
+                let zeros = vec![0.0f32; dimensions.iter().map(|&d| d.max(0) as usize).product()];
+                self.copy_into_buffer(self.input_buffer, &zeros)?;
+                self.run_bound_buffers()?;
                 self.release_output_buffers();
-                let layouts = self.current_output_layouts(true)?;
-                if !self.outputs_follow_the_batch(&layouts, batch_rows) {
-                    return Err(self.tensor_error(format!(
-                        "outputs do not have {batch_rows} rows after resizing the input; run this model with \
-                         batch size 1"
-                    )));
-                }
-                self.allocate_output_buffers(&layouts)?;
+                let after_run = self.current_output_layouts(true)?;
+                let exact = self.expected_output_layouts(&after_run, batch_rows);
+                self.allocate_output_buffers(&exact)?;
             }
+            self.prepared_input_dimensions = Some(dimensions.clone());
         }
         Ok(())
     }
@@ -279,12 +285,11 @@ impl LiteRtSession {
         Ok(output_layouts)
     }
 
-    /// Whether every output whose batch dimension is dynamic has `rows` rows in `layouts`.
-    fn outputs_follow_the_batch(&self, layouts: &[sys::LiteRtLayout], rows: i32) -> bool {
-        self.outputs.iter().zip(layouts).all(|(output, layout)| {
-            let batch_is_dynamic = output.dimensions.first().is_some_and(|&first| first < 0);
-            !batch_is_dynamic || (layout.rank() > 0 && layout.dimensions[0] == rows)
-        })
+    /// The layouts the outputs have at a batch of `rows`: an output whose signature has a dynamic
+    /// batch dimension gets `rows` there; its other dimensions come from the signature where fixed,
+    /// else from what LiteRT reports.
+    fn expected_output_layouts(&self, reported: &[sys::LiteRtLayout], rows: i32) -> Vec<sys::LiteRtLayout> {
+        expected_output_layouts(self.outputs.iter().map(|output| output.dimensions.as_slice()), reported, rows)
     }
 
     /// SAFETY: `self.environment` must be valid.
@@ -354,6 +359,15 @@ impl LiteRtSession {
         // `prepared_input_value_count`); buffers are locked only for the duration of the copy.
         unsafe {
             self.copy_into_buffer(self.input_buffer, input)?;
+            self.run_bound_buffers()
+        }
+    }
+
+    /// Runs the model on the input and output buffers as they are.
+    ///
+    /// SAFETY: the input and output buffers must be allocated.
+    unsafe fn run_bound_buffers(&mut self) -> Result<(), ModelError> {
+        {
             let mut inputs = [self.input_buffer];
             let status = sys::LiteRtRunCompiledModel(
                 self.compiled_model,
@@ -442,6 +456,51 @@ impl Drop for LiteRtSession {
     }
 }
 
+/// `expected` with every dimension the signature leaves open (after the batch) set to `bound`, for
+/// a run that finds out the real sizes. Pure.
+fn generous_output_layouts<'a>(
+    signatures: impl Iterator<Item = &'a [i32]>,
+    expected: &[sys::LiteRtLayout],
+    bound: i32,
+) -> Vec<sys::LiteRtLayout> {
+    signatures
+        .zip(expected)
+        .map(|(signature, layout)| {
+            let mut generous = *layout;
+            let rank = (layout.rank() as usize).min(layout.dimensions.len());
+            for (position, dimension) in generous.dimensions[..rank].iter_mut().enumerate().skip(1) {
+                if signature.get(position).is_some_and(|&wanted| wanted < 0) {
+                    *dimension = (*dimension).max(bound);
+                }
+            }
+            generous
+        })
+        .collect()
+}
+
+/// See [`LiteRtSession::expected_output_layouts`]. Pure.
+fn expected_output_layouts<'a>(
+    signatures: impl Iterator<Item = &'a [i32]>,
+    reported: &[sys::LiteRtLayout],
+    rows: i32,
+) -> Vec<sys::LiteRtLayout> {
+    signatures
+        .zip(reported)
+        .map(|(signature, layout)| {
+            let mut expected = *layout;
+            let rank = (layout.rank() as usize).min(layout.dimensions.len());
+            for (position, dimension) in expected.dimensions[..rank].iter_mut().enumerate() {
+                match signature.get(position) {
+                    Some(&wanted) if position == 0 && wanted < 0 => *dimension = rows,
+                    Some(&wanted) if wanted > 0 => *dimension = wanted,
+                    _ => {}
+                }
+            }
+            expected
+        })
+        .collect()
+}
+
 fn check_status(model: &str, status: sys::LiteRtStatus, operation: &'static str) -> Result<(), ModelError> {
     if status == sys::kLiteRtStatusOk {
         return Ok(());
@@ -478,5 +537,35 @@ fn shared_environment() -> Result<sys::LiteRtEnvironment, sys::LiteRtStatus> {
     match created {
         Ok(environment) => Ok(environment.0),
         Err(status) => Err(*status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(dimensions: &[i32]) -> sys::LiteRtLayout {
+        let mut layout = sys::LiteRtLayout::default();
+        layout.set_rank(dimensions.len() as _);
+        layout.dimensions[..dimensions.len()].copy_from_slice(dimensions);
+        layout
+    }
+
+    fn dimensions_of(layout: &sys::LiteRtLayout) -> Vec<i32> {
+        layout.dimensions[..layout.rank() as usize].to_vec()
+    }
+
+    #[test]
+    fn outputs_follow_the_batch_and_keep_fixed_dimensions_while_open_ones_get_room_for_one_run() {
+        let signatures: [&[i32]; 3] = [&[-1, 64], &[4, 5], &[-1, -1, 32]];
+        // What LiteRT reports right after resizing the input to 32 rows: stale sizes for outputs of
+        // shape-dependent ops.
+        let reported = [layout(&[1, 64]), layout(&[4, 5]), layout(&[1, 1, 32])];
+        let expected = expected_output_layouts(signatures.iter().copied(), &reported, 32);
+        let shapes: Vec<Vec<i32>> = expected.iter().map(dimensions_of).collect();
+        assert_eq!(shapes, [vec![32, 64], vec![4, 5], vec![32, 1, 32]]);
+        let generous = generous_output_layouts(signatures.iter().copied(), &expected, 16_000);
+        let shapes: Vec<Vec<i32>> = generous.iter().map(dimensions_of).collect();
+        assert_eq!(shapes, [vec![32, 64], vec![4, 5], vec![32, 16_000, 32]]);
     }
 }

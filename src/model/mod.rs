@@ -2,24 +2,30 @@
 //!
 //! - [`EmbeddingModel`]: the trait every model implements;
 //! - [`TfliteEmbeddingModel`]: a `.tflite` file run by LiteRT 2.1.4 (CPU, single thread), in batches;
+//! - [`OnnxEmbeddingModel`]: an `.onnx` file run by ONNX Runtime 1.22.1 (CPU, single thread), in batches;
 //! - [`BuiltinLogMelStatsModel`] (`builtin-logmel-stats`): the default, needs no download, a baseline;
 //! - [`FakeModel`] (`fake`): deterministic, for tests, only when the configuration enables it;
 //! - [`ModelRegistry`]: discovers models in the models directory, reports unusable files;
 //! - [`inspect_tflite_file`]: inputs, outputs and operators of a file, and whether it can run here.
 //!
-//! Functional core: describing a model ([`describe_tflite_model`]), choosing its embedding output,
+//! Every model records where each fact came from ([`FactSource`]: sidecar, declared by the file,
+//! inferred from shapes, assumed); an assumed sample rate is a warning shown wherever the model is.
+//!
+//! Functional core: describing a model ([`describe_model_file`]), choosing its embedding output,
 //! planning batches, parsing the flatbuffer, the fake and built-in computations are pure.
 //! Imperative shell: reading files ([`ModelRegistry::discover`]) and the LiteRT calls
 //! (`litert_runtime`, the only `unsafe` code).
 
 mod batching;
 mod builtin;
+mod describe;
 mod error;
 mod fake;
 mod flatbuffer;
 mod info;
 mod inspect;
 mod litert_runtime;
+mod onnx_model;
 mod operator_names;
 mod registry;
 mod sidecar;
@@ -27,21 +33,27 @@ mod tflite_model;
 
 pub use batching::{plan_batches, BatchRun, DEFAULT_BATCH_SIZE};
 pub use builtin::{log_mel_band_statistics, BuiltinLogMelStatsModel, BUILTIN_MODEL_NAME};
+pub use describe::{describe_model_file, ModelFileShapes, DEFAULT_SAMPLE_RATE, DEFAULT_SPECTROGRAM_WINDOW_SECONDS};
 pub use error::ModelError;
 pub use fake::{fake_embedding, FakeModel, FakeModelConfig, FAKE_MODEL_NAME};
 pub use info::{
-    choose_embedding_output, BatchSupport, EmbeddingOutputChoice, ModelInfo, OutputChoiceReason, OutputDescription,
-    OutputPreference, WindowShape, DEFAULT_EMBEDDING_OUTPUT_NAME,
+    choose_embedding_output, warnings_for, BatchSupport, DeclaredFacts, EmbeddingOutputChoice, FactSource, FactSources,
+    ModelFormat, ModelInfo, OutputChoiceReason, OutputDescription, OutputPreference, WindowShape,
+    DEFAULT_EMBEDDING_OUTPUT_NAME,
 };
 pub use inspect::{
     inspect_tflite_bytes, inspect_tflite_file, ModelInspection, OperatorSupport, OperatorUsage, TensorSummary,
 };
-pub use registry::{ModelImplementation, ModelListing, ModelProblem, ModelRegistry, RegisteredModel, RegistryConfig};
-pub use sidecar::ModelSidecar;
-pub use tflite_model::{
-    describe_tflite_model, sha256_hex, RunOptions, TfliteEmbeddingModel, DEFAULT_SAMPLE_RATE,
-    DEFAULT_SPECTROGRAM_WINDOW_SECONDS,
+pub use onnx_model::{
+    describe_onnx_model, inspect_onnx_bytes, inspect_onnx_file, OnnxEmbeddingModel, OnnxInspection,
+    ONNX_RUNTIME_VERSION,
 };
+pub use registry::{
+    check_model_name, ModelImplementation, ModelListing, ModelProblem, ModelRegistry, ModelUpload, RegisteredModel,
+    RegistryConfig, MAXIMUM_MODEL_NAME_LENGTH,
+};
+pub use sidecar::ModelSidecar;
+pub use tflite_model::{describe_tflite_model, sha256_hex, RunOptions, TfliteEmbeddingModel};
 
 /// A model that turns windows into embeddings. `Send` so a worker thread can own it; not `Sync`:
 /// one model instance runs one batch at a time (`&mut self`).

@@ -135,10 +135,12 @@ fn the_registry_lists_good_models_reports_bad_files_and_hides_fake_unless_enable
     std::fs::write(directory.path().join("readme.txt"), "not a model").unwrap();
 
     let registry = ModelRegistry::discover(RegistryConfig::new(directory.path())).unwrap();
-    let names: Vec<&str> = registry.models().iter().map(|model| model.info.name.as_str()).collect();
+    let models = registry.models();
+    let names: Vec<&str> = models.iter().map(|model| model.info.name.as_str()).collect();
     assert_eq!(names, [BUILTIN_MODEL_NAME, "whale_logmel"]);
+    let all_problems = registry.problems();
     let problems: Vec<(&str, &str)> =
-        registry.problems().iter().map(|problem| (problem.file.as_str(), problem.reason.as_str())).collect();
+        all_problems.iter().map(|problem| (problem.file.as_str(), problem.reason.as_str())).collect();
     let files: Vec<&str> = problems.iter().map(|(file, _)| *file).collect();
     assert_eq!(files, ["bad_sidecar.tflite", "needs_flex.tflite", "notes.tflite", "truncated.tflite"]);
     assert!(problems[0].1.contains("bad_sidecar.toml"), "{}", problems[0].1);
@@ -239,4 +241,171 @@ fn one_dynamic_model_instance_stays_correct_while_the_batch_changes() {
             assert_matches_reference(std::slice::from_ref(embedding), reference_rows[index], &format!("call {call:?}"));
         }
     }
+}
+
+/// How far the ONNX runner may be from Python onnxruntime's reference outputs: the same library
+/// version, so the difference is rounding in kernels chosen by the CPU (measured: 0 here).
+const ONNX_REFERENCE_TOLERANCE: f32 = 1e-5;
+
+fn open_onnx_fixture(name: &str, batch_size: usize) -> OnnxEmbeddingModel {
+    OnnxEmbeddingModel::open_file(&fixture_path(name), RunOptions { batch_size })
+        .unwrap_or_else(|error| panic!("{name}: {error}"))
+}
+
+#[test]
+fn the_onnx_fixtures_reproduce_python_onnxruntimes_reference_embeddings() {
+    let waveform = read_f32_file("waveform.input.f32");
+    let log_mel = read_f32_file("logmel.input.f32");
+    for (file, input, window_values, reference, batch) in [
+        ("waveform_dft.onnx", &waveform, 16_000, "waveform_dft.embedding.f32", BatchSupport::Dynamic),
+        ("logmel_fixed2.onnx", &log_mel, 128 * 128, "logmel_fixed2.embedding.f32", BatchSupport::Fixed(2)),
+        ("logmel_dynamic.onnx", &log_mel, 128 * 128, "logmel_dynamic.embedding.f32", BatchSupport::Dynamic),
+    ] {
+        let mut model = open_onnx_fixture(file, 32);
+        assert_eq!(model.info().format, ModelFormat::Onnx);
+        assert_eq!(model.info().batch_support, batch, "{file}");
+        let embeddings = model.embed_batch(&windows_of(input, window_values)).unwrap();
+        let difference = max_abs_difference(&embeddings, &read_f32_file(reference));
+        eprintln!("{file}: max abs difference to python onnxruntime = {difference:e}");
+        assert!(difference <= ONNX_REFERENCE_TOLERANCE, "{file}: {difference}");
+    }
+}
+
+#[test]
+fn the_onnx_waveform_model_declares_its_rate_and_output_and_the_plain_one_gets_a_warning() {
+    let declared = open_onnx_fixture("waveform_dft.onnx", 8).info().clone();
+    assert_eq!(declared.input_kind, ModelInputKind::Waveform);
+    assert_eq!((declared.sample_rate, declared.window_seconds), (16_000, 1.0));
+    assert_eq!(declared.facts.sample_rate, FactSource::Declared);
+    assert_eq!(declared.facts.window_seconds, FactSource::InferredFromShapes);
+    assert_eq!(
+        (declared.embedding_output.name.as_str(), declared.facts.embedding_output),
+        ("embedding", FactSource::Declared)
+    );
+    assert!(declared.warnings.is_empty(), "{:?}", declared.warnings);
+    let fixed = open_onnx_fixture("logmel_fixed2.onnx", 8).info().clone();
+    assert_eq!((fixed.sample_rate, fixed.window_seconds), (32_000, 5.0));
+    assert_eq!((fixed.facts.sample_rate, fixed.facts.window_seconds), (FactSource::Declared, FactSource::Declared));
+    let plain = open_onnx_fixture("logmel_dynamic.onnx", 8).info().clone();
+    assert_eq!(plain.facts.sample_rate, FactSource::Assumed);
+    assert!(plain.warnings[0].contains("32000 Hz is assumed"), "{:?}", plain.warnings);
+}
+
+#[test]
+fn onnx_batching_gives_the_same_vectors_as_one_window_at_a_time() {
+    let waveform = read_f32_file("waveform.input.f32");
+    let log_mel = read_f32_file("logmel.input.f32");
+    for (file, input, window_values) in [
+        ("waveform_dft.onnx", &waveform, 16_000),
+        ("logmel_fixed2.onnx", &log_mel, 128 * 128),
+        ("logmel_dynamic.onnx", &log_mel, 128 * 128),
+    ] {
+        let windows: Vec<&[f32]> = windows_of(input, window_values).into_iter().cycle().take(7).collect();
+        let batched = open_onnx_fixture(file, 3).embed_batch(&windows).unwrap();
+        let mut one_by_one_model = open_onnx_fixture(file, 1);
+        let one_by_one: Vec<Vec<f32>> =
+            windows.iter().flat_map(|window| one_by_one_model.embed_batch(&[window]).unwrap()).collect();
+        assert_eq!(batched.len(), 7);
+        // ONNX Runtime's matrix kernels block differently by batch size: equal up to rounding
+        // (Python onnxruntime measures the same, see fixtures/models/onnx-manifest.json).
+        let flat: Vec<f32> = one_by_one.iter().flatten().copied().collect();
+        let difference = max_abs_difference(&batched, &flat);
+        assert!(difference <= ONNX_REFERENCE_TOLERANCE, "{file}: batched vs one by one {difference}");
+    }
+}
+
+#[test]
+fn the_tflite_file_with_audio_metadata_registers_at_its_declared_rate() {
+    let directory = tempfile::tempdir().unwrap();
+    copy_fixture_into(directory.path(), "waveform_stft_metadata.tflite", "declared.tflite");
+    copy_fixture_into(directory.path(), "waveform_stft.tflite", "plain.tflite");
+    copy_fixture_into(directory.path(), "waveform_dft.onnx", "onnx_declared.onnx");
+    let registry = ModelRegistry::discover(RegistryConfig::new(directory.path())).unwrap();
+    assert_eq!(registry.problems(), []);
+    let declared = registry.find("declared").unwrap().info;
+    assert_eq!((declared.sample_rate, declared.window_seconds), (16_000, 1.0));
+    assert_eq!(declared.facts.sample_rate, FactSource::Declared);
+    assert!(declared.warnings.is_empty(), "{:?}", declared.warnings);
+    let onnx = registry.find("onnx_declared").unwrap().info;
+    assert_eq!((onnx.sample_rate, onnx.facts.sample_rate), (16_000, FactSource::Declared));
+    let plain = registry.find("plain").unwrap().info;
+    assert_eq!((plain.sample_rate, plain.facts.sample_rate), (32_000, FactSource::Assumed));
+    assert!(plain.warnings[0].contains("assumed"), "{:?}", plain.warnings);
+    let mut model = registry.open("onnx_declared").unwrap();
+    let input = read_f32_file("waveform.input.f32");
+    let embeddings = model.embed_batch(&windows_of(&input, 16_000)).unwrap();
+    let difference = max_abs_difference(&embeddings, &read_f32_file("waveform_dft.embedding.f32"));
+    assert!(difference <= ONNX_REFERENCE_TOLERANCE, "{difference}");
+}
+
+fn upload(fixture: &str, name: Option<&str>) -> ModelUpload {
+    ModelUpload {
+        file_name: fixture.to_string(),
+        name: name.map(String::from),
+        sample_rate: None,
+        output_name: None,
+        bytes: std::fs::read(fixture_path(fixture)).unwrap(),
+    }
+}
+
+fn files_in(directory: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(directory)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn an_added_model_is_checked_stored_with_its_sidecar_and_found_again_after_a_rescan() {
+    let directory = tempfile::tempdir().unwrap();
+    let registry = ModelRegistry::discover(RegistryConfig::new(directory.path())).unwrap();
+    let mut offered = upload("logmel_dynamic.onnx", Some("whales-v1"));
+    offered.sample_rate = Some(24_000);
+    offered.output_name = Some("logits".to_string());
+    let added = registry.add(offered).unwrap();
+    assert_eq!((added.info.sample_rate, added.info.facts.sample_rate), (24_000, FactSource::Sidecar));
+    assert_eq!((added.info.embedding_dim, added.info.facts.embedding_output), (3, FactSource::Sidecar));
+    assert!(registry.find_for_new_jobs("whales-v1").is_some());
+    assert_eq!(files_in(directory.path()), ["whales-v1.onnx", "whales-v1.toml"]);
+    let rescanned = ModelRegistry::discover(RegistryConfig::new(directory.path())).unwrap();
+    assert_eq!(rescanned.find("whales-v1").unwrap().info, added.info);
+    let again = registry.add(upload("logmel_dynamic.onnx", Some("whales-v1"))).unwrap_err().to_string();
+    assert!(again.contains("already registered"), "{again}");
+}
+
+#[test]
+fn a_refused_model_leaves_nothing_registered_or_on_disk() {
+    let directory = tempfile::tempdir().unwrap();
+    let registry = ModelRegistry::discover(RegistryConfig::new(directory.path())).unwrap();
+    let before = registry.models().len();
+    let mut truncated = upload("waveform_dft.onnx", Some("broken"));
+    truncated.bytes.truncate(truncated.bytes.len() / 2);
+    let mut text = upload("waveform_dft.onnx", Some("text"));
+    text.bytes = b"not a model".to_vec();
+    let mut wrong_output = upload("waveform_dft.onnx", Some("wrong_output"));
+    wrong_output.output_name = Some("nope".to_string());
+    for (offered, expected) in [
+        (truncated, "not an onnx model"),
+        (text, "not an onnx model"),
+        (upload("flex_select_op.tflite", None), "FlexMatrixInverse"),
+        (wrong_output, "no output named \"nope\""),
+        (upload("waveform_dft.onnx", Some("../escape")), "not a usable model name"),
+        (upload("waveform_dft.onnx", Some("builtin-logmel-stats")), "reserved"),
+        (ModelUpload { file_name: "model.pb".into(), ..upload("waveform_dft.onnx", None) }, "neither a .tflite"),
+    ] {
+        let error = registry.add(offered).unwrap_err().to_string();
+        assert!(error.contains(expected), "{expected:?} not in {error}");
+    }
+    std::fs::create_dir(directory.path().join("perch_savedmodel")).unwrap();
+    std::fs::write(directory.path().join("perch_savedmodel/saved_model.pb"), b"not read").unwrap();
+    let rescanned = ModelRegistry::discover(RegistryConfig::new(directory.path())).unwrap();
+    assert_eq!(rescanned.problems()[0].file, "perch_savedmodel");
+    assert!(rescanned.problems()[0].reason.contains("scripts/convert-savedmodel"), "{:?}", rescanned.problems());
+    std::fs::remove_dir_all(directory.path().join("perch_savedmodel")).unwrap();
+    let flex = registry.add(upload("flex_select_op.tflite", None)).unwrap_err().to_string();
+    assert!(flex.contains("ONNX") && flex.contains("convert-savedmodel"), "{flex}");
+    assert_eq!(registry.models().len(), before);
+    assert_eq!(files_in(directory.path()), Vec::<String>::new());
 }

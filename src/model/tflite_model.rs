@@ -5,21 +5,13 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::domain::events::ModelInputKind;
-use crate::domain::ids::Sha256Hex;
 use crate::model::batching::plan_batches;
-use crate::model::info::{
-    choose_embedding_output, BatchSupport, ModelInfo, OutputDescription, OutputPreference, WindowShape,
-};
+use crate::model::describe::{describe_model_file, ModelFileShapes};
+use crate::model::info::{BatchSupport, DeclaredFacts, ModelFormat, ModelInfo, OutputDescription};
 use crate::model::inspect::{inspect_tflite_bytes, ModelInspection};
 use crate::model::litert_runtime::LiteRtSession;
 use crate::model::sidecar::ModelSidecar;
 use crate::model::{EmbeddingModel, ModelError};
-
-/// Sample rate assumed when neither the sidecar nor the shapes say otherwise (Perch models use 32 kHz).
-pub const DEFAULT_SAMPLE_RATE: u32 = 32_000;
-/// Window length assumed for spectrogram models without a sidecar (Perch uses 5 s windows).
-pub const DEFAULT_SPECTROGRAM_WINDOW_SECONDS: f64 = 5.0;
 
 /// Lowercase hex SHA-256 of some bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -29,10 +21,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Derives a model's description from its file contents and optional sidecar. Pure.
 ///
 /// - `name`: the registry name (file stem); `source`: the file name below the models directory;
-/// - input kind from the input rank: `[batch, samples]` is a waveform (window = samples / sample rate),
-///   `[batch, frames, bins]` or `[batch, frames, bins, channels]` a spectrogram;
-/// - batch support from the first dimension: -1 dynamic, else fixed;
-/// - the embedding output and its dimension via [`choose_embedding_output`].
+/// - the file's TFLite Metadata (audio properties: sample rate) counts as declared;
+/// - the rest as [`describe_model_file`]: input kind and timing from the input shape, batch support
+///   from the first dimension, the embedding output via [`crate::model::choose_embedding_output`].
 pub fn describe_tflite_model(
     name: &str,
     source: &str,
@@ -44,125 +35,28 @@ pub fn describe_tflite_model(
     if let Some(reason) = inspection.why_it_cannot_run() {
         return Err(ModelError::UnsupportedModel { file: source.to_string(), reason });
     }
-    let default_sidecar = ModelSidecar::default();
-    let sidecar = sidecar.unwrap_or(&default_sidecar);
-    let invalid = |reason: String| ModelError::InvalidConfiguration { model: name.to_string(), reason };
     let input = &inspection.inputs[0];
-    let dimensions: Vec<usize> = input.shape.iter().skip(1).map(|&dimension| dimension.max(0) as usize).collect();
-    if input.shape.iter().skip(1).any(|&dimension| dimension <= 0) {
-        return Err(invalid(format!(
-            "input {:?} has shape {:?}; only the first (batch) dimension may be dynamic",
-            input.name, input.shape
-        )));
-    }
-    let batch_support = match input.shape.first() {
-        Some(&size) if size > 0 => BatchSupport::Fixed(size as usize),
-        _ => BatchSupport::Dynamic,
+    let shapes = ModelFileShapes {
+        format: ModelFormat::Tflite,
+        input_name: input.name.clone(),
+        input_shape: input.shape.iter().map(|&dimension| i64::from(dimension)).collect(),
+        outputs: inspection
+            .outputs
+            .iter()
+            .map(|output| OutputDescription {
+                name: output.name.clone(),
+                tensor_name: output.tensor_name.clone(),
+                shape: output.shape.clone(),
+            })
+            .collect(),
+        declared: DeclaredFacts {
+            sample_rate: inspection.declared_sample_rate,
+            channels: inspection.declared_channels,
+            ..DeclaredFacts::default()
+        },
     };
-    let inferred_kind = match dimensions.len() {
-        1 => ModelInputKind::Waveform,
-        2 | 3 => ModelInputKind::Spectrogram,
-        _ => {
-            return Err(invalid(format!(
-                "input {:?} has shape {:?}; expected [batch, samples] or [batch, frames, bins(, channels)]",
-                input.name, input.shape
-            )))
-        }
-    };
-    let (input_kind, input_shape) = match (sidecar.input_kind.unwrap_or(inferred_kind), dimensions.as_slice()) {
-        (ModelInputKind::Waveform, &[samples]) | (ModelInputKind::Waveform, &[samples, 1]) => {
-            (ModelInputKind::Waveform, WindowShape::Samples { samples })
-        }
-        (ModelInputKind::Spectrogram, &[frames, bins]) => {
-            (ModelInputKind::Spectrogram, WindowShape::Frames { frames, bins, channels: 1 })
-        }
-        (ModelInputKind::Spectrogram, &[frames, bins, channels]) => {
-            (ModelInputKind::Spectrogram, WindowShape::Frames { frames, bins, channels })
-        }
-        (kind, _) => {
-            return Err(invalid(format!(
-                "the sidecar says input_kind = {kind:?}, but input {:?} has shape {:?}",
-                input.name, input.shape
-            )))
-        }
-    };
-    let (sample_rate, window_seconds) = match input_shape {
-        WindowShape::Samples { samples } => waveform_timing(samples, sidecar).map_err(invalid)?,
-        WindowShape::Frames { .. } => (
-            sidecar.sample_rate.unwrap_or(DEFAULT_SAMPLE_RATE),
-            sidecar.window_seconds.unwrap_or(DEFAULT_SPECTROGRAM_WINDOW_SECONDS),
-        ),
-    };
-    let outputs: Vec<OutputDescription> = inspection
-        .outputs
-        .iter()
-        .map(|output| OutputDescription {
-            name: output.name.clone(),
-            tensor_name: output.tensor_name.clone(),
-            shape: output.shape.clone(),
-        })
-        .collect();
-    let preference = OutputPreference { name: sidecar.output_name.clone(), index: sidecar.output_index };
-    let embedding_output = choose_embedding_output(name, &outputs, &preference, default_output_name)?;
-    let output_shape = &outputs[embedding_output.index].shape;
-    if output_shape.iter().skip(1).any(|&dimension| dimension <= 0) || output_shape.is_empty() {
-        return Err(invalid(format!(
-            "embedding output {:?} has shape {output_shape:?}; it must be [batch, dim] with a fixed dim",
-            embedding_output.name
-        )));
-    }
-    let embedding_dim: usize = output_shape.iter().skip(1).map(|&dimension| dimension as usize).product();
-    let sha256 = sha256_hex(bytes);
-    let mut version = match &sidecar.version {
-        Some(version) => format!("{version}+sha256.{}", &sha256[..12]),
-        None => format!("sha256.{}", &sha256[..12]),
-    };
-    if *sidecar != ModelSidecar::default() {
-        // A sidecar changes what the model means (timing, output, log-mel parameters): editing it
-        // must change the version too.
-        version.push_str(&format!(".sidecar.{}", &sidecar.content_sha256()[..8]));
-    }
-    let info = ModelInfo {
-        name: name.to_string(),
-        version,
-        file_sha256: Some(Sha256Hex(sha256)),
-        source: source.to_string(),
-        input_kind,
-        sample_rate,
-        window_seconds,
-        input_shape,
-        embedding_dim: u32::try_from(embedding_dim).map_err(|_| invalid("embedding is too large".to_string()))?,
-        embedding_output,
-        batch_support,
-        log_mel: sidecar.log_mel_as_json(),
-    };
+    let info = describe_model_file(name, source, &sha256_hex(bytes), &shapes, sidecar, default_output_name)?;
     Ok((info, inspection))
-}
-
-/// Sample rate and window length of a waveform model taking `samples` values per window.
-fn waveform_timing(samples: usize, sidecar: &ModelSidecar) -> Result<(u32, f64), String> {
-    match (sidecar.sample_rate, sidecar.window_seconds) {
-        (Some(sample_rate), Some(seconds)) => {
-            let implied = (seconds * f64::from(sample_rate)).round();
-            if implied != samples as f64 {
-                return Err(format!(
-                    "the sidecar says {seconds} s at {sample_rate} Hz = {implied} samples, but the model takes {samples}"
-                ));
-            }
-            Ok((sample_rate, seconds))
-        }
-        (None, Some(seconds)) => {
-            let sample_rate = (samples as f64 / seconds).round();
-            if sample_rate < 1.0 || sample_rate > f64::from(u32::MAX) {
-                return Err(format!("window_seconds = {seconds} gives no usable sample rate for {samples} samples"));
-            }
-            Ok((sample_rate as u32, seconds))
-        }
-        (sample_rate, None) => {
-            let sample_rate = sample_rate.unwrap_or(DEFAULT_SAMPLE_RATE);
-            Ok((sample_rate, samples as f64 / f64::from(sample_rate)))
-        }
-    }
 }
 
 /// Run-time options of a LiteRT model.

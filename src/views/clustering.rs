@@ -9,7 +9,6 @@ use serde_json::Value;
 use super::{format_time, layout, live_updates_after, offset_pager, status_badge, Notice, Section};
 use crate::clustering_jobs::outputs::AssignmentRow;
 use crate::domain::ids::EventSeq;
-use crate::model::ModelListing;
 use crate::projections::queries::{ClusterRow, ClusteringJobRow};
 use crate::projections::ui_queries::EmbeddingSetChoiceRow;
 
@@ -731,43 +730,6 @@ pub fn cluster_page(view: &ClusterView) -> Markup {
         }
     };
     layout(&title, Section::Clustering, None, content)
-}
-
-pub fn models_page(listing: &ModelListing) -> Markup {
-    let content = html! {
-        h1 { "Models" }
-        p { "Models directory: " code { (listing.models_directory) } " · default model: " strong { (listing.default_model) } }
-        @if listing.models.is_empty() {
-            p { "No models are registered." }
-        } @else {
-            table #models {
-                thead { tr { th { "Name" } th { "Version" } th { "Input" } th.number { "Sample rate" } th.number { "Window" } th.number { "Dimension" } th { "Embedding output" } th { "Source" } } }
-                tbody {
-                    @for model in &listing.models {
-                        tr {
-                            td { (model.name) }
-                            td { code { (model.version) } }
-                            td { (plain(&serde_json::to_value(model.input_kind).unwrap_or_default())) }
-                            td.number { (model.sample_rate) " Hz" }
-                            td.number { (model.window_seconds) " s" }
-                            td.number { (model.embedding_dim) }
-                            td { (model.embedding_output.name) " (output " (model.embedding_output.index) ", " (model.embedding_output.reason) ")" }
-                            td { (model.source) }
-                        }
-                    }
-                }
-            }
-        }
-        h2 { "Problems with model files" }
-        @if listing.problems.is_empty() {
-            p { "None: every file in the models directory loaded." }
-        } @else {
-            ul.problems {
-                @for problem in &listing.problems { li { strong { (problem.file) } ": " (problem.reason) } }
-            }
-        }
-    };
-    layout("Models", Section::Models, None, content)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod annotations;
 pub mod clustering;
 pub mod dashboard;
 pub mod events;
+pub mod models;
 pub mod processing;
 pub mod recording_time;
 pub mod recordings;

@@ -24,8 +24,8 @@ use crate::projections::queries::{self, ClusteringJobRow};
 use crate::projections::runner::lowest_checkpoint;
 use crate::projections::ui_queries;
 use crate::views::clustering::{
-    cluster_page, clustering_job_page, clustering_list_page, models_page, ClusterView, ClusteringJobView,
-    ClusteringListView, MemberWithRecording, SubmittedForm,
+    cluster_page, clustering_job_page, clustering_list_page, ClusterView, ClusteringJobView, ClusteringListView,
+    MemberWithRecording, SubmittedForm,
 };
 use crate::views::Notice;
 
@@ -577,10 +577,6 @@ pub async fn cluster(
     })
     .await?;
     Ok(page(StatusCode::OK, cluster_page(&view)))
-}
-
-pub async fn models(State(state): State<ApiState>) -> PageResult {
-    Ok(page(StatusCode::OK, models_page(&state.humpback.models.listing())))
 }
 
 #[cfg(test)]

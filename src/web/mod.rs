@@ -3,6 +3,7 @@
 
 mod annotations;
 mod clustering;
+mod models;
 mod pages;
 mod processing;
 mod recording_time;
@@ -60,7 +61,14 @@ pub fn router() -> Router<ApiState> {
         .route("/clustering/{id}/cancel", post(clustering::cancel))
         .route("/clustering/{id}/retry", post(clustering::retry))
         .route("/clusters/{id}", get(clustering::cluster))
-        .route("/models", get(clustering::models))
+        .route("/models", get(models::list))
+        .route(
+            "/models/add",
+            post(models::add).layer(DefaultBodyLimit::max(
+                crate::http::models_api::MAX_MODEL_UPLOAD_BYTES + crate::http::models_api::MODEL_UPLOAD_FRAMING_BYTES,
+            )),
+        )
+        .route("/models/{name}/retire", post(models::retire))
         .route(
             "/search",
             get(search::search)

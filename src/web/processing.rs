@@ -219,6 +219,9 @@ pub async fn queue(
             if other > 0 {
                 parts.push(format!("{other} already queued or running"));
             }
+            if let Some(warning) = jobs.first().and_then(|job| job.model_warning.clone()) {
+                parts.push(format!("warning: {warning}"));
+            }
             let target = match jobs.as_slice() {
                 [only] => format!("/processing/{}", only.job.id),
                 _ => "/processing".to_string(),

@@ -11,6 +11,7 @@ mod crash;
 mod golden_events;
 mod helpers;
 mod ingest_api;
+mod models;
 mod processing;
 mod processing_crash;
 mod projections;
