@@ -69,6 +69,9 @@ pub const ANNOTATION: &str = "Annotation";
 pub const KIND: &str = "Kind";
 pub const CLUSTER: &str = "Cluster";
 pub const SCORE: &str = "Score";
+pub const BEGIN_DATE: &str = "Begin Date";
+pub const BEGIN_CLOCK_TIME: &str = "Begin Clock Time";
+pub const BEGIN_TIME_UTC: &str = "Begin Time UTC";
 
 /// The recording a selection belongs to, as a table names it.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +83,9 @@ pub struct SelectionFile {
     /// The original folder (relative, may be empty).
     pub folder: String,
     pub duration_seconds: f64,
+    /// When the recording started, where known: a table then gives each selection's date and
+    /// clock time (UTC).
+    pub recorded_at: Option<crate::recording_time::UtcTime>,
 }
 
 /// One row of a table to write. Times are within the file.
@@ -130,6 +136,25 @@ fn cell(text: &str, format: TableFormat) -> String {
     }
 }
 
+/// `Begin Date` (`2024/07/01`, as Raven writes it), `Begin Clock Time` (`06:30:05.250`) and the
+/// ISO 8601 instant of a selection starting `start_seconds` into a recording that started at
+/// `recorded_at` (all UTC); empty cells when the start is unknown.
+fn absolute_cells(recorded_at: Option<crate::recording_time::UtcTime>, start_seconds: f64) -> [String; 3] {
+    let Some(recorded_at) = recorded_at else { return Default::default() };
+    let start = crate::recording_time::window_start_utc(recorded_at, start_seconds);
+    let offset = crate::recording_time::UtcOffset::UTC;
+    let micros_of_day = start.local_second_of_day(offset) * 1_000_000 + start.micros().rem_euclid(1_000_000);
+    let millis = (micros_of_day + 500) / 1000;
+    let clock = format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        millis / 3_600_000,
+        millis % 3_600_000 / 60_000,
+        millis % 60_000 / 1000,
+        millis % 1000
+    );
+    [start.date_at(offset).replace('-', "/"), clock, start.to_iso8601()]
+}
+
 /// Writes a selection table. Rows are numbered from 1 in the order given. In a multi-file
 /// table, files are laid end to end in the order they first appear, and `Begin Time (s)` is the
 /// file's start on that line plus the time within the file.
@@ -144,6 +169,12 @@ pub fn write_selection_table(selections: &[Selection], columns: TableColumns, fo
         if wanted {
             header.push(name);
         }
+    }
+    // Absolute times as soon as one recording's start is known: Raven's own `Begin Date` and
+    // `Begin Clock Time` (UTC), and the instant in ISO 8601.
+    let absolute = selections.iter().any(|selection| selection.file.recorded_at.is_some());
+    if absolute {
+        header.extend([BEGIN_DATE, BEGIN_CLOCK_TIME, BEGIN_TIME_UTC]);
     }
     let delimiter = format.delimiter().to_string();
     let mut out = header.join(&delimiter);
@@ -189,6 +220,9 @@ pub fn write_selection_table(selections: &[Selection], columns: TableColumns, fo
         }
         if columns.score {
             cells.push(selection.score.map(number).unwrap_or_default());
+        }
+        if absolute {
+            cells.extend(absolute_cells(selection.file.recorded_at, selection.start_seconds));
         }
         out.push_str(&cells.join(&delimiter));
         out.push('\n');
@@ -298,7 +332,13 @@ mod tests {
     use super::*;
 
     fn file(key: u64, name: &str, duration: f64) -> SelectionFile {
-        SelectionFile { key, name: name.into(), folder: "maui/2024".into(), duration_seconds: duration }
+        SelectionFile {
+            key,
+            name: name.into(),
+            folder: "maui/2024".into(),
+            duration_seconds: duration,
+            recorded_at: None,
+        }
     }
 
     fn selection(file: SelectionFile, start: f64, end: f64, label: &str) -> Selection {
@@ -313,6 +353,32 @@ mod tests {
             cluster: None,
             score: None,
         }
+    }
+
+    #[test]
+    fn selections_of_recordings_with_a_known_start_get_their_date_and_clock_time_in_utc() {
+        let started = crate::recording_time::UtcTime::parse_iso8601("2024-07-01T23:59:58Z").unwrap();
+        let known = SelectionFile { recorded_at: Some(started), ..file(1, "a.wav", 60.0) };
+        let table = write_selection_table(
+            &[selection(known, 3.25, 4.0, "song"), selection(file(2, "b.wav", 30.0), 1.0, 2.0, "grunt")],
+            TableColumns { multi_file: true, annotation: true, ..Default::default() },
+            TableFormat::Raven,
+        );
+        let parsed = read_table(&table, TableFormat::Raven).unwrap();
+        let date = parsed.column(BEGIN_DATE).expect("Begin Date");
+        let clock = parsed.column(BEGIN_CLOCK_TIME).expect("Begin Clock Time");
+        let utc = parsed.column(BEGIN_TIME_UTC).expect("Begin Time UTC");
+        let first = &parsed.rows[0];
+        assert_eq!(first.get(Some(date)), "2024/07/02", "the call starts after midnight");
+        assert_eq!(first.get(Some(clock)), "00:00:01.250");
+        assert_eq!(first.get(Some(utc)), "2024-07-02T00:00:01.250000Z");
+        assert_eq!(parsed.rows[1].get(Some(date)), "", "a recording without a known start leaves them empty");
+        let without = write_selection_table(
+            &[selection(file(2, "b.wav", 30.0), 1.0, 2.0, "grunt")],
+            TableColumns::default(),
+            TableFormat::Raven,
+        );
+        assert!(!without.contains(BEGIN_DATE), "no start known anywhere: no absolute columns");
     }
 
     #[test]

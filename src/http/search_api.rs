@@ -105,8 +105,40 @@ pub(crate) async fn read_clip_form(
     Ok((Value::Object(body), clip))
 }
 
-/// `POST /api/search`.
-pub async fn search(State(state): State<ApiState>, request: Request) -> Result<Json<SearchAnswer>, ApiError> {
+#[derive(Debug, serde::Deserialize, Default)]
+pub struct SearchOutput {
+    /// `raven` or `csv`: the ranked windows as a selection table instead of JSON.
+    pub format: Option<String>,
+}
+
+/// `POST /api/search` (`?format=raven|csv` answers with a selection table of the results).
+pub async fn search(
+    State(state): State<ApiState>,
+    output: Result<axum::extract::Query<SearchOutput>, axum::extract::rejection::QueryRejection>,
+    request: Request,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let axum::extract::Query(output) = output.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let table_format = match output.format.as_deref() {
+        None | Some("json") => None,
+        Some(text) => Some(
+            crate::catalogue::raven::TableFormat::parse(text)
+                .ok_or_else(|| ApiError::bad_request(format!("format {text:?} is not json, raven or csv")))?,
+        ),
+    };
+    let Json(answer) = search_json(&state, request).await?;
+    match table_format {
+        None => Ok(Json(answer).into_response()),
+        Some(format) => {
+            let text =
+                state.humpback.writer.read_state(|domain| super::selections_api::search_table(domain, &answer, format));
+            Ok(super::selections_api::table_response(text, format, "search"))
+        }
+    }
+}
+
+async fn search_json(state: &ApiState, request: Request) -> Result<Json<SearchAnswer>, ApiError> {
+    let state = state.clone();
     let is_multipart = request
         .headers()
         .get(header::CONTENT_TYPE)

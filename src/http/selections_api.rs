@@ -59,7 +59,7 @@ impl ExportParameters {
     }
 }
 
-fn table_response(text: String, format: TableFormat, name: &str) -> Response {
+pub(crate) fn table_response(text: String, format: TableFormat, name: &str) -> Response {
     (
         [
             (header::CONTENT_TYPE, format.content_type().to_string()),
@@ -78,9 +78,38 @@ fn selection_file(state: &DomainState, audio: AudioFileId) -> Option<(SelectionF
             name: file.original_filename.clone(),
             folder: file.folder.clone(),
             duration_seconds: file.duration_seconds,
+            recorded_at: state.recorded_at(audio),
         },
         f64::from(file.sample_rate) / 2.0,
     ))
+}
+
+/// A search's ranked windows as a multi-file table with their `Score`, best first.
+pub(crate) fn search_table(
+    state: &crate::domain::state::DomainState,
+    answer: &crate::search::SearchAnswer,
+    format: TableFormat,
+) -> String {
+    let selections: Vec<Selection> = answer
+        .results
+        .iter()
+        .filter_map(|result| {
+            let (file, nyquist) = selection_file(state, AudioFileId(result.audio_file_id))?;
+            Some(Selection {
+                file,
+                start_seconds: result.start_seconds,
+                end_seconds: result.end_seconds,
+                low_hz: 0.0,
+                high_hz: nyquist,
+                annotation: None,
+                kind: None,
+                cluster: None,
+                score: Some(f64::from(result.score)),
+            })
+        })
+        .collect();
+    let columns = TableColumns { multi_file: true, score: true, ..TableColumns::default() };
+    crate::catalogue::raven::write_selection_table(&selections, columns, format)
 }
 
 /// Annotations as selections (no band: 0 to the Nyquist frequency).

@@ -36,6 +36,9 @@ pub struct SearchResult {
     pub end_seconds: f64,
     /// Cosine similarity (higher is better) or Euclidean distance (lower is better).
     pub score: f32,
+    /// When the window started (ISO 8601, UTC), where the recording's start is known.
+    #[serde(default)]
+    pub start_time_utc: Option<String>,
 }
 
 /// The answer of `POST /api/search`.
@@ -229,6 +232,12 @@ pub fn run_search(
         }
         Ok(found)
     })?;
+    let recording_starts: BTreeMap<u64, crate::recording_time::UtcTime> = humpback.writer.read_state(|state| {
+        audio_ids
+            .iter()
+            .filter_map(|audio| Some((*audio, state.recorded_at(crate::domain::ids::AudioFileId(*audio))?)))
+            .collect()
+    });
     let results = hits
         .iter()
         .enumerate()
@@ -247,6 +256,10 @@ pub fn run_search(
                 start_seconds: start,
                 end_seconds: end,
                 score: hit.score,
+                start_time_utc: crate::recording_time::window_start_iso8601(
+                    recording_starts.get(&audio).copied(),
+                    start,
+                ),
             }
         })
         .collect();

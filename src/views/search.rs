@@ -31,6 +31,8 @@ pub struct SearchOutcome {
     pub query: String,
     /// The query window itself, when it is one of the library's.
     pub query_tile: Option<WindowTile>,
+    /// The query string that runs this search again (for export links); `None` for a clip.
+    pub export_query: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -92,6 +94,10 @@ pub fn search_page(view: &SearchView, notice: Option<&Notice>) -> Markup {
                 p.muted {
                     "Exact search over " (outcome.searched_windows) " windows of model " code { (outcome.model_version) }
                     " by " (outcome.metric) " in " (format!("{:.0}", outcome.elapsed_ms)) " ms."
+                    @if let Some(query) = &outcome.export_query {
+                        " Export: " a href=(format!("/search/selections.txt?{query}")) download { "Raven table" }
+                        " · " a href=(format!("/search/selections.csv?{query}")) download { "CSV" }
+                    }
                 }
                 @if let Some(query) = &outcome.query_tile {
                     h3 { "The query" }

@@ -69,6 +69,8 @@ pub fn router() -> Router<ApiState> {
             )),
         )
         .route("/models/{name}/retire", post(models::retire))
+        .route("/search/selections.txt", get(search::search_raven))
+        .route("/search/selections.csv", get(search::search_csv))
         .route(
             "/search",
             get(search::search)

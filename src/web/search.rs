@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{blocking_page, page, HtmlError, PageResult};
+use crate::catalogue::raven::TableFormat;
 use crate::http::{ApiError, ApiState};
 use crate::search::{parse_search_request, run_search, SearchAnswer};
 use crate::views::search::{search_page, SearchForm, SearchOutcome, SearchView};
@@ -115,6 +116,7 @@ fn outcome(answer: SearchAnswer, query: String) -> SearchOutcome {
         elapsed_ms: answer.elapsed_ms,
         query,
         query_tile: None,
+        export_query: None,
     }
 }
 
@@ -200,7 +202,8 @@ pub async fn search(
     };
     match search_for_page(&state, body, None).await {
         Ok(answer) => {
-            let found = outcome(answer, describe(&form));
+            let mut found = outcome(answer, describe(&form));
+            found.export_query = Some(export_query(&form));
             let first = found.tiles.first().cloned();
             view.outcome = Some(with_query_tile(found, &form, first.as_ref()));
             Ok(page(StatusCode::OK, search_page(&view, None)))
@@ -210,6 +213,64 @@ pub async fn search(
             Ok(page(status, search_page(&view, None)))
         }
     }
+}
+
+/// `GET /search/selections.txt` and `.csv`: the results of the same query string as a selection
+/// table (the page links it next to its results).
+async fn search_table(state: ApiState, parameters: SearchParameters, format: TableFormat) -> PageResult {
+    let form = parameters.form();
+    let body = window_body(&form)
+        .map_err(|error| HtmlError::new(StatusCode::UNPROCESSABLE_ENTITY, error))?
+        .ok_or_else(|| {
+            HtmlError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "give a window (set and row) or a moment (audio and start)",
+            )
+        })?;
+    let answer =
+        search_for_page(&state, body, None).await.map_err(|(status, message)| HtmlError::new(status, message))?;
+    let text =
+        state.humpback.writer.read_state(|domain| crate::http::selections_api::search_table(domain, &answer, format));
+    Ok(crate::http::selections_api::table_response(text, format, "search"))
+}
+
+pub async fn search_raven(
+    State(state): State<ApiState>,
+    parameters: Result<Query<SearchParameters>, QueryRejection>,
+) -> PageResult {
+    let Query(parameters) = parameters?;
+    search_table(state, parameters, TableFormat::Raven).await
+}
+
+pub async fn search_csv(
+    State(state): State<ApiState>,
+    parameters: Result<Query<SearchParameters>, QueryRejection>,
+) -> PageResult {
+    let Query(parameters) = parameters?;
+    search_table(state, parameters, TableFormat::Csv).await
+}
+
+/// The query string of a window or moment search, for the export links.
+pub fn export_query(form: &SearchForm) -> String {
+    let pairs = [
+        ("set", &form.set),
+        ("row", &form.row),
+        ("audio", &form.audio),
+        ("start", &form.start),
+        ("folder", &form.folder),
+        ("model_version", &form.model_version),
+        ("k", &form.k),
+        ("metric", &form.metric),
+    ];
+    let mut parts: Vec<String> = pairs
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| format!("{name}={}", crate::views::url_encode(value)))
+        .collect();
+    if form.exclude_same_recording {
+        parts.push("exclude_same_recording=true".into());
+    }
+    parts.join("&")
 }
 
 /// `POST /search` (multipart: `file`, and the scope fields): search with an uploaded clip.

@@ -839,6 +839,61 @@ async fn the_search_page_finds_a_window_by_example_shows_tiles_and_keeps_a_refus
     );
     assert!(excluded.text().contains(r#"name="exclude_same_recording" value="true" checked"#), "the choice is kept");
 
+    // The results export as a selection table (and CSV), with absolute times once the
+    // recording's start is known.
+    let put = ui
+        .send(
+            axum::http::Request::put(format!("/api/audio/{}/recorded-at", 1))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(r#"{"recorded_at": "2024-07-01T06:30:00Z"}"#))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text());
+    assert!(html.contains(&format!("/search/selections.txt?set={}&amp;row=3&amp;k=5", sets[0])), "an export link");
+    let table = ui.get(&format!("/search/selections.txt?set={}&row=3&k=5", sets[0])).await;
+    assert_eq!(table.status, StatusCode::OK, "{}", table.text());
+    let text = table.text();
+    let header_line = text.lines().next().unwrap();
+    for column in ["Selection", "Begin Time (s)", "Begin File", "Score", "Begin Date", "Begin Clock Time"] {
+        assert!(header_line.split('\t').any(|name| name == column), "{column} in {header_line}");
+    }
+    assert_eq!(text.lines().count(), 1 + 5);
+    let csv = ui
+        .send(
+            axum::http::Request::post("/api/search?format=csv")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(format!(
+                    r#"{{"query": {{"embedding_set_id": {}, "row_index": 3}}, "k": 3}}"#,
+                    sets[0]
+                )))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.text().starts_with("Selection,View,Channel"), "{}", csv.text());
+    let json = ui
+        .send(
+            axum::http::Request::post("/api/search")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(format!(
+                    r#"{{"query": {{"embedding_set_id": {}, "row_index": 3}}, "k": 40}}"#,
+                    sets[0]
+                )))
+                .unwrap(),
+        )
+        .await;
+    let answer: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+    let results = answer["results"].as_array().unwrap();
+    let dated = results.iter().find(|result| result["audio_file_id"] == 1).expect("a window of recording 1");
+    let start = dated["start_seconds"].as_f64().unwrap();
+    let expected = humpback::recording_time::window_start_iso8601(
+        Some(humpback::recording_time::UtcTime::parse_iso8601("2024-07-01T06:30:00Z").unwrap()),
+        start,
+    );
+    assert_eq!(dated["start_time_utc"].as_str(), expected.as_deref());
+    assert!(results.iter().any(|result| result["audio_file_id"] == 2 && result["start_time_utc"].is_null()));
+
     let unknown = ui.get("/search?set=999&row=0").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert!(unknown.text().contains("999") && unknown.text().contains(r#"name="set" min="1" value="999""#));
