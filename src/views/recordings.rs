@@ -407,6 +407,10 @@ pub struct RecordingDetailView {
     pub queue_defaults: QueueFormDefaults,
     /// The first of its annotations, with the total.
     pub annotations: crate::projections::queries::Page<crate::projections::annotation_queries::AnnotationRow>,
+    /// The windows of one embedding set in the range shown, as tiles.
+    pub window_tiles: Vec<super::WindowTile>,
+    pub window_tiles_set: Option<u64>,
+    pub known_labels: Vec<String>,
 }
 
 fn field_label(field: &str) -> &'static str {
@@ -495,6 +499,13 @@ pub fn recording_detail_page(view: &RecordingDetailView) -> Markup {
                     a href=(window_src) { "Download this range as WAV" }
                 }
             }
+            @if let Some(set) = view.window_tiles_set {
+                section aria-labelledby="windows-heading" {
+                    h2 #windows-heading { "Windows in this range" }
+                    p.muted { "Embedding set " (set) " (choose another below); " (view.window_tiles.len()) " windows overlap the range shown." }
+                    (super::tile_grid("recording-windows", &view.window_tiles, &view.known_labels))
+                }
+            }
             (crate::views::annotations::annotations_section(file.id, &view.annotations.items, view.annotations.total, start, duration))
             section aria-labelledby="metadata-heading" {
                 h2 #metadata-heading { "Metadata" }
@@ -581,7 +592,11 @@ pub fn recording_detail_page(view: &RecordingDetailView) -> Markup {
                                         td { (set.row_count) }
                                         td { (set.vector_dim) }
                                         td.nowrap { (format_time(&set.created_at)) }
-                                        td { a href=(format!("/api/embedding-sets/{}/download", set.id)) { "Parquet" } }
+                                        td {
+                                            a href=(format!("/api/embedding-sets/{}/download", set.id)) { "Parquet" }
+                                            " · "
+                                            a href=(format!("/audio/{}?embedding_set={}&start={start}&duration={duration}#windows-heading", file.id, set.id)) { "tiles" }
+                                        }
                                         td {
                                             @if set.row_count > 0 {
                                                 form.inline method="get" action=(format!("/audio/{}", file.id)) {

@@ -393,7 +393,24 @@ async fn detail_view(
         .min((length - start).max(0.001));
     let metadata_form = form
         .unwrap_or_else(|| MetadataForm { texts: metadata_texts(detail.metadata.as_ref()), ..MetadataForm::default() });
+    let tiles_set = detail
+        .embedding_sets
+        .iter()
+        .find(|set| Some(set.id) == parameters.embedding_set)
+        .or_else(|| detail.embedding_sets.iter().max_by_key(|set| set.id))
+        .cloned();
+    let window_tiles = match &tiles_set {
+        Some(set) => windows_in_range(state, set, &detail.file.filename, start, start + duration).await,
+        None => Vec::new(),
+    };
+    let known_labels = {
+        let state = state.clone();
+        blocking_page(move || super::clustering::known_labels(&state)).await.unwrap_or_default()
+    };
     Ok(RecordingDetailView {
+        window_tiles,
+        window_tiles_set: tiles_set.map(|set| set.id),
+        known_labels,
         edit_count: detail.metadata.as_ref().map_or(0, |metadata| metadata.edit_count),
         file: detail.file,
         metadata_form,
@@ -409,6 +426,42 @@ async fn detail_view(
         events_after,
         annotations,
     })
+}
+
+/// At most this many window tiles on a recording page.
+const WINDOW_TILES_SHOWN: usize = 60;
+
+/// The windows of `set` that overlap `from..to` seconds, as tiles (times from the set's
+/// Parquet; none when it cannot be read).
+async fn windows_in_range(
+    state: &ApiState,
+    set: &crate::projections::queries::EmbeddingSetRow,
+    recording: &str,
+    from: f64,
+    to: f64,
+) -> Vec<crate::views::WindowTile> {
+    let path = state.humpback.data_dir.root().join(&set.parquet_path);
+    let (set_id, audio, recording) = (set.id, set.audio_file_id, recording.to_string());
+    let times = tokio::task::spawn_blocking(move || crate::artifacts::embeddings_parquet::all_window_times(&path))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let mut rows: Vec<(u64, (f64, f64))> =
+        times.into_iter().filter(|(_, (start, end))| *end > from && *start < to).collect();
+    rows.sort_by_key(|(row, _)| *row);
+    rows.into_iter()
+        .take(WINDOW_TILES_SHOWN)
+        .map(|(row, (start, end))| crate::views::WindowTile {
+            audio_file_id: audio,
+            recording: recording.clone(),
+            start_seconds: start,
+            duration_seconds: (end - start).max(0.0),
+            embedding_set_id: Some(set_id),
+            row_index: Some(row),
+            caption: Some(format!("row {row}")),
+        })
+        .collect()
 }
 
 pub async fn detail(

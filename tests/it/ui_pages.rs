@@ -817,6 +817,13 @@ async fn the_search_page_finds_a_window_by_example_shows_tiles_and_keeps_a_refus
     let ui = Ui::new(&app);
     let sets = two_processed_hostile_recordings(&app).await;
 
+    // The recording page shows the windows in the range it shows as tiles.
+    let recording = ui.get("/audio/1").await;
+    assert_eq!(recording.status, StatusCode::OK);
+    let page_html = recording.text();
+    assert!(page_html.contains(r#"id="recording-windows""#), "window tiles on the recording page");
+    assert!(page_html.contains(&format!(r#"data-set="{}" data-row="0""#, sets[0])));
+
     let empty = ui.get("/search").await;
     assert_eq!(empty.status, StatusCode::OK);
     assert!(empty.text().contains("Search by example") && !empty.text().contains(r#"id="results""#));
