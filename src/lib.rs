@@ -17,6 +17,7 @@ pub mod model;
 pub mod processing;
 pub mod projections;
 pub mod spectrogram;
+pub mod state_snapshot;
 pub mod views;
 pub mod web;
 pub mod writer;

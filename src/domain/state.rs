@@ -12,7 +12,7 @@ use super::ids::{
 use super::json_text::JsonText;
 
 /// The lifecycle of a job (processing or clustering).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -45,7 +45,7 @@ impl std::fmt::Display for JobStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct AudioFileState {
     pub checksum_sha256: Sha256Hex,
     /// Relative to the data directory.
@@ -54,7 +54,7 @@ pub struct AudioFileState {
     pub metadata: AudioMetadataState,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct AudioMetadataState {
     pub tag_data: Option<JsonText>,
     pub visual_observations: Option<JsonText>,
@@ -62,7 +62,7 @@ pub struct AudioMetadataState {
     pub prey_density_proxy: Option<JsonText>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct ProcessingJobState {
     pub audio_file_id: AudioFileId,
     pub encoding_signature: EncodingSignature,
@@ -76,7 +76,7 @@ pub struct ProcessingJobState {
     pub queued_at: EventSeq,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct EmbeddingSetState {
     pub audio_file_id: AudioFileId,
     /// Relative to the data directory.
@@ -87,7 +87,7 @@ pub struct EmbeddingSetState {
     pub row_count: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct ClusteringJobState {
     pub embedding_set_ids: Vec<EmbeddingSetId>,
     pub parameters: JsonText,
@@ -97,8 +97,9 @@ pub struct ClusteringJobState {
     pub queued_at: EventSeq,
 }
 
-/// What the writer knows, folded from every event in the log.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What the writer knows, folded from every event in the log. Encodable so the writer can
+/// start from a snapshot of it (`crate::state_snapshot`).
+#[derive(Debug, Clone, Default, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct DomainState {
     pub last_seq: EventSeq,
     pub models: BTreeMap<String, ModelRegistered>,
