@@ -362,7 +362,8 @@ fn random_projection_leaves(
     let mut random = SeededRandom::new(seed);
     let mut order: Vec<u32> = (0..rows as u32).collect();
     let mut leaves = Vec::new();
-    let mut pending = vec![0..rows];
+    let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
+    pending.push(0..rows);
     let mut normal = vec![0.0f32; dims];
     let mut sides: Vec<bool> = Vec::new();
     while let Some(range) = pending.pop() {

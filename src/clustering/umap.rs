@@ -505,6 +505,20 @@ fn optimize_epoch(schedule: &mut EdgeSchedule<'_>, own: &mut [f32], previous: &[
 /// negative samples come from a counter-based generator, so the layout depends on the seed
 /// only, not on the number of threads or their timing.
 fn optimize_layout(
+    layout: Vec<f32>,
+    rows: usize,
+    graph: &FuzzyGraph,
+    parameters: &UmapParameters,
+    epochs: usize,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<Vec<f32>, Cancelled> {
+    let workers = std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1).clamp(1, 8);
+    optimize_layout_on(workers, layout, rows, graph, parameters, epochs, progress)
+}
+
+/// `optimize_layout` on `workers` threads (the result does not depend on it).
+fn optimize_layout_on(
+    workers: usize,
     mut layout: Vec<f32>,
     rows: usize,
     graph: &FuzzyGraph,
@@ -512,6 +526,7 @@ fn optimize_layout(
     epochs: usize,
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<Vec<f32>, Cancelled> {
+    let workers = workers.max(1);
     let components = parameters.n_components;
     if components == 0 || components > 16 {
         // More than 16 components is outside what the clustering parameters allow.
@@ -537,7 +552,6 @@ fn optimize_layout(
     let mut epoch_of_next_negative_sample = epochs_per_negative_sample.clone();
     let mut epoch_of_next_sample = epochs_per_sample.clone();
     // Split the edges into one contiguous block per worker, at head-row boundaries.
-    let workers = std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1).clamp(1, 8);
     let mut row_bounds = vec![0usize];
     let mut edge_bounds = vec![0usize];
     for worker in 1..workers {
@@ -674,6 +688,23 @@ mod tests {
         let layout = umap_embed(&constant, 3, &parameters, &mut |_| true).unwrap();
         assert_eq!(layout.len(), 30 * 5);
         assert!(layout.iter().all(|value| value.is_finite()));
+    }
+
+    #[test]
+    fn the_layout_is_the_same_on_any_number_of_threads() {
+        let mut random = SeededRandom::new(4);
+        let values: Vec<f32> = (0..300 * 6).map(|_| random.next_normal() as f32).collect();
+        let parameters = UmapParameters { n_components: 3, ..Default::default() };
+        let graph = fuzzy_simplicial_set(&exact_knn(&values, 6, 10));
+        let initial = initial_layout(&values, 6, &parameters);
+        let layouts: Vec<Vec<f32>> = [1, 2, 3, 5]
+            .iter()
+            .map(|workers| {
+                optimize_layout_on(*workers, initial.clone(), 300, &graph, &parameters, 60, &mut |_| true).unwrap()
+            })
+            .collect();
+        assert!(layouts.iter().all(|layout| layout == &layouts[0]));
+        assert_ne!(layouts[0], initial, "the layout moved");
     }
 
     #[test]
