@@ -88,7 +88,14 @@ impl Humpback {
     pub fn open_with(data_dir: DataDir, settings: Settings) -> anyhow::Result<Humpback> {
         data_dir.create_layout()?;
         let log = Arc::new(SledEventLog::open(&data_dir.events_dir())?);
-        let writer = Arc::new(Writer::open(log.clone()).context("folding the event log into the domain state")?);
+        let snapshots = crate::writer::SnapshotSettings {
+            path: data_dir.writer_snapshot(),
+            every: crate::state_snapshot::DEFAULT_SNAPSHOT_EVERY,
+        };
+        let writer = Arc::new(
+            Writer::open_with_snapshots(log.clone(), snapshots)
+                .context("folding the event log into the domain state")?,
+        );
         let models_dir = settings.models_dir.clone().unwrap_or_else(|| data_dir.root().join("models"));
         std::fs::create_dir_all(&models_dir).with_context(|| format!("creating {}", models_dir.display()))?;
         let mut registry_config = crate::model::RegistryConfig::new(&models_dir);
@@ -321,6 +328,8 @@ impl Application {
         let _ = catch_up.await;
         let log = self.humpback.log.clone();
         tokio::task::spawn_blocking(move || log.flush()).await.context("flushing the log")??;
+        let writer = self.humpback.writer.clone();
+        tokio::task::spawn_blocking(move || writer.write_snapshot()).await.context("snapshotting the state")?;
         tracing::info!("stopped cleanly");
         result
     }

@@ -32,6 +32,11 @@ impl DataDir {
         self.root.join("events")
     }
 
+    /// The writer's latest state snapshot (a shortcut for start-up; see `state_snapshot.rs`).
+    pub fn writer_snapshot(&self) -> PathBuf {
+        self.root.join("snapshots").join("writer-state.bin")
+    }
+
     /// The SQLite projection database.
     pub fn projections_db(&self) -> PathBuf {
         self.root.join("projections.sqlite3")

@@ -20,6 +20,7 @@ pub mod projections;
 pub mod recording_time;
 pub mod search;
 pub mod spectrogram;
+pub mod state_snapshot;
 pub mod views;
 pub mod web;
 pub mod writer;

@@ -1,8 +1,11 @@
-//! The write side: one writer owns the domain state, folded from the whole log at start-up,
-//! and handles commands one at a time: `decide`, then append (durably), then apply.
+//! The write side: one writer owns the domain state, folded at start-up from the last trusted
+//! snapshot (see `state_snapshot.rs`) and the events after it, or from the whole log, and
+//! handles commands one at a time: `decide`, then append (durably), then apply. With a
+//! snapshot path it writes a new snapshot every `every` events and at clean shutdown.
 //! Serialising commands here is what makes "one claim per job" and "one embedding set per
 //! signature" hold without locks anywhere else.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::domain::decide::{decide, Command, Rejection};
@@ -21,20 +24,66 @@ pub enum WriterError {
     Staging(String),
 }
 
+/// Where and how often the writer snapshots its state.
+#[derive(Debug, Clone)]
+pub struct SnapshotSettings {
+    pub path: PathBuf,
+    /// Events between two snapshots (0: only at shutdown).
+    pub every: u64,
+}
+
 pub struct Writer {
     log: Arc<dyn EventLog>,
     state: Mutex<DomainState>,
+    snapshots: Option<SnapshotSettings>,
+    /// The position of the last snapshot written or read; one snapshot is written at a time.
+    last_snapshot: Mutex<EventSeq>,
 }
 
 impl Writer {
-    /// Folds the whole log into the domain state.
+    /// Folds the whole log into the domain state (no snapshots).
     pub fn open(log: Arc<dyn EventLog>) -> Result<Writer, LogError> {
-        let mut state = DomainState::default();
-        for envelope in log.scan(EventSeq(1)..=EventSeq(u64::MAX), false) {
-            let envelope = envelope?;
-            state.apply(envelope.seq, &envelope.event);
+        let (state, _) = crate::state_snapshot::fold_from_snapshot(None, log.as_ref())?;
+        Ok(Writer { log, state: Mutex::new(state), snapshots: None, last_snapshot: Mutex::new(EventSeq(0)) })
+    }
+
+    /// Starts from the snapshot at `settings.path` when it can be trusted, folds the events
+    /// after it, and snapshots every `settings.every` events from then on.
+    pub fn open_with_snapshots(log: Arc<dyn EventLog>, settings: SnapshotSettings) -> Result<Writer, LogError> {
+        let (state, covered) = crate::state_snapshot::fold_from_snapshot(Some(&settings.path), log.as_ref())?;
+        Ok(Writer { log, state: Mutex::new(state), snapshots: Some(settings), last_snapshot: Mutex::new(covered) })
+    }
+
+    /// Writes a snapshot of the current state now (at shutdown, say), if snapshots are on and
+    /// the state moved since the last one. A failure is logged and otherwise harmless.
+    pub fn write_snapshot(&self) {
+        let Some(settings) = &self.snapshots else { return };
+        let mut last_snapshot = self.last_snapshot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if state.last_seq == *last_snapshot {
+            return;
         }
-        Ok(Writer { log, state: Mutex::new(state) })
+        match crate::state_snapshot::write_snapshot(&settings.path, &state, self.log.as_ref()) {
+            Ok(()) => *last_snapshot = state.last_seq,
+            Err(error) => tracing::warn!(path = %settings.path.display(), %error, "snapshot not written"),
+        }
+    }
+
+    /// After an append: a snapshot when `every` events passed since the last one (skipped
+    /// while another snapshot is being written).
+    fn snapshot_if_due(&self, state: &DomainState) {
+        let Some(settings) = &self.snapshots else { return };
+        if settings.every == 0 {
+            return;
+        }
+        let Ok(mut last_snapshot) = self.last_snapshot.try_lock() else { return };
+        if state.last_seq.0 < last_snapshot.0 + settings.every {
+            return;
+        }
+        match crate::state_snapshot::write_snapshot(&settings.path, state, self.log.as_ref()) {
+            Ok(()) => *last_snapshot = state.last_seq,
+            Err(error) => tracing::warn!(path = %settings.path.display(), %error, "snapshot not written"),
+        }
     }
 
     pub fn log(&self) -> &Arc<dyn EventLog> {
@@ -52,6 +101,7 @@ impl Writer {
         for envelope in &envelopes {
             state.apply(envelope.seq, &envelope.event);
         }
+        self.snapshot_if_due(&state);
         Ok(envelopes)
     }
 
@@ -70,6 +120,7 @@ impl Writer {
         for envelope in &envelopes {
             state.apply(envelope.seq, &envelope.event);
         }
+        self.snapshot_if_due(&state);
         Ok(envelopes)
     }
 

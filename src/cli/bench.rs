@@ -32,6 +32,20 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Start-up of the writer on a long log: the whole fold against a snapshot plus the rest.
+    /// Builds the log (the sample event stream, appended in batches) in `--dir` unless it is
+    /// already there, so a second run measures only the opening.
+    LogOpen {
+        /// Events in the log.
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        /// Data directory to build or reuse (its `events/` and `snapshots/`).
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// Events appended after the snapshot (the tail folded on open).
+        #[arg(long, default_value_t = 5_000)]
+        tail: u64,
+    },
     /// The audio front end: decode, resample, log-mel, as times realtime on one core.
     Audio(super::bench_audio::BenchAudioArgs),
     /// Embedding models: windows per second at batch 1 and 32, single thread.
@@ -74,6 +88,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         BenchCommand::Clustering(args) => super::bench_clustering::run(args).map(|()| 0),
         BenchCommand::Ui(args) => super::bench_ui::run(args).map(|()| 0),
         BenchCommand::Search(args) => super::bench_search::run(args).map(|()| 0),
+        BenchCommand::LogOpen { events, dir, tail } => bench_log_open(events, &dir, tail).map(|()| 0),
         BenchCommand::EventLog { single, batched, batch_size, dir } => {
             let scratch = match dir {
                 Some(dir) => tempfile::Builder::new().prefix("humpback-bench-").tempdir_in(dir)?,
@@ -126,6 +141,73 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+fn bench_log_open(events: u64, dir: &std::path::Path, tail: u64) -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use crate::config::DataDir;
+    use crate::writer::{SnapshotSettings, Writer};
+    let data_dir = DataDir::new(dir);
+    let snapshot_path = data_dir.writer_snapshot();
+    let started = Instant::now();
+    let log = Arc::new(SledEventLog::open(&data_dir.events_dir())?);
+    println!("sled open: {:.2} s (head {})", started.elapsed().as_secs_f64(), log.head());
+    let before_snapshot = events.saturating_sub(tail);
+    if log.head().0 < events {
+        let _ = std::fs::remove_file(&snapshot_path);
+        let started = Instant::now();
+        let mut stream = realistic_event_stream(events as usize).skip(log.head().0 as usize);
+        let mut batch = Vec::with_capacity(10_000);
+        loop {
+            batch.clear();
+            batch.extend(stream.by_ref().take(10_000));
+            if batch.is_empty() {
+                break;
+            }
+            log.append(&batch)?;
+        }
+        log.flush()?;
+        println!("built: {} events in {:.1} s", log.head(), started.elapsed().as_secs_f64());
+    }
+    let started = Instant::now();
+    let writer = Writer::open(log.clone())?;
+    let full_seconds = started.elapsed().as_secs_f64();
+    let state_summary = writer.read_state(|state| {
+        format!(
+            "{} audio files, {} processing jobs, {} embedding sets",
+            state.audio_files.len(),
+            state.processing_jobs.len(),
+            state.embedding_sets.len()
+        )
+    });
+    println!("open, folding all {} events: {full_seconds:.2} s ({state_summary})", log.head());
+    drop(writer);
+    // A snapshot `tail` events before the head, as a writer that snapshots every so often
+    // leaves it (written from a fold up to there).
+    let started = Instant::now();
+    let mut state = crate::domain::state::DomainState::default();
+    for envelope in log.scan(crate::domain::ids::EventSeq(1)..=crate::domain::ids::EventSeq(before_snapshot), false) {
+        let envelope = envelope?;
+        state.apply(envelope.seq, &envelope.event);
+    }
+    crate::state_snapshot::write_snapshot(&snapshot_path, &state, log.as_ref())?;
+    drop(state);
+    let size = std::fs::metadata(&snapshot_path).map(|metadata| metadata.len()).unwrap_or(0);
+    println!(
+        "snapshot at event {before_snapshot}: {:.1} MB, written in {:.2} s (fold included)",
+        size as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let settings = SnapshotSettings { path: snapshot_path, every: 0 };
+    let writer = Writer::open_with_snapshots(log.clone(), settings)?;
+    let snapshot_seconds = started.elapsed().as_secs_f64();
+    println!(
+        "open from the snapshot + {tail} events: {snapshot_seconds:.2} s (head {})",
+        writer.read_state(|state| state.last_seq)
+    );
+    Ok(())
 }
 
 /// Processes the files from scratch once per worker count (a fresh data directory each time,

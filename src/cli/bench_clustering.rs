@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 use crate::clustering::hdbscan::hdbscan;
 use crate::clustering::metrics::trustworthiness;
 use crate::clustering::random::SeededRandom;
-use crate::clustering::umap::{umap_embed, EXACT_KNN_LIMIT};
+use crate::clustering::umap::{umap_embed_timed, NeighborSearch};
 use crate::clustering::{check_matrix, ClusterSelection, HdbscanParameters, UmapParameters};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -22,6 +22,15 @@ pub enum BenchStage {
     Umap,
     /// HDBSCAN of the input (writes i64 labels).
     Hdbscan,
+}
+
+/// The kNN search of `--stage umap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchKnn {
+    /// As a clustering job does: exact for small inputs, approximate above.
+    Auto,
+    Exact,
+    Approximate,
 }
 
 #[derive(Debug, Args)]
@@ -45,6 +54,8 @@ pub struct BenchClusteringArgs {
     pub n_epochs: Option<usize>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    #[arg(long, value_enum, default_value_t = BenchKnn::Auto)]
+    pub knn: BenchKnn,
     #[arg(long, default_value_t = 5)]
     pub min_cluster_size: usize,
     /// Also report trustworthiness (k = 15) of the UMAP output on a seeded sample of this
@@ -77,11 +88,20 @@ pub fn run(args: BenchClusteringArgs) -> anyhow::Result<()> {
                 seed: args.seed,
                 ..Default::default()
             };
+            let search = match args.knn {
+                BenchKnn::Auto => NeighborSearch::BySize,
+                BenchKnn::Exact => NeighborSearch::Exact,
+                BenchKnn::Approximate => NeighborSearch::Approximate,
+            };
             let started = Instant::now();
-            let layout =
-                umap_embed(&values, args.dims, &parameters, &mut |_| true).map_err(|_| anyhow::anyhow!("cancelled"))?;
+            let (layout, stages) = umap_embed_timed(&values, args.dims, &parameters, search, &mut None, &mut |_| true)
+                .map_err(|_| anyhow::anyhow!("cancelled"))?;
             report.insert("umap_seconds".into(), started.elapsed().as_secs_f64().into());
-            report.insert("knn".into(), if rows <= EXACT_KNN_LIMIT { "exact" } else { "nn-descent" }.into());
+            report.insert("knn".into(), if search.is_exact_for(rows) { "exact" } else { "approximate" }.into());
+            report.insert("knn_seconds".into(), stages.neighbors.into());
+            report.insert("fuzzy_set_seconds".into(), stages.fuzzy_set.into());
+            report.insert("initialisation_seconds".into(), stages.initialisation.into());
+            report.insert("optimisation_seconds".into(), stages.optimisation.into());
             let mut file = std::io::BufWriter::new(std::fs::File::create(&args.output)?);
             for value in &layout {
                 file.write_all(&value.to_le_bytes())?;

@@ -1,7 +1,8 @@
 //! k-nearest-neighbour searches: exact brute force (blocked matrix product, for any
-//! dimension), an exact KD-tree (for the low-dimensional reduced space), and NN-descent
-//! (approximate, for large high-dimensional sets). Every list includes the point itself
-//! first (distance 0), as umap-learn's and scikit-learn's do.
+//! dimension), an exact KD-tree (for the low-dimensional reduced space), and an approximate
+//! search (random-projection forest, then NN-descent; for large high-dimensional sets).
+//! Every list includes the point itself first (distance 0), as umap-learn's and
+//! scikit-learn's do.
 
 use ndarray::{Array2, ArrayView2};
 
@@ -27,20 +28,22 @@ impl NeighborLists {
     }
 }
 
+/// Independent accumulators in the distance loops: enough that the additions are not waiting
+/// on each other (latency), so the compiler's vector code runs at throughput.
+const LANES: usize = 32;
+
 #[inline]
 pub fn squared_euclidean(left: &[f32], right: &[f32]) -> f32 {
-    // Eight independent accumulators let the compiler vectorise.
-    let mut sums = [0.0f32; 8];
-    let chunks = left.len() / 8;
-    for chunk in 0..chunks {
-        let base = chunk * 8;
-        for lane in 0..8 {
-            let difference = left[base + lane] - right[base + lane];
+    let mut sums = [0.0f32; LANES];
+    let chunks = left.len().min(right.len()) / LANES;
+    for (left_chunk, right_chunk) in left.chunks_exact(LANES).zip(right.chunks_exact(LANES)) {
+        for lane in 0..LANES {
+            let difference = left_chunk[lane] - right_chunk[lane];
             sums[lane] += difference * difference;
         }
     }
     let mut total: f32 = sums.iter().sum();
-    for index in chunks * 8..left.len() {
+    for index in chunks * LANES..left.len().min(right.len()) {
         let difference = left[index] - right[index];
         total += difference * difference;
     }
@@ -319,131 +322,389 @@ impl<'a> KdTree<'a> {
     }
 }
 
-/// Approximate kNN by NN-descent (Dong, Moses & Li 2011) from a random start, single
-/// threaded and seeded. `k` is capped at the number of rows.
-pub fn nn_descent(values: &[f32], dims: usize, k: usize, seed: u64, max_iterations: usize) -> NeighborLists {
+/// Settings of the approximate search (`approximate_knn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApproximateSearch {
+    /// Random-projection trees whose leaves seed the lists.
+    pub trees: usize,
+    /// Rows per leaf at most.
+    pub leaf_size: usize,
+    /// NN-descent rounds at most (fewer when a round changes almost nothing).
+    pub max_iterations: usize,
+    /// New (and old) candidates per row and round.
+    pub max_candidates: usize,
+    pub seed: u64,
+}
+
+impl ApproximateSearch {
+    /// Close to pynndescent's defaults for `rows` rows and `k` neighbours: `5 + sqrt(rows) / 20`
+    /// trees (at most 32), `max(5, log2(rows))` rounds, `k` candidates; leaves of `max(20, 2k)`
+    /// rows.
+    pub fn for_rows(rows: usize, k: usize, seed: u64) -> ApproximateSearch {
+        let trees = (5 + ((rows as f64).sqrt() / 20.0).round() as usize).min(32);
+        let max_iterations = ((rows.max(2) as f64).log2().round() as usize).max(5);
+        ApproximateSearch { trees, leaf_size: (2 * k).max(20), max_iterations, max_candidates: k.clamp(4, 60), seed }
+    }
+}
+
+/// The rows sharing a leaf in one random-projection tree: every node splits its rows by the
+/// hyperplane halfway between two of them picked at random (a random side for rows on it, a
+/// random halving when one side would be empty), down to `leaf_size` rows. Returns the row
+/// order and the leaves as ranges of it.
+fn random_projection_leaves(
+    values: &[f32],
+    dims: usize,
+    leaf_size: usize,
+    seed: u64,
+) -> (Vec<u32>, Vec<std::ops::Range<usize>>) {
+    let rows = values.len() / dims.max(1);
+    let row = |index: u32| &values[index as usize * dims..(index as usize + 1) * dims];
+    let mut random = SeededRandom::new(seed);
+    let mut order: Vec<u32> = (0..rows as u32).collect();
+    let mut leaves = Vec::new();
+    let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
+    pending.push(0..rows);
+    let mut normal = vec![0.0f32; dims];
+    let mut sides: Vec<bool> = Vec::new();
+    while let Some(range) = pending.pop() {
+        let size = range.len();
+        if size <= leaf_size.max(1) {
+            leaves.push(range);
+            continue;
+        }
+        let first = order[range.start + random.next_below(size)];
+        let mut second = order[range.start + random.next_below(size - 1)];
+        if second == first {
+            second = order[range.end - 1];
+        }
+        let mut offset = 0.0f32;
+        for ((weight, left), right) in normal.iter_mut().zip(row(first)).zip(row(second)) {
+            *weight = left - right;
+            offset += *weight * (left + right) / 2.0;
+        }
+        sides.clear();
+        for &index in &order[range.clone()] {
+            let margin = dot(&normal, row(index)) - offset;
+            sides.push(if margin == 0.0 { random.next_u64() & 1 == 0 } else { margin > 0.0 });
+        }
+        let left_count = sides.iter().filter(|side| **side).count();
+        let middle = if left_count == 0 || left_count == size {
+            // Every row on one side (duplicates): halve at random.
+            let slice = &mut order[range.clone()];
+            for position in (1..slice.len()).rev() {
+                slice.swap(position, random.next_below(position + 1));
+            }
+            range.start + size / 2
+        } else {
+            // Stable partition: left side first.
+            let slice = &order[range.clone()];
+            let mut partitioned: Vec<u32> =
+                slice.iter().zip(&sides).filter(|(_, side)| **side).map(|(i, _)| *i).collect();
+            partitioned.extend(slice.iter().zip(&sides).filter(|(_, side)| !**side).map(|(i, _)| *i));
+            order[range.clone()].copy_from_slice(&partitioned);
+            range.start + left_count
+        };
+        pending.push(middle..range.end);
+        pending.push(range.start..middle);
+    }
+    (order, leaves)
+}
+
+#[inline]
+fn dot(left: &[f32], right: &[f32]) -> f32 {
+    let mut sums = [0.0f32; LANES];
+    let chunks = left.len().min(right.len()) / LANES;
+    for (left_chunk, right_chunk) in left.chunks_exact(LANES).zip(right.chunks_exact(LANES)) {
+        for lane in 0..LANES {
+            sums[lane] += left_chunk[lane] * right_chunk[lane];
+        }
+    }
+    let mut total: f32 = sums.iter().sum();
+    for index in chunks * LANES..left.len().min(right.len()) {
+        total += left[index] * right[index];
+    }
+    total
+}
+
+/// Per row a sorted, bounded list of (squared distance, index, is_new), stored flat:
+/// `capacity` slots per row, unused slots at infinity.
+struct CandidateHeaps {
+    capacity: usize,
+    distances: Vec<f32>,
+    indices: Vec<u32>,
+    fresh: Vec<bool>,
+}
+
+/// One proposed entry: `candidate` at `distance` for `row`.
+#[derive(Clone, Copy)]
+struct Proposal {
+    row: u32,
+    candidate: u32,
+    distance: f32,
+}
+
+/// Inserts into one row's sorted slots (the lists keep the best `capacity` entries under the
+/// total order (distance, index), so the result does not depend on the order of offers).
+fn offer_to_row(distances: &mut [f32], indices: &mut [u32], fresh: &mut [bool], distance: f32, candidate: u32) -> bool {
+    let capacity = distances.len();
+    let last = capacity - 1;
+    if (distance, candidate) >= (distances[last], indices[last]) {
+        return false;
+    }
+    if indices.contains(&candidate) {
+        return false;
+    }
+    let position = distances
+        .iter()
+        .zip(indices.iter())
+        .position(|(existing, existing_index)| (distance, candidate) < (*existing, *existing_index))
+        .unwrap_or(last);
+    for slot in (position + 1..capacity).rev() {
+        distances[slot] = distances[slot - 1];
+        indices[slot] = indices[slot - 1];
+        fresh[slot] = fresh[slot - 1];
+    }
+    distances[position] = distance;
+    indices[position] = candidate;
+    fresh[position] = true;
+    true
+}
+
+impl CandidateHeaps {
+    fn new(rows: usize, capacity: usize) -> CandidateHeaps {
+        CandidateHeaps {
+            capacity,
+            distances: vec![f32::INFINITY; rows * capacity],
+            indices: vec![u32::MAX; rows * capacity],
+            fresh: vec![false; rows * capacity],
+        }
+    }
+
+    fn worst(&self, row: u32) -> f32 {
+        self.distances[(row as usize + 1) * self.capacity - 1]
+    }
+
+    /// Applies proposals on `workers` threads, each owning a contiguous block of rows;
+    /// `buckets[producer][owner]` holds the proposals for the owner's rows. Returns how many
+    /// lists changed.
+    fn apply(&mut self, buckets: &[Vec<Vec<Proposal>>], rows_per_owner: usize) -> usize {
+        let capacity = self.capacity;
+        let chunk = rows_per_owner * capacity;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .distances
+                .chunks_mut(chunk)
+                .zip(self.indices.chunks_mut(chunk))
+                .zip(self.fresh.chunks_mut(chunk))
+                .enumerate()
+                .map(|(owner, ((distances, indices), fresh))| {
+                    scope.spawn(move || {
+                        let first_row = owner * rows_per_owner;
+                        let mut changed = 0usize;
+                        for producer in buckets {
+                            let Some(proposals) = producer.get(owner) else { continue };
+                            for proposal in proposals {
+                                let local = (proposal.row as usize - first_row) * capacity;
+                                if offer_to_row(
+                                    &mut distances[local..local + capacity],
+                                    &mut indices[local..local + capacity],
+                                    &mut fresh[local..local + capacity],
+                                    proposal.distance,
+                                    proposal.candidate,
+                                ) {
+                                    changed += 1;
+                                }
+                            }
+                        }
+                        changed
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|handle| handle.join().unwrap_or(0)).sum()
+        })
+    }
+}
+
+/// Runs `produce(first, last, emit)` over `0..count` split across workers, each emitting
+/// proposals, and sorts them into `buckets[producer][owner]` by the row that owns them.
+fn produce_proposals<F>(count: usize, workers: usize, rows_per_owner: usize, produce: F) -> Vec<Vec<Vec<Proposal>>>
+where
+    F: Fn(usize, usize, &mut dyn FnMut(Proposal)) + Sync,
+{
+    let per_worker = count.div_ceil(workers.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|worker| {
+                let produce = &produce;
+                scope.spawn(move || {
+                    let mut buckets: Vec<Vec<Proposal>> = vec![Vec::new(); workers];
+                    let first = (worker * per_worker).min(count);
+                    let last = (first + per_worker).min(count);
+                    produce(first, last, &mut |proposal: Proposal| {
+                        buckets[proposal.row as usize / rows_per_owner].push(proposal)
+                    });
+                    buckets
+                })
+            })
+            .collect();
+        handles.into_iter().map(|handle| handle.join().unwrap_or_default()).collect()
+    })
+}
+
+/// Approximate kNN (self first, like `exact_knn`): the leaves of a forest of random-projection
+/// trees give every row its first candidates, then NN-descent (Dong, Moses & Li 2011) joins
+/// the neighbours of neighbours until a round improves almost nothing. Deterministic for a
+/// seed whatever the thread count: trees are seeded one by one, distances are computed in
+/// parallel, and every list keeps the best entries under a total order, so the order in which
+/// proposals arrive does not matter.
+pub fn approximate_knn(values: &[f32], dims: usize, k: usize, search: &ApproximateSearch) -> NeighborLists {
     let rows = values.len() / dims.max(1);
     let k = k.min(rows);
-    if rows <= 1 || k <= 1 {
+    if rows <= 2 || k <= 1 || rows <= search.leaf_size {
         return exact_knn(values, dims, k);
     }
-    let neighbors_wanted = k - 1; // excluding self
-    let row = |index: usize| &values[index * dims..(index + 1) * dims];
-    let mut random = SeededRandom::new(seed);
-    // Per row: sorted (distance squared, index, is_new).
-    let mut lists: Vec<Vec<(f32, u32, bool)>> = Vec::with_capacity(rows);
-    for query in 0..rows {
-        let mut list: Vec<(f32, u32, bool)> = Vec::with_capacity(neighbors_wanted + 1);
-        while list.len() < neighbors_wanted {
-            let candidate = random.next_below(rows);
-            if candidate == query || list.iter().any(|entry| entry.1 as usize == candidate) {
-                continue;
+    let capacity = k - 1; // excluding self
+    let row = |index: u32| &values[index as usize * dims..(index as usize + 1) * dims];
+    // |x - y|^2 = |x|^2 + |y|^2 - 2 x.y: a dot product is cheaper than a difference. The lists
+    // are ranked by it; the distances returned are recomputed exactly at the end.
+    let norms: Vec<f32> = (0..rows as u32).map(|index| dot(row(index), row(index))).collect();
+    let distance = |first: u32, second: u32| {
+        (norms[first as usize] + norms[second as usize] - 2.0 * dot(row(first), row(second))).max(0.0)
+    };
+    let workers = worker_count().min(rows);
+    let rows_per_owner = rows.div_ceil(workers);
+    let mut heaps = CandidateHeaps::new(rows, capacity);
+
+    // 1. Random-projection forest, trees built in parallel.
+    let forest: Vec<(Vec<u32>, Vec<std::ops::Range<usize>>)> = std::thread::scope(|scope| {
+        let per_worker = search.trees.div_ceil(workers);
+        let handles: Vec<_> = (0..workers)
+            .map(|worker| {
+                scope.spawn(move || {
+                    (worker * per_worker..((worker + 1) * per_worker).min(search.trees))
+                        .map(|tree| {
+                            let tree_seed =
+                                search.seed.wrapping_add((tree as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                            random_projection_leaves(values, dims, search.leaf_size, tree_seed)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|handle| handle.join().unwrap_or_default()).collect()
+    });
+    let leaves: Vec<&[u32]> =
+        forest.iter().flat_map(|(order, ranges)| ranges.iter().map(move |range| &order[range.clone()])).collect();
+    let buckets = produce_proposals(leaves.len(), workers, rows_per_owner, |first, last, emit| {
+        for leaf in &leaves[first..last] {
+            for (position, &left) in leaf.iter().enumerate() {
+                for &right in &leaf[position + 1..] {
+                    let squared = distance(left, right);
+                    emit(Proposal { row: left, candidate: right, distance: squared });
+                    emit(Proposal { row: right, candidate: left, distance: squared });
+                }
             }
-            list.push((squared_euclidean(row(query), row(candidate)), candidate as u32, true));
         }
-        list.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        lists.push(list);
+    });
+    heaps.apply(&buckets, rows_per_owner);
+    drop(buckets);
+    // Rows that no leaf gave a full list (small leaves) are topped up with the rows that
+    // follow a random start.
+    let mut random = SeededRandom::new(search.seed ^ 0x5851_f42d_4c95_7f2d);
+    for query in 0..rows {
+        let base = query * capacity;
+        let mut candidate = random.next_below(rows);
+        while heaps.indices[base + capacity - 1] == u32::MAX {
+            if candidate != query {
+                let squared = distance(query as u32, candidate as u32);
+                offer_to_row(
+                    &mut heaps.distances[base..base + capacity],
+                    &mut heaps.indices[base..base + capacity],
+                    &mut heaps.fresh[base..base + capacity],
+                    squared,
+                    candidate as u32,
+                );
+            }
+            candidate = (candidate + 1) % rows;
+        }
     }
-    fn try_insert(list: &mut Vec<(f32, u32, bool)>, capacity: usize, distance: f32, index: u32) -> bool {
-        if list.len() >= capacity && distance >= list[list.len() - 1].0 {
-            return false;
-        }
-        if list.iter().any(|entry| entry.1 == index) {
-            return false;
-        }
-        let position = list.partition_point(|entry| (entry.0, entry.1) <= (distance, index));
-        list.insert(position, (distance, index, true));
-        if list.len() > capacity {
-            list.pop();
-        }
-        true
-    }
-    let max_candidates = neighbors_wanted.clamp(1, 50);
-    for _iteration in 0..max_iterations {
+
+    // 2. NN-descent rounds.
+    let max_candidates = search.max_candidates.max(1);
+    for _round in 0..search.max_iterations {
+        // Candidates: each row's new and old neighbours and the rows that list it, at most
+        // `max_candidates` of each (in row order, so deterministic).
         let mut new_candidates: Vec<Vec<u32>> = vec![Vec::new(); rows];
         let mut old_candidates: Vec<Vec<u32>> = vec![Vec::new(); rows];
         for query in 0..rows {
-            for entry in lists[query].iter_mut() {
-                let neighbor = entry.1 as usize;
-                if entry.2 {
+            for slot in query * capacity..(query + 1) * capacity {
+                let neighbor = heaps.indices[slot];
+                if neighbor == u32::MAX {
+                    continue;
+                }
+                if heaps.fresh[slot] {
                     if new_candidates[query].len() < max_candidates {
-                        new_candidates[query].push(entry.1);
-                        entry.2 = false;
+                        new_candidates[query].push(neighbor);
+                        heaps.fresh[slot] = false;
                     }
-                    if new_candidates[neighbor].len() < max_candidates {
-                        new_candidates[neighbor].push(query as u32);
+                    if new_candidates[neighbor as usize].len() < max_candidates {
+                        new_candidates[neighbor as usize].push(query as u32);
                     }
                 } else {
                     if old_candidates[query].len() < max_candidates {
-                        old_candidates[query].push(entry.1);
+                        old_candidates[query].push(neighbor);
                     }
-                    if old_candidates[neighbor].len() < max_candidates {
-                        old_candidates[neighbor].push(query as u32);
+                    if old_candidates[neighbor as usize].len() < max_candidates {
+                        old_candidates[neighbor as usize].push(query as u32);
                     }
                 }
             }
         }
-        // Local join: distances of candidate pairs are computed in parallel, block by block,
-        // then offered to the lists sequentially in a fixed order, so the result does not
-        // depend on the thread count.
-        let mut updates = 0usize;
-        const JOIN_BLOCK: usize = 2048;
-        let workers = worker_count();
-        let mut block_start = 0;
-        while block_start < rows {
-            let block_end = (block_start + JOIN_BLOCK).min(rows);
-            let per_worker = (block_end - block_start).div_ceil(workers);
-            let pair_lists: Vec<Vec<(u32, u32, f32)>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..workers)
-                    .map(|worker| {
-                        let new_candidates = &new_candidates;
-                        let old_candidates = &old_candidates;
-                        scope.spawn(move || {
-                            let start = (block_start + worker * per_worker).min(block_end);
-                            let end = (start + per_worker).min(block_end);
-                            let mut pairs = Vec::new();
-                            for query in start..end {
-                                let fresh = &new_candidates[query];
-                                let old = &old_candidates[query];
-                                for (position, &first) in fresh.iter().enumerate() {
-                                    for &second in fresh[position + 1..].iter().chain(old.iter()) {
-                                        if first != second {
-                                            let distance = squared_euclidean(row(first as usize), row(second as usize));
-                                            pairs.push((first, second, distance));
-                                        }
-                                    }
-                                }
-                            }
-                            pairs
-                        })
-                    })
-                    .collect();
-                handles.into_iter().map(|handle| handle.join().unwrap_or_default()).collect()
-            });
-            for pairs in pair_lists {
-                for (first, second, distance) in pairs {
-                    if try_insert(&mut lists[first as usize], neighbors_wanted, distance, second) {
-                        updates += 1;
-                    }
-                    if try_insert(&mut lists[second as usize], neighbors_wanted, distance, first) {
-                        updates += 1;
+        let heaps_view = &heaps;
+        let new_candidates = &new_candidates;
+        let old_candidates = &old_candidates;
+        let buckets = produce_proposals(rows, workers, rows_per_owner, |first, last, emit| {
+            for query in first..last {
+                let fresh = &new_candidates[query];
+                let old = &old_candidates[query];
+                for (position, &left) in fresh.iter().enumerate() {
+                    for &right in fresh[position + 1..].iter().chain(old.iter()) {
+                        if left == right {
+                            continue;
+                        }
+                        let squared = distance(left, right);
+                        if squared < heaps_view.worst(left) {
+                            emit(Proposal { row: left, candidate: right, distance: squared });
+                        }
+                        if squared < heaps_view.worst(right) {
+                            emit(Proposal { row: right, candidate: left, distance: squared });
+                        }
                     }
                 }
             }
-            block_start = block_end;
-        }
-        if (updates as f64) <= 0.001 * (rows * neighbors_wanted) as f64 {
+        });
+        let changed = heaps.apply(&buckets, rows_per_owner);
+        if (changed as f64) <= 0.001 * (rows * capacity) as f64 {
             break;
         }
     }
+
     let mut indices = Vec::with_capacity(rows * k);
     let mut distances = Vec::with_capacity(rows * k);
-    for (query, list) in lists.iter().enumerate() {
+    let mut exact: Vec<(f32, u32)> = Vec::with_capacity(capacity);
+    for query in 0..rows {
+        exact.clear();
+        exact.extend(
+            heaps.indices[query * capacity..(query + 1) * capacity]
+                .iter()
+                .map(|candidate| (squared_euclidean(row(query as u32), row(*candidate)).sqrt(), *candidate)),
+        );
+        exact.sort_by(|left, right| left.0.total_cmp(&right.0).then(left.1.cmp(&right.1)));
         indices.push(query as u32);
         distances.push(0.0);
-        for entry in list {
-            indices.push(entry.1);
-            distances.push(entry.0.sqrt());
+        for (distance, candidate) in &exact {
+            indices.push(*candidate);
+            distances.push(*distance);
         }
     }
     NeighborLists { k, indices, distances }
@@ -494,13 +755,68 @@ mod tests {
     fn nn_descent_finds_most_true_neighbours() {
         let values = random_matrix(1500, 8, 5);
         let expected = naive_knn(&values, 8, 10);
-        let found = nn_descent(&values, 8, 10, 3, 20);
+        let found = approximate_knn(&values, 8, 10, &ApproximateSearch::for_rows(1500, 10, 3));
         let mut hits = 0;
         for query in 0..1500 {
             hits += found.row_indices(query).iter().filter(|index| expected[query].contains(index)).count();
         }
         let recall = hits as f64 / (1500.0 * 10.0);
         assert!(recall > 0.95, "recall {recall}");
+    }
+
+    fn recall(found: &NeighborLists, expected: &[Vec<u32>]) -> f64 {
+        let hits: usize = expected
+            .iter()
+            .enumerate()
+            .map(|(query, truth)| found.row_indices(query).iter().filter(|index| truth.contains(index)).count())
+            .sum();
+        hits as f64 / (expected.len() * found.k) as f64
+    }
+
+    #[test]
+    fn the_approximate_search_recalls_nine_tenths_of_the_exact_15_neighbours() {
+        // Gaussian noise in 24 dimensions (no structure to exploit: the hard case) and blobs in 128.
+        for (rows, dims, seed) in [(2500usize, 24usize, 11u64), (2000, 128, 12)] {
+            let mut values = random_matrix(rows, dims, seed);
+            if dims == 128 {
+                for (index, value) in values.iter_mut().enumerate() {
+                    *value += ((index / dims) % 10) as f32 * 0.7 * ((index % dims) as f32).sin();
+                }
+            }
+            let expected = exact_knn(&values, dims, 15);
+            let expected: Vec<Vec<u32>> = (0..rows).map(|query| expected.row_indices(query).to_vec()).collect();
+            let found = approximate_knn(&values, dims, 15, &ApproximateSearch::for_rows(rows, 15, seed));
+            let recall = recall(&found, &expected);
+            eprintln!("{rows} x {dims}: recall@15 {recall:.4}");
+            assert!(recall > 0.9, "{rows} x {dims}: recall@15 {recall}");
+            for query in 0..rows {
+                assert_eq!(found.row_indices(query)[0], query as u32);
+                assert!(found.row_distances(query).windows(2).all(|pair| pair[0] <= pair[1]));
+                let mut unique = found.row_indices(query).to_vec();
+                unique.sort_unstable();
+                unique.dedup();
+                assert_eq!(unique.len(), 15, "row {query} lists a neighbour twice");
+            }
+        }
+    }
+
+    #[test]
+    fn the_approximate_search_gives_the_same_lists_for_the_same_seed() {
+        let values = random_matrix(900, 10, 4);
+        let search = ApproximateSearch::for_rows(900, 8, 9);
+        let first = approximate_knn(&values, 10, 8, &search);
+        let second = approximate_knn(&values, 10, 8, &search);
+        assert_eq!(first.indices, second.indices);
+        assert_eq!(first.distances, second.distances);
+    }
+
+    #[test]
+    fn the_approximate_search_copes_with_duplicate_rows() {
+        let mut values = vec![1.0f32; 300 * 6];
+        values.extend(random_matrix(100, 6, 2));
+        let found = approximate_knn(&values, 6, 10, &ApproximateSearch::for_rows(400, 10, 1));
+        assert_eq!(found.rows(), 400);
+        assert!(found.indices.iter().all(|index| (*index as usize) < 400));
     }
 
     #[test]

@@ -85,6 +85,68 @@ pub fn pca_reduce(values: &[f32], dims: usize, n_components: usize) -> (Vec<f32>
     (pca.transform(values, dims), output_dims)
 }
 
+/// PCA projection by randomized subspace iteration on the data itself (Halko, Martinsson &
+/// Tropp 2011), as scikit-learn's randomized solver does for large inputs: four power
+/// iterations on a seeded `dims x (n_components + 10)` basis, then Rayleigh-Ritz. Costs a few
+/// thin matrix products instead of the `dims x dims` covariance; for the UMAP start, where an
+/// approximate subspace is enough. Axis signs as `fit_pca`.
+pub fn pca_reduce_randomized(values: &[f32], dims: usize, n_components: usize, seed: u64) -> (Vec<f32>, usize) {
+    let rows = values.len().checked_div(dims).unwrap_or(0);
+    let count = n_components.min(dims).min(rows);
+    let Ok(data) = ArrayView2::from_shape((rows, dims), values) else { return (Vec::new(), 0) };
+    if count == 0 {
+        return (Vec::new(), 0);
+    }
+    let width = (count + 10).min(dims);
+    let mut mean = vec![0.0f64; dims];
+    for row in values.chunks(dims) {
+        for (sum, value) in mean.iter_mut().zip(row) {
+            *sum += *value as f64;
+        }
+    }
+    let mean = ndarray::Array1::from_iter(mean.iter().map(|sum| (sum / rows as f64) as f32));
+    // X_c Q = X Q - 1 (mean Q): no centred copy of the data.
+    let centred_product = |basis: &Array2<f32>| -> Array2<f32> {
+        let mut product = data.dot(basis);
+        let shift = mean.dot(basis);
+        product.rows_mut().into_iter().for_each(|mut row| row -= &shift);
+        product
+    };
+    let to_f32 = |matrix: &Array2<f64>| matrix.mapv(|value| value as f32);
+    let mut random = super::random::SeededRandom::new(seed);
+    let mut basis = Array2::<f64>::zeros((dims, width));
+    basis.iter_mut().for_each(|value| *value = random.next_normal());
+    orthonormalize_columns(&mut basis);
+    for _ in 0..4 {
+        let projected = centred_product(&to_f32(&basis));
+        // X_c^T P = X^T P - mean (1^T P).
+        let mut back = data.t().dot(&projected);
+        let column_sums = projected.sum_axis(Axis(0));
+        for (mut row, mean_value) in back.rows_mut().into_iter().zip(mean.iter()) {
+            row.scaled_add(-*mean_value, &column_sums);
+        }
+        basis = back.mapv(|value| value as f64);
+        orthonormalize_columns(&mut basis);
+    }
+    let projected = centred_product(&to_f32(&basis)).mapv(|value| value as f64);
+    let small = projected.t().dot(&projected) / (rows.max(2) - 1) as f64;
+    let (eigenvalues, small_vectors) = jacobi_eigen(small.view());
+    let mut full_vectors = Vec::with_capacity(small_vectors.len());
+    for small_vector in &small_vectors {
+        let vector = basis.dot(&ndarray::Array1::from_vec(small_vector.clone()));
+        full_vectors.push(vector.to_vec());
+    }
+    let (_, components) = take_largest(eigenvalues, full_vectors, count);
+    let mut component_matrix = Array2::<f32>::zeros((dims, components.len()));
+    for (column, component) in components.iter().enumerate() {
+        for (row, weight) in component.iter().enumerate() {
+            component_matrix[[row, column]] = *weight as f32;
+        }
+    }
+    let output = centred_product(&component_matrix);
+    (output.iter().copied().collect(), components.len())
+}
+
 fn covariance_matrix(values: &[f32], dims: usize, mean: &[f64]) -> Array2<f64> {
     let rows = values.len().checked_div(dims).unwrap_or(0);
     let mut covariance = Array2::<f64>::zeros((dims, dims));
@@ -248,6 +310,29 @@ mod tests {
         let (mut values, _) = jacobi_eigen(matrix.view());
         values.sort_by(f64::total_cmp);
         assert!((values[0] - 1.0).abs() < 1e-10 && (values[1] - 3.0).abs() < 1e-10);
+    }
+
+    #[test]
+    fn randomized_pca_agrees_with_the_covariance_pca_on_the_leading_axes() {
+        let mut random = crate::clustering::random::SeededRandom::new(3);
+        let dims = 90;
+        let mut values = Vec::new();
+        for _ in 0..800 {
+            for column in 0..dims {
+                let scale = match column {
+                    7 => 12.0,
+                    40 => 6.0,
+                    _ => 1.0,
+                };
+                values.push((random.next_normal() * scale + column as f64 * 0.01) as f32);
+            }
+        }
+        let (exact, exact_dims) = pca_reduce(&values, dims, 2);
+        let (randomized, randomized_dims) = pca_reduce_randomized(&values, dims, 2, 5);
+        assert_eq!((exact_dims, randomized_dims), (2, 2));
+        for (ours, theirs) in randomized.iter().zip(&exact) {
+            assert!((ours - theirs).abs() < 0.05 * (1.0 + theirs.abs()), "{ours} vs {theirs}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::hdbscan::hdbscan;
 use super::metrics::*;
 use super::parameters::{ClusterSelection, HdbscanParameters, UmapParameters};
-use super::umap::{find_ab_params, umap_embed};
+use super::umap::{find_ab_params, umap_embed, umap_embed_timed, NeighborSearch};
 
 fn reference() -> Value {
     serde_json::from_str(include_str!("../../fixtures/clustering/reference.json")).expect("reference.json parses")
@@ -135,4 +135,25 @@ fn umap_trustworthiness_is_within_0_02_of_umap_learn() {
             adjusted_rand_index(&truth, &clustered.labels)
         );
     }
+}
+
+/// The approximate neighbour search (used from 4096 rows on) forced on the same 2000 x 64
+/// blobs: the 5-d layout stays within 0.005 of umap-learn's trustworthiness.
+#[test]
+fn umap_on_approximate_neighbours_is_within_0_005_of_umap_learn() {
+    let reference = reference();
+    let values = little_endian_f32(include_bytes!("../../fixtures/clustering/umap_blobs_2000x64.f32"));
+    let run = reference["umap"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|run| run["init"] == "pca" && run["n_components"] == 5)
+        .expect("a 5-d pca run");
+    let parameters = UmapParameters { n_components: 5, ..Default::default() };
+    let (layout, _) =
+        umap_embed_timed(&values, 64, &parameters, NeighborSearch::Approximate, &mut None, &mut |_| true).unwrap();
+    let ours = trustworthiness(&values, 64, &layout, 5, 15).unwrap();
+    let theirs = run["trustworthiness_k15"].as_f64().unwrap();
+    eprintln!("umap 5-d on approximate neighbours, trustworthiness k=15: ours {ours:.4}, umap-learn {theirs:.4}");
+    assert!(ours >= theirs - 0.005, "ours {ours}, umap-learn {theirs}");
 }

@@ -1,6 +1,7 @@
 //! UMAP, our own implementation of umap-learn's algorithm (McInnes, Healy & Melville 2018):
 //!
-//! 1. kNN graph (self included): exact for up to `EXACT_KNN_LIMIT` rows, NN-descent above;
+//! 1. kNN graph (self included): exact below `EXACT_KNN_LIMIT` rows (umap-learn's threshold),
+//!    above it approximate (random-projection forest, then NN-descent; see `knn.rs`);
 //! 2. fuzzy simplicial set: per-row `rho` (nearest non-zero distance) and `sigma` by the
 //!    smooth-kNN binary search to `log2(k)`, memberships `exp(-(d - rho) / sigma)`;
 //! 3. symmetrisation by fuzzy union `A + A^T - A∘A^T`, pruning of weights below
@@ -11,15 +12,50 @@
 //! 5. SGD with `1 / (1 + a d^(2b))` (a, b fitted from `min_dist` like `find_ab_params`),
 //!    the attractive gradient `-2ab d^(2(b-1)) / (1 + a d^(2b))`, 5 negative samples per
 //!    positive with the repulsive gradient `2b / ((0.001 + d^2)(1 + a d^(2b)))`, clipped at
-//!    4, learning rate decaying linearly from 1. Single threaded, so a seed fixes the result.
+//!    4, learning rate decaying linearly from 1. On every core: each worker moves only its own
+//!    head rows and reads the other rows as they were at the start of the epoch (each pair is in
+//!    the edge list both ways, so the attraction is doubled to match umap-learn's `move_other`),
+//!    and negative samples come from a counter-based generator: a seed fixes the result
+//!    whatever the thread count.
 
-use super::knn::{exact_knn, nn_descent, NeighborLists};
+use std::time::Instant;
+
+use super::knn::{approximate_knn, exact_knn, ApproximateSearch, NeighborLists};
 use super::parameters::{DistanceMetric, UmapParameters};
 use super::random::SeededRandom;
-use super::reduce::{pca_reduce, rows_for_metric};
+use super::reduce::{pca_reduce, pca_reduce_randomized, rows_for_metric};
 
-/// Up to this many rows the kNN graph is exact; above it NN-descent approximates it.
-pub const EXACT_KNN_LIMIT: usize = 20_000;
+/// Below this many rows the kNN graph is exact; from it on it is approximate (umap-learn
+/// switches to pynndescent at the same size).
+pub const EXACT_KNN_LIMIT: usize = 4096;
+
+/// How the kNN graph is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeighborSearch {
+    /// Exact below `EXACT_KNN_LIMIT` rows, approximate from it on.
+    BySize,
+    Exact,
+    Approximate,
+}
+
+impl NeighborSearch {
+    pub fn is_exact_for(self, rows: usize) -> bool {
+        match self {
+            NeighborSearch::BySize => rows < EXACT_KNN_LIMIT,
+            NeighborSearch::Exact => true,
+            NeighborSearch::Approximate => false,
+        }
+    }
+}
+
+/// Seconds spent in each stage of one `umap_embed_timed` run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UmapStageSeconds {
+    pub neighbors: f64,
+    pub fuzzy_set: f64,
+    pub initialisation: f64,
+    pub optimisation: f64,
+}
 
 const SMOOTH_K_TOLERANCE: f64 = 1e-5;
 const MIN_K_DIST_SCALE: f64 = 1e-3;
@@ -203,15 +239,20 @@ pub fn default_epochs(rows: usize) -> usize {
 pub struct Cancelled;
 
 /// The kNN graph UMAP uses (distances in the requested metric).
-pub fn umap_neighbors(values: &[f32], dims: usize, parameters: &UmapParameters) -> NeighborLists {
+pub fn umap_neighbors(
+    values: &[f32],
+    dims: usize,
+    parameters: &UmapParameters,
+    search: NeighborSearch,
+) -> NeighborLists {
     let rows = values.len() / dims.max(1);
     let k = parameters.n_neighbors.min(rows);
     let rows_in_metric = rows_for_metric(values, dims, parameters.metric);
     let data: &[f32] = &rows_in_metric;
-    let mut neighbors = if rows <= EXACT_KNN_LIMIT {
+    let mut neighbors = if search.is_exact_for(rows) {
         exact_knn(data, dims, k)
     } else {
-        nn_descent(data, dims, k, parameters.seed ^ 0x9e37_79b9_7f4a_7c15, 12)
+        approximate_knn(data, dims, k, &ApproximateSearch::for_rows(rows, k, parameters.seed ^ 0x9e37_79b9_7f4a_7c15))
     };
     if parameters.metric == DistanceMetric::Cosine {
         // Between unit vectors, 1 - cos = |x - y|^2 / 2.
@@ -248,30 +289,53 @@ pub fn umap_embed_cached(
     cache: &mut Option<NeighborCache>,
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<Vec<f32>, Cancelled> {
+    umap_embed_timed(values, dims, parameters, NeighborSearch::BySize, cache, progress).map(|(layout, _)| layout)
+}
+
+/// `umap_embed_cached` with the neighbour search chosen by the caller, returning the time
+/// spent in each stage too (for benchmarks and tests of the approximate path).
+pub fn umap_embed_timed(
+    values: &[f32],
+    dims: usize,
+    parameters: &UmapParameters,
+    search: NeighborSearch,
+    cache: &mut Option<NeighborCache>,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<(Vec<f32>, UmapStageSeconds), Cancelled> {
     let rows = values.len() / dims.max(1);
     let components = parameters.n_components;
+    let mut seconds = UmapStageSeconds::default();
     if rows < 3 {
         // Too few rows for a neighbourhood graph: everything at the origin.
-        return Ok(vec![0.0; rows * components]);
+        return Ok((vec![0.0; rows * components], seconds));
     }
+    let started = Instant::now();
     let key = (parameters.n_neighbors, parameters.metric, parameters.seed);
     if cache.as_ref().map(|cached| cached.key) != Some(key) {
-        *cache = Some(NeighborCache { key, neighbors: umap_neighbors(values, dims, parameters) });
+        *cache = Some(NeighborCache { key, neighbors: umap_neighbors(values, dims, parameters, search) });
     }
+    seconds.neighbors = started.elapsed().as_secs_f64();
     if !progress(0.2) {
         return Err(Cancelled);
     }
+    let started = Instant::now();
     let graph = match cache.as_ref() {
         Some(cached) => fuzzy_simplicial_set(&cached.neighbors),
-        None => fuzzy_simplicial_set(&umap_neighbors(values, dims, parameters)),
+        None => fuzzy_simplicial_set(&umap_neighbors(values, dims, parameters, search)),
     };
+    seconds.fuzzy_set = started.elapsed().as_secs_f64();
+    let started = Instant::now();
     let initial = initial_layout(values, dims, parameters);
+    seconds.initialisation = started.elapsed().as_secs_f64();
     if !progress(0.3) {
         return Err(Cancelled);
     }
+    let started = Instant::now();
     let epochs = parameters.n_epochs.unwrap_or_else(|| default_epochs(rows));
     let mut report = |fraction: f64| progress(0.3 + 0.7 * fraction);
-    optimize_layout(initial, rows, &graph, parameters, epochs, &mut report)
+    let layout = optimize_layout(initial, rows, &graph, parameters, epochs, &mut report)?;
+    seconds.optimisation = started.elapsed().as_secs_f64();
+    Ok((layout, seconds))
 }
 
 fn initial_layout(values: &[f32], dims: usize, parameters: &UmapParameters) -> Vec<f32> {
@@ -280,7 +344,13 @@ fn initial_layout(values: &[f32], dims: usize, parameters: &UmapParameters) -> V
     let mut random = SeededRandom::new(parameters.seed);
     let rows_in_metric = rows_for_metric(values, dims, parameters.metric);
     let data: &[f32] = &rows_in_metric;
-    let (projected, projected_dims) = pca_reduce(data, dims, components);
+    // The exact covariance PCA costs rows x dims^2; above EXACT_KNN_LIMIT rows and 64 columns
+    // a randomized subspace iteration finds the same leading axes for a fraction of it.
+    let (projected, projected_dims) = if rows >= EXACT_KNN_LIMIT && dims > 64 {
+        pca_reduce_randomized(data, dims, components, parameters.seed ^ 0x6a09_e667_f3bc_c908)
+    } else {
+        pca_reduce(data, dims, components)
+    };
     let mut layout = vec![0.0f32; rows * components];
     for row in 0..rows {
         for column in 0..components {
@@ -313,7 +383,142 @@ fn clip(value: f32) -> f32 {
     value.clamp(-4.0, 4.0)
 }
 
+/// `x^y` for `x > 0` as `2^(y log2 x)` with short series (relative error below 1e-5): the SGD
+/// takes one power per sample, and this is cheaper than `powf` and the same on every platform.
+#[inline]
+fn power(x: f32, y: f32) -> f32 {
+    let bits = x.to_bits();
+    let exponent = ((bits >> 23) & 0xff) as i32 - 127;
+    let mantissa = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000); // in [1, 2)
+                                                                       // log2(m) = 2 atanh(t) / ln 2 with t = (m - 1) / (m + 1) in [0, 1/3].
+    let t = (mantissa - 1.0) / (mantissa + 1.0);
+    let t2 = t * t;
+    let log2_mantissa =
+        t * (2.885_39 + t2 * (0.961_797 + t2 * (0.577_078 + t2 * (0.412_199 + t2 * (0.320_599 + t2 * 0.262_308)))));
+    let scaled = (y * (exponent as f32 + log2_mantissa)).clamp(-126.0, 126.0);
+    // floor without a libm call (no SSE4.1 `roundss` in the baseline target).
+    let truncated = scaled as i32;
+    let whole = if (truncated as f32) > scaled { truncated - 1 } else { truncated };
+    let fraction = (scaled - whole as f32) * std::f32::consts::LN_2;
+    // e^f for f in [0, ln 2).
+    let series = 1.0
+        + fraction
+            * (1.0
+                + fraction
+                    * (0.5
+                        + fraction
+                            * (1.0 / 6.0 + fraction * (1.0 / 24.0 + fraction * (1.0 / 120.0 + fraction / 720.0)))));
+    series * f32::from_bits(((whole + 127) as u32) << 23)
+}
+
+/// A counter-based random draw below `bound` (splitmix64 of the counter): the same for a given
+/// (seed, epoch, edge, sample) whichever thread draws it.
+#[inline]
+fn counter_random_below(counter: u64, bound: usize) -> usize {
+    let mut value = counter.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    value ^= value >> 31;
+    ((value as u128 * bound as u128) >> 64) as usize
+}
+
+/// The per-edge schedule of one worker: edges of a contiguous range of head rows.
+struct EdgeSchedule<'a> {
+    first_edge: usize,
+    first_row: usize,
+    heads: &'a [u32],
+    tails: &'a [u32],
+    epochs_per_sample: &'a [f64],
+    epochs_per_negative_sample: &'a [f64],
+    epoch_of_next_sample: &'a mut [f64],
+    epoch_of_next_negative_sample: &'a mut [f64],
+}
+
+struct EpochConstants {
+    a: f32,
+    b: f32,
+    alpha: f32,
+    epoch: f64,
+    components: usize,
+    rows: usize,
+    seed: u64,
+}
+
+/// One epoch over one worker's edges. Only the worker's own head rows move (`own` is their
+/// slice of the layout); every other row is read from `previous`, the layout at the start of
+/// the epoch. The edge list holds both directions of every pair, so moving only heads, with
+/// the attraction doubled, moves each pair as umap-learn's `move_other` does.
+fn optimize_epoch(schedule: &mut EdgeSchedule<'_>, own: &mut [f32], previous: &[f32], constants: &EpochConstants) {
+    let EpochConstants { a, b, alpha, epoch, components, rows, seed } = *constants;
+    let mut current = [0.0f32; 16];
+    let epoch_key = seed ^ (epoch as u64).wrapping_mul(0xd6e8_feb8_6659_fd93);
+    for local in 0..schedule.heads.len() {
+        if schedule.epoch_of_next_sample[local] > epoch {
+            continue;
+        }
+        let head = schedule.heads[local] as usize;
+        let tail = schedule.tails[local] as usize;
+        let own_offset = (head - schedule.first_row) * components;
+        let current = &mut current[..components];
+        current.copy_from_slice(&own[own_offset..own_offset + components]);
+        let tail_row = &previous[tail * components..(tail + 1) * components];
+        let dist_squared: f32 = current.iter().zip(tail_row).map(|(left, right)| (left - right) * (left - right)).sum();
+        if dist_squared > 0.0 {
+            // d^(2(b-1)) = d^(2b) / d^2: one power instead of two.
+            let power = power(dist_squared, b);
+            let grad_coeff = -2.0 * a * b * (power / dist_squared) / (a * power + 1.0);
+            for (value, other) in current.iter_mut().zip(tail_row) {
+                *value += 2.0 * clip(grad_coeff * (*value - other)) * alpha;
+            }
+        }
+        schedule.epoch_of_next_sample[local] += schedule.epochs_per_sample[local];
+        let negative_samples =
+            (epoch - schedule.epoch_of_next_negative_sample[local]) / schedule.epochs_per_negative_sample[local];
+        // Truncation is the floor for positive counts.
+        let negative_samples = if negative_samples > 0.0 { negative_samples as usize } else { 0 };
+        let edge_key = epoch_key ^ ((schedule.first_edge + local) as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
+        for sample in 0..negative_samples {
+            let other = counter_random_below(edge_key.wrapping_add(sample as u64), rows);
+            if other == head {
+                continue;
+            }
+            let other_row = &previous[other * components..(other + 1) * components];
+            let dist_squared: f32 =
+                current.iter().zip(other_row).map(|(left, right)| (left - right) * (left - right)).sum();
+            if dist_squared <= 0.0 {
+                continue;
+            }
+            let grad_coeff = 2.0 * b / ((0.001 + dist_squared) * (a * power(dist_squared, b) + 1.0));
+            for (value, other) in current.iter_mut().zip(other_row) {
+                *value += clip(grad_coeff * (*value - other)) * alpha;
+            }
+        }
+        own[own_offset..own_offset + components].copy_from_slice(current);
+        schedule.epoch_of_next_negative_sample[local] +=
+            negative_samples as f64 * schedule.epochs_per_negative_sample[local];
+    }
+}
+
+/// umap-learn's SGD schedule (positive samples by weight, `NEGATIVE_SAMPLE_RATE` negative
+/// samples each, learning rate decaying linearly), run on every core: workers own contiguous
+/// ranges of head rows and read the others' rows as they were at the start of the epoch, and
+/// negative samples come from a counter-based generator, so the layout depends on the seed
+/// only, not on the number of threads or their timing.
 fn optimize_layout(
+    layout: Vec<f32>,
+    rows: usize,
+    graph: &FuzzyGraph,
+    parameters: &UmapParameters,
+    epochs: usize,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<Vec<f32>, Cancelled> {
+    let workers = std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1).clamp(1, 8);
+    optimize_layout_on(workers, layout, rows, graph, parameters, epochs, progress)
+}
+
+/// `optimize_layout` on `workers` threads (the result does not depend on it).
+fn optimize_layout_on(
+    workers: usize,
     mut layout: Vec<f32>,
     rows: usize,
     graph: &FuzzyGraph,
@@ -321,18 +526,24 @@ fn optimize_layout(
     epochs: usize,
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<Vec<f32>, Cancelled> {
+    let workers = workers.max(1);
     let components = parameters.n_components;
+    if components == 0 || components > 16 {
+        // More than 16 components is outside what the clustering parameters allow.
+        return Ok(layout);
+    }
     let (a, b) = find_ab_params(1.0, parameters.min_dist as f64);
     let (a, b) = (a as f32, b as f32);
     let max_weight = graph.weights.iter().copied().fold(0.0f32, f32::max);
     let threshold = max_weight / epochs as f32;
+    // The fuzzy graph is sorted by head, so is this.
     let mut heads = Vec::new();
     let mut tails = Vec::new();
     let mut epochs_per_sample = Vec::new();
     for index in 0..graph.weights.len() {
         if graph.weights[index] >= threshold && graph.weights[index] > 0.0 {
-            heads.push(graph.heads[index] as usize);
-            tails.push(graph.tails[index] as usize);
+            heads.push(graph.heads[index]);
+            tails.push(graph.tails[index]);
             epochs_per_sample.push(max_weight as f64 / graph.weights[index] as f64);
         }
     }
@@ -340,68 +551,71 @@ fn optimize_layout(
         epochs_per_sample.iter().map(|value| value / NEGATIVE_SAMPLE_RATE).collect();
     let mut epoch_of_next_negative_sample = epochs_per_negative_sample.clone();
     let mut epoch_of_next_sample = epochs_per_sample.clone();
-    let mut random = SeededRandom::new(parameters.seed.wrapping_add(1));
-    let mut current = vec![0.0f32; components];
-    for epoch in 0..epochs {
-        let alpha = 1.0 - epoch as f32 / epochs as f32;
-        let epoch_f = epoch as f64;
-        for edge in 0..heads.len() {
-            if epoch_of_next_sample[edge] > epoch_f {
-                continue;
-            }
-            let head = heads[edge];
-            let tail = tails[edge];
-            let dist_squared = squared_distance_between(&layout, components, head, tail);
-            let grad_coeff = if dist_squared > 0.0 {
-                -2.0 * a * b * dist_squared.powf(b - 1.0) / (a * dist_squared.powf(b) + 1.0)
-            } else {
-                0.0
-            };
-            for dimension in 0..components {
-                let difference = layout[head * components + dimension] - layout[tail * components + dimension];
-                let grad = clip(grad_coeff * difference);
-                layout[head * components + dimension] += grad * alpha;
-                layout[tail * components + dimension] -= grad * alpha;
-            }
-            epoch_of_next_sample[edge] += epochs_per_sample[edge];
-            let negative_samples =
-                ((epoch_f - epoch_of_next_negative_sample[edge]) / epochs_per_negative_sample[edge]).floor();
-            let negative_samples = if negative_samples > 0.0 { negative_samples as usize } else { 0 };
-            current.copy_from_slice(&layout[head * components..(head + 1) * components]);
-            for _ in 0..negative_samples {
-                let other = random.next_below(rows);
-                if other == head {
-                    continue;
-                }
-                let other_row = &layout[other * components..(other + 1) * components];
-                let dist_squared: f32 =
-                    current.iter().zip(other_row).map(|(left, right)| (left - right) * (left - right)).sum();
-                if dist_squared <= 0.0 {
-                    continue;
-                }
-                let grad_coeff = 2.0 * b / ((0.001 + dist_squared) * (a * dist_squared.powf(b) + 1.0));
-                for dimension in 0..components {
-                    current[dimension] += clip(grad_coeff * (current[dimension] - other_row[dimension])) * alpha;
-                }
-            }
-            layout[head * components..(head + 1) * components].copy_from_slice(&current);
-            epoch_of_next_negative_sample[edge] += negative_samples as f64 * epochs_per_negative_sample[edge];
+    // Split the edges into one contiguous block per worker, at head-row boundaries.
+    let mut row_bounds = vec![0usize];
+    let mut edge_bounds = vec![0usize];
+    for worker in 1..workers {
+        let mut edge = (heads.len() * worker / workers).max(*edge_bounds.last().unwrap_or(&0));
+        while edge < heads.len() && edge > 0 && heads[edge] == heads[edge - 1] {
+            edge += 1;
         }
+        let row = if edge < heads.len() { heads[edge] as usize } else { rows };
+        edge_bounds.push(edge);
+        row_bounds.push(row.max(*row_bounds.last().unwrap_or(&0)));
+    }
+    edge_bounds.push(heads.len());
+    row_bounds.push(rows);
+    let seed = parameters.seed.wrapping_add(1);
+    let mut previous = layout.clone();
+    for epoch in 0..epochs {
+        previous.copy_from_slice(&layout);
+        let constants = EpochConstants {
+            a,
+            b,
+            alpha: 1.0 - epoch as f32 / epochs as f32,
+            epoch: epoch as f64,
+            components,
+            rows,
+            seed,
+        };
+        std::thread::scope(|scope| {
+            let mut layout_rest: &mut [f32] = &mut layout;
+            let mut next_sample_rest: &mut [f64] = &mut epoch_of_next_sample;
+            let mut next_negative_rest: &mut [f64] = &mut epoch_of_next_negative_sample;
+            for worker in 0..workers {
+                let (first_row, last_row) = (row_bounds[worker], row_bounds[worker + 1]);
+                let (first_edge, last_edge) = (edge_bounds[worker], edge_bounds[worker + 1]);
+                let (own, rest) = std::mem::take(&mut layout_rest).split_at_mut((last_row - first_row) * components);
+                layout_rest = rest;
+                let (next_sample, rest) = std::mem::take(&mut next_sample_rest).split_at_mut(last_edge - first_edge);
+                next_sample_rest = rest;
+                let (next_negative, rest) =
+                    std::mem::take(&mut next_negative_rest).split_at_mut(last_edge - first_edge);
+                next_negative_rest = rest;
+                let mut schedule = EdgeSchedule {
+                    first_edge,
+                    first_row,
+                    heads: &heads[first_edge..last_edge],
+                    tails: &tails[first_edge..last_edge],
+                    epochs_per_sample: &epochs_per_sample[first_edge..last_edge],
+                    epochs_per_negative_sample: &epochs_per_negative_sample[first_edge..last_edge],
+                    epoch_of_next_sample: next_sample,
+                    epoch_of_next_negative_sample: next_negative,
+                };
+                let previous = &previous;
+                let constants = &constants;
+                if worker + 1 == workers {
+                    optimize_epoch(&mut schedule, own, previous, constants);
+                } else {
+                    scope.spawn(move || optimize_epoch(&mut schedule, own, previous, constants));
+                }
+            }
+        });
         if !progress((epoch + 1) as f64 / epochs as f64) {
             return Err(Cancelled);
         }
     }
     Ok(layout)
-}
-
-#[inline]
-fn squared_distance_between(layout: &[f32], components: usize, first: usize, second: usize) -> f32 {
-    let mut total = 0.0;
-    for dimension in 0..components {
-        let difference = layout[first * components + dimension] - layout[second * components + dimension];
-        total += difference * difference;
-    }
-    total
 }
 
 #[cfg(test)]
@@ -416,6 +630,17 @@ mod tests {
         assert!((a - 1.5769).abs() < 2e-3 && (b - 0.8951).abs() < 2e-3, "a {a} b {b}");
         let (a, b) = find_ab_params(1.0, 0.001);
         assert!((a - 1.9292).abs() < 2e-3 && (b - 0.7915).abs() < 2e-3, "a {a} b {b}");
+    }
+
+    #[test]
+    fn the_sgd_power_is_within_1e_5_of_powf() {
+        for exponent in [0.7915f32, 0.8951, 1.0, 1.5] {
+            for step in 0..2000 {
+                let x = 1e-4f32 * 1.01f32.powi(step);
+                let (ours, exact) = (power(x, exponent), x.powf(exponent));
+                assert!((ours - exact).abs() <= 1e-5 * exact, "{x}^{exponent}: {ours} vs {exact}");
+            }
+        }
     }
 
     #[test]
@@ -463,6 +688,23 @@ mod tests {
         let layout = umap_embed(&constant, 3, &parameters, &mut |_| true).unwrap();
         assert_eq!(layout.len(), 30 * 5);
         assert!(layout.iter().all(|value| value.is_finite()));
+    }
+
+    #[test]
+    fn the_layout_is_the_same_on_any_number_of_threads() {
+        let mut random = SeededRandom::new(4);
+        let values: Vec<f32> = (0..300 * 6).map(|_| random.next_normal() as f32).collect();
+        let parameters = UmapParameters { n_components: 3, ..Default::default() };
+        let graph = fuzzy_simplicial_set(&exact_knn(&values, 6, 10));
+        let initial = initial_layout(&values, 6, &parameters);
+        let layouts: Vec<Vec<f32>> = [1, 2, 3, 5]
+            .iter()
+            .map(|workers| {
+                optimize_layout_on(*workers, initial.clone(), 300, &graph, &parameters, 60, &mut |_| true).unwrap()
+            })
+            .collect();
+        assert!(layouts.iter().all(|layout| layout == &layouts[0]));
+        assert_ne!(layouts[0], initial, "the layout moved");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::ids::{
 use super::json_text::JsonText;
 
 /// The lifecycle of a job (processing or clustering).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -46,7 +46,7 @@ impl std::fmt::Display for JobStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct AudioFileState {
     pub checksum_sha256: Sha256Hex,
     /// Relative to the data directory.
@@ -60,7 +60,7 @@ pub struct AudioFileState {
     pub metadata: AudioMetadataState,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct AudioMetadataState {
     pub tag_data: Option<JsonText>,
     pub visual_observations: Option<JsonText>,
@@ -68,7 +68,7 @@ pub struct AudioMetadataState {
     pub prey_density_proxy: Option<JsonText>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct ProcessingJobState {
     pub audio_file_id: AudioFileId,
     pub encoding_signature: EncodingSignature,
@@ -82,7 +82,7 @@ pub struct ProcessingJobState {
     pub queued_at: EventSeq,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct EmbeddingSetState {
     pub audio_file_id: AudioFileId,
     /// Relative to the data directory.
@@ -93,7 +93,7 @@ pub struct EmbeddingSetState {
     pub row_count: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct ClusteringJobState {
     pub embedding_set_ids: Vec<EmbeddingSetId>,
     pub parameters: JsonText,
@@ -103,7 +103,7 @@ pub struct ClusteringJobState {
     pub queued_at: EventSeq,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct AnnotationState {
     pub audio_file_id: AudioFileId,
     pub start_seconds: f64,
@@ -115,8 +115,9 @@ pub struct AnnotationState {
     pub note: Option<String>,
 }
 
-/// What the writer knows, folded from every event in the log.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What the writer knows, folded from every event in the log. Encodable so the writer can
+/// start from a snapshot of it (`crate::state_snapshot`).
+#[derive(Debug, Clone, Default, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct DomainState {
     pub last_seq: EventSeq,
     pub models: BTreeMap<String, ModelRegistered>,

@@ -113,7 +113,7 @@ impl CivilDateTime {
 }
 
 /// An instant: microseconds since 1970-01-01T00:00:00Z.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, bincode::Encode, bincode::Decode)]
 pub struct UtcTime(pub i64);
 
 impl UtcTime {
