@@ -7,9 +7,17 @@
 //!   precision and recall at a threshold, confusion counts.
 //! - `training_set.rs`: which windows count as positive or negative for each label, from their
 //!   overlap with annotations.
+//! - `request.rs`: the training request, its defaults and validation.
+//! - `detections.rs`: consecutive windows above a threshold merged into detections.
+//! - `artifact.rs` and `train.rs` (the shell): the classifier document written stage-then-publish
+//!   under `classifiers/{id}/` with a version hash; reading the Parquet sets, fitting, evaluating.
 
+pub mod artifact;
+pub mod detections;
 pub mod evaluation;
 pub mod logistic;
+pub mod request;
+pub mod train;
 pub mod training_set;
 
 #[cfg(test)]

@@ -72,6 +72,17 @@ numeric_id!(
     "annotation"
 );
 
+numeric_id!(
+    /// A trained classifier (a detector); retraining makes a new one.
+    ClassifierId,
+    "classifier"
+);
+numeric_id!(
+    /// A detection job: one classifier run over a scope of embedding sets.
+    DetectionJobId,
+    "detection_job"
+);
+
 /// The position of an event in the log. Sequences start at 1 and are contiguous;
 /// `EventSeq(0)` means "before the first event".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize)]
