@@ -55,9 +55,9 @@ impl ClassifierArtifact {
         bytes
     }
 
-    /// The first 16 hex digits of the SHA-256 of the canonical bytes.
+    /// The version of the bytes this classifier is written as.
     pub fn version(&self) -> String {
-        crate::model::sha256_hex(&self.to_bytes())[..16].to_string()
+        version_of(&self.to_bytes())
     }
 
     pub fn model(&self) -> OneVsRestModel {
@@ -75,6 +75,12 @@ impl ClassifierArtifact {
                 .collect(),
         }
     }
+}
+
+/// The first 16 hex digits of the SHA-256 of a classifier file's bytes (the bytes, not the
+/// values read back: JSON decimal text need not round-trip every last bit of an f64).
+pub fn version_of(bytes: &[u8]) -> String {
+    crate::model::sha256_hex(bytes)[..16].to_string()
 }
 
 /// `classifiers/{id}/classifier.json` under the data directory root.
@@ -106,7 +112,7 @@ pub fn read(
         return Err(invalid("a head's weights do not match vector_dim".into()));
     }
     if let Some(expected) = expected_version {
-        let found = artifact.version();
+        let found = version_of(&bytes);
         if found != expected {
             return Err(invalid(format!("version {found}, the log says {expected}")));
         }

@@ -163,3 +163,148 @@ pub fn train_classifier(
         evaluation_note,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifacts::embeddings_parquet::{EmbeddingRow, EmbeddingSetWriter};
+    use crate::classifier::artifact::{publish, read};
+    use crate::classifier::detections::{merge_detections, ScoredWindow};
+    use crate::clustering::random::SeededRandom;
+    use crate::domain::events::AnnotationKind;
+    use crate::domain::ids::{AnnotationId, EmbeddingSetId, EncodingSignature};
+    use crate::domain::state::{AnnotationState, EmbeddingSetState};
+
+    const DIMS: usize = 8;
+    const WINDOWS: u64 = 40;
+
+    /// Rows 10..14 and 25..27 of each recording are calls (vectors shifted along the first axis).
+    fn is_call(row: u64) -> bool {
+        (10..14).contains(&row) || (25..27).contains(&row)
+    }
+
+    fn write_set(root: &Path, state: &mut DomainState, set: u64, audio: u64, model_version: &str, calls: bool) {
+        let relative = format!("embeddings/{set}.parquet");
+        let mut writer = EmbeddingSetWriter::create(&root.join(&relative), DIMS, Vec::new()).unwrap();
+        let mut random = SeededRandom::new(set);
+        let rows: Vec<EmbeddingRow> = (0..WINDOWS)
+            .map(|row| EmbeddingRow {
+                row_index: row,
+                start_seconds: row as f64 * 5.0,
+                end_seconds: row as f64 * 5.0 + 5.0,
+                padded: false,
+                overlapped: false,
+                embedding: (0..DIMS)
+                    .map(|d| {
+                        (random.next_normal() * 0.5 + if d == 0 && calls && is_call(row) { 3.0 } else { 0.0 }) as f32
+                    })
+                    .collect(),
+            })
+            .collect();
+        writer.write_rows(&rows).unwrap();
+        writer.finish_and_promote().unwrap();
+        state.embedding_sets.insert(
+            EmbeddingSetId(set),
+            EmbeddingSetState {
+                audio_file_id: AudioFileId(audio),
+                parquet_path: relative,
+                encoding_signature: EncodingSignature(format!("signature-{set}")),
+                model_version: model_version.into(),
+                vector_dim: DIMS as u32,
+                row_count: WINDOWS,
+            },
+        );
+    }
+
+    fn annotate(state: &mut DomainState, audio: u64, start: f64, end: f64, label: &str, kind: AnnotationKind) {
+        let id = AnnotationId(state.annotations.len() as u64 + 1);
+        state.annotations.insert(
+            id,
+            AnnotationState {
+                audio_file_id: AudioFileId(audio),
+                start_seconds: start,
+                end_seconds: end,
+                low_hz: None,
+                high_hz: None,
+                label: label.into(),
+                kind,
+                note: None,
+            },
+        );
+    }
+
+    #[test]
+    fn a_classifier_trained_on_annotated_windows_finds_the_unlabelled_calls() {
+        let directory = tempfile::tempdir().unwrap();
+        let root = directory.path();
+        let mut state = DomainState::default();
+        // recording 3 is a quiet one: its unannotated windows are honest negatives
+        for audio in 1..=3 {
+            write_set(root, &mut state, audio, audio, "fake_v1", audio != 3);
+        }
+        write_set(root, &mut state, 9, 1, "other_v1", true);
+        // recordings 1 and 2: the first call run annotated, the quiet start annotated as negative
+        for audio in 1..=2 {
+            annotate(&mut state, audio, 50.0, 70.0, "song", AnnotationKind::Positive);
+            annotate(&mut state, audio, 0.0, 40.0, "song", AnnotationKind::Negative);
+        }
+        let request: TrainClassifierRequest = serde_json::from_value(serde_json::json!({
+            "labels": ["song"], "model_version": "fake_v1", "folds": 2,
+            "negatives": {"unannotated": {"embedding_set_ids": [3], "count": 10, "seed": 1}}
+        }))
+        .unwrap();
+        let mut fractions = Vec::new();
+        let artifact =
+            train_classifier(&state, root, ClassifierId(1), &request, &|| true, &mut |f| fractions.push(f)).unwrap();
+        assert_eq!(fractions.last(), Some(&1.0));
+        let description = &artifact.training_set;
+        assert_eq!(description.positive_windows["song"], 8);
+        assert_eq!(description.negative_annotation_windows, 16);
+        assert_eq!(description.unannotated_windows, 10);
+        assert_eq!(description.recordings, 3);
+        let metrics = &artifact.metrics[0];
+        assert_eq!((metrics.positive_recordings, metrics.folds), (2, 2));
+        assert!(metrics.roc_auc.unwrap() > 0.99, "{metrics:?}");
+
+        let version = publish(root, &artifact).unwrap();
+        let back = read(root, ClassifierId(1), Some(&version)).unwrap();
+        assert_eq!(
+            (&back.labels, &back.training_set, back.vector_dim),
+            (&artifact.labels, &artifact.training_set, DIMS)
+        );
+        assert!(read(root, ClassifierId(1), Some("0000000000000000")).is_err());
+
+        // every window of recording 1, the unlabelled second run included, scored and merged
+        let model = back.model();
+        let loaded = load_candidate_windows(&state, root, &request, &|| true).unwrap();
+        let scored: Vec<ScoredWindow> = loaded
+            .places
+            .iter()
+            .enumerate()
+            .filter(|(_, place)| place.embedding_set_id == EmbeddingSetId(1))
+            .map(|(index, place)| ScoredWindow {
+                row_index: place.row_index,
+                start_seconds: place.start_seconds,
+                end_seconds: place.end_seconds,
+                score: model.probabilities(&loaded.vectors[index * DIMS..(index + 1) * DIMS])[0],
+            })
+            .collect();
+        let detections = merge_detections(&scored, back.threshold);
+        let runs: Vec<(u64, u64)> = detections.iter().map(|d| (d.first_row, d.last_row)).collect();
+        assert_eq!(runs, vec![(10, 13), (25, 26)]);
+    }
+
+    #[test]
+    fn training_without_sets_of_the_model_version_says_so() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut state = DomainState::default();
+        write_set(directory.path(), &mut state, 1, 1, "fake_v1", true);
+        annotate(&mut state, 1, 50.0, 70.0, "song", AnnotationKind::Positive);
+        let request: TrainClassifierRequest =
+            serde_json::from_value(serde_json::json!({"labels": ["song"], "model_version": "missing"})).unwrap();
+        let error =
+            train_classifier(&state, directory.path(), ClassifierId(1), &request, &|| true, &mut |_| {}).unwrap_err();
+        assert!(matches!(error, TrainingError::NoSets(_)), "{error}");
+        assert!(train_classifier(&state, directory.path(), ClassifierId(1), &request, &|| false, &mut |_| {}).is_err());
+    }
+}
