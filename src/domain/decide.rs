@@ -6,7 +6,8 @@ use super::annotation_rules::{
 };
 use super::events::*;
 use super::ids::{
-    AnnotationId, AudioFileId, ClusteringJobId, EmbeddingSetId, EncodingSignature, ProcessingJobId, Sha256Hex, WorkerId,
+    AnnotationId, AudioFileId, ClassifierId, ClusteringJobId, EmbeddingSetId, EncodingSignature, ProcessingJobId,
+    Sha256Hex, WorkerId,
 };
 use super::json_text::JsonText;
 use super::state::{DomainState, JobStatus};
@@ -95,6 +96,43 @@ pub enum Command {
     },
     RetryClusteringJob {
         job_id: ClusteringJobId,
+    },
+    /// Queue the training of a new classifier; `request` is the validated request as JSON.
+    QueueClassifierTraining {
+        labels: Vec<String>,
+        model_version: String,
+        request: JsonText,
+    },
+    ClaimClassifierTraining {
+        worker: WorkerId,
+    },
+    ReportClassifierTrainingProgress {
+        classifier_id: ClassifierId,
+        attempt: u32,
+        stage: String,
+        fraction: f64,
+    },
+    /// The artifact is already published (staged, fsynced, renamed) when this is decided.
+    CompleteClassifierTraining(ClassifierTrainingCompleted),
+    FailClassifierTraining {
+        classifier_id: ClassifierId,
+        attempt: u32,
+        reason: String,
+    },
+    CancelClassifierTraining {
+        classifier_id: ClassifierId,
+    },
+    ConfirmClassifierTrainingCanceled {
+        classifier_id: ClassifierId,
+        attempt: u32,
+    },
+    AbandonClassifierTraining {
+        classifier_id: ClassifierId,
+        attempt: u32,
+        reason: String,
+    },
+    RetryClassifierTraining {
+        classifier_id: ClassifierId,
     },
     /// Add annotations, all or none. Ones identical to an existing annotation (or to an earlier
     /// one in the same command) are left out, so importing a table twice doubles nothing.
@@ -211,6 +249,8 @@ pub enum Rejection {
     ProcessingJobNotFound(ProcessingJobId),
     #[error("clustering job {0} does not exist")]
     ClusteringJobNotFound(ClusteringJobId),
+    #[error("classifier {0} does not exist")]
+    ClassifierNotFound(ClassifierId),
     #[error("no job is waiting in the queue")]
     NothingToClaim,
     #[error("job {job} is {status}, not running attempt {attempt}")]
@@ -560,6 +600,87 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
             }
             Ok(vec![Event::ClusteringJobRetried(ClusteringJobRetried { job_id })])
         }
+        Command::QueueClassifierTraining { labels, model_version, request } => {
+            queue_classifier_training(state, labels, model_version, request)
+        }
+        Command::ClaimClassifierTraining { worker } => {
+            let next = state
+                .classifiers
+                .iter()
+                .filter(|(_, classifier)| classifier.status == JobStatus::Queued)
+                .min_by_key(|(id, classifier)| (classifier.queued_at, **id));
+            let Some((classifier_id, classifier)) = next else {
+                return Err(Rejection::NothingToClaim);
+            };
+            Ok(vec![Event::ClassifierTrainingClaimed(ClassifierTrainingClaimed {
+                classifier_id: *classifier_id,
+                worker,
+                attempt: classifier.attempt + 1,
+            })])
+        }
+        Command::ReportClassifierTrainingProgress { classifier_id, attempt, stage, fraction } => {
+            running_training_attempt(state, classifier_id, attempt)?;
+            if !(0.0..=1.0).contains(&fraction) {
+                return Err(Rejection::Invalid(format!("progress fraction {fraction} is not between 0 and 1")));
+            }
+            Ok(vec![Event::ClassifierTrainingProgressed(ClassifierTrainingProgressed {
+                classifier_id,
+                attempt,
+                stage,
+                fraction,
+            })])
+        }
+        Command::CompleteClassifierTraining(completed) => {
+            running_training_attempt(state, completed.classifier_id, completed.attempt)?;
+            Ok(vec![Event::ClassifierTrainingCompleted(completed)])
+        }
+        Command::FailClassifierTraining { classifier_id, attempt, reason } => {
+            running_training_attempt(state, classifier_id, attempt)?;
+            Ok(vec![Event::ClassifierTrainingFailed(ClassifierTrainingFailed { classifier_id, attempt, reason })])
+        }
+        Command::CancelClassifierTraining { classifier_id } => {
+            let classifier =
+                state.classifiers.get(&classifier_id).ok_or(Rejection::ClassifierNotFound(classifier_id))?;
+            match classifier.status {
+                JobStatus::Queued => {
+                    Ok(vec![Event::ClassifierTrainingCanceled(ClassifierTrainingCanceled { classifier_id })])
+                }
+                JobStatus::Running if classifier.cancel_requested => Ok(vec![]),
+                JobStatus::Running => {
+                    Ok(vec![Event::ClassifierTrainingCancelRequested(ClassifierTrainingCancelRequested {
+                        classifier_id,
+                    })])
+                }
+                status => Err(Rejection::NotCancelable { job: format!("classifier {classifier_id}"), status }),
+            }
+        }
+        Command::ConfirmClassifierTrainingCanceled { classifier_id, attempt } => {
+            running_training_attempt(state, classifier_id, attempt)?;
+            Ok(vec![Event::ClassifierTrainingCanceled(ClassifierTrainingCanceled { classifier_id })])
+        }
+        Command::AbandonClassifierTraining { classifier_id, attempt, reason } => {
+            let classifier = running_training_attempt(state, classifier_id, attempt)?;
+            let mut events = vec![Event::ClassifierTrainingAbandoned(ClassifierTrainingAbandoned {
+                classifier_id,
+                attempt,
+                reason,
+            })];
+            if classifier.cancel_requested {
+                events.push(Event::ClassifierTrainingCanceled(ClassifierTrainingCanceled { classifier_id }));
+            }
+            Ok(events)
+        }
+        Command::RetryClassifierTraining { classifier_id } => {
+            let classifier =
+                state.classifiers.get(&classifier_id).ok_or(Rejection::ClassifierNotFound(classifier_id))?;
+            if !matches!(classifier.status, JobStatus::Failed | JobStatus::Canceled) {
+                return Err(Rejection::NotRetryable {
+                    job: format!("classifier {classifier_id}"),
+                    status: classifier.status,
+                });
+            }
+            Ok(vec![Event::ClassifierTrainingRetried(ClassifierTrainingRetried { classifier_id })])
+        }
         Command::AddAnnotations(add) => add_annotations(state, add),
         Command::ChangeAnnotation(change) => change_annotation(state, change),
         Command::RemoveAnnotation { annotation_id, removed_by } => {
@@ -730,6 +851,49 @@ fn running_processing_attempt(
         });
     }
     Ok(job)
+}
+
+/// A classifier can only be trained on labels some annotation carries and a model version some
+/// embedding set has.
+fn queue_classifier_training(
+    state: &DomainState,
+    labels: Vec<String>,
+    model_version: String,
+    request: JsonText,
+) -> Result<Vec<Event>, Rejection> {
+    if labels.is_empty() {
+        return Err(Rejection::Invalid("labels: give at least one label".into()));
+    }
+    if !state.embedding_sets.values().any(|set| set.model_version == model_version) {
+        return Err(Rejection::Invalid(format!("model_version: no embedding set has model version {model_version:?}")));
+    }
+    if let Some(unknown) =
+        labels.iter().find(|label| !state.annotations.values().any(|annotation| &annotation.label == *label))
+    {
+        return Err(Rejection::Invalid(format!("labels: no annotation has the label {unknown:?}")));
+    }
+    Ok(vec![Event::ClassifierTrainingQueued(ClassifierTrainingQueued {
+        classifier_id: state.next_classifier_id(),
+        labels,
+        model_version,
+        request,
+    })])
+}
+
+fn running_training_attempt(
+    state: &DomainState,
+    classifier_id: ClassifierId,
+    attempt: u32,
+) -> Result<&super::state::ClassifierState, Rejection> {
+    let classifier = state.classifiers.get(&classifier_id).ok_or(Rejection::ClassifierNotFound(classifier_id))?;
+    if classifier.status != JobStatus::Running || classifier.attempt != attempt {
+        return Err(Rejection::NotRunningAttempt {
+            job: format!("classifier {classifier_id}"),
+            status: classifier.status,
+            attempt,
+        });
+    }
+    Ok(classifier)
 }
 
 fn running_clustering_attempt(

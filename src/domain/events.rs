@@ -10,8 +10,8 @@ use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 use super::ids::{
-    AggregateRef, AnnotationId, AudioFileId, ClusterId, ClusteringJobId, EmbeddingSetId, EncodingSignature,
-    ProcessingJobId, Sha256Hex, WorkerId,
+    AggregateRef, AnnotationId, AudioFileId, ClassifierId, ClusterId, ClusteringJobId, EmbeddingSetId,
+    EncodingSignature, ProcessingJobId, Sha256Hex, WorkerId,
 };
 use super::json_text::JsonText;
 pub use crate::recording_time::RecordingTimeSource;
@@ -262,6 +262,78 @@ pub struct ClusteringJobRetried {
     pub job_id: ClusteringJobId,
 }
 
+/// A classifier's training was queued (`POST /api/classifiers`); retraining queues a new one.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingQueued {
+    pub classifier_id: ClassifierId,
+    pub labels: Vec<String>,
+    pub model_version: String,
+    /// The whole `TrainClassifierRequest`, defaults filled in.
+    pub request: JsonText,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingClaimed {
+    pub classifier_id: ClassifierId,
+    pub worker: WorkerId,
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingProgressed {
+    pub classifier_id: ClassifierId,
+    pub attempt: u32,
+    /// `loading`, `training`, `evaluating`, `writing`.
+    pub stage: String,
+    pub fraction: f64,
+}
+
+/// The classifier file was published; this event makes it the classifier.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingCompleted {
+    pub classifier_id: ClassifierId,
+    pub attempt: u32,
+    /// Relative to the data directory (`classifiers/{id}/classifier.json`).
+    pub artifact_path: String,
+    /// The hash of the file's bytes (16 hex digits).
+    pub version: String,
+    pub vector_dim: u32,
+    pub threshold: f64,
+    /// The per-label cross-validated figures and the training-set description, as stored in
+    /// the artifact.
+    pub metrics: JsonText,
+    pub training_set: JsonText,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingFailed {
+    pub classifier_id: ClassifierId,
+    pub attempt: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingCancelRequested {
+    pub classifier_id: ClassifierId,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingCanceled {
+    pub classifier_id: ClassifierId,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingAbandoned {
+    pub classifier_id: ClassifierId,
+    pub attempt: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingRetried {
+    pub classifier_id: ClassifierId,
+}
+
 /// Whether a span holds the labelled sound (`positive`), surely does not (`negative`), or
 /// might (`uncertain`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize)]
@@ -433,6 +505,15 @@ event_enum! {
     AnnotationChanged = 1,
     AnnotationRemoved = 1,
     RecordingStartTimeSet = 1,
+    ClassifierTrainingQueued = 1,
+    ClassifierTrainingClaimed = 1,
+    ClassifierTrainingProgressed = 1,
+    ClassifierTrainingCompleted = 1,
+    ClassifierTrainingFailed = 1,
+    ClassifierTrainingCancelRequested = 1,
+    ClassifierTrainingCanceled = 1,
+    ClassifierTrainingAbandoned = 1,
+    ClassifierTrainingRetried = 1,
 }
 
 impl Event {
@@ -489,6 +570,15 @@ impl Event {
             Event::AnnotationChanged(e) => vec![A::Annotation(e.annotation_id), A::AudioFile(e.audio_file_id)],
             Event::AnnotationRemoved(e) => vec![A::Annotation(e.annotation_id), A::AudioFile(e.audio_file_id)],
             Event::RecordingStartTimeSet(e) => vec![A::AudioFile(e.audio_file_id)],
+            Event::ClassifierTrainingQueued(e) => vec![A::Classifier(e.classifier_id)],
+            Event::ClassifierTrainingClaimed(e) => vec![A::Classifier(e.classifier_id)],
+            Event::ClassifierTrainingProgressed(e) => vec![A::Classifier(e.classifier_id)],
+            Event::ClassifierTrainingCompleted(e) => vec![A::Classifier(e.classifier_id)],
+            Event::ClassifierTrainingFailed(e) => vec![A::Classifier(e.classifier_id)],
+            Event::ClassifierTrainingCancelRequested(e) => vec![A::Classifier(e.classifier_id)],
+            Event::ClassifierTrainingCanceled(e) => vec![A::Classifier(e.classifier_id)],
+            Event::ClassifierTrainingAbandoned(e) => vec![A::Classifier(e.classifier_id)],
+            Event::ClassifierTrainingRetried(e) => vec![A::Classifier(e.classifier_id)],
         }
     }
 
@@ -596,6 +686,29 @@ impl Event {
                     .map_or("unknown".into(), |micros| crate::recording_time::UtcTime(micros).to_iso8601()),
                 e.source.as_str()
             ),
+            Event::ClassifierTrainingQueued(e) => {
+                format!("classifier {} training queued: labels {:?} on {}", e.classifier_id, e.labels, e.model_version)
+            }
+            Event::ClassifierTrainingClaimed(e) => {
+                format!("classifier {} training claimed by {} (attempt {})", e.classifier_id, e.worker, e.attempt)
+            }
+            Event::ClassifierTrainingProgressed(e) => {
+                format!("classifier {} training {} ({:.0}%)", e.classifier_id, e.stage, e.fraction * 100.0)
+            }
+            Event::ClassifierTrainingCompleted(e) => {
+                format!("classifier {} trained: version {}", e.classifier_id, e.version)
+            }
+            Event::ClassifierTrainingFailed(e) => {
+                format!("classifier {} training failed: {}", e.classifier_id, e.reason)
+            }
+            Event::ClassifierTrainingCancelRequested(e) => {
+                format!("classifier {} training cancel requested", e.classifier_id)
+            }
+            Event::ClassifierTrainingCanceled(e) => format!("classifier {} training canceled", e.classifier_id),
+            Event::ClassifierTrainingAbandoned(e) => {
+                format!("classifier {} training attempt {} abandoned: {}", e.classifier_id, e.attempt, e.reason)
+            }
+            Event::ClassifierTrainingRetried(e) => format!("classifier {} training queued again", e.classifier_id),
         }
     }
 }

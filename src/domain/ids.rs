@@ -160,6 +160,7 @@ pub enum AggregateRef {
     ClusteringJob(ClusteringJobId),
     Cluster(ClusterId),
     Annotation(AnnotationId),
+    Classifier(ClassifierId),
 }
 
 impl fmt::Display for AggregateRef {
@@ -171,16 +172,17 @@ impl fmt::Display for AggregateRef {
             AggregateRef::ClusteringJob(id) => write!(formatter, "{}:{id}", ClusteringJobId::KIND),
             AggregateRef::Cluster(id) => write!(formatter, "{}:{id}", ClusterId::KIND),
             AggregateRef::Annotation(id) => write!(formatter, "{}:{id}", AnnotationId::KIND),
+            AggregateRef::Classifier(id) => write!(formatter, "{}:{id}", ClassifierId::KIND),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AggregateRefParseError {
-    #[error("aggregate {0:?} is not of the form KIND:ID (kinds: audio_file, processing_job, embedding_set, clustering_job, cluster, annotation)")]
+    #[error("aggregate {0:?} is not of the form KIND:ID (kinds: audio_file, processing_job, embedding_set, clustering_job, cluster, annotation, classifier)")]
     Malformed(String),
     #[error(
-        "unknown aggregate kind {0:?} (kinds: audio_file, processing_job, embedding_set, clustering_job, cluster, annotation)"
+        "unknown aggregate kind {0:?} (kinds: audio_file, processing_job, embedding_set, clustering_job, cluster, annotation, classifier)"
     )]
     UnknownKind(String),
     #[error("aggregate id {0:?} is not a whole number")]
@@ -199,6 +201,7 @@ impl FromStr for AggregateRef {
             ClusteringJobId::KIND => Ok(AggregateRef::ClusteringJob(ClusteringJobId(id))),
             ClusterId::KIND => Ok(AggregateRef::Cluster(ClusterId(id))),
             AnnotationId::KIND => Ok(AggregateRef::Annotation(AnnotationId(id))),
+            ClassifierId::KIND => Ok(AggregateRef::Classifier(ClassifierId(id))),
             other => Err(AggregateRefParseError::UnknownKind(other.to_string())),
         }
     }

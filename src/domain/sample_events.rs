@@ -214,6 +214,46 @@ pub fn one_event_of_every_type() -> Vec<Event> {
             derivation: "file name pattern *%Y%m%d_%H%M%S.* at Z".into(),
             set_by: None,
         }),
+        Event::ClassifierTrainingQueued(ClassifierTrainingQueued {
+            classifier_id: ClassifierId(1),
+            labels: vec!["song unit A".into()],
+            model_version: "perch_v2".into(),
+            request: json(r#"{"labels":["song unit A"],"model_version":"perch_v2","c":1.0}"#),
+        }),
+        Event::ClassifierTrainingClaimed(ClassifierTrainingClaimed {
+            classifier_id: ClassifierId(1),
+            worker: WorkerId("host:42:0".into()),
+            attempt: 1,
+        }),
+        Event::ClassifierTrainingProgressed(ClassifierTrainingProgressed {
+            classifier_id: ClassifierId(1),
+            attempt: 1,
+            stage: "evaluating".into(),
+            fraction: 0.5,
+        }),
+        Event::ClassifierTrainingCompleted(ClassifierTrainingCompleted {
+            classifier_id: ClassifierId(1),
+            attempt: 1,
+            artifact_path: "classifiers/1/classifier.json".into(),
+            version: "0123456789abcdef".into(),
+            vector_dim: 1280,
+            threshold: 0.5,
+            metrics: json(r#"[{"label":"song unit A","roc_auc":0.97}]"#),
+            training_set: json(r#"{"windows":120,"recordings":4}"#),
+        }),
+        Event::ClassifierTrainingFailed(ClassifierTrainingFailed {
+            classifier_id: ClassifierId(2),
+            attempt: 1,
+            reason: "label \"song unit A\" has no negative windows; a classifier needs both".into(),
+        }),
+        Event::ClassifierTrainingCancelRequested(ClassifierTrainingCancelRequested { classifier_id: ClassifierId(3) }),
+        Event::ClassifierTrainingCanceled(ClassifierTrainingCanceled { classifier_id: ClassifierId(3) }),
+        Event::ClassifierTrainingAbandoned(ClassifierTrainingAbandoned {
+            classifier_id: ClassifierId(4),
+            attempt: 1,
+            reason: "server restarted while the attempt was running".into(),
+        }),
+        Event::ClassifierTrainingRetried(ClassifierTrainingRetried { classifier_id: ClassifierId(2) }),
     ]
 }
 
