@@ -464,6 +464,84 @@ pub fn clustering_jobs(
     Ok(Page { items, total, offset, limit })
 }
 
+/// A classifier as `GET /api/classifiers/{id}` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClassifierRow {
+    pub id: u64,
+    pub status: String,
+    pub labels: serde_json::Value,
+    pub model_version: String,
+    pub request: serde_json::Value,
+    pub attempt: u32,
+    pub worker: Option<String>,
+    pub cancel_requested: bool,
+    pub stage: Option<String>,
+    pub progress: Option<f64>,
+    pub version: Option<String>,
+    pub artifact_path: Option<String>,
+    pub vector_dim: Option<u32>,
+    pub threshold: Option<f64>,
+    pub metrics: serde_json::Value,
+    pub training_set: serde_json::Value,
+    pub error_message: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+const CLASSIFIER_COLUMNS: &str = "id, status, labels, model_version, request, attempt, worker, cancel_requested, \
+    stage, progress, version, artifact_path, vector_dim, threshold, metrics, training_set, error_message, \
+    created_at, updated_at, started_at, finished_at";
+
+fn classifier_row(row: &Row<'_>) -> rusqlite::Result<ClassifierRow> {
+    Ok(ClassifierRow {
+        id: row.get(0)?,
+        status: row.get(1)?,
+        labels: json_column(row.get(2)?),
+        model_version: row.get(3)?,
+        request: json_column(row.get(4)?),
+        attempt: row.get(5)?,
+        worker: row.get(6)?,
+        cancel_requested: row.get(7)?,
+        stage: row.get(8)?,
+        progress: row.get(9)?,
+        version: row.get(10)?,
+        artifact_path: row.get(11)?,
+        vector_dim: row.get(12)?,
+        threshold: row.get(13)?,
+        metrics: json_column(row.get(14)?),
+        training_set: json_column(row.get(15)?),
+        error_message: row.get(16)?,
+        created_at: row.get(17)?,
+        updated_at: row.get(18)?,
+        started_at: row.get(19)?,
+        finished_at: row.get(20)?,
+    })
+}
+
+pub fn classifier(connection: &Connection, id: u64) -> Result<Option<ClassifierRow>, ProjectionError> {
+    connection
+        .query_row(&format!("SELECT {CLASSIFIER_COLUMNS} FROM classifiers WHERE id = ?1"), [id], classifier_row)
+        .optional()
+        .map_err(sql_error("reading a classifier"))
+}
+
+/// Newest first, so each retraining sits beside the one before.
+pub fn classifiers(connection: &Connection, offset: u64, limit: u64) -> Result<Page<ClassifierRow>, ProjectionError> {
+    let total: u64 = connection
+        .query_row("SELECT COUNT(*) FROM classifiers", [], |row| row.get(0))
+        .map_err(sql_error("counting classifiers"))?;
+    let items = query_all(
+        connection,
+        &format!("SELECT {CLASSIFIER_COLUMNS} FROM classifiers ORDER BY id DESC LIMIT ?1 OFFSET ?2"),
+        params![limit, offset],
+        classifier_row,
+        "listing classifiers",
+    )?;
+    Ok(Page { items, total, offset, limit })
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ClusterRow {
     pub id: u64,
