@@ -19,6 +19,7 @@ pub mod logistic;
 pub mod request;
 pub mod train;
 pub mod training_set;
+pub mod worker;
 
 #[cfg(test)]
 mod reference_tests;

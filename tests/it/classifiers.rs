@@ -1,0 +1,118 @@
+//! Classifiers through the API: train on annotated windows of fake-model embedding sets, follow
+//! the job through events, read the published artifact; bad requests get a 4xx naming the field.
+
+use std::time::Duration;
+
+use humpback::domain::ids::ClassifierId;
+use humpback::domain::state::JobStatus;
+use humpback::log::EventLog;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app_with, TestApp};
+use crate::ingest_api::upload;
+use crate::processing::{chirp_wav, post_json, settings, wait_for_job};
+
+/// Waits on log events (no sleeps) until the training has ended, then for the projections.
+async fn wait_for_training(app: &TestApp, classifier: u64) -> JobStatus {
+    let mut head = app.humpback.log.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        head.borrow_and_update();
+        let status = app.humpback.writer.read_state(|s| s.classifiers.get(&ClassifierId(classifier)).map(|c| c.status));
+        if let Some(status) =
+            status.filter(|s| matches!(s, JobStatus::Complete | JobStatus::Failed | JobStatus::Canceled))
+        {
+            app.humpback.wait_until_projected(app.humpback.log.head()).await;
+            return status;
+        }
+        tokio::time::timeout_at(deadline, head.changed()).await.expect("training did not finish in time").unwrap();
+    }
+}
+
+/// Uploads and encodes a 20 s chirp with the fake model; its audio file id.
+async fn encoded_chirp(app: &TestApp, seed: u32) -> u64 {
+    let (_, audio) =
+        upload(&app.base_url, &format!("chirp{seed}.wav"), chirp_wav(20.0, 16_000, seed), Some("site")).await;
+    let (status, job) =
+        post_json(app.url("/api/processing-jobs"), json!({"audio_file_id": audio["id"], "model": "fake"})).await;
+    assert_eq!(status, 201, "{job}");
+    let job_id = job["id"].as_u64().unwrap();
+    assert_eq!(wait_for_job(app, job_id, &[JobStatus::Complete, JobStatus::Failed]).await, JobStatus::Complete);
+    audio["id"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_classifier_trains_on_annotated_windows_and_publishes_its_versioned_artifact() {
+    let app = spawn_app_with(tempfile::tempdir().unwrap(), settings(1)).await;
+    let mut recordings = Vec::new();
+    for seed in [1, 2, 7, 8] {
+        recordings.push(encoded_chirp(&app, seed).await);
+    }
+    // the low chirps are song, the high ones are marked as not song
+    for (index, audio) in recordings.iter().enumerate() {
+        let kind = if index < 2 { "positive" } else { "negative" };
+        let (status, body) = post_json(
+            app.url("/api/annotations"),
+            json!({"audio_file_id": audio, "start_seconds": 0.0, "end_seconds": 20.0, "label": "song", "kind": kind}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (_, set) = crate::api_get(&app.url(&format!("/api/embedding-sets?audio_file_id={}", recordings[0]))).await;
+    let model_version = set[0]["model_version"].as_str().unwrap().to_string();
+
+    let (status, body) =
+        post_json(app.url("/api/classifiers"), json!({"labels": [], "model_version": model_version})).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().starts_with("labels"), "{body}");
+    let (status, body) =
+        post_json(app.url("/api/classifiers"), json!({"labels": ["grunt"], "model_version": model_version})).await;
+    assert!((400..500).contains(&status), "{status} {body}");
+    assert!(body["error"].as_str().unwrap().contains("grunt"), "{body}");
+    let (status, body) = crate::api_get(&app.url("/api/classifiers/99")).await;
+    assert_eq!(status, 404, "{body}");
+
+    let (status, queued) = post_json(
+        app.url("/api/classifiers"),
+        json!({"labels": ["song"], "model_version": model_version, "folds": 2, "c": 1.0}),
+    )
+    .await;
+    assert_eq!(status, 201, "{queued}");
+    let id = queued["id"].as_u64().unwrap();
+    assert!(queued["status"].is_string());
+    assert_eq!(wait_for_training(&app, id).await, JobStatus::Complete);
+    let (_, classifier) = crate::api_get(&app.url(&format!("/api/classifiers/{id}"))).await;
+    assert_eq!(classifier["status"], "complete", "{classifier}");
+    assert_eq!(classifier["labels"], json!(["song"]));
+    assert_eq!(classifier["model_version"], model_version.as_str());
+    let version = classifier["version"].as_str().unwrap();
+    assert_eq!(version.len(), 16);
+    // every window of the four recordings: as many song as not song
+    let rows = set[0]["row_count"].as_u64().unwrap();
+    assert_eq!(classifier["training_set"]["positive_windows"]["song"], 2 * rows);
+    assert_eq!(classifier["training_set"]["negative_annotation_windows"], 2 * rows);
+    let metrics: &Value = &classifier["metrics"][0];
+    assert_eq!(metrics["label"], "song");
+    assert_eq!(metrics["positive_recordings"], 2);
+    assert!(metrics["roc_auc"].is_number(), "{metrics}");
+    let artifact = humpback::classifier::artifact::read(app.data_dir.path(), ClassifierId(id), Some(version)).unwrap();
+    assert_eq!(artifact.labels, vec!["song".to_string()]);
+    assert_eq!(artifact.heads[0].weights.len(), artifact.vector_dim);
+
+    // retraining is a new classifier, listed beside the first
+    let (status, again) = post_json(
+        app.url("/api/classifiers"),
+        json!({"labels": ["song"], "model_version": model_version, "folds": 2, "c": 0.1}),
+    )
+    .await;
+    assert_eq!(status, 201, "{again}");
+    let second = again["id"].as_u64().unwrap();
+    assert_eq!(wait_for_training(&app, second).await, JobStatus::Complete);
+    let (_, listed) = crate::api_get(&app.url("/api/classifiers")).await;
+    assert_eq!(listed["total"], 2);
+    assert_eq!(listed["items"][0]["id"], second);
+    assert_ne!(listed["items"][0]["version"], listed["items"][1]["version"]);
+    let (status, body) = post_json(app.url(&format!("/api/classifiers/{id}/retry")), json!({})).await;
+    assert_eq!(status, 409, "a complete classifier is not retried: {body}");
+    app.stop().await;
+}
