@@ -41,14 +41,12 @@ async fn encoded_chirp(app: &TestApp, seed: u32) -> u64 {
     audio["id"].as_u64().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_classifier_trains_on_annotated_windows_and_publishes_its_versioned_artifact() {
-    let app = spawn_app_with(tempfile::tempdir().unwrap(), settings(1)).await;
+/// Four encoded chirps, two annotated as song and two as not song; the model version.
+async fn annotated_chirps(app: &TestApp) -> String {
     let mut recordings = Vec::new();
     for seed in [1, 2, 7, 8] {
-        recordings.push(encoded_chirp(&app, seed).await);
+        recordings.push(encoded_chirp(app, seed).await);
     }
-    // the low chirps are song, the high ones are marked as not song
     for (index, audio) in recordings.iter().enumerate() {
         let kind = if index < 2 { "positive" } else { "negative" };
         let (status, body) = post_json(
@@ -59,7 +57,49 @@ async fn a_classifier_trains_on_annotated_windows_and_publishes_its_versioned_ar
         assert_eq!(status, 201, "{body}");
     }
     let (_, set) = crate::api_get(&app.url(&format!("/api/embedding-sets?audio_file_id={}", recordings[0]))).await;
-    let model_version = set[0]["model_version"].as_str().unwrap().to_string();
+    set[0]["model_version"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_training_running_when_the_process_stopped_is_abandoned_at_start_up_and_trained_again() {
+    let no_training = humpback::app::Settings { clustering_workers: 0, ..settings(1) };
+    let app = spawn_app_with(tempfile::tempdir().unwrap(), no_training).await;
+    let model_version = annotated_chirps(&app).await;
+    let (status, queued) =
+        post_json(app.url("/api/classifiers"), json!({"labels": ["song"], "model_version": model_version, "folds": 2}))
+            .await;
+    assert_eq!(status, 201, "{queued}");
+    // a worker claims it and the process stops mid-way, leaving a half-written file
+    app.humpback
+        .writer
+        .execute(humpback::domain::decide::Command::ClaimClassifierTraining {
+            worker: humpback::domain::ids::WorkerId("gone:training:0".into()),
+        })
+        .unwrap();
+    let half = app.data_dir.path().join("classifiers/1/classifier.tmp.json");
+    std::fs::create_dir_all(half.parent().unwrap()).unwrap();
+    std::fs::write(&half, b"{\"format\": \"humpback-cla").unwrap();
+    let data_dir = app.stop().await;
+
+    let app = spawn_app_with(data_dir, settings(1)).await;
+    assert_eq!(wait_for_training(&app, 1).await, JobStatus::Complete);
+    let (_, classifier) = crate::api_get(&app.url("/api/classifiers/1")).await;
+    assert_eq!(classifier["attempt"], 2, "{classifier}");
+    assert!(!half.exists(), "the abandoned attempt's partial file is gone");
+    let (_, events) = crate::api_get(&app.url("/api/events?aggregate=classifier:1")).await;
+    let types: Vec<&str> = events["events"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(types.contains(&"ClassifierTrainingAbandoned"), "{types:?}");
+    let version = classifier["version"].as_str().unwrap();
+    humpback::classifier::artifact::read(app.data_dir.path(), ClassifierId(1), Some(version)).unwrap();
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_classifier_trains_on_annotated_windows_and_publishes_its_versioned_artifact() {
+    let app = spawn_app_with(tempfile::tempdir().unwrap(), settings(1)).await;
+    // the low chirps are song, the high ones are marked as not song
+    let model_version = annotated_chirps(&app).await;
+    let (_, set) = crate::api_get(&app.url("/api/embedding-sets?audio_file_id=1")).await;
 
     let (status, body) =
         post_json(app.url("/api/classifiers"), json!({"labels": [], "model_version": model_version})).await;
