@@ -17,6 +17,7 @@ pub mod detections;
 pub mod evaluation;
 pub mod logistic;
 pub mod request;
+pub mod scores_parquet;
 pub mod train;
 pub mod training_set;
 pub mod worker;
