@@ -13,6 +13,7 @@
 //!   under `classifiers/{id}/` with a version hash; reading the Parquet sets, fitting, evaluating.
 
 pub mod artifact;
+pub mod detect;
 pub mod detections;
 pub mod evaluation;
 pub mod logistic;

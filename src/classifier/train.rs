@@ -274,6 +274,38 @@ mod tests {
         );
         assert!(read(root, ClassifierId(1), Some("0000000000000000")).is_err());
 
+        // a detection run over recordings 1 and 3 finds recording 1's calls, the unlabelled
+        // second run included, and nothing in the quiet recording 3
+        let scores_path = root.join("detections/1/scores.parquet");
+        let outcome = crate::classifier::detect::run_detection(
+            &state,
+            root,
+            &back,
+            &[EmbeddingSetId(1), EmbeddingSetId(3)],
+            back.threshold,
+            &scores_path,
+            &|| true,
+        )
+        .unwrap();
+        assert_eq!(outcome.windows_scored, 2 * WINDOWS);
+        let found: Vec<(u64, u64, u64)> = outcome
+            .detections
+            .iter()
+            .map(|d| (d.audio_file_id.0, d.detection.first_row, d.detection.last_row))
+            .collect();
+        assert_eq!(found, vec![(1, 10, 13), (1, 25, 26)]);
+        assert!(scores_path.exists());
+        let wrong = crate::classifier::detect::run_detection(
+            &state,
+            root,
+            &back,
+            &[EmbeddingSetId(9)],
+            0.5,
+            &root.join("detections/2/scores.parquet"),
+            &|| true,
+        );
+        assert!(matches!(wrong, Err(crate::classifier::detect::DetectionError::WrongModel { .. })));
+
         // every window of recording 1, the unlabelled second run included, scored and merged
         let model = back.model();
         let loaded = load_candidate_windows(&state, root, &request, &|| true).unwrap();
