@@ -723,3 +723,87 @@ fn an_abandoned_training_attempt_is_queued_again_unless_its_cancel_was_asked_for
     let retried = then_events(&state, Command::RetryClassifierTraining { classifier_id: ClassifierId(1) });
     assert!(matches!(&retried[..], [Event::ClassifierTrainingRetried(_)]));
 }
+
+/// `given_an_annotated_embedding_set` with classifier 1 trained (version abcd...) at 0.7.
+fn given_a_trained_classifier() -> DomainState {
+    let mut state = given_an_annotated_embedding_set();
+    let worker = WorkerId("host:1:0".into());
+    for command in [
+        queue_training(&["song unit A"], "builtin-logmel-stats@1"),
+        Command::ClaimClassifierTraining { worker },
+        Command::CompleteClassifierTraining(ClassifierTrainingCompleted {
+            classifier_id: ClassifierId(1),
+            attempt: 1,
+            artifact_path: "classifiers/1/classifier.json".into(),
+            version: "abcdabcdabcdabcd".into(),
+            vector_dim: 4,
+            threshold: 0.7,
+            metrics: JsonText::parse("[]").unwrap(),
+            training_set: JsonText::parse("{}").unwrap(),
+        }),
+    ] {
+        for event in then_events(&state, command) {
+            let seq = state.last_seq.next();
+            state.apply(seq, &event);
+        }
+    }
+    state
+}
+
+fn queue_detection(classifier: u64, sets: &[u64], threshold: Option<f64>) -> Command {
+    Command::QueueDetectionJob {
+        classifier_id: ClassifierId(classifier),
+        embedding_set_ids: sets.iter().map(|id| EmbeddingSetId(*id)).collect(),
+        threshold,
+        scope: JsonText::parse("{}").unwrap(),
+    }
+}
+
+#[test]
+fn a_detection_job_takes_the_trained_classifiers_version_and_threshold_unless_given_one() {
+    let state = given_a_trained_classifier();
+    let events = then_events(&state, queue_detection(1, &[1], None));
+    let [Event::DetectionJobQueued(queued)] = &events[..] else { panic!("{events:?}") };
+    assert_eq!((queued.threshold, queued.classifier_version.as_str()), (0.7, "abcdabcdabcdabcd"));
+    let events = then_events(&state, queue_detection(1, &[1], Some(0.9)));
+    assert!(matches!(&events[..], [Event::DetectionJobQueued(q)] if q.threshold == 0.9));
+    assert!(then_rejected(&state, queue_detection(1, &[1], Some(1.5))).to_string().contains("threshold"));
+    assert_eq!(
+        then_rejected(&state, queue_detection(1, &[7], None)),
+        Rejection::EmbeddingSetNotFound(EmbeddingSetId(7))
+    );
+    assert_eq!(then_rejected(&state, queue_detection(1, &[], None)), Rejection::NoEmbeddingSets);
+    assert_eq!(then_rejected(&state, queue_detection(2, &[1], None)), Rejection::ClassifierNotFound(ClassifierId(2)));
+}
+
+#[test]
+fn a_classifier_still_training_cannot_detect_and_a_detection_job_follows_the_job_rules() {
+    let mut state = given_an_annotated_embedding_set();
+    for event in then_events(&state, queue_training(&["song unit A"], "builtin-logmel-stats@1")) {
+        let seq = state.last_seq.next();
+        state.apply(seq, &event);
+    }
+    assert!(then_rejected(&state, queue_detection(1, &[1], None)).to_string().contains("not trained"));
+
+    let mut state = given_a_trained_classifier();
+    for command in [queue_detection(1, &[1], None), Command::ClaimDetectionJob { worker: WorkerId("w".into()) }] {
+        for event in then_events(&state, command) {
+            let seq = state.last_seq.next();
+            state.apply(seq, &event);
+        }
+    }
+    let job = crate::domain::ids::DetectionJobId(1);
+    assert!(matches!(
+        then_rejected(&state, Command::ReportDetectionProgress { job_id: job, attempt: 2, fraction: 0.5 }),
+        Rejection::NotRunningAttempt { .. }
+    ));
+    let cancel = then_events(&state, Command::CancelDetectionJob { job_id: job });
+    assert!(matches!(&cancel[..], [Event::DetectionJobCancelRequested(_)]));
+    for event in cancel {
+        let seq = state.last_seq.next();
+        state.apply(seq, &event);
+    }
+    let abandoned =
+        then_events(&state, Command::AbandonDetectionJob { job_id: job, attempt: 1, reason: "stopped".into() });
+    assert!(matches!(&abandoned[..], [Event::DetectionJobAbandoned(_), Event::DetectionJobCanceled(_)]));
+}

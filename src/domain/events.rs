@@ -10,7 +10,7 @@ use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 use super::ids::{
-    AggregateRef, AnnotationId, AudioFileId, ClassifierId, ClusterId, ClusteringJobId, EmbeddingSetId,
+    AggregateRef, AnnotationId, AudioFileId, ClassifierId, ClusterId, ClusteringJobId, DetectionJobId, EmbeddingSetId,
     EncodingSignature, ProcessingJobId, Sha256Hex, WorkerId,
 };
 use super::json_text::JsonText;
@@ -334,6 +334,87 @@ pub struct ClassifierTrainingRetried {
     pub classifier_id: ClassifierId,
 }
 
+/// A detection job was queued: one published classifier over resolved embedding sets.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobQueued {
+    pub job_id: DetectionJobId,
+    pub classifier_id: ClassifierId,
+    /// The classifier's version when queued (the worker checks the file still has it).
+    pub classifier_version: String,
+    pub embedding_set_ids: Vec<EmbeddingSetId>,
+    pub threshold: f64,
+    /// The scope as asked (`embedding_set_ids`, `folder` or `model_version`).
+    pub scope: JsonText,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobClaimed {
+    pub job_id: DetectionJobId,
+    pub worker: WorkerId,
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobProgressed {
+    pub job_id: DetectionJobId,
+    pub attempt: u32,
+    pub fraction: f64,
+}
+
+/// One merged run of windows at or above the threshold.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionRecordEvent {
+    pub embedding_set_id: EmbeddingSetId,
+    pub audio_file_id: AudioFileId,
+    pub label: String,
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    pub max_score: f64,
+    pub mean_score: f64,
+    pub windows: u32,
+    pub first_row: u64,
+    pub last_row: u64,
+}
+
+/// `detections/{job_id}/scores.parquet` was published; this records it and the detections.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobCompleted {
+    pub job_id: DetectionJobId,
+    pub attempt: u32,
+    pub scores_path: String,
+    pub windows_scored: u64,
+    pub detections: Vec<DetectionRecordEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobFailed {
+    pub job_id: DetectionJobId,
+    pub attempt: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobCancelRequested {
+    pub job_id: DetectionJobId,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobCanceled {
+    pub job_id: DetectionJobId,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobAbandoned {
+    pub job_id: DetectionJobId,
+    pub attempt: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobRetried {
+    pub job_id: DetectionJobId,
+}
+
 /// Whether a span holds the labelled sound (`positive`), surely does not (`negative`), or
 /// might (`uncertain`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize)]
@@ -514,6 +595,15 @@ event_enum! {
     ClassifierTrainingCanceled = 1,
     ClassifierTrainingAbandoned = 1,
     ClassifierTrainingRetried = 1,
+    DetectionJobQueued = 1,
+    DetectionJobClaimed = 1,
+    DetectionJobProgressed = 1,
+    DetectionJobCompleted = 1,
+    DetectionJobFailed = 1,
+    DetectionJobCancelRequested = 1,
+    DetectionJobCanceled = 1,
+    DetectionJobAbandoned = 1,
+    DetectionJobRetried = 1,
 }
 
 impl Event {
@@ -579,6 +669,15 @@ impl Event {
             Event::ClassifierTrainingCanceled(e) => vec![A::Classifier(e.classifier_id)],
             Event::ClassifierTrainingAbandoned(e) => vec![A::Classifier(e.classifier_id)],
             Event::ClassifierTrainingRetried(e) => vec![A::Classifier(e.classifier_id)],
+            Event::DetectionJobQueued(e) => vec![A::DetectionJob(e.job_id), A::Classifier(e.classifier_id)],
+            Event::DetectionJobClaimed(e) => vec![A::DetectionJob(e.job_id)],
+            Event::DetectionJobProgressed(e) => vec![A::DetectionJob(e.job_id)],
+            Event::DetectionJobCompleted(e) => vec![A::DetectionJob(e.job_id)],
+            Event::DetectionJobFailed(e) => vec![A::DetectionJob(e.job_id)],
+            Event::DetectionJobCancelRequested(e) => vec![A::DetectionJob(e.job_id)],
+            Event::DetectionJobCanceled(e) => vec![A::DetectionJob(e.job_id)],
+            Event::DetectionJobAbandoned(e) => vec![A::DetectionJob(e.job_id)],
+            Event::DetectionJobRetried(e) => vec![A::DetectionJob(e.job_id)],
         }
     }
 
@@ -709,6 +808,30 @@ impl Event {
                 format!("classifier {} training attempt {} abandoned: {}", e.classifier_id, e.attempt, e.reason)
             }
             Event::ClassifierTrainingRetried(e) => format!("classifier {} training queued again", e.classifier_id),
+            Event::DetectionJobQueued(e) => format!(
+                "detection job {} queued: classifier {} over {} embedding sets at {}",
+                e.job_id,
+                e.classifier_id,
+                e.embedding_set_ids.len(),
+                e.threshold
+            ),
+            Event::DetectionJobClaimed(e) => {
+                format!("detection job {} claimed by {} (attempt {})", e.job_id, e.worker, e.attempt)
+            }
+            Event::DetectionJobProgressed(e) => format!("detection job {} ({:.0}%)", e.job_id, e.fraction * 100.0),
+            Event::DetectionJobCompleted(e) => format!(
+                "detection job {} complete: {} windows scored, {} detections",
+                e.job_id,
+                e.windows_scored,
+                e.detections.len()
+            ),
+            Event::DetectionJobFailed(e) => format!("detection job {} failed: {}", e.job_id, e.reason),
+            Event::DetectionJobCancelRequested(e) => format!("detection job {} cancel requested", e.job_id),
+            Event::DetectionJobCanceled(e) => format!("detection job {} canceled", e.job_id),
+            Event::DetectionJobAbandoned(e) => {
+                format!("detection job {} attempt {} abandoned: {}", e.job_id, e.attempt, e.reason)
+            }
+            Event::DetectionJobRetried(e) => format!("detection job {} queued again", e.job_id),
         }
     }
 }

@@ -161,6 +161,7 @@ pub enum AggregateRef {
     Cluster(ClusterId),
     Annotation(AnnotationId),
     Classifier(ClassifierId),
+    DetectionJob(DetectionJobId),
 }
 
 impl fmt::Display for AggregateRef {
@@ -173,16 +174,17 @@ impl fmt::Display for AggregateRef {
             AggregateRef::Cluster(id) => write!(formatter, "{}:{id}", ClusterId::KIND),
             AggregateRef::Annotation(id) => write!(formatter, "{}:{id}", AnnotationId::KIND),
             AggregateRef::Classifier(id) => write!(formatter, "{}:{id}", ClassifierId::KIND),
+            AggregateRef::DetectionJob(id) => write!(formatter, "{}:{id}", DetectionJobId::KIND),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AggregateRefParseError {
-    #[error("aggregate {0:?} is not of the form KIND:ID (kinds: audio_file, processing_job, embedding_set, clustering_job, cluster, annotation, classifier)")]
+    #[error("aggregate {0:?} is not of the form KIND:ID (kinds: audio_file, processing_job, embedding_set, clustering_job, cluster, annotation, classifier, detection_job)")]
     Malformed(String),
     #[error(
-        "unknown aggregate kind {0:?} (kinds: audio_file, processing_job, embedding_set, clustering_job, cluster, annotation, classifier)"
+        "unknown aggregate kind {0:?} (kinds: audio_file, processing_job, embedding_set, clustering_job, cluster, annotation, classifier, detection_job)"
     )]
     UnknownKind(String),
     #[error("aggregate id {0:?} is not a whole number")]
@@ -202,6 +204,7 @@ impl FromStr for AggregateRef {
             ClusterId::KIND => Ok(AggregateRef::Cluster(ClusterId(id))),
             AnnotationId::KIND => Ok(AggregateRef::Annotation(AnnotationId(id))),
             ClassifierId::KIND => Ok(AggregateRef::Classifier(ClassifierId(id))),
+            DetectionJobId::KIND => Ok(AggregateRef::DetectionJob(DetectionJobId(id))),
             other => Err(AggregateRefParseError::UnknownKind(other.to_string())),
         }
     }

@@ -254,6 +254,51 @@ pub fn one_event_of_every_type() -> Vec<Event> {
             reason: "server restarted while the attempt was running".into(),
         }),
         Event::ClassifierTrainingRetried(ClassifierTrainingRetried { classifier_id: ClassifierId(2) }),
+        Event::DetectionJobQueued(DetectionJobQueued {
+            job_id: DetectionJobId(1),
+            classifier_id: ClassifierId(1),
+            classifier_version: "0123456789abcdef".into(),
+            embedding_set_ids: vec![set],
+            threshold: 0.5,
+            scope: json(r#"{"folder":"maui/2024-07"}"#),
+        }),
+        Event::DetectionJobClaimed(DetectionJobClaimed {
+            job_id: DetectionJobId(1),
+            worker: WorkerId("host:42:detection:0".into()),
+            attempt: 1,
+        }),
+        Event::DetectionJobProgressed(DetectionJobProgressed { job_id: DetectionJobId(1), attempt: 1, fraction: 0.5 }),
+        Event::DetectionJobCompleted(DetectionJobCompleted {
+            job_id: DetectionJobId(1),
+            attempt: 1,
+            scores_path: "detections/1/scores.parquet".into(),
+            windows_scored: 4,
+            detections: vec![DetectionRecordEvent {
+                embedding_set_id: set,
+                audio_file_id: audio,
+                label: "song unit A".into(),
+                start_seconds: 5.0,
+                end_seconds: 15.0,
+                max_score: 0.93,
+                mean_score: 0.81,
+                windows: 2,
+                first_row: 1,
+                last_row: 2,
+            }],
+        }),
+        Event::DetectionJobFailed(DetectionJobFailed {
+            job_id: DetectionJobId(2),
+            attempt: 1,
+            reason: "classifier 1's file has version 1111111111111111, the log says 0123456789abcdef".into(),
+        }),
+        Event::DetectionJobCancelRequested(DetectionJobCancelRequested { job_id: DetectionJobId(3) }),
+        Event::DetectionJobCanceled(DetectionJobCanceled { job_id: DetectionJobId(3) }),
+        Event::DetectionJobAbandoned(DetectionJobAbandoned {
+            job_id: DetectionJobId(4),
+            attempt: 1,
+            reason: "server restarted while the attempt was running".into(),
+        }),
+        Event::DetectionJobRetried(DetectionJobRetried { job_id: DetectionJobId(2) }),
     ]
 }
 

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::events::{AnnotationKind, EncodingConfig, Event, ModelRegistered};
 use super::ids::{
-    AnnotationId, AudioFileId, ClassifierId, ClusterId, ClusteringJobId, EmbeddingSetId, EncodingSignature, EventSeq,
-    ProcessingJobId, Sha256Hex,
+    AnnotationId, AudioFileId, ClassifierId, ClusterId, ClusteringJobId, DetectionJobId, EmbeddingSetId,
+    EncodingSignature, EventSeq, ProcessingJobId, Sha256Hex,
 };
 use super::json_text::JsonText;
 
@@ -141,6 +141,20 @@ pub struct DomainState {
         HashMap<AudioFileId, (crate::recording_time::UtcTime, super::events::RecordingTimeSource)>,
     /// Classifiers (detectors) and their training jobs.
     pub classifiers: BTreeMap<ClassifierId, ClassifierState>,
+    pub detection_jobs: BTreeMap<DetectionJobId, DetectionJobState>,
+}
+
+/// A detection job: a classifier (at a version) over embedding sets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectionJobState {
+    pub classifier_id: ClassifierId,
+    pub classifier_version: String,
+    pub embedding_set_ids: Vec<EmbeddingSetId>,
+    pub threshold: f64,
+    pub status: JobStatus,
+    pub attempt: u32,
+    pub cancel_requested: bool,
+    pub queued_at: EventSeq,
 }
 
 /// A classifier: its training job while it runs, its published artifact once trained.
@@ -177,6 +191,10 @@ impl DomainState {
 
     pub fn next_embedding_set_id(&self) -> EmbeddingSetId {
         EmbeddingSetId(self.embedding_sets.keys().next_back().map_or(1, |id| id.0 + 1))
+    }
+
+    pub fn next_detection_job_id(&self) -> DetectionJobId {
+        DetectionJobId(self.detection_jobs.keys().next_back().map_or(1, |id| id.0 + 1))
     }
 
     pub fn next_classifier_id(&self) -> ClassifierId {
@@ -410,6 +428,15 @@ impl DomainState {
             | Event::ClassifierTrainingCanceled(_)
             | Event::ClassifierTrainingAbandoned(_)
             | Event::ClassifierTrainingRetried(_) => self.apply_classifier_event(seq, event),
+            Event::DetectionJobQueued(_)
+            | Event::DetectionJobClaimed(_)
+            | Event::DetectionJobProgressed(_)
+            | Event::DetectionJobCompleted(_)
+            | Event::DetectionJobFailed(_)
+            | Event::DetectionJobCancelRequested(_)
+            | Event::DetectionJobCanceled(_)
+            | Event::DetectionJobAbandoned(_)
+            | Event::DetectionJobRetried(_) => self.apply_detection_event(seq, event),
         }
     }
 
@@ -474,6 +501,56 @@ impl DomainState {
                     classifier.cancel_requested = false;
                     classifier.queued_at = seq;
                 }
+            }
+            _ => {}
+        }
+    }
+
+    fn apply_detection_event(&mut self, seq: EventSeq, event: &Event) {
+        if let Event::DetectionJobQueued(e) = event {
+            self.detection_jobs.insert(
+                e.job_id,
+                DetectionJobState {
+                    classifier_id: e.classifier_id,
+                    classifier_version: e.classifier_version.clone(),
+                    embedding_set_ids: e.embedding_set_ids.clone(),
+                    threshold: e.threshold,
+                    status: JobStatus::Queued,
+                    attempt: 0,
+                    cancel_requested: false,
+                    queued_at: seq,
+                },
+            );
+            return;
+        }
+        let job_id = match event {
+            Event::DetectionJobClaimed(e) => e.job_id,
+            Event::DetectionJobCompleted(e) => e.job_id,
+            Event::DetectionJobFailed(e) => e.job_id,
+            Event::DetectionJobCancelRequested(e) => e.job_id,
+            Event::DetectionJobCanceled(e) => e.job_id,
+            Event::DetectionJobAbandoned(e) => e.job_id,
+            Event::DetectionJobRetried(e) => e.job_id,
+            _ => return,
+        };
+        let Some(job) = self.detection_jobs.get_mut(&job_id) else { return };
+        match event {
+            Event::DetectionJobClaimed(e) => {
+                job.status = JobStatus::Running;
+                job.attempt = e.attempt;
+            }
+            Event::DetectionJobCompleted(_) => job.status = JobStatus::Complete,
+            Event::DetectionJobFailed(_) => job.status = JobStatus::Failed,
+            Event::DetectionJobCancelRequested(_) => job.cancel_requested = true,
+            Event::DetectionJobCanceled(_) => job.status = JobStatus::Canceled,
+            Event::DetectionJobAbandoned(_) => {
+                job.status = JobStatus::Queued;
+                job.queued_at = seq;
+            }
+            Event::DetectionJobRetried(_) => {
+                job.status = JobStatus::Queued;
+                job.cancel_requested = false;
+                job.queued_at = seq;
             }
             _ => {}
         }

@@ -65,6 +65,7 @@ impl From<Rejection> for ApiError {
             | Rejection::ProcessingJobNotFound(_)
             | Rejection::ClusteringJobNotFound(_)
             | Rejection::ClassifierNotFound(_)
+            | Rejection::DetectionJobNotFound(_)
             | Rejection::EmbeddingSetNotFound(_)
             | Rejection::AnnotationNotFound(_) => StatusCode::NOT_FOUND,
             Rejection::AudioFileAlreadyRegistered(_)
