@@ -126,6 +126,7 @@ impl Humpback {
         humpback.recovery = crate::processing::worker::recover_running_jobs(&humpback)?;
         crate::clustering_jobs::worker::recover_running_clustering_jobs(&humpback)?;
         crate::classifier::worker::recover_running_trainings(&humpback)?;
+        crate::classifier::detection_worker::recover_running_detection_jobs(&humpback)?;
         humpback.catch_up_projections()?;
         Ok(humpback)
     }
@@ -265,6 +266,13 @@ impl Application {
                 stop.clone(),
             ))
         });
+        let detection_worker = (self.humpback.settings.clustering_workers > 0).then(|| {
+            tokio::spawn(crate::classifier::detection_worker::run_detection_worker(
+                self.humpback.clone(),
+                stopping_flag.clone(),
+                stop.clone(),
+            ))
+        });
         let access = Arc::new(crate::http::access::AccessPolicy::new(
             self.humpback.settings.access.clone(),
             Some(self.listener.local_addr().context("reading the bound address")?),
@@ -277,7 +285,7 @@ impl Application {
             let _ = stop_sender.send(true);
         });
         let result = served.await.context("serving http");
-        if let Some(worker) = training_worker {
+        for worker in training_worker.into_iter().chain(detection_worker) {
             let _ = worker.await;
         }
         for worker in workers.into_iter().chain(clustering_workers) {

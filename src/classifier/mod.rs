@@ -14,6 +14,7 @@
 
 pub mod artifact;
 pub mod detect;
+pub mod detection_worker;
 pub mod detections;
 pub mod evaluation;
 pub mod logistic;

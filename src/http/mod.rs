@@ -5,6 +5,7 @@ pub mod annotations_api;
 pub mod audio_api;
 pub mod classifiers_api;
 pub mod clustering_api;
+pub mod detections_api;
 mod error;
 pub mod events_api;
 pub mod media_api;
@@ -85,6 +86,11 @@ pub fn router_with_access(
         .route("/api/classifiers/{id}", get(classifiers_api::show))
         .route("/api/classifiers/{id}/cancel", post(classifiers_api::cancel))
         .route("/api/classifiers/{id}/retry", post(classifiers_api::retry))
+        .route("/api/detection-jobs", post(detections_api::queue))
+        .route("/api/detection-jobs/{id}", get(detections_api::show))
+        .route("/api/detection-jobs/{id}/detections", get(detections_api::detections))
+        .route("/api/detection-jobs/{id}/cancel", post(detections_api::cancel))
+        .route("/api/detection-jobs/{id}/retry", post(detections_api::retry))
         .route("/api/clustering-jobs", get(clustering_api::list).post(clustering_api::queue))
         .route("/api/clustering-jobs/{id}", get(clustering_api::show))
         .route("/api/clustering-jobs/{id}/cancel", post(clustering_api::cancel))
