@@ -154,3 +154,78 @@ pub async fn cancel(State(state): State<ApiState>, Path(id): Path<String>) -> Re
 pub async fn retry(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<DetectionJobRow>, ApiError> {
     act(state, id, |job_id| Command::RetryDetectionJob { job_id }).await
 }
+
+#[derive(Debug, Deserialize, Default)]
+pub struct DetectionExport {
+    pub audio_file_id: Option<u64>,
+}
+
+/// A job's detections as a selection table: label as `Annotation`, the best window's probability
+/// as `Score`; multi-file (`Begin File`, `File Offset (s)`) unless one recording is asked for.
+async fn detection_table(
+    state: ApiState,
+    id: String,
+    parameters: Result<Query<DetectionExport>, QueryRejection>,
+    format: crate::catalogue::raven::TableFormat,
+) -> Result<Response, ApiError> {
+    use crate::catalogue::raven::{write_selection_table, Selection, TableColumns};
+    let id = parse_id(&id, "detection job")?;
+    let Query(parameters) = parameters.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    let text = blocking(move || {
+        load_job(&state, id)?;
+        let page = state
+            .humpback
+            .reader
+            .with_connection(|c| queries::detections(c, id, parameters.audio_file_id, 0, u64::MAX >> 1))?;
+        let mut rows = page.items;
+        rows.sort_by(|a, b| a.audio_file_id.cmp(&b.audio_file_id).then(a.start_seconds.total_cmp(&b.start_seconds)));
+        let selections: Vec<Selection> = state.humpback.writer.read_state(|s| {
+            rows.iter()
+                .filter_map(|row| {
+                    let (file, nyquist) =
+                        super::selections_api::selection_file(s, crate::domain::ids::AudioFileId(row.audio_file_id))?;
+                    let end_seconds = row.end_seconds.min(file.duration_seconds.max(row.start_seconds));
+                    Some(Selection {
+                        file,
+                        start_seconds: row.start_seconds,
+                        end_seconds,
+                        low_hz: 0.0,
+                        high_hz: nyquist,
+                        annotation: Some(row.label.clone()),
+                        kind: None,
+                        cluster: None,
+                        score: Some(row.max_score),
+                    })
+                })
+                .collect()
+        });
+        let columns = TableColumns {
+            multi_file: parameters.audio_file_id.is_none(),
+            annotation: true,
+            kind: false,
+            cluster: false,
+            score: true,
+        };
+        Ok(write_selection_table(&selections, columns, format))
+    })
+    .await?;
+    Ok(super::selections_api::table_response(text, format, &format!("detection-job-{id}")))
+}
+
+/// `GET /api/detection-jobs/{id}/selections.txt` (Raven), `?audio_file_id=` for one recording.
+pub async fn selections_raven(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    parameters: Result<Query<DetectionExport>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    detection_table(state, id, parameters, crate::catalogue::raven::TableFormat::Raven).await
+}
+
+/// `GET /api/detection-jobs/{id}/selections.csv`.
+pub async fn selections_csv(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    parameters: Result<Query<DetectionExport>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    detection_table(state, id, parameters, crate::catalogue::raven::TableFormat::Csv).await
+}

@@ -89,6 +89,8 @@ pub fn router_with_access(
         .route("/api/detection-jobs", post(detections_api::queue))
         .route("/api/detection-jobs/{id}", get(detections_api::show))
         .route("/api/detection-jobs/{id}/detections", get(detections_api::detections))
+        .route("/api/detection-jobs/{id}/selections.txt", get(detections_api::selections_raven))
+        .route("/api/detection-jobs/{id}/selections.csv", get(detections_api::selections_csv))
         .route("/api/detection-jobs/{id}/cancel", post(detections_api::cancel))
         .route("/api/detection-jobs/{id}/retry", post(detections_api::retry))
         .route("/api/clustering-jobs", get(clustering_api::list).post(clustering_api::queue))

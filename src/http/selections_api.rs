@@ -59,7 +59,7 @@ impl ExportParameters {
     }
 }
 
-fn table_response(text: String, format: TableFormat, name: &str) -> Response {
+pub(super) fn table_response(text: String, format: TableFormat, name: &str) -> Response {
     (
         [
             (header::CONTENT_TYPE, format.content_type().to_string()),
@@ -70,7 +70,7 @@ fn table_response(text: String, format: TableFormat, name: &str) -> Response {
         .into_response()
 }
 
-fn selection_file(state: &DomainState, audio: AudioFileId) -> Option<(SelectionFile, f64)> {
+pub(super) fn selection_file(state: &DomainState, audio: AudioFileId) -> Option<(SelectionFile, f64)> {
     let file = state.audio_files.get(&audio)?;
     Some((
         SelectionFile {

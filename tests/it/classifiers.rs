@@ -12,6 +12,18 @@ use crate::helpers::{spawn_app_with, TestApp};
 use crate::ingest_api::upload;
 use crate::processing::{chirp_wav, post_json, settings, wait_for_job};
 
+async fn get_text(url: &str) -> String {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut response = agent.get(&url).call().expect("request");
+        assert_eq!(response.status().as_u16(), 200);
+        response.body_mut().read_to_string().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 /// Waits on log events (no sleeps) until the training has ended, then for the projections.
 async fn wait_for_detection(app: &TestApp, job: u64) -> JobStatus {
     let mut head = app.humpback.log.subscribe();
@@ -204,6 +216,17 @@ async fn a_classifier_trains_on_annotated_windows_and_publishes_its_versioned_ar
     let scores = page["items"].as_array().unwrap().iter().map(|d| d["max_score"].as_f64().unwrap()).collect::<Vec<_>>();
     assert!(scores.windows(2).all(|pair| pair[0] >= pair[1]), "highest score first");
     assert!(app.data_dir.path().join(job["scores_path"].as_str().unwrap()).exists());
+    // exports parse with our own reader: one row per detection, label and score kept
+    let raven = get_text(&app.url(&format!("/api/detection-jobs/{job_id}/selections.txt"))).await;
+    let table = humpback::catalogue::raven::read_table(&raven, humpback::catalogue::raven::TableFormat::Raven).unwrap();
+    assert_eq!(table.rows.len(), items.len());
+    let annotation = table.column("Annotation");
+    assert!(table.rows.iter().all(|row| row.get(annotation) == "song"));
+    assert!(table.column("Score").is_some() && table.column("Begin File").is_some());
+    let csv = get_text(&app.url(&format!("/api/detection-jobs/{job_id}/selections.csv?audio_file_id=1"))).await;
+    let table = humpback::catalogue::raven::read_table(&csv, humpback::catalogue::raven::TableFormat::Csv).unwrap();
+    let in_first = items.iter().filter(|d| d["audio_file_id"] == 1).count();
+    assert_eq!(table.rows.len(), in_first);
     let (status, _) = crate::api_get(&app.url("/api/detection-jobs/77/detections")).await;
     assert_eq!(status, 404);
     app.stop().await;
