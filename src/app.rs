@@ -134,6 +134,8 @@ impl Humpback {
         // process that died.
         humpback.recovery = crate::processing::worker::recover_running_jobs(&humpback)?;
         crate::clustering_jobs::worker::recover_running_clustering_jobs(&humpback)?;
+        crate::classifier::worker::recover_running_trainings(&humpback)?;
+        crate::classifier::detection_worker::recover_running_detection_jobs(&humpback)?;
         humpback.catch_up_projections()?;
         Ok(humpback)
     }
@@ -310,6 +312,21 @@ impl Application {
                 ))
             })
             .collect();
+        // One training worker, where background workers run at all (tests step them instead).
+        let training_worker = (self.humpback.settings.clustering_workers > 0).then(|| {
+            tokio::spawn(crate::classifier::worker::run_training_worker(
+                self.humpback.clone(),
+                stopping_flag.clone(),
+                stop.clone(),
+            ))
+        });
+        let detection_worker = (self.humpback.settings.clustering_workers > 0).then(|| {
+            tokio::spawn(crate::classifier::detection_worker::run_detection_worker(
+                self.humpback.clone(),
+                stopping_flag.clone(),
+                stop.clone(),
+            ))
+        });
         let access = Arc::new(crate::http::access::AccessPolicy::new(
             self.humpback.settings.access.clone(),
             Some(self.listener.local_addr().context("reading the bound address")?),
@@ -322,6 +339,9 @@ impl Application {
             let _ = stop_sender.send(true);
         });
         let result = served.await.context("serving http");
+        for worker in training_worker.into_iter().chain(detection_worker) {
+            let _ = worker.await;
+        }
         for worker in workers.into_iter().chain(clustering_workers) {
             let _ = worker.await;
         }

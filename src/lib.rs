@@ -6,6 +6,7 @@ pub mod app;
 pub mod artifacts;
 pub mod audio;
 pub mod catalogue;
+pub mod classifier;
 pub mod cli;
 pub mod clustering;
 pub mod clustering_jobs;

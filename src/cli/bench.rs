@@ -56,6 +56,8 @@ pub enum BenchCommand {
     Processing(BenchProcessingArgs),
     /// Search by example: exact top-k latency over synthetic vector caches, cold and warm, and memory.
     Search(super::bench_search::BenchSearchArgs),
+    /// Detector training: one fit and the grouped cross-validation on synthetic labelled windows.
+    Classifier(super::bench_classifier::BenchClassifierArgs),
     /// Web page speed with a realistic library (built through the real import, processing and
     /// clustering code, or reused with --dir): median and p95 latency and size of every page.
     Ui(super::bench_ui::BenchUiArgs),
@@ -89,6 +91,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         BenchCommand::Ui(args) => super::bench_ui::run(args).map(|()| 0),
         BenchCommand::Search(args) => super::bench_search::run(args).map(|()| 0),
         BenchCommand::LogOpen { events, dir, tail } => bench_log_open(events, &dir, tail).map(|()| 0),
+        BenchCommand::Classifier(args) => super::bench_classifier::run(args).map(|()| 0),
         BenchCommand::EventLog { single, batched, batch_size, dir } => {
             let scratch = match dir {
                 Some(dir) => tempfile::Builder::new().prefix("humpback-bench-").tempdir_in(dir)?,

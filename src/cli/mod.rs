@@ -7,6 +7,7 @@ mod annotations;
 mod artifacts;
 mod bench;
 mod bench_audio;
+mod bench_classifier;
 mod bench_clustering;
 mod bench_models;
 mod bench_search;

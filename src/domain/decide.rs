@@ -6,7 +6,8 @@ use super::annotation_rules::{
 };
 use super::events::*;
 use super::ids::{
-    AnnotationId, AudioFileId, ClusteringJobId, EmbeddingSetId, EncodingSignature, ProcessingJobId, Sha256Hex, WorkerId,
+    AnnotationId, AudioFileId, ClassifierId, ClusteringJobId, DetectionJobId, EmbeddingSetId, EncodingSignature,
+    ProcessingJobId, Sha256Hex, WorkerId,
 };
 use super::json_text::JsonText;
 use super::state::{DomainState, JobStatus};
@@ -99,6 +100,81 @@ pub enum Command {
     },
     RetryClusteringJob {
         job_id: ClusteringJobId,
+    },
+    /// Queue the training of a new classifier; `request` is the validated request as JSON.
+    QueueClassifierTraining {
+        labels: Vec<String>,
+        model_version: String,
+        request: JsonText,
+    },
+    ClaimClassifierTraining {
+        worker: WorkerId,
+    },
+    ReportClassifierTrainingProgress {
+        classifier_id: ClassifierId,
+        attempt: u32,
+        stage: String,
+        fraction: f64,
+    },
+    /// The artifact is already published (staged, fsynced, renamed) when this is decided.
+    CompleteClassifierTraining(ClassifierTrainingCompleted),
+    FailClassifierTraining {
+        classifier_id: ClassifierId,
+        attempt: u32,
+        reason: String,
+    },
+    CancelClassifierTraining {
+        classifier_id: ClassifierId,
+    },
+    ConfirmClassifierTrainingCanceled {
+        classifier_id: ClassifierId,
+        attempt: u32,
+    },
+    AbandonClassifierTraining {
+        classifier_id: ClassifierId,
+        attempt: u32,
+        reason: String,
+    },
+    RetryClassifierTraining {
+        classifier_id: ClassifierId,
+    },
+    /// Queue a detection job; the scope is already resolved to embedding sets.
+    QueueDetectionJob {
+        classifier_id: ClassifierId,
+        embedding_set_ids: Vec<EmbeddingSetId>,
+        /// `None`: the classifier's own threshold.
+        threshold: Option<f64>,
+        scope: JsonText,
+    },
+    ClaimDetectionJob {
+        worker: WorkerId,
+    },
+    ReportDetectionProgress {
+        job_id: DetectionJobId,
+        attempt: u32,
+        fraction: f64,
+    },
+    /// The scores file is already published when this is decided.
+    CompleteDetectionJob(DetectionJobCompleted),
+    FailDetectionJob {
+        job_id: DetectionJobId,
+        attempt: u32,
+        reason: String,
+    },
+    CancelDetectionJob {
+        job_id: DetectionJobId,
+    },
+    ConfirmDetectionJobCanceled {
+        job_id: DetectionJobId,
+        attempt: u32,
+    },
+    AbandonDetectionJob {
+        job_id: DetectionJobId,
+        attempt: u32,
+        reason: String,
+    },
+    RetryDetectionJob {
+        job_id: DetectionJobId,
     },
     /// Add annotations, all or none. Ones identical to an existing annotation (or to an earlier
     /// one in the same command) are left out, so importing a table twice doubles nothing.
@@ -215,6 +291,10 @@ pub enum Rejection {
     ProcessingJobNotFound(ProcessingJobId),
     #[error("clustering job {0} does not exist")]
     ClusteringJobNotFound(ClusteringJobId),
+    #[error("classifier {0} does not exist")]
+    ClassifierNotFound(ClassifierId),
+    #[error("detection job {0} does not exist")]
+    DetectionJobNotFound(DetectionJobId),
     #[error("no job is waiting in the queue")]
     NothingToClaim,
     #[error("job {job} is {status}, not running attempt {attempt}")]
@@ -574,6 +654,150 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
             }
             Ok(vec![Event::ClusteringJobRetried(ClusteringJobRetried { job_id })])
         }
+        Command::QueueClassifierTraining { labels, model_version, request } => {
+            queue_classifier_training(state, labels, model_version, request)
+        }
+        Command::ClaimClassifierTraining { worker } => {
+            let next = state
+                .classifiers
+                .iter()
+                .filter(|(_, classifier)| classifier.status == JobStatus::Queued)
+                .min_by_key(|(id, classifier)| (classifier.queued_at, **id));
+            let Some((classifier_id, classifier)) = next else {
+                return Err(Rejection::NothingToClaim);
+            };
+            Ok(vec![Event::ClassifierTrainingClaimed(ClassifierTrainingClaimed {
+                classifier_id: *classifier_id,
+                worker,
+                attempt: classifier.attempt + 1,
+            })])
+        }
+        Command::ReportClassifierTrainingProgress { classifier_id, attempt, stage, fraction } => {
+            running_training_attempt(state, classifier_id, attempt)?;
+            if !(0.0..=1.0).contains(&fraction) {
+                return Err(Rejection::Invalid(format!("progress fraction {fraction} is not between 0 and 1")));
+            }
+            Ok(vec![Event::ClassifierTrainingProgressed(ClassifierTrainingProgressed {
+                classifier_id,
+                attempt,
+                stage,
+                fraction,
+            })])
+        }
+        Command::CompleteClassifierTraining(completed) => {
+            running_training_attempt(state, completed.classifier_id, completed.attempt)?;
+            Ok(vec![Event::ClassifierTrainingCompleted(completed)])
+        }
+        Command::FailClassifierTraining { classifier_id, attempt, reason } => {
+            running_training_attempt(state, classifier_id, attempt)?;
+            Ok(vec![Event::ClassifierTrainingFailed(ClassifierTrainingFailed { classifier_id, attempt, reason })])
+        }
+        Command::CancelClassifierTraining { classifier_id } => {
+            let classifier =
+                state.classifiers.get(&classifier_id).ok_or(Rejection::ClassifierNotFound(classifier_id))?;
+            match classifier.status {
+                JobStatus::Queued => {
+                    Ok(vec![Event::ClassifierTrainingCanceled(ClassifierTrainingCanceled { classifier_id })])
+                }
+                JobStatus::Running if classifier.cancel_requested => Ok(vec![]),
+                JobStatus::Running => {
+                    Ok(vec![Event::ClassifierTrainingCancelRequested(ClassifierTrainingCancelRequested {
+                        classifier_id,
+                    })])
+                }
+                status => Err(Rejection::NotCancelable { job: format!("classifier {classifier_id}"), status }),
+            }
+        }
+        Command::ConfirmClassifierTrainingCanceled { classifier_id, attempt } => {
+            running_training_attempt(state, classifier_id, attempt)?;
+            Ok(vec![Event::ClassifierTrainingCanceled(ClassifierTrainingCanceled { classifier_id })])
+        }
+        Command::AbandonClassifierTraining { classifier_id, attempt, reason } => {
+            let classifier = running_training_attempt(state, classifier_id, attempt)?;
+            let mut events = vec![Event::ClassifierTrainingAbandoned(ClassifierTrainingAbandoned {
+                classifier_id,
+                attempt,
+                reason,
+            })];
+            if classifier.cancel_requested {
+                events.push(Event::ClassifierTrainingCanceled(ClassifierTrainingCanceled { classifier_id }));
+            }
+            Ok(events)
+        }
+        Command::RetryClassifierTraining { classifier_id } => {
+            let classifier =
+                state.classifiers.get(&classifier_id).ok_or(Rejection::ClassifierNotFound(classifier_id))?;
+            if !matches!(classifier.status, JobStatus::Failed | JobStatus::Canceled) {
+                return Err(Rejection::NotRetryable {
+                    job: format!("classifier {classifier_id}"),
+                    status: classifier.status,
+                });
+            }
+            Ok(vec![Event::ClassifierTrainingRetried(ClassifierTrainingRetried { classifier_id })])
+        }
+        Command::QueueDetectionJob { classifier_id, embedding_set_ids, threshold, scope } => {
+            queue_detection_job(state, classifier_id, embedding_set_ids, threshold, scope)
+        }
+        Command::ClaimDetectionJob { worker } => {
+            let next = state
+                .detection_jobs
+                .iter()
+                .filter(|(_, job)| job.status == JobStatus::Queued)
+                .min_by_key(|(id, job)| (job.queued_at, **id));
+            let Some((job_id, job)) = next else {
+                return Err(Rejection::NothingToClaim);
+            };
+            Ok(vec![Event::DetectionJobClaimed(DetectionJobClaimed {
+                job_id: *job_id,
+                worker,
+                attempt: job.attempt + 1,
+            })])
+        }
+        Command::ReportDetectionProgress { job_id, attempt, fraction } => {
+            running_detection_attempt(state, job_id, attempt)?;
+            if !(0.0..=1.0).contains(&fraction) {
+                return Err(Rejection::Invalid(format!("progress fraction {fraction} is not between 0 and 1")));
+            }
+            Ok(vec![Event::DetectionJobProgressed(DetectionJobProgressed { job_id, attempt, fraction })])
+        }
+        Command::CompleteDetectionJob(completed) => {
+            running_detection_attempt(state, completed.job_id, completed.attempt)?;
+            Ok(vec![Event::DetectionJobCompleted(completed)])
+        }
+        Command::FailDetectionJob { job_id, attempt, reason } => {
+            running_detection_attempt(state, job_id, attempt)?;
+            Ok(vec![Event::DetectionJobFailed(DetectionJobFailed { job_id, attempt, reason })])
+        }
+        Command::CancelDetectionJob { job_id } => {
+            let job = state.detection_jobs.get(&job_id).ok_or(Rejection::DetectionJobNotFound(job_id))?;
+            match job.status {
+                JobStatus::Queued => Ok(vec![Event::DetectionJobCanceled(DetectionJobCanceled { job_id })]),
+                JobStatus::Running if job.cancel_requested => Ok(vec![]),
+                JobStatus::Running => {
+                    Ok(vec![Event::DetectionJobCancelRequested(DetectionJobCancelRequested { job_id })])
+                }
+                status => Err(Rejection::NotCancelable { job: format!("detection job {job_id}"), status }),
+            }
+        }
+        Command::ConfirmDetectionJobCanceled { job_id, attempt } => {
+            running_detection_attempt(state, job_id, attempt)?;
+            Ok(vec![Event::DetectionJobCanceled(DetectionJobCanceled { job_id })])
+        }
+        Command::AbandonDetectionJob { job_id, attempt, reason } => {
+            let job = running_detection_attempt(state, job_id, attempt)?;
+            let mut events = vec![Event::DetectionJobAbandoned(DetectionJobAbandoned { job_id, attempt, reason })];
+            if job.cancel_requested {
+                events.push(Event::DetectionJobCanceled(DetectionJobCanceled { job_id }));
+            }
+            Ok(events)
+        }
+        Command::RetryDetectionJob { job_id } => {
+            let job = state.detection_jobs.get(&job_id).ok_or(Rejection::DetectionJobNotFound(job_id))?;
+            if !matches!(job.status, JobStatus::Failed | JobStatus::Canceled) {
+                return Err(Rejection::NotRetryable { job: format!("detection job {job_id}"), status: job.status });
+            }
+            Ok(vec![Event::DetectionJobRetried(DetectionJobRetried { job_id })])
+        }
         Command::AddAnnotations(add) => add_annotations(state, add),
         Command::ChangeAnnotation(change) => change_annotation(state, change),
         Command::RemoveAnnotation { annotation_id, removed_by } => {
@@ -744,6 +968,110 @@ fn running_processing_attempt(
         });
     }
     Ok(job)
+}
+
+/// A classifier can only be trained on labels some annotation carries and a model version some
+/// embedding set has.
+fn queue_classifier_training(
+    state: &DomainState,
+    labels: Vec<String>,
+    model_version: String,
+    request: JsonText,
+) -> Result<Vec<Event>, Rejection> {
+    if labels.is_empty() {
+        return Err(Rejection::Invalid("labels: give at least one label".into()));
+    }
+    if !state.embedding_sets.values().any(|set| set.model_version == model_version) {
+        return Err(Rejection::Invalid(format!("model_version: no embedding set has model version {model_version:?}")));
+    }
+    if let Some(unknown) =
+        labels.iter().find(|label| !state.annotations.values().any(|annotation| &annotation.label == *label))
+    {
+        return Err(Rejection::Invalid(format!("labels: no annotation has the label {unknown:?}")));
+    }
+    Ok(vec![Event::ClassifierTrainingQueued(ClassifierTrainingQueued {
+        classifier_id: state.next_classifier_id(),
+        labels,
+        model_version,
+        request,
+    })])
+}
+
+/// A detection job needs a trained classifier and sets of its model version.
+fn queue_detection_job(
+    state: &DomainState,
+    classifier_id: ClassifierId,
+    embedding_set_ids: Vec<EmbeddingSetId>,
+    threshold: Option<f64>,
+    scope: JsonText,
+) -> Result<Vec<Event>, Rejection> {
+    let classifier = state.classifiers.get(&classifier_id).ok_or(Rejection::ClassifierNotFound(classifier_id))?;
+    let (Some((_, version)), Some(trained_threshold)) = (&classifier.artifact, classifier.threshold) else {
+        return Err(Rejection::Invalid(format!(
+            "classifier_id: classifier {classifier_id} is {}, not trained",
+            classifier.status
+        )));
+    };
+    if embedding_set_ids.is_empty() {
+        return Err(Rejection::NoEmbeddingSets);
+    }
+    let mut offending = Vec::new();
+    for id in &embedding_set_ids {
+        let set = state.embedding_sets.get(id).ok_or(Rejection::EmbeddingSetNotFound(*id))?;
+        if set.model_version != classifier.model_version {
+            offending.push(*id);
+        }
+    }
+    if !offending.is_empty() {
+        return Err(Rejection::Invalid(format!(
+            "embedding sets {offending:?} are not of model version {:?}, which the classifier was trained on",
+            classifier.model_version
+        )));
+    }
+    let threshold = threshold.unwrap_or(trained_threshold);
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(Rejection::Invalid(format!("threshold: must be between 0 and 1, not {threshold}")));
+    }
+    Ok(vec![Event::DetectionJobQueued(DetectionJobQueued {
+        job_id: state.next_detection_job_id(),
+        classifier_id,
+        classifier_version: version.clone(),
+        embedding_set_ids,
+        threshold,
+        scope,
+    })])
+}
+
+fn running_detection_attempt(
+    state: &DomainState,
+    job_id: DetectionJobId,
+    attempt: u32,
+) -> Result<&super::state::DetectionJobState, Rejection> {
+    let job = state.detection_jobs.get(&job_id).ok_or(Rejection::DetectionJobNotFound(job_id))?;
+    if job.status != JobStatus::Running || job.attempt != attempt {
+        return Err(Rejection::NotRunningAttempt {
+            job: format!("detection job {job_id}"),
+            status: job.status,
+            attempt,
+        });
+    }
+    Ok(job)
+}
+
+fn running_training_attempt(
+    state: &DomainState,
+    classifier_id: ClassifierId,
+    attempt: u32,
+) -> Result<&super::state::ClassifierState, Rejection> {
+    let classifier = state.classifiers.get(&classifier_id).ok_or(Rejection::ClassifierNotFound(classifier_id))?;
+    if classifier.status != JobStatus::Running || classifier.attempt != attempt {
+        return Err(Rejection::NotRunningAttempt {
+            job: format!("classifier {classifier_id}"),
+            status: classifier.status,
+            attempt,
+        });
+    }
+    Ok(classifier)
 }
 
 fn running_clustering_attempt(

@@ -1,7 +1,7 @@
 //! `decide` as given / when / then.
 
 use super::*;
-use crate::domain::ids::{ClusterId, EventSeq};
+use crate::domain::ids::{ClassifierId, ClusterId, EventSeq};
 use crate::domain::sample_events::{sample_encoding_config, sample_signature};
 
 fn given(events: &[Event]) -> DomainState {
@@ -616,4 +616,216 @@ fn retiring_a_registered_model_records_it_once() {
         then_rejected(&DomainState::default(), retire()),
         Rejection::Invalid(reason) if reason.contains("not registered")
     ));
+}
+
+/// A registered recording with an embedding set (`builtin-logmel-stats@1`) and annotations
+/// labelled "song unit A" and "boat noise".
+fn given_an_annotated_embedding_set() -> DomainState {
+    let samples = crate::domain::sample_events::one_event_of_every_type();
+    let kept: Vec<Event> = samples
+        .into_iter()
+        .filter(|event| {
+            matches!(
+                event,
+                Event::AudioFileRegistered(_)
+                    | Event::ProcessingJobQueued(_)
+                    | Event::EmbeddingSetPromoted(_)
+                    | Event::AnnotationsAdded(_)
+            )
+        })
+        .collect();
+    given(&kept)
+}
+
+fn queue_training(labels: &[&str], model_version: &str) -> Command {
+    Command::QueueClassifierTraining {
+        labels: labels.iter().map(|label| label.to_string()).collect(),
+        model_version: model_version.into(),
+        request: JsonText::parse("{}").unwrap(),
+    }
+}
+
+#[test]
+fn training_needs_a_known_model_version_and_labels_some_annotation_carries() {
+    let state = given_an_annotated_embedding_set();
+    let events = then_events(&state, queue_training(&["song unit A"], "builtin-logmel-stats@1"));
+    assert!(
+        matches!(&events[..], [Event::ClassifierTrainingQueued(queued)] if queued.classifier_id == ClassifierId(1))
+    );
+    let rejection = then_rejected(&state, queue_training(&["song unit A"], "perch_v9"));
+    assert!(rejection.to_string().contains("model_version"), "{rejection}");
+    let rejection = then_rejected(&state, queue_training(&["grunt"], "builtin-logmel-stats@1"));
+    assert!(rejection.to_string().contains("\"grunt\""), "{rejection}");
+}
+
+#[test]
+fn a_training_job_is_claimed_completed_and_then_neither_canceled_nor_retried() {
+    let state = given_an_annotated_embedding_set();
+    let mut log = then_events(&state, queue_training(&["song unit A"], "builtin-logmel-stats@1"));
+    let worker = WorkerId("host:1:0".into());
+    let mut state = state;
+    let apply_all = |state: &mut DomainState, events: &[Event]| {
+        for event in events {
+            let seq = state.last_seq.next();
+            state.apply(seq, event);
+        }
+    };
+    apply_all(&mut state, &log);
+    let claimed = then_events(&state, Command::ClaimClassifierTraining { worker: worker.clone() });
+    assert!(matches!(&claimed[..], [Event::ClassifierTrainingClaimed(c)] if c.attempt == 1));
+    apply_all(&mut state, &claimed);
+    log.extend(claimed);
+    assert_eq!(then_rejected(&state, Command::ClaimClassifierTraining { worker }), Rejection::NothingToClaim);
+    let completed = ClassifierTrainingCompleted {
+        classifier_id: ClassifierId(1),
+        attempt: 2,
+        artifact_path: "classifiers/1/classifier.json".into(),
+        version: "0123456789abcdef".into(),
+        vector_dim: 4,
+        threshold: 0.5,
+        metrics: JsonText::parse("[]").unwrap(),
+        training_set: JsonText::parse("{}").unwrap(),
+    };
+    let stale = then_rejected(&state, Command::CompleteClassifierTraining(completed.clone()));
+    assert!(matches!(stale, Rejection::NotRunningAttempt { attempt: 2, .. }));
+    let done = then_events(
+        &state,
+        Command::CompleteClassifierTraining(ClassifierTrainingCompleted { attempt: 1, ..completed }),
+    );
+    apply_all(&mut state, &done);
+    let classifier = &state.classifiers[&ClassifierId(1)];
+    assert_eq!(classifier.status, JobStatus::Complete);
+    assert_eq!(classifier.artifact.as_ref().map(|(_, version)| version.as_str()), Some("0123456789abcdef"));
+    assert!(matches!(
+        then_rejected(&state, Command::CancelClassifierTraining { classifier_id: ClassifierId(1) }),
+        Rejection::NotCancelable { .. }
+    ));
+    assert!(matches!(
+        then_rejected(&state, Command::RetryClassifierTraining { classifier_id: ClassifierId(1) }),
+        Rejection::NotRetryable { .. }
+    ));
+    assert_eq!(
+        then_rejected(&state, Command::CancelClassifierTraining { classifier_id: ClassifierId(9) }),
+        Rejection::ClassifierNotFound(ClassifierId(9))
+    );
+}
+
+#[test]
+fn an_abandoned_training_attempt_is_queued_again_unless_its_cancel_was_asked_for() {
+    let (mut state, _) = (given_an_annotated_embedding_set(), ());
+    for command in [
+        queue_training(&["song unit A"], "builtin-logmel-stats@1"),
+        Command::ClaimClassifierTraining { worker: WorkerId("host:1:0".into()) },
+    ] {
+        for event in then_events(&state, command) {
+            let seq = state.last_seq.next();
+            state.apply(seq, &event);
+        }
+    }
+    let abandon = Command::AbandonClassifierTraining {
+        classifier_id: ClassifierId(1),
+        attempt: 1,
+        reason: "server restarted while the attempt was running".into(),
+    };
+    let events = then_events(&state, abandon.clone());
+    assert!(matches!(&events[..], [Event::ClassifierTrainingAbandoned(_)]));
+    let cancel = then_events(&state, Command::CancelClassifierTraining { classifier_id: ClassifierId(1) });
+    assert!(matches!(&cancel[..], [Event::ClassifierTrainingCancelRequested(_)]));
+    for event in cancel {
+        let seq = state.last_seq.next();
+        state.apply(seq, &event);
+    }
+    let events = then_events(&state, abandon);
+    assert!(matches!(&events[..], [Event::ClassifierTrainingAbandoned(_), Event::ClassifierTrainingCanceled(_)]));
+    for event in events {
+        let seq = state.last_seq.next();
+        state.apply(seq, &event);
+    }
+    assert_eq!(state.classifiers[&ClassifierId(1)].status, JobStatus::Canceled);
+    let retried = then_events(&state, Command::RetryClassifierTraining { classifier_id: ClassifierId(1) });
+    assert!(matches!(&retried[..], [Event::ClassifierTrainingRetried(_)]));
+}
+
+/// `given_an_annotated_embedding_set` with classifier 1 trained (version abcd...) at 0.7.
+fn given_a_trained_classifier() -> DomainState {
+    let mut state = given_an_annotated_embedding_set();
+    let worker = WorkerId("host:1:0".into());
+    for command in [
+        queue_training(&["song unit A"], "builtin-logmel-stats@1"),
+        Command::ClaimClassifierTraining { worker },
+        Command::CompleteClassifierTraining(ClassifierTrainingCompleted {
+            classifier_id: ClassifierId(1),
+            attempt: 1,
+            artifact_path: "classifiers/1/classifier.json".into(),
+            version: "abcdabcdabcdabcd".into(),
+            vector_dim: 4,
+            threshold: 0.7,
+            metrics: JsonText::parse("[]").unwrap(),
+            training_set: JsonText::parse("{}").unwrap(),
+        }),
+    ] {
+        for event in then_events(&state, command) {
+            let seq = state.last_seq.next();
+            state.apply(seq, &event);
+        }
+    }
+    state
+}
+
+fn queue_detection(classifier: u64, sets: &[u64], threshold: Option<f64>) -> Command {
+    Command::QueueDetectionJob {
+        classifier_id: ClassifierId(classifier),
+        embedding_set_ids: sets.iter().map(|id| EmbeddingSetId(*id)).collect(),
+        threshold,
+        scope: JsonText::parse("{}").unwrap(),
+    }
+}
+
+#[test]
+fn a_detection_job_takes_the_trained_classifiers_version_and_threshold_unless_given_one() {
+    let state = given_a_trained_classifier();
+    let events = then_events(&state, queue_detection(1, &[1], None));
+    let [Event::DetectionJobQueued(queued)] = &events[..] else { panic!("{events:?}") };
+    assert_eq!((queued.threshold, queued.classifier_version.as_str()), (0.7, "abcdabcdabcdabcd"));
+    let events = then_events(&state, queue_detection(1, &[1], Some(0.9)));
+    assert!(matches!(&events[..], [Event::DetectionJobQueued(q)] if q.threshold == 0.9));
+    assert!(then_rejected(&state, queue_detection(1, &[1], Some(1.5))).to_string().contains("threshold"));
+    assert_eq!(
+        then_rejected(&state, queue_detection(1, &[7], None)),
+        Rejection::EmbeddingSetNotFound(EmbeddingSetId(7))
+    );
+    assert_eq!(then_rejected(&state, queue_detection(1, &[], None)), Rejection::NoEmbeddingSets);
+    assert_eq!(then_rejected(&state, queue_detection(2, &[1], None)), Rejection::ClassifierNotFound(ClassifierId(2)));
+}
+
+#[test]
+fn a_classifier_still_training_cannot_detect_and_a_detection_job_follows_the_job_rules() {
+    let mut state = given_an_annotated_embedding_set();
+    for event in then_events(&state, queue_training(&["song unit A"], "builtin-logmel-stats@1")) {
+        let seq = state.last_seq.next();
+        state.apply(seq, &event);
+    }
+    assert!(then_rejected(&state, queue_detection(1, &[1], None)).to_string().contains("not trained"));
+
+    let mut state = given_a_trained_classifier();
+    for command in [queue_detection(1, &[1], None), Command::ClaimDetectionJob { worker: WorkerId("w".into()) }] {
+        for event in then_events(&state, command) {
+            let seq = state.last_seq.next();
+            state.apply(seq, &event);
+        }
+    }
+    let job = crate::domain::ids::DetectionJobId(1);
+    assert!(matches!(
+        then_rejected(&state, Command::ReportDetectionProgress { job_id: job, attempt: 2, fraction: 0.5 }),
+        Rejection::NotRunningAttempt { .. }
+    ));
+    let cancel = then_events(&state, Command::CancelDetectionJob { job_id: job });
+    assert!(matches!(&cancel[..], [Event::DetectionJobCancelRequested(_)]));
+    for event in cancel {
+        let seq = state.last_seq.next();
+        state.apply(seq, &event);
+    }
+    let abandoned =
+        then_events(&state, Command::AbandonDetectionJob { job_id: job, attempt: 1, reason: "stopped".into() });
+    assert!(matches!(&abandoned[..], [Event::DetectionJobAbandoned(_), Event::DetectionJobCanceled(_)]));
 }

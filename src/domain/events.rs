@@ -10,8 +10,8 @@ use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 use super::ids::{
-    AggregateRef, AnnotationId, AudioFileId, ClusterId, ClusteringJobId, EmbeddingSetId, EncodingSignature,
-    ProcessingJobId, Sha256Hex, WorkerId,
+    AggregateRef, AnnotationId, AudioFileId, ClassifierId, ClusterId, ClusteringJobId, DetectionJobId, EmbeddingSetId,
+    EncodingSignature, ProcessingJobId, Sha256Hex, WorkerId,
 };
 use super::json_text::JsonText;
 pub use crate::recording_time::RecordingTimeSource;
@@ -270,6 +270,159 @@ pub struct ClusteringJobRetried {
     pub job_id: ClusteringJobId,
 }
 
+/// A classifier's training was queued (`POST /api/classifiers`); retraining queues a new one.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingQueued {
+    pub classifier_id: ClassifierId,
+    pub labels: Vec<String>,
+    pub model_version: String,
+    /// The whole `TrainClassifierRequest`, defaults filled in.
+    pub request: JsonText,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingClaimed {
+    pub classifier_id: ClassifierId,
+    pub worker: WorkerId,
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingProgressed {
+    pub classifier_id: ClassifierId,
+    pub attempt: u32,
+    /// `loading`, `training`, `evaluating`, `writing`.
+    pub stage: String,
+    pub fraction: f64,
+}
+
+/// The classifier file was published; this event makes it the classifier.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingCompleted {
+    pub classifier_id: ClassifierId,
+    pub attempt: u32,
+    /// Relative to the data directory (`classifiers/{id}/classifier.json`).
+    pub artifact_path: String,
+    /// The hash of the file's bytes (16 hex digits).
+    pub version: String,
+    pub vector_dim: u32,
+    pub threshold: f64,
+    /// The per-label cross-validated figures and the training-set description, as stored in
+    /// the artifact.
+    pub metrics: JsonText,
+    pub training_set: JsonText,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingFailed {
+    pub classifier_id: ClassifierId,
+    pub attempt: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingCancelRequested {
+    pub classifier_id: ClassifierId,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingCanceled {
+    pub classifier_id: ClassifierId,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingAbandoned {
+    pub classifier_id: ClassifierId,
+    pub attempt: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct ClassifierTrainingRetried {
+    pub classifier_id: ClassifierId,
+}
+
+/// A detection job was queued: one published classifier over resolved embedding sets.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobQueued {
+    pub job_id: DetectionJobId,
+    pub classifier_id: ClassifierId,
+    /// The classifier's version when queued (the worker checks the file still has it).
+    pub classifier_version: String,
+    pub embedding_set_ids: Vec<EmbeddingSetId>,
+    pub threshold: f64,
+    /// The scope as asked (`embedding_set_ids`, `folder` or `model_version`).
+    pub scope: JsonText,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobClaimed {
+    pub job_id: DetectionJobId,
+    pub worker: WorkerId,
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobProgressed {
+    pub job_id: DetectionJobId,
+    pub attempt: u32,
+    pub fraction: f64,
+}
+
+/// One merged run of windows at or above the threshold.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionRecordEvent {
+    pub embedding_set_id: EmbeddingSetId,
+    pub audio_file_id: AudioFileId,
+    pub label: String,
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    pub max_score: f64,
+    pub mean_score: f64,
+    pub windows: u32,
+    pub first_row: u64,
+    pub last_row: u64,
+}
+
+/// `detections/{job_id}/scores.parquet` was published; this records it and the detections.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobCompleted {
+    pub job_id: DetectionJobId,
+    pub attempt: u32,
+    pub scores_path: String,
+    pub windows_scored: u64,
+    pub detections: Vec<DetectionRecordEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobFailed {
+    pub job_id: DetectionJobId,
+    pub attempt: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobCancelRequested {
+    pub job_id: DetectionJobId,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobCanceled {
+    pub job_id: DetectionJobId,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobAbandoned {
+    pub job_id: DetectionJobId,
+    pub attempt: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+pub struct DetectionJobRetried {
+    pub job_id: DetectionJobId,
+}
+
 /// Whether a span holds the labelled sound (`positive`), surely does not (`negative`), or
 /// might (`uncertain`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize, Deserialize)]
@@ -442,6 +595,24 @@ event_enum! {
     AnnotationRemoved = 1,
     RecordingStartTimeSet = 1,
     ModelRetired = 1,
+    ClassifierTrainingQueued = 1,
+    ClassifierTrainingClaimed = 1,
+    ClassifierTrainingProgressed = 1,
+    ClassifierTrainingCompleted = 1,
+    ClassifierTrainingFailed = 1,
+    ClassifierTrainingCancelRequested = 1,
+    ClassifierTrainingCanceled = 1,
+    ClassifierTrainingAbandoned = 1,
+    ClassifierTrainingRetried = 1,
+    DetectionJobQueued = 1,
+    DetectionJobClaimed = 1,
+    DetectionJobProgressed = 1,
+    DetectionJobCompleted = 1,
+    DetectionJobFailed = 1,
+    DetectionJobCancelRequested = 1,
+    DetectionJobCanceled = 1,
+    DetectionJobAbandoned = 1,
+    DetectionJobRetried = 1,
 }
 
 impl Event {
@@ -499,6 +670,24 @@ impl Event {
             Event::AnnotationRemoved(e) => vec![A::Annotation(e.annotation_id), A::AudioFile(e.audio_file_id)],
             Event::RecordingStartTimeSet(e) => vec![A::AudioFile(e.audio_file_id)],
             Event::ModelRetired(_) => vec![],
+            Event::ClassifierTrainingQueued(e) => vec![A::Classifier(e.classifier_id)],
+            Event::ClassifierTrainingClaimed(e) => vec![A::Classifier(e.classifier_id)],
+            Event::ClassifierTrainingProgressed(e) => vec![A::Classifier(e.classifier_id)],
+            Event::ClassifierTrainingCompleted(e) => vec![A::Classifier(e.classifier_id)],
+            Event::ClassifierTrainingFailed(e) => vec![A::Classifier(e.classifier_id)],
+            Event::ClassifierTrainingCancelRequested(e) => vec![A::Classifier(e.classifier_id)],
+            Event::ClassifierTrainingCanceled(e) => vec![A::Classifier(e.classifier_id)],
+            Event::ClassifierTrainingAbandoned(e) => vec![A::Classifier(e.classifier_id)],
+            Event::ClassifierTrainingRetried(e) => vec![A::Classifier(e.classifier_id)],
+            Event::DetectionJobQueued(e) => vec![A::DetectionJob(e.job_id), A::Classifier(e.classifier_id)],
+            Event::DetectionJobClaimed(e) => vec![A::DetectionJob(e.job_id)],
+            Event::DetectionJobProgressed(e) => vec![A::DetectionJob(e.job_id)],
+            Event::DetectionJobCompleted(e) => vec![A::DetectionJob(e.job_id)],
+            Event::DetectionJobFailed(e) => vec![A::DetectionJob(e.job_id)],
+            Event::DetectionJobCancelRequested(e) => vec![A::DetectionJob(e.job_id)],
+            Event::DetectionJobCanceled(e) => vec![A::DetectionJob(e.job_id)],
+            Event::DetectionJobAbandoned(e) => vec![A::DetectionJob(e.job_id)],
+            Event::DetectionJobRetried(e) => vec![A::DetectionJob(e.job_id)],
         }
     }
 
@@ -607,6 +796,53 @@ impl Event {
                 e.source.as_str()
             ),
             Event::ModelRetired(e) => format!("model {} version {} retired (hidden from new jobs)", e.name, e.version),
+            Event::ClassifierTrainingQueued(e) => {
+                format!("classifier {} training queued: labels {:?} on {}", e.classifier_id, e.labels, e.model_version)
+            }
+            Event::ClassifierTrainingClaimed(e) => {
+                format!("classifier {} training claimed by {} (attempt {})", e.classifier_id, e.worker, e.attempt)
+            }
+            Event::ClassifierTrainingProgressed(e) => {
+                format!("classifier {} training {} ({:.0}%)", e.classifier_id, e.stage, e.fraction * 100.0)
+            }
+            Event::ClassifierTrainingCompleted(e) => {
+                format!("classifier {} trained: version {}", e.classifier_id, e.version)
+            }
+            Event::ClassifierTrainingFailed(e) => {
+                format!("classifier {} training failed: {}", e.classifier_id, e.reason)
+            }
+            Event::ClassifierTrainingCancelRequested(e) => {
+                format!("classifier {} training cancel requested", e.classifier_id)
+            }
+            Event::ClassifierTrainingCanceled(e) => format!("classifier {} training canceled", e.classifier_id),
+            Event::ClassifierTrainingAbandoned(e) => {
+                format!("classifier {} training attempt {} abandoned: {}", e.classifier_id, e.attempt, e.reason)
+            }
+            Event::ClassifierTrainingRetried(e) => format!("classifier {} training queued again", e.classifier_id),
+            Event::DetectionJobQueued(e) => format!(
+                "detection job {} queued: classifier {} over {} embedding sets at {}",
+                e.job_id,
+                e.classifier_id,
+                e.embedding_set_ids.len(),
+                e.threshold
+            ),
+            Event::DetectionJobClaimed(e) => {
+                format!("detection job {} claimed by {} (attempt {})", e.job_id, e.worker, e.attempt)
+            }
+            Event::DetectionJobProgressed(e) => format!("detection job {} ({:.0}%)", e.job_id, e.fraction * 100.0),
+            Event::DetectionJobCompleted(e) => format!(
+                "detection job {} complete: {} windows scored, {} detections",
+                e.job_id,
+                e.windows_scored,
+                e.detections.len()
+            ),
+            Event::DetectionJobFailed(e) => format!("detection job {} failed: {}", e.job_id, e.reason),
+            Event::DetectionJobCancelRequested(e) => format!("detection job {} cancel requested", e.job_id),
+            Event::DetectionJobCanceled(e) => format!("detection job {} canceled", e.job_id),
+            Event::DetectionJobAbandoned(e) => {
+                format!("detection job {} attempt {} abandoned: {}", e.job_id, e.attempt, e.reason)
+            }
+            Event::DetectionJobRetried(e) => format!("detection job {} queued again", e.job_id),
         }
     }
 }

@@ -72,6 +72,17 @@ numeric_id!(
     "annotation"
 );
 
+numeric_id!(
+    /// A trained classifier (a detector); retraining makes a new one.
+    ClassifierId,
+    "classifier"
+);
+numeric_id!(
+    /// A detection job: one classifier run over a scope of embedding sets.
+    DetectionJobId,
+    "detection_job"
+);
+
 /// The position of an event in the log. Sequences start at 1 and are contiguous;
 /// `EventSeq(0)` means "before the first event".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize)]
@@ -149,6 +160,8 @@ pub enum AggregateRef {
     ClusteringJob(ClusteringJobId),
     Cluster(ClusterId),
     Annotation(AnnotationId),
+    Classifier(ClassifierId),
+    DetectionJob(DetectionJobId),
 }
 
 impl fmt::Display for AggregateRef {
@@ -160,16 +173,18 @@ impl fmt::Display for AggregateRef {
             AggregateRef::ClusteringJob(id) => write!(formatter, "{}:{id}", ClusteringJobId::KIND),
             AggregateRef::Cluster(id) => write!(formatter, "{}:{id}", ClusterId::KIND),
             AggregateRef::Annotation(id) => write!(formatter, "{}:{id}", AnnotationId::KIND),
+            AggregateRef::Classifier(id) => write!(formatter, "{}:{id}", ClassifierId::KIND),
+            AggregateRef::DetectionJob(id) => write!(formatter, "{}:{id}", DetectionJobId::KIND),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AggregateRefParseError {
-    #[error("aggregate {0:?} is not of the form KIND:ID (kinds: audio_file, processing_job, embedding_set, clustering_job, cluster, annotation)")]
+    #[error("aggregate {0:?} is not of the form KIND:ID (kinds: audio_file, processing_job, embedding_set, clustering_job, cluster, annotation, classifier, detection_job)")]
     Malformed(String),
     #[error(
-        "unknown aggregate kind {0:?} (kinds: audio_file, processing_job, embedding_set, clustering_job, cluster, annotation)"
+        "unknown aggregate kind {0:?} (kinds: audio_file, processing_job, embedding_set, clustering_job, cluster, annotation, classifier, detection_job)"
     )]
     UnknownKind(String),
     #[error("aggregate id {0:?} is not a whole number")]
@@ -188,6 +203,8 @@ impl FromStr for AggregateRef {
             ClusteringJobId::KIND => Ok(AggregateRef::ClusteringJob(ClusteringJobId(id))),
             ClusterId::KIND => Ok(AggregateRef::Cluster(ClusterId(id))),
             AnnotationId::KIND => Ok(AggregateRef::Annotation(AnnotationId(id))),
+            ClassifierId::KIND => Ok(AggregateRef::Classifier(ClassifierId(id))),
+            DetectionJobId::KIND => Ok(AggregateRef::DetectionJob(DetectionJobId(id))),
             other => Err(AggregateRefParseError::UnknownKind(other.to_string())),
         }
     }

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::events::{AnnotationKind, EncodingConfig, Event, ModelRegistered};
 use super::ids::{
-    AnnotationId, AudioFileId, ClusterId, ClusteringJobId, EmbeddingSetId, EncodingSignature, EventSeq,
-    ProcessingJobId, Sha256Hex,
+    AnnotationId, AudioFileId, ClassifierId, ClusterId, ClusteringJobId, DetectionJobId, EmbeddingSetId,
+    EncodingSignature, EventSeq, ProcessingJobId, Sha256Hex,
 };
 use super::json_text::JsonText;
 
@@ -142,6 +142,37 @@ pub struct DomainState {
     /// Each recording's start time where known, with where it came from.
     pub recording_start_times:
         HashMap<AudioFileId, (crate::recording_time::UtcTime, super::events::RecordingTimeSource)>,
+    /// Classifiers (detectors) and their training jobs.
+    pub classifiers: BTreeMap<ClassifierId, ClassifierState>,
+    pub detection_jobs: BTreeMap<DetectionJobId, DetectionJobState>,
+}
+
+/// A detection job: a classifier (at a version) over embedding sets.
+#[derive(Debug, Clone, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct DetectionJobState {
+    pub classifier_id: ClassifierId,
+    pub classifier_version: String,
+    pub embedding_set_ids: Vec<EmbeddingSetId>,
+    pub threshold: f64,
+    pub status: JobStatus,
+    pub attempt: u32,
+    pub cancel_requested: bool,
+    pub queued_at: EventSeq,
+}
+
+/// A classifier: its training job while it runs, its published artifact once trained.
+#[derive(Debug, Clone, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct ClassifierState {
+    pub labels: Vec<String>,
+    pub model_version: String,
+    pub request: JsonText,
+    pub status: JobStatus,
+    pub attempt: u32,
+    pub cancel_requested: bool,
+    pub queued_at: EventSeq,
+    /// Set when trained: the artifact (relative path) and its version.
+    pub artifact: Option<(String, String)>,
+    pub threshold: Option<f64>,
 }
 
 impl DomainState {
@@ -163,6 +194,14 @@ impl DomainState {
 
     pub fn next_embedding_set_id(&self) -> EmbeddingSetId {
         EmbeddingSetId(self.embedding_sets.keys().next_back().map_or(1, |id| id.0 + 1))
+    }
+
+    pub fn next_detection_job_id(&self) -> DetectionJobId {
+        DetectionJobId(self.detection_jobs.keys().next_back().map_or(1, |id| id.0 + 1))
+    }
+
+    pub fn next_classifier_id(&self) -> ClassifierId {
+        ClassifierId(self.classifiers.keys().next_back().map_or(1, |id| id.0 + 1))
     }
 
     pub fn next_clustering_job_id(&self) -> ClusteringJobId {
@@ -386,12 +425,140 @@ impl DomainState {
                     self.recording_start_times.remove(&e.audio_file_id);
                 }
             },
+            Event::ClassifierTrainingQueued(_)
+            | Event::ClassifierTrainingClaimed(_)
+            | Event::ClassifierTrainingProgressed(_)
+            | Event::ClassifierTrainingCompleted(_)
+            | Event::ClassifierTrainingFailed(_)
+            | Event::ClassifierTrainingCancelRequested(_)
+            | Event::ClassifierTrainingCanceled(_)
+            | Event::ClassifierTrainingAbandoned(_)
+            | Event::ClassifierTrainingRetried(_) => self.apply_classifier_event(seq, event),
+            Event::DetectionJobQueued(_)
+            | Event::DetectionJobClaimed(_)
+            | Event::DetectionJobProgressed(_)
+            | Event::DetectionJobCompleted(_)
+            | Event::DetectionJobFailed(_)
+            | Event::DetectionJobCancelRequested(_)
+            | Event::DetectionJobCanceled(_)
+            | Event::DetectionJobAbandoned(_)
+            | Event::DetectionJobRetried(_) => self.apply_detection_event(seq, event),
         }
     }
 
     fn set_processing_status(&mut self, job_id: ProcessingJobId, status: JobStatus) {
         if let Some(job) = self.processing_jobs.get_mut(&job_id) {
             job.status = status;
+        }
+    }
+
+    fn apply_classifier_event(&mut self, seq: EventSeq, event: &Event) {
+        let set_status = |state: &mut DomainState, id: &ClassifierId, status: JobStatus| {
+            if let Some(classifier) = state.classifiers.get_mut(id) {
+                classifier.status = status;
+            }
+        };
+        match event {
+            Event::ClassifierTrainingQueued(e) => {
+                self.classifiers.insert(
+                    e.classifier_id,
+                    ClassifierState {
+                        labels: e.labels.clone(),
+                        model_version: e.model_version.clone(),
+                        request: e.request.clone(),
+                        status: JobStatus::Queued,
+                        attempt: 0,
+                        cancel_requested: false,
+                        queued_at: seq,
+                        artifact: None,
+                        threshold: None,
+                    },
+                );
+            }
+            Event::ClassifierTrainingClaimed(e) => {
+                if let Some(classifier) = self.classifiers.get_mut(&e.classifier_id) {
+                    classifier.status = JobStatus::Running;
+                    classifier.attempt = e.attempt;
+                }
+            }
+            Event::ClassifierTrainingCompleted(e) => {
+                if let Some(classifier) = self.classifiers.get_mut(&e.classifier_id) {
+                    classifier.status = JobStatus::Complete;
+                    classifier.artifact = Some((e.artifact_path.clone(), e.version.clone()));
+                    classifier.threshold = Some(e.threshold);
+                }
+            }
+            Event::ClassifierTrainingFailed(e) => set_status(self, &e.classifier_id, JobStatus::Failed),
+            Event::ClassifierTrainingCancelRequested(e) => {
+                if let Some(classifier) = self.classifiers.get_mut(&e.classifier_id) {
+                    classifier.cancel_requested = true;
+                }
+            }
+            Event::ClassifierTrainingCanceled(e) => set_status(self, &e.classifier_id, JobStatus::Canceled),
+            Event::ClassifierTrainingAbandoned(e) => {
+                if let Some(classifier) = self.classifiers.get_mut(&e.classifier_id) {
+                    classifier.status = JobStatus::Queued;
+                    classifier.queued_at = seq;
+                }
+            }
+            Event::ClassifierTrainingRetried(e) => {
+                if let Some(classifier) = self.classifiers.get_mut(&e.classifier_id) {
+                    classifier.status = JobStatus::Queued;
+                    classifier.cancel_requested = false;
+                    classifier.queued_at = seq;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn apply_detection_event(&mut self, seq: EventSeq, event: &Event) {
+        if let Event::DetectionJobQueued(e) = event {
+            self.detection_jobs.insert(
+                e.job_id,
+                DetectionJobState {
+                    classifier_id: e.classifier_id,
+                    classifier_version: e.classifier_version.clone(),
+                    embedding_set_ids: e.embedding_set_ids.clone(),
+                    threshold: e.threshold,
+                    status: JobStatus::Queued,
+                    attempt: 0,
+                    cancel_requested: false,
+                    queued_at: seq,
+                },
+            );
+            return;
+        }
+        let job_id = match event {
+            Event::DetectionJobClaimed(e) => e.job_id,
+            Event::DetectionJobCompleted(e) => e.job_id,
+            Event::DetectionJobFailed(e) => e.job_id,
+            Event::DetectionJobCancelRequested(e) => e.job_id,
+            Event::DetectionJobCanceled(e) => e.job_id,
+            Event::DetectionJobAbandoned(e) => e.job_id,
+            Event::DetectionJobRetried(e) => e.job_id,
+            _ => return,
+        };
+        let Some(job) = self.detection_jobs.get_mut(&job_id) else { return };
+        match event {
+            Event::DetectionJobClaimed(e) => {
+                job.status = JobStatus::Running;
+                job.attempt = e.attempt;
+            }
+            Event::DetectionJobCompleted(_) => job.status = JobStatus::Complete,
+            Event::DetectionJobFailed(_) => job.status = JobStatus::Failed,
+            Event::DetectionJobCancelRequested(_) => job.cancel_requested = true,
+            Event::DetectionJobCanceled(_) => job.status = JobStatus::Canceled,
+            Event::DetectionJobAbandoned(_) => {
+                job.status = JobStatus::Queued;
+                job.queued_at = seq;
+            }
+            Event::DetectionJobRetried(_) => {
+                job.status = JobStatus::Queued;
+                job.cancel_requested = false;
+                job.queued_at = seq;
+            }
+            _ => {}
         }
     }
 

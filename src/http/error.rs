@@ -64,6 +64,8 @@ impl From<Rejection> for ApiError {
             Rejection::AudioFileNotFound(_)
             | Rejection::ProcessingJobNotFound(_)
             | Rejection::ClusteringJobNotFound(_)
+            | Rejection::ClassifierNotFound(_)
+            | Rejection::DetectionJobNotFound(_)
             | Rejection::EmbeddingSetNotFound(_)
             | Rejection::AnnotationNotFound(_) => StatusCode::NOT_FOUND,
             Rejection::AudioFileAlreadyRegistered(_)

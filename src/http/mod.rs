@@ -3,7 +3,9 @@
 pub mod access;
 pub mod annotations_api;
 pub mod audio_api;
+pub mod classifiers_api;
 pub mod clustering_api;
+pub mod detections_api;
 mod error;
 pub mod events_api;
 pub mod media_api;
@@ -81,6 +83,17 @@ pub fn router_with_access(
         .route("/api/processing-jobs/{id}", get(processing_api::show))
         .route("/api/processing-jobs/{id}/cancel", post(processing_api::cancel))
         .route("/api/processing-jobs/{id}/retry", post(processing_api::retry))
+        .route("/api/classifiers", get(classifiers_api::list).post(classifiers_api::queue))
+        .route("/api/classifiers/{id}", get(classifiers_api::show))
+        .route("/api/classifiers/{id}/cancel", post(classifiers_api::cancel))
+        .route("/api/classifiers/{id}/retry", post(classifiers_api::retry))
+        .route("/api/detection-jobs", post(detections_api::queue))
+        .route("/api/detection-jobs/{id}", get(detections_api::show))
+        .route("/api/detection-jobs/{id}/detections", get(detections_api::detections))
+        .route("/api/detection-jobs/{id}/selections.txt", get(detections_api::selections_raven))
+        .route("/api/detection-jobs/{id}/selections.csv", get(detections_api::selections_csv))
+        .route("/api/detection-jobs/{id}/cancel", post(detections_api::cancel))
+        .route("/api/detection-jobs/{id}/retry", post(detections_api::retry))
         .route("/api/clustering-jobs", get(clustering_api::list).post(clustering_api::queue))
         .route("/api/clustering-jobs/{id}", get(clustering_api::show))
         .route("/api/clustering-jobs/{id}/cancel", post(clustering_api::cancel))

@@ -70,7 +70,7 @@ pub(crate) fn table_response(text: String, format: TableFormat, name: &str) -> R
         .into_response()
 }
 
-fn selection_file(state: &DomainState, audio: AudioFileId) -> Option<(SelectionFile, f64)> {
+pub(super) fn selection_file(state: &DomainState, audio: AudioFileId) -> Option<(SelectionFile, f64)> {
     let file = state.audio_files.get(&audio)?;
     Some((
         SelectionFile {

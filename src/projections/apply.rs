@@ -319,6 +319,160 @@ pub fn clustering_jobs(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
     Ok(())
 }
 
+pub fn classifiers(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
+    let at = envelope.recorded_at.to_rfc3339();
+    match &envelope.event {
+        Event::ClassifierTrainingQueued(e) => {
+            tx.execute(
+                "INSERT INTO classifiers (id, status, labels, model_version, request, attempt, cancel_requested,
+                     created_at, updated_at)
+                 VALUES (?1, 'queued', ?2, ?3, ?4, 0, 0, ?5, ?5)",
+                params![
+                    e.classifier_id.0,
+                    serde_json::Value::from(e.labels.clone()).to_string(),
+                    e.model_version,
+                    e.request.as_str(),
+                    at
+                ],
+            )?;
+        }
+        Event::ClassifierTrainingClaimed(e) => {
+            tx.execute(
+                "UPDATE classifiers SET status = 'running', attempt = ?2, worker = ?3, stage = NULL,
+                     progress = NULL, error_message = NULL, started_at = ?4, finished_at = NULL, updated_at = ?4
+                 WHERE id = ?1",
+                params![e.classifier_id.0, e.attempt, e.worker.0, at],
+            )?;
+        }
+        Event::ClassifierTrainingProgressed(e) => {
+            tx.execute(
+                "UPDATE classifiers SET stage = ?2, progress = ?3, updated_at = ?4 WHERE id = ?1",
+                params![e.classifier_id.0, e.stage, e.fraction, at],
+            )?;
+        }
+        Event::ClassifierTrainingCompleted(e) => {
+            tx.execute(
+                "UPDATE classifiers SET status = 'complete', stage = 'done', progress = 1.0, version = ?2,
+                     artifact_path = ?3, vector_dim = ?4, threshold = ?5, metrics = ?6, training_set = ?7,
+                     finished_at = ?8, updated_at = ?8
+                 WHERE id = ?1",
+                params![
+                    e.classifier_id.0,
+                    e.version,
+                    e.artifact_path,
+                    e.vector_dim,
+                    e.threshold,
+                    e.metrics.as_str(),
+                    e.training_set.as_str(),
+                    at
+                ],
+            )?;
+        }
+        Event::ClassifierTrainingFailed(e) => {
+            shared_job_step(tx, "classifiers", e.classifier_id.0, SharedJobStep::Failed { reason: &e.reason }, &at)?;
+        }
+        Event::ClassifierTrainingCancelRequested(e) => {
+            shared_job_step(tx, "classifiers", e.classifier_id.0, SharedJobStep::CancelRequested, &at)?;
+        }
+        Event::ClassifierTrainingCanceled(e) => {
+            shared_job_step(tx, "classifiers", e.classifier_id.0, SharedJobStep::Canceled, &at)?;
+        }
+        Event::ClassifierTrainingAbandoned(e) => {
+            let step = SharedJobStep::Abandoned { attempt: e.attempt, reason: &e.reason };
+            shared_job_step(tx, "classifiers", e.classifier_id.0, step, &at)?;
+        }
+        Event::ClassifierTrainingRetried(e) => {
+            shared_job_step(tx, "classifiers", e.classifier_id.0, SharedJobStep::Retried, &at)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub fn detections(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
+    let at = envelope.recorded_at.to_rfc3339();
+    match &envelope.event {
+        Event::DetectionJobQueued(e) => {
+            let ids: Vec<u64> = e.embedding_set_ids.iter().map(|id| id.0).collect();
+            tx.execute(
+                "INSERT INTO detection_jobs (id, status, classifier_id, classifier_version, embedding_set_ids,
+                     threshold, scope, attempt, cancel_requested, created_at, updated_at)
+                 VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, 0, 0, ?7, ?7)",
+                params![
+                    e.job_id.0,
+                    e.classifier_id.0,
+                    e.classifier_version,
+                    serde_json::Value::from(ids).to_string(),
+                    e.threshold,
+                    e.scope.as_str(),
+                    at
+                ],
+            )?;
+        }
+        Event::DetectionJobClaimed(e) => {
+            tx.execute(
+                "UPDATE detection_jobs SET status = 'running', attempt = ?2, worker = ?3, progress = NULL,
+                     error_message = NULL, started_at = ?4, finished_at = NULL, updated_at = ?4
+                 WHERE id = ?1",
+                params![e.job_id.0, e.attempt, e.worker.0, at],
+            )?;
+        }
+        Event::DetectionJobProgressed(e) => {
+            tx.execute(
+                "UPDATE detection_jobs SET progress = ?2, updated_at = ?3 WHERE id = ?1",
+                params![e.job_id.0, e.fraction, at],
+            )?;
+        }
+        Event::DetectionJobCompleted(e) => {
+            tx.execute(
+                "UPDATE detection_jobs SET status = 'complete', progress = 1.0, scores_path = ?2,
+                     windows_scored = ?3, detection_count = ?4, finished_at = ?5, updated_at = ?5
+                 WHERE id = ?1",
+                params![e.job_id.0, e.scores_path, e.windows_scored, e.detections.len() as u64, at],
+            )?;
+            let mut statement = tx.prepare_cached(
+                "INSERT INTO detections (detection_job_id, ordinal, embedding_set_id, audio_file_id, label,
+                     start_seconds, end_seconds, max_score, mean_score, windows, first_row, last_row)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            for (ordinal, d) in e.detections.iter().enumerate() {
+                statement.execute(params![
+                    e.job_id.0,
+                    ordinal as u64,
+                    d.embedding_set_id.0,
+                    d.audio_file_id.0,
+                    d.label,
+                    d.start_seconds,
+                    d.end_seconds,
+                    d.max_score,
+                    d.mean_score,
+                    d.windows,
+                    d.first_row,
+                    d.last_row
+                ])?;
+            }
+        }
+        Event::DetectionJobFailed(e) => {
+            shared_job_step(tx, "detection_jobs", e.job_id.0, SharedJobStep::Failed { reason: &e.reason }, &at)?;
+        }
+        Event::DetectionJobCancelRequested(e) => {
+            shared_job_step(tx, "detection_jobs", e.job_id.0, SharedJobStep::CancelRequested, &at)?;
+        }
+        Event::DetectionJobCanceled(e) => {
+            shared_job_step(tx, "detection_jobs", e.job_id.0, SharedJobStep::Canceled, &at)?;
+        }
+        Event::DetectionJobAbandoned(e) => {
+            let step = SharedJobStep::Abandoned { attempt: e.attempt, reason: &e.reason };
+            shared_job_step(tx, "detection_jobs", e.job_id.0, step, &at)?;
+        }
+        Event::DetectionJobRetried(e) => {
+            shared_job_step(tx, "detection_jobs", e.job_id.0, SharedJobStep::Retried, &at)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 pub fn clusters(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
     if let Event::ClusteringJobCompleted(e) = &envelope.event {
         let mut statement = tx.prepare_cached(

@@ -100,6 +100,16 @@ pub const PROJECTIONS: &[ProjectionDefinition] = &[
         apply: apply::recording_times,
     },
     ProjectionDefinition {
+        name: "classifiers",
+        ddl: include_str!("../../projections/classifiers.sql"),
+        apply: apply::classifiers,
+    },
+    ProjectionDefinition {
+        name: "detections",
+        ddl: include_str!("../../projections/detections.sql"),
+        apply: apply::detections,
+    },
+    ProjectionDefinition {
         name: "event_index",
         ddl: include_str!("../../projections/event_index.sql"),
         apply: apply::event_index,

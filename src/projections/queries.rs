@@ -464,6 +464,205 @@ pub fn clustering_jobs(
     Ok(Page { items, total, offset, limit })
 }
 
+/// A classifier as `GET /api/classifiers/{id}` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClassifierRow {
+    pub id: u64,
+    pub status: String,
+    pub labels: serde_json::Value,
+    pub model_version: String,
+    pub request: serde_json::Value,
+    pub attempt: u32,
+    pub worker: Option<String>,
+    pub cancel_requested: bool,
+    pub stage: Option<String>,
+    pub progress: Option<f64>,
+    pub version: Option<String>,
+    pub artifact_path: Option<String>,
+    pub vector_dim: Option<u32>,
+    pub threshold: Option<f64>,
+    pub metrics: serde_json::Value,
+    pub training_set: serde_json::Value,
+    pub error_message: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+const CLASSIFIER_COLUMNS: &str = "id, status, labels, model_version, request, attempt, worker, cancel_requested, \
+    stage, progress, version, artifact_path, vector_dim, threshold, metrics, training_set, error_message, \
+    created_at, updated_at, started_at, finished_at";
+
+fn classifier_row(row: &Row<'_>) -> rusqlite::Result<ClassifierRow> {
+    Ok(ClassifierRow {
+        id: row.get(0)?,
+        status: row.get(1)?,
+        labels: json_column(row.get(2)?),
+        model_version: row.get(3)?,
+        request: json_column(row.get(4)?),
+        attempt: row.get(5)?,
+        worker: row.get(6)?,
+        cancel_requested: row.get(7)?,
+        stage: row.get(8)?,
+        progress: row.get(9)?,
+        version: row.get(10)?,
+        artifact_path: row.get(11)?,
+        vector_dim: row.get(12)?,
+        threshold: row.get(13)?,
+        metrics: json_column(row.get(14)?),
+        training_set: json_column(row.get(15)?),
+        error_message: row.get(16)?,
+        created_at: row.get(17)?,
+        updated_at: row.get(18)?,
+        started_at: row.get(19)?,
+        finished_at: row.get(20)?,
+    })
+}
+
+pub fn classifier(connection: &Connection, id: u64) -> Result<Option<ClassifierRow>, ProjectionError> {
+    connection
+        .query_row(&format!("SELECT {CLASSIFIER_COLUMNS} FROM classifiers WHERE id = ?1"), [id], classifier_row)
+        .optional()
+        .map_err(sql_error("reading a classifier"))
+}
+
+/// Newest first, so each retraining sits beside the one before.
+pub fn classifiers(connection: &Connection, offset: u64, limit: u64) -> Result<Page<ClassifierRow>, ProjectionError> {
+    let total: u64 = connection
+        .query_row("SELECT COUNT(*) FROM classifiers", [], |row| row.get(0))
+        .map_err(sql_error("counting classifiers"))?;
+    let items = query_all(
+        connection,
+        &format!("SELECT {CLASSIFIER_COLUMNS} FROM classifiers ORDER BY id DESC LIMIT ?1 OFFSET ?2"),
+        params![limit, offset],
+        classifier_row,
+        "listing classifiers",
+    )?;
+    Ok(Page { items, total, offset, limit })
+}
+
+/// A detection job as `GET /api/detection-jobs/{id}` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DetectionJobRow {
+    pub id: u64,
+    pub status: String,
+    pub classifier_id: u64,
+    pub classifier_version: String,
+    pub embedding_set_ids: serde_json::Value,
+    pub threshold: f64,
+    pub scope: serde_json::Value,
+    pub attempt: u32,
+    pub worker: Option<String>,
+    pub cancel_requested: bool,
+    pub progress: Option<f64>,
+    pub scores_path: Option<String>,
+    pub windows_scored: Option<u64>,
+    pub detection_count: Option<u64>,
+    pub error_message: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+pub fn detection_job(connection: &Connection, id: u64) -> Result<Option<DetectionJobRow>, ProjectionError> {
+    connection
+        .query_row(
+            "SELECT id, status, classifier_id, classifier_version, embedding_set_ids, threshold, scope, attempt,
+                 worker, cancel_requested, progress, scores_path, windows_scored, detection_count, error_message,
+                 created_at, updated_at, started_at, finished_at
+             FROM detection_jobs WHERE id = ?1",
+            [id],
+            |row| {
+                Ok(DetectionJobRow {
+                    id: row.get(0)?,
+                    status: row.get(1)?,
+                    classifier_id: row.get(2)?,
+                    classifier_version: row.get(3)?,
+                    embedding_set_ids: json_column(row.get(4)?),
+                    threshold: row.get(5)?,
+                    scope: json_column(row.get(6)?),
+                    attempt: row.get(7)?,
+                    worker: row.get(8)?,
+                    cancel_requested: row.get(9)?,
+                    progress: row.get(10)?,
+                    scores_path: row.get(11)?,
+                    windows_scored: row.get(12)?,
+                    detection_count: row.get(13)?,
+                    error_message: row.get(14)?,
+                    created_at: row.get(15)?,
+                    updated_at: row.get(16)?,
+                    started_at: row.get(17)?,
+                    finished_at: row.get(18)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(sql_error("reading a detection job"))
+}
+
+/// One detection, with its recording's name and folder.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DetectionRow {
+    pub embedding_set_id: u64,
+    pub audio_file_id: u64,
+    pub recording: Option<String>,
+    pub folder: Option<String>,
+    pub label: String,
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    pub max_score: f64,
+    pub mean_score: f64,
+    pub windows: u32,
+    pub first_row: u64,
+    pub last_row: u64,
+}
+
+/// A job's detections, highest score first (ties: recording, start).
+pub fn detections(
+    connection: &Connection,
+    job: u64,
+    audio_file_id: Option<u64>,
+    offset: u64,
+    limit: u64,
+) -> Result<Page<DetectionRow>, ProjectionError> {
+    let total: u64 = connection
+        .query_row(
+            "SELECT COUNT(*) FROM detections WHERE detection_job_id = ?1 AND (?2 IS NULL OR audio_file_id = ?2)",
+            params![job, audio_file_id],
+            |row| row.get(0),
+        )
+        .map_err(sql_error("counting detections"))?;
+    let items = query_all(
+        connection,
+        "SELECT d.embedding_set_id, d.audio_file_id, a.filename, a.folder, d.label, d.start_seconds,
+             d.end_seconds, d.max_score, d.mean_score, d.windows, d.first_row, d.last_row
+         FROM detections d LEFT JOIN audio_files a ON a.id = d.audio_file_id
+         WHERE d.detection_job_id = ?1 AND (?2 IS NULL OR d.audio_file_id = ?2)
+         ORDER BY d.max_score DESC, d.audio_file_id, d.start_seconds LIMIT ?3 OFFSET ?4",
+        params![job, audio_file_id, limit, offset],
+        |row| {
+            Ok(DetectionRow {
+                embedding_set_id: row.get(0)?,
+                audio_file_id: row.get(1)?,
+                recording: row.get(2)?,
+                folder: row.get(3)?,
+                label: row.get(4)?,
+                start_seconds: row.get(5)?,
+                end_seconds: row.get(6)?,
+                max_score: row.get(7)?,
+                mean_score: row.get(8)?,
+                windows: row.get(9)?,
+                first_row: row.get(10)?,
+                last_row: row.get(11)?,
+            })
+        },
+        "listing detections",
+    )?;
+    Ok(Page { items, total, offset, limit })
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ClusterRow {
     pub id: u64,

@@ -5,6 +5,7 @@ mod annotations;
 mod api;
 mod audio_api;
 mod browser;
+mod classifiers;
 mod cli;
 mod clustering;
 mod crash;
