@@ -111,6 +111,85 @@ impl ScoresWriter {
     }
 }
 
+/// One row of a scores file: where the window lies and its score per label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredWindow {
+    pub place: WindowPlace,
+    /// One score per label, in the file's label order.
+    pub scores: Vec<f64>,
+}
+
+/// A scores file read back: its labels (from the `score_{label}` columns) and its rows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ScoresTable {
+    pub labels: Vec<String>,
+    pub windows: Vec<ScoredWindow>,
+}
+
+impl ScoresTable {
+    /// The position of `label` among the score columns.
+    pub fn label_index(&self, label: &str) -> Option<usize> {
+        self.labels.iter().position(|known| known == label)
+    }
+}
+
+/// Reads a scores file; with `audio_file_id`, only that recording's rows are kept.
+pub fn read_scores(path: &Path, audio_file_id: Option<u64>) -> Result<ScoresTable, ArtifactError> {
+    use arrow_array::Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let owned = path.to_path_buf();
+    let file =
+        File::open(path).map_err(|source| ArtifactError::Io { doing: "opening", path: owned.clone(), source })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|source| ArtifactError::Parquet { path: owned.clone(), source })?;
+    let labels: Vec<String> = builder
+        .schema()
+        .fields()
+        .iter()
+        .filter_map(|field| field.name().strip_prefix("score_").map(str::to_string))
+        .collect();
+    let reader = builder.build().map_err(|source| ArtifactError::Parquet { path: owned.clone(), source })?;
+    let invalid = |reason: String| ArtifactError::Invalid { path: owned.clone(), reason };
+    let mut windows = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|source| ArtifactError::Arrow { path: owned.clone(), source })?;
+        let whole = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|column| column.as_any().downcast_ref::<UInt64Array>())
+                .cloned()
+                .ok_or_else(|| invalid(format!("no uint64 column {name:?}")))
+        };
+        let real = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|column| column.as_any().downcast_ref::<Float64Array>())
+                .cloned()
+                .ok_or_else(|| invalid(format!("no float64 column {name:?}")))
+        };
+        let (sets, rows, audio) = (whole("embedding_set_id")?, whole("row_index")?, whole("audio_file_id")?);
+        let (starts, ends) = (real("start_seconds")?, real("end_seconds")?);
+        let score_columns: Vec<Float64Array> =
+            labels.iter().map(|label| real(&score_column(label))).collect::<Result<_, _>>()?;
+        for i in 0..batch.num_rows() {
+            if audio_file_id.is_some_and(|wanted| wanted != audio.value(i)) {
+                continue;
+            }
+            windows.push(ScoredWindow {
+                place: WindowPlace {
+                    embedding_set_id: crate::domain::ids::EmbeddingSetId(sets.value(i)),
+                    row_index: rows.value(i),
+                    audio_file_id: crate::domain::ids::AudioFileId(audio.value(i)),
+                    start_seconds: starts.value(i),
+                    end_seconds: ends.value(i),
+                },
+                scores: score_columns.iter().map(|column| column.value(i)).collect(),
+            });
+        }
+    }
+    Ok(ScoresTable { labels, windows })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +217,12 @@ mod tests {
         assert!(writer.write(&windows[..1], &[vec![0.5]]).is_err(), "one score per label");
         assert_eq!(writer.finish_and_promote().unwrap(), 10);
         assert!(path.exists() && !temp_sibling(&path).exists());
+        let table = read_scores(&path, None).unwrap();
+        assert_eq!(table.labels, labels);
+        assert_eq!(table.windows.len(), 10);
+        assert_eq!(table.windows[7].scores, vec![0.7, 1.0 - 0.7]);
+        assert_eq!(table.windows[7].place, windows[7]);
+        assert_eq!(read_scores(&path, Some(6)).unwrap().windows.len(), 0, "another recording has no rows");
         let script = "import sys, json, pyarrow.parquet as pq\n\
                       t = pq.read_table(sys.argv[1])\n\
                       print(json.dumps({'rows': t.num_rows, 'columns': t.column_names,\n\

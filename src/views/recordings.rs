@@ -411,6 +411,8 @@ pub struct RecordingDetailView {
     pub window_tiles: Vec<super::WindowTile>,
     pub window_tiles_set: Option<u64>,
     pub known_labels: Vec<String>,
+    /// A detector's scores over the range shown, aligned with the spectrogram.
+    pub score_track: Option<crate::views::classifiers::ScoreTrack>,
 }
 
 fn field_label(field: &str) -> &'static str {
@@ -494,6 +496,9 @@ pub fn recording_detail_page(view: &RecordingDetailView) -> Markup {
                     img src=(spectrogram_src) width="1000" height="320" loading="lazy"
                         alt=(format!("spectrogram of {} from {start} s for {duration} s", file.filename));
                     figcaption { "From " (start) " s for " (duration) " s; colour is loudness in dB (80 dB range)." }
+                }
+                @if let Some(track) = &view.score_track {
+                    (crate::views::classifiers::score_track_section(track, file.id, start, duration))
                 }
                 audio controls preload="none" src=(window_src) {
                     a href=(window_src) { "Download this range as WAV" }
