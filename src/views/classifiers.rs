@@ -52,6 +52,16 @@ fn labels_text(labels: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// The settings a version was trained with, in short (`C 1 · balanced · 5 folds`).
+fn settings_text(request: &Value) -> String {
+    let field = |name: &str| match request.get(name) {
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    format!("C {} · {} · {} folds", field("c"), field("class_weighting"), field("folds"))
+}
+
 fn head_metric(classifier: &ClassifierRow, label: &str, name: &str) -> Option<f64> {
     classifier
         .metrics
@@ -72,7 +82,7 @@ fn metric_cell(value: Option<f64>, before: Option<f64>) -> Markup {
                     @if let Some(before) = before {
                         @let change = value - before;
                         @if change.abs() >= 0.0005 {
-                            " " span class=(if change > 0.0 { "better" } else { "worse" }) {
+                            br; span class=(if change > 0.0 { "better" } else { "worse" }) {
                                 (format!("{}{:.3}", if change > 0.0 { "+" } else { "−" }, change.abs()))
                             }
                         }
@@ -103,7 +113,6 @@ fn versions_table(labels: &[String], versions: &[&ClassifierRow]) -> Markup {
                             }
                         }
                         th scope="col" { "Threshold" }
-                        th scope="col" { "" }
                     }
                 }
                 tbody {
@@ -111,8 +120,16 @@ fn versions_table(labels: &[String], versions: &[&ClassifierRow]) -> Markup {
                         @let before = versions[..index].iter().rev().find(|earlier| earlier.status == "complete");
                         tr #(format!("classifier-{}", classifier.id)) data-classifier-id=(classifier.id) {
                             td {
-                                "v" (index + 1) " · classifier " (classifier.id)
-                                @if let Some(version) = &classifier.version { br; code { (version) } }
+                                strong { "v" (index + 1) } " · classifier " (classifier.id)
+                                @if let Some(version) = &classifier.version { br; code.small { (version) } }
+                                br;
+                                span.muted.small { (settings_text(&classifier.request)) }
+                                br;
+                                @if classifier.status == "complete" {
+                                    a href=(format!("/classifiers/{}/label-next", classifier.id)) { "Label next" }
+                                    " · "
+                                }
+                                a href=(format!("/api/classifiers/{}", classifier.id)) { "JSON" }
                             }
                             td { (status_badge(&classifier.status))
                                 @if let Some(stage) = classifier.stage.as_ref().filter(|_| classifier.status == "running") { " " (stage) }
@@ -125,13 +142,6 @@ fn versions_table(labels: &[String], versions: &[&ClassifierRow]) -> Markup {
                                 }
                             }
                             td.number { (classifier.threshold.map(|t| format!("{t:.2}")).unwrap_or_default()) }
-                            td.nowrap {
-                                @if classifier.status == "complete" {
-                                    a href=(format!("/classifiers/{}/label-next", classifier.id)) { "Label next" }
-                                    " · "
-                                }
-                                a href=(format!("/api/classifiers/{}", classifier.id)) { "JSON" }
-                            }
                         }
                     }
                 }
@@ -419,16 +429,19 @@ pub struct ScoreTrack {
     pub windows: Vec<(f64, f64, Vec<f64>)>,
 }
 
-/// Width and height of the track, the spectrogram's width so that times line up.
-const TRACK_WIDTH: f64 = 1000.0;
+/// Width and height of the track: the spectrogram image's width, so that with the same plot
+/// area (`spectrogram::PlotArea`) a time sits at the same x in both.
+const TRACK_WIDTH: u32 = 1000;
 const TRACK_HEIGHT: f64 = 90.0;
 const TRACK_LABELS: usize = 4;
 
 /// The score track: one line per label (each window's score at its middle) and the threshold,
-/// on the spectrogram's time axis (`start` to `start + duration` across 1000 pixels).
+/// on the spectrogram's time axis (`start` to `start + duration` across its plot area).
 pub fn score_track_section(track: &ScoreTrack, audio_file_id: u64, start: f64, duration: f64) -> Markup {
-    let x = |seconds: f64| ((seconds - start) / duration * TRACK_WIDTH).clamp(0.0, TRACK_WIDTH);
-    let y = |score: f64| TRACK_HEIGHT - score.clamp(0.0, 1.0) * (TRACK_HEIGHT - 4.0) - 2.0;
+    let area = crate::spectrogram::PlotArea::for_image(TRACK_WIDTH, 320);
+    let (left, width) = (f64::from(area.left), f64::from(area.width));
+    let x = |seconds: f64| left + ((seconds - start) / duration).clamp(0.0, 1.0) * width;
+    let y = |score: f64| TRACK_HEIGHT - 4.0 - score.clamp(0.0, 1.0) * (TRACK_HEIGHT - 8.0);
     let lines: Vec<String> = (0..track.labels.len().min(TRACK_LABELS))
         .map(|label| {
             track
@@ -441,16 +454,19 @@ pub fn score_track_section(track: &ScoreTrack, audio_file_id: u64, start: f64, d
         .collect();
     let threshold_y = format!("{:.1}", y(track.threshold));
     html! {
-        section aria-labelledby="score-track-heading" {
-            h3 #score-track-heading { "Detector scores" }
+        div.score-track-wrap {
             svg.score-track viewBox=(format!("0 0 {TRACK_WIDTH} {TRACK_HEIGHT}")) preserveAspectRatio="none" role="img"
-                aria-label=(format!("scores of detection job {} from {start} s for {duration} s", track.detection_job_id)) {
-                line.threshold x1="0" x2=(TRACK_WIDTH) y1=(threshold_y) y2=(threshold_y) {}
+                aria-labelledby="score-track-heading" {
+                rect.plot x=(left) y="0" width=(width) height=(TRACK_HEIGHT) {}
+                text x=(left - 6.0) y=(format!("{:.1}", y(1.0) + 4.0)) text-anchor="end" { "1" }
+                text x=(left - 6.0) y=(format!("{:.1}", y(0.0))) text-anchor="end" { "0" }
+                line.threshold x1=(left) x2=(left + width) y1=(threshold_y) y2=(threshold_y) {}
                 @for (index, points) in lines.iter().enumerate() {
                     polyline class=(format!("label-{index}")) points=(points) {}
                 }
             }
-            p.muted.score-legend {
+            p.muted.score-legend #score-track-heading {
+                "Detector scores: "
                 @for (index, label) in track.labels.iter().take(TRACK_LABELS).enumerate() {
                     span class=(format!("label-{index}")) { "— " (label) } " "
                 }
@@ -523,7 +539,8 @@ mod tests {
             windows: vec![(10.0, 15.0, vec![1.0]), (15.0, 20.0, vec![0.0])],
         };
         let html = score_track_section(&track, 7, 10.0, 10.0).into_string();
-        assert!(html.contains("points=\"250.0,2.0 750.0,88.0\""), "{html}");
+        // the plot area is 52..990 of 1000 pixels, as in the spectrogram image
+        assert!(html.contains("points=\"286.5,4.0 755.5,86.0\""), "{html}");
         assert!(html.contains("/detection-jobs/4?audio_file_id=7"));
     }
 }

@@ -495,10 +495,10 @@ pub fn recording_detail_page(view: &RecordingDetailView) -> Markup {
                 figure.spectrogram {
                     img src=(spectrogram_src) width="1000" height="320" loading="lazy"
                         alt=(format!("spectrogram of {} from {start} s for {duration} s", file.filename));
+                    @if let Some(track) = &view.score_track {
+                        (crate::views::classifiers::score_track_section(track, file.id, start, duration))
+                    }
                     figcaption { "From " (start) " s for " (duration) " s; colour is loudness in dB (80 dB range)." }
-                }
-                @if let Some(track) = &view.score_track {
-                    (crate::views::classifiers::score_track_section(track, file.id, start, duration))
                 }
                 audio controls preload="none" src=(window_src) {
                     a href=(window_src) { "Download this range as WAV" }
