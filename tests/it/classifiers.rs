@@ -25,7 +25,7 @@ async fn get_text(url: &str) -> String {
 }
 
 /// Waits on log events (no sleeps) until the training has ended, then for the projections.
-async fn wait_for_detection(app: &TestApp, job: u64) -> JobStatus {
+pub(crate) async fn wait_for_detection(app: &TestApp, job: u64) -> JobStatus {
     let mut head = app.humpback.log.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     loop {
@@ -44,7 +44,7 @@ async fn wait_for_detection(app: &TestApp, job: u64) -> JobStatus {
     }
 }
 
-async fn wait_for_training(app: &TestApp, classifier: u64) -> JobStatus {
+pub(crate) async fn wait_for_training(app: &TestApp, classifier: u64) -> JobStatus {
     let mut head = app.humpback.log.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     loop {
