@@ -150,7 +150,10 @@ fn bench_scoring(
                             end_seconds: row as f64 * 5.0 + 5.0,
                             padded: false,
                             overlapped: false,
-                            embedding: direction.iter().map(|d| (random.next_normal() + shift * d / norm) as f32).collect(),
+                            embedding: direction
+                                .iter()
+                                .map(|d| (random.next_normal() + shift * d / norm) as f32)
+                                .collect(),
                         }
                     })
                     .collect();
@@ -172,7 +175,11 @@ fn bench_scoring(
         );
     }
     if written > 0 {
-        println!("wrote {written} windows in {sets} sets under {} in {:.1} s", root.display(), started.elapsed().as_secs_f64());
+        println!(
+            "wrote {written} windows in {sets} sets under {} in {:.1} s",
+            root.display(),
+            started.elapsed().as_secs_f64()
+        );
     }
     let ids: Vec<EmbeddingSetId> = state.embedding_sets.keys().copied().collect();
     let bytes: u64 = state

@@ -252,7 +252,7 @@ impl ClusteringWorker {
         if !progress("writing", 0.95) {
             return self.stop(job_id, attempt, canceled);
         }
-        let metrics = serde_json::json!({
+        let mut metrics = serde_json::json!({
             "cluster_count": result.cluster_count,
             "noise_count": result.labels.iter().filter(|label| **label < 0).count(),
             "rows": result.labels.len(),
@@ -260,15 +260,17 @@ impl ClusteringWorker {
             "reference_field": stored.reference_field,
             "reference": reference,
             "sweep": sweep,
-            "score_filter": stored.filters.detection_job_id.map(|detection_job_id| serde_json::json!({
+        });
+        if let Some(detection_job_id) = stored.filters.detection_job_id {
+            metrics["score_filter"] = serde_json::json!({
                 "detection_job_id": detection_job_id,
                 "min_score": min_score,
                 "score_label": stored.filters.score_label,
                 "windows_scored_at_or_above": windows_considered - windows_below_min_score,
                 "windows_in_sets": windows_considered,
                 "windows_kept": rows.len(),
-            })),
-        });
+            });
+        }
         let (clusters_json, assignments_parquet) = output_paths(job_id);
         let assignments: Vec<AssignmentRow> = rows
             .iter()
