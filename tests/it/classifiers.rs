@@ -298,7 +298,7 @@ async fn detections_are_reviewed_labelled_next_retrained_and_only_the_calls_are_
     assert_eq!(retrained["request"], queued["request"], "the same request");
     assert_eq!(wait_for_training(&app, next_id).await, JobStatus::Complete);
     let (_, classifier) = crate::api_get(&app.url(&format!("/api/classifiers/{next_id}"))).await;
-    assert_eq!(classifier["training_set"]["negative_annotation_windows"].as_u64().unwrap() > 0, true);
+    assert!(classifier["training_set"]["negative_annotation_windows"].as_u64().unwrap() > 0);
     let (status, _) = post_json(app.url("/api/classifiers/99/retrain"), json!({})).await;
     assert_eq!(status, 404);
 
