@@ -316,3 +316,32 @@ pub async fn label_next(
     .await?;
     Ok(page(StatusCode::OK, label_next_page(&view, notice.to_notice().as_ref())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(labels: &str, c: &str) -> TrainForm {
+        TrainForm {
+            labels: labels.into(),
+            model_version: "perch_v2".into(),
+            negative_annotations: Some("true".into()),
+            other_labels: None,
+            c: Some(c.into()),
+            class_weighting: Some("none".into()),
+            folds: Some("3".into()),
+            threshold: Some("".into()),
+        }
+    }
+
+    #[test]
+    fn the_train_form_becomes_the_api_request_and_bad_fields_are_named() {
+        let request = train_request_from_form(&form(" song, grunt ,", "0.5")).unwrap();
+        assert_eq!(request.labels, vec!["song".to_string(), "grunt".to_string()]);
+        assert_eq!((request.c, request.folds, request.threshold), (0.5, 3, 0.5));
+        assert!(request.negatives.negative_annotations && !request.negatives.other_labels);
+        assert!(train_request_from_form(&form("song", "lots")).unwrap_err().starts_with("c:"));
+        assert!(train_request_from_form(&form("song", "-1")).unwrap_err().starts_with("c:"));
+        assert!(train_request_from_form(&form(" , ", "1")).unwrap_err().starts_with("labels:"));
+    }
+}
