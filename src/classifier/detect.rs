@@ -107,6 +107,8 @@ pub fn run_detection(
             writer.write(&places, &scores)?;
             windows_scored += places.len() as u64;
         }
+        // one row group per set (one recording), so a reader of one recording skips the rest
+        writer.end_row_group()?;
         for (label, windows) in classifier.labels.iter().zip(&per_label) {
             detections.extend(merge_detections(windows, threshold).into_iter().map(|detection| DetectionRecord {
                 embedding_set_id: *set_id,

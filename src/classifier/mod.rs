@@ -17,6 +17,7 @@ pub mod detect;
 pub mod detection_worker;
 pub mod detections;
 pub mod evaluation;
+pub mod label_next;
 pub mod logistic;
 pub mod request;
 pub mod scores_parquet;

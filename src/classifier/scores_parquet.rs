@@ -95,6 +95,17 @@ impl ScoresWriter {
         Ok(())
     }
 
+    /// Ends the current row group (the writer starts one per set, so that each row group's
+    /// statistics name one recording and `read_scores` of one recording reads only its own).
+    pub fn end_row_group(&mut self) -> Result<(), ArtifactError> {
+        let path = self.temp_path.clone();
+        let writer = self.writer.as_mut().ok_or_else(|| ArtifactError::Invalid {
+            path: path.clone(),
+            reason: "the writer was already closed".into(),
+        })?;
+        writer.flush().map_err(|source| ArtifactError::Parquet { path, source })
+    }
+
     /// Closes, fsyncs and renames into place; the rows written.
     pub fn finish_and_promote(mut self) -> Result<u64, ArtifactError> {
         if let Some(writer) = self.writer.take() {
@@ -111,10 +122,148 @@ impl ScoresWriter {
     }
 }
 
+/// One row of a scores file: where the window lies and its score per label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredWindow {
+    pub place: WindowPlace,
+    /// One score per label, in the file's label order.
+    pub scores: Vec<f64>,
+}
+
+/// A scores file read back: its labels (from the `score_{label}` columns) and its rows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ScoresTable {
+    pub labels: Vec<String>,
+    pub windows: Vec<ScoredWindow>,
+}
+
+impl ScoresTable {
+    /// The position of `label` among the score columns.
+    pub fn label_index(&self, label: &str) -> Option<usize> {
+        self.labels.iter().position(|known| known == label)
+    }
+}
+
+/// Whether a row group may hold rows of `audio_file_id` (by its statistics; without them, yes).
+fn row_group_may_hold(
+    row_group: &parquet::file::metadata::RowGroupMetaData,
+    column: usize,
+    audio_file_id: u64,
+) -> bool {
+    use parquet::file::statistics::Statistics;
+    let Some(Statistics::Int64(statistics)) = row_group.column(column).statistics() else { return true };
+    // uint64 is stored as int64 bits; ids stay far below 2^63
+    match (statistics.min_opt(), statistics.max_opt(), i64::try_from(audio_file_id)) {
+        (Some(min), Some(max), Ok(wanted)) => *min <= wanted && wanted <= *max,
+        _ => true,
+    }
+}
+
+/// Reads a scores file; with `audio_file_id`, only that recording's rows are kept (and only the
+/// row groups whose statistics may hold it are read).
+pub fn read_scores(path: &Path, audio_file_id: Option<u64>) -> Result<ScoresTable, ArtifactError> {
+    use arrow_array::Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let owned = path.to_path_buf();
+    let file =
+        File::open(path).map_err(|source| ArtifactError::Io { doing: "opening", path: owned.clone(), source })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|source| ArtifactError::Parquet { path: owned.clone(), source })?;
+    let labels: Vec<String> = builder
+        .schema()
+        .fields()
+        .iter()
+        .filter_map(|field| field.name().strip_prefix("score_").map(str::to_string))
+        .collect();
+    let builder = match audio_file_id {
+        Some(wanted) => {
+            let column = builder.parquet_schema().columns().iter().position(|column| column.name() == "audio_file_id");
+            let groups: Vec<usize> = match column {
+                Some(column) => (0..builder.metadata().num_row_groups())
+                    .filter(|index| row_group_may_hold(builder.metadata().row_group(*index), column, wanted))
+                    .collect(),
+                None => (0..builder.metadata().num_row_groups()).collect(),
+            };
+            builder.with_row_groups(groups)
+        }
+        None => builder,
+    };
+    let reader = builder.build().map_err(|source| ArtifactError::Parquet { path: owned.clone(), source })?;
+    let invalid = |reason: String| ArtifactError::Invalid { path: owned.clone(), reason };
+    let mut windows = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|source| ArtifactError::Arrow { path: owned.clone(), source })?;
+        let whole = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|column| column.as_any().downcast_ref::<UInt64Array>())
+                .cloned()
+                .ok_or_else(|| invalid(format!("no uint64 column {name:?}")))
+        };
+        let real = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|column| column.as_any().downcast_ref::<Float64Array>())
+                .cloned()
+                .ok_or_else(|| invalid(format!("no float64 column {name:?}")))
+        };
+        let (sets, rows, audio) = (whole("embedding_set_id")?, whole("row_index")?, whole("audio_file_id")?);
+        let (starts, ends) = (real("start_seconds")?, real("end_seconds")?);
+        let score_columns: Vec<Float64Array> =
+            labels.iter().map(|label| real(&score_column(label))).collect::<Result<_, _>>()?;
+        for i in 0..batch.num_rows() {
+            if audio_file_id.is_some_and(|wanted| wanted != audio.value(i)) {
+                continue;
+            }
+            windows.push(ScoredWindow {
+                place: WindowPlace {
+                    embedding_set_id: crate::domain::ids::EmbeddingSetId(sets.value(i)),
+                    row_index: rows.value(i),
+                    audio_file_id: crate::domain::ids::AudioFileId(audio.value(i)),
+                    start_seconds: starts.value(i),
+                    end_seconds: ends.value(i),
+                },
+                scores: score_columns.iter().map(|column| column.value(i)).collect(),
+            });
+        }
+    }
+    Ok(ScoresTable { labels, windows })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::ids::{AudioFileId, EmbeddingSetId};
+
+    #[test]
+    fn one_recordings_scores_are_read_from_its_own_row_group() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("detections/4/scores.parquet");
+        let labels = vec!["song".to_string()];
+        let mut writer = ScoresWriter::create(&path, &labels).unwrap();
+        for audio in [3u64, 7, 9] {
+            let windows: Vec<WindowPlace> = (0..5)
+                .map(|row| WindowPlace {
+                    embedding_set_id: EmbeddingSetId(audio),
+                    row_index: row,
+                    audio_file_id: AudioFileId(audio),
+                    start_seconds: row as f64,
+                    end_seconds: row as f64 + 1.0,
+                })
+                .collect();
+            writer.write(&windows, &vec![vec![audio as f64 / 10.0]; 5]).unwrap();
+            writer.end_row_group().unwrap();
+        }
+        writer.finish_and_promote().unwrap();
+        let file = File::open(&path).unwrap();
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        assert_eq!(builder.metadata().num_row_groups(), 3);
+        let table = read_scores(&path, Some(7)).unwrap();
+        assert_eq!(table.windows.len(), 5);
+        assert!(table.windows.iter().all(|w| w.place.audio_file_id == AudioFileId(7) && w.scores == vec![0.7]));
+        assert_eq!(read_scores(&path, None).unwrap().windows.len(), 15);
+        assert!(read_scores(&path, Some(8)).unwrap().windows.is_empty());
+    }
 
     #[test]
     fn the_scores_file_is_promoted_whole_and_pyarrow_reads_a_column_per_label() {
@@ -138,6 +287,12 @@ mod tests {
         assert!(writer.write(&windows[..1], &[vec![0.5]]).is_err(), "one score per label");
         assert_eq!(writer.finish_and_promote().unwrap(), 10);
         assert!(path.exists() && !temp_sibling(&path).exists());
+        let table = read_scores(&path, None).unwrap();
+        assert_eq!(table.labels, labels);
+        assert_eq!(table.windows.len(), 10);
+        assert_eq!(table.windows[7].scores, vec![0.7, 1.0 - 0.7]);
+        assert_eq!(table.windows[7].place, windows[7]);
+        assert_eq!(read_scores(&path, Some(6)).unwrap().windows.len(), 0, "another recording has no rows");
         let script = "import sys, json, pyarrow.parquet as pq\n\
                       t = pq.read_table(sys.argv[1])\n\
                       print(json.dumps({'rows': t.num_rows, 'columns': t.column_names,\n\

@@ -10,8 +10,17 @@ use crate::domain::json_text::JsonText;
 use crate::domain::state::DomainState;
 
 /// Keys that select rows rather than configure the clustering.
-const SELECTION_KEYS: &[&str] =
-    &["embedding_set_ids", "folder", "model_version", "filters", "reference_field", "sweep"];
+const SELECTION_KEYS: &[&str] = &[
+    "embedding_set_ids",
+    "folder",
+    "model_version",
+    "filters",
+    "reference_field",
+    "sweep",
+    "detection_job_id",
+    "min_score",
+    "score_label",
+];
 
 /// What a clustering job records as its parameters (canonical, defaults filled in).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +60,16 @@ pub struct Filters {
     /// The offset dates and hours are read at (default UTC).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub utc_offset: Option<String>,
+    /// Only windows a detection job scored at or above `min_score` ("cluster only the calls");
+    /// the scores come from that job's `scores.parquet`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detection_job_id: Option<u64>,
+    /// The least score kept (default: the job's threshold, recorded as given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_score: Option<f64>,
+    /// Which label's score counts (default: a window's best score over the job's labels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score_label: Option<String>,
 }
 
 impl Filters {
@@ -125,6 +144,69 @@ pub fn file_documents(state: &DomainState, audio: crate::domain::ids::AudioFileI
     .collect()
 }
 
+/// `detection_job_id`, `min_score` and `score_label` given at the top level of the request go
+/// into the filters (where they are recorded); given in both places they must agree.
+fn score_filter_from_fields(
+    fields: &serde_json::Map<String, serde_json::Value>,
+    filters: &mut Filters,
+) -> Result<(), RequestError> {
+    fn merge<T: serde::de::DeserializeOwned + PartialEq>(
+        fields: &serde_json::Map<String, serde_json::Value>,
+        key: &str,
+        what: &str,
+        slot: &mut Option<T>,
+    ) -> Result<(), RequestError> {
+        let Some(value) = fields.get(key).filter(|value| !value.is_null()) else { return Ok(()) };
+        let given: T = serde_json::from_value(value.clone())
+            .map_err(|_| RequestError::Invalid(format!("{key}: must be {what}, not {value}")))?;
+        if slot.as_ref().is_some_and(|inside| *inside != given) {
+            return Err(RequestError::Invalid(format!(
+                "{key}: given twice (at the top and in filters) with different values"
+            )));
+        }
+        *slot = Some(given);
+        Ok(())
+    }
+    merge(fields, "detection_job_id", "a whole number", &mut filters.detection_job_id)?;
+    merge(fields, "min_score", "a number", &mut filters.min_score)?;
+    merge(fields, "score_label", "a label", &mut filters.score_label)?;
+    Ok(())
+}
+
+/// Checks the score filter against the state (a completed detection job, a score between 0 and 1,
+/// one of its classifier's labels) and fills in the default `min_score`; the job.
+fn resolve_score_filter<'a>(
+    state: &'a DomainState,
+    job_id: u64,
+    filters: &mut Filters,
+) -> Result<&'a crate::domain::state::DetectionJobState, RequestError> {
+    let job = state
+        .detection_jobs
+        .get(&crate::domain::ids::DetectionJobId(job_id))
+        .ok_or_else(|| RequestError::Invalid(format!("detection_job_id: detection job {job_id} does not exist")))?;
+    if job.status != crate::domain::state::JobStatus::Complete {
+        return Err(RequestError::Invalid(format!(
+            "detection_job_id: detection job {job_id} is {}, not complete",
+            job.status.as_str()
+        )));
+    }
+    let min_score = filters.min_score.unwrap_or(job.threshold);
+    if !(0.0..=1.0).contains(&min_score) {
+        return Err(RequestError::Invalid(format!("min_score: must be between 0 and 1, not {min_score}")));
+    }
+    filters.min_score = Some(min_score);
+    if let Some(label) = &filters.score_label {
+        let known =
+            state.classifiers.get(&job.classifier_id).is_some_and(|classifier| classifier.labels.contains(label));
+        if !known {
+            return Err(RequestError::Invalid(format!(
+                "score_label: detection job {job_id} has no score for label {label:?}"
+            )));
+        }
+    }
+    Ok(job)
+}
+
 /// Parses and resolves a request body against the current state.
 pub fn parse_request(body: &serde_json::Value, state: &DomainState) -> Result<ClusteringRequest, RequestError> {
     let serde_json::Value::Object(fields) = body else {
@@ -148,12 +230,13 @@ pub fn parse_request(body: &serde_json::Value, state: &DomainState) -> Result<Cl
     if let Some(sweep) = &sweep {
         sweep.settings().map_err(|error| RequestError::Invalid(format!("sweep: {error}")))?;
     }
-    let filters: Filters = match fields.get("filters") {
+    let mut filters: Filters = match fields.get("filters") {
         None | Some(serde_json::Value::Null) => Filters::default(),
         Some(value) => {
             serde_json::from_value(value.clone()).map_err(|error| RequestError::Invalid(format!("filters: {error}")))?
         }
     };
+    score_filter_from_fields(fields, &mut filters)?;
     let reference_field = match fields.get("reference_field") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(field)) if !field.trim().is_empty() => Some(field.trim().to_string()),
@@ -206,7 +289,7 @@ pub fn parse_request(body: &serde_json::Value, state: &DomainState) -> Result<Cl
             filters.metadata.iter().all(|(path, wanted)| metadata_value(&documents, path) == Some(wanted))
         });
     }
-    let filters = Filters {
+    let mut filters = Filters {
         annotation_labels: filters
             .annotation_labels
             .iter()
@@ -234,6 +317,15 @@ pub fn parse_request(body: &serde_json::Value, state: &DomainState) -> Result<Cl
             return Err(RequestError::NothingSelected(format!(
                 "no selected recording has annotations labelled {:?}",
                 filters.annotation_labels
+            )));
+        }
+    }
+    if let Some(job_id) = filters.detection_job_id {
+        let job = resolve_score_filter(state, job_id, &mut filters)?;
+        ids.retain(|id| !state.embedding_sets.contains_key(id) || job.embedding_set_ids.contains(id));
+        if ids.is_empty() {
+            return Err(RequestError::NothingSelected(format!(
+                "detection job {job_id} scored none of the selected embedding sets"
             )));
         }
     }

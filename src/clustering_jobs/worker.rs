@@ -119,6 +119,17 @@ impl ClusteringWorker {
         let mut file_spans: Vec<Vec<LabelledSpan>> = Vec::new();
         let annotation_labels: std::collections::BTreeSet<String> =
             stored.filters.annotation_labels.iter().cloned().collect();
+        // "Cluster only the calls": each scored window's score, read once.
+        let scores = match stored.filters.detection_job_id {
+            Some(detection_job) => Some(window_scores(
+                &humpback,
+                crate::domain::ids::DetectionJobId(detection_job),
+                stored.filters.score_label.as_deref(),
+            )?),
+            None => None,
+        };
+        let min_score = stored.filters.min_score.unwrap_or(0.0);
+        let (mut windows_considered, mut windows_below_min_score) = (0u64, 0u64);
         for (position, set_id) in set_ids.iter().enumerate() {
             if !progress("loading", 0.05 * position as f64 / set_ids.len().max(1) as f64) {
                 return self.stop(job_id, attempt, canceled);
@@ -159,6 +170,13 @@ impl ClusteringWorker {
                 }
                 for i in 0..batch.row_index.len() {
                     let (start, end) = (batch.start_seconds[i], batch.end_seconds[i]);
+                    windows_considered += 1;
+                    if let Some(scores) = &scores {
+                        if scores.get(&(set_id.0, batch.row_index[i])).is_none_or(|score| *score < min_score) {
+                            windows_below_min_score += 1;
+                            continue;
+                        }
+                    }
                     if !annotation_labels.is_empty()
                         && !overlaps_labels(&file_spans[file_index], start, end, &annotation_labels)
                     {
@@ -179,6 +197,9 @@ impl ClusteringWorker {
                 "no window of the selected embedding sets overlaps an annotation labelled {:?}",
                 stored.filters.annotation_labels
             ));
+        }
+        if rows.is_empty() && scores.is_some() && windows_below_min_score == windows_considered {
+            return Err(anyhow!("no window of the selected embedding sets scores at or above min_score {min_score}"));
         }
         if rows.is_empty() && !time_filter.is_unbounded() {
             return Err(anyhow!("the time filters (date_from, date_to, hours) keep no window of the selected sets"));
@@ -231,7 +252,7 @@ impl ClusteringWorker {
         if !progress("writing", 0.95) {
             return self.stop(job_id, attempt, canceled);
         }
-        let metrics = serde_json::json!({
+        let mut metrics = serde_json::json!({
             "cluster_count": result.cluster_count,
             "noise_count": result.labels.iter().filter(|label| **label < 0).count(),
             "rows": result.labels.len(),
@@ -240,6 +261,16 @@ impl ClusteringWorker {
             "reference": reference,
             "sweep": sweep,
         });
+        if let Some(detection_job_id) = stored.filters.detection_job_id {
+            metrics["score_filter"] = serde_json::json!({
+                "detection_job_id": detection_job_id,
+                "min_score": min_score,
+                "score_label": stored.filters.score_label,
+                "windows_scored_at_or_above": windows_considered - windows_below_min_score,
+                "windows_in_sets": windows_considered,
+                "windows_kept": rows.len(),
+            });
+        }
         let (clusters_json, assignments_parquet) = output_paths(job_id);
         let assignments: Vec<AssignmentRow> = rows
             .iter()
@@ -351,4 +382,33 @@ pub async fn run_clustering_worker(
         stop,
     )
     .await
+}
+
+/// Each window's score in a detection job's `scores.parquet`, by (embedding set, row): the
+/// chosen label's, or the best over its labels.
+fn window_scores(
+    humpback: &Humpback,
+    job: crate::domain::ids::DetectionJobId,
+    label: Option<&str>,
+) -> anyhow::Result<std::collections::HashMap<(u64, u64), f64>> {
+    let path = humpback.data_dir.root().join(crate::classifier::detection_worker::scores_path(job));
+    let table = crate::classifier::scores_parquet::read_scores(&path, None)
+        .with_context(|| format!("reading the scores of detection job {job}"))?;
+    let column = match label {
+        Some(label) => Some(
+            table.label_index(label).ok_or_else(|| anyhow!("detection job {job} has no score for label {label:?}"))?,
+        ),
+        None => None,
+    };
+    Ok(table
+        .windows
+        .iter()
+        .map(|window| {
+            let score = match column {
+                Some(column) => window.scores[column],
+                None => window.scores.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            };
+            ((window.place.embedding_set_id.0, window.place.row_index), score)
+        })
+        .collect())
 }

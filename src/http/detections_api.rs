@@ -80,25 +80,34 @@ pub async fn queue(
     let Json(body) = body.map_err(|rejection| ApiError::unprocessable(rejection.body_text()))?;
     let request: DetectionRequest =
         serde_json::from_value(body.clone()).map_err(|error| ApiError::unprocessable(error.to_string()))?;
-    let sets = state.humpback.writer.read_state(|s| resolve_scope(s, &request)).map_err(ApiError::unprocessable)?;
+    let job_id = queue_detection(&state, &request, &body).await?;
+    let job = blocking(move || load_job(&state, job_id.0)).await?;
+    Ok((StatusCode::CREATED, Json(job)).into_response())
+}
+
+/// Queues a detection job for a parsed request (`body` is recorded as its scope); its id.
+pub async fn queue_detection(
+    state: &ApiState,
+    request: &DetectionRequest,
+    body: &serde_json::Value,
+) -> Result<DetectionJobId, ApiError> {
+    let sets = state.humpback.writer.read_state(|s| resolve_scope(s, request)).map_err(ApiError::unprocessable)?;
     let envelopes = state
         .humpback
         .execute(Command::QueueDetectionJob {
             classifier_id: ClassifierId(request.classifier_id),
             embedding_set_ids: sets,
             threshold: request.threshold,
-            scope: JsonText::from_value(&body),
+            scope: JsonText::from_value(body),
         })
         .await?;
-    let job_id = envelopes
+    envelopes
         .iter()
         .find_map(|envelope| match &envelope.event {
             Event::DetectionJobQueued(queued) => Some(queued.job_id),
             _ => None,
         })
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("queueing recorded no detection job")))?;
-    let job = blocking(move || load_job(&state, job_id.0)).await?;
-    Ok((StatusCode::CREATED, Json(job)).into_response())
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("queueing recorded no detection job")))
 }
 
 pub async fn show(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<DetectionJobRow>, ApiError> {

@@ -87,6 +87,8 @@ pub fn router_with_access(
         .route("/api/classifiers/{id}", get(classifiers_api::show))
         .route("/api/classifiers/{id}/cancel", post(classifiers_api::cancel))
         .route("/api/classifiers/{id}/retry", post(classifiers_api::retry))
+        .route("/api/classifiers/{id}/retrain", post(classifiers_api::retrain))
+        .route("/api/classifiers/{id}/label-next", get(classifiers_api::label_next_api))
         .route("/api/detection-jobs", post(detections_api::queue))
         .route("/api/detection-jobs/{id}", get(detections_api::show))
         .route("/api/detection-jobs/{id}/detections", get(detections_api::detections))

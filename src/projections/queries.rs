@@ -602,6 +602,61 @@ pub fn detection_job(connection: &Connection, id: u64) -> Result<Option<Detectio
         .map_err(sql_error("reading a detection job"))
 }
 
+/// Detection jobs, newest first; with `classifier_id`, only that classifier's.
+pub fn detection_jobs(
+    connection: &Connection,
+    classifier_id: Option<u64>,
+    limit: u64,
+) -> Result<Vec<DetectionJobRow>, ProjectionError> {
+    let ids: Vec<u64> = query_all(
+        connection,
+        "SELECT id FROM detection_jobs WHERE (?1 IS NULL OR classifier_id = ?1) ORDER BY id DESC LIMIT ?2",
+        params![classifier_id, limit],
+        |row| row.get(0),
+        "listing detection jobs",
+    )?;
+    let mut jobs = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(job) = detection_job(connection, id)? {
+            jobs.push(job);
+        }
+    }
+    Ok(jobs)
+}
+
+/// How many detections a job found in one recording, and the best score there.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RecordingDetectionCount {
+    pub audio_file_id: u64,
+    pub recording: Option<String>,
+    pub detections: u64,
+    pub best_score: f64,
+}
+
+/// A job's detections counted per recording, most first.
+pub fn detection_counts_by_recording(
+    connection: &Connection,
+    job: u64,
+) -> Result<Vec<RecordingDetectionCount>, ProjectionError> {
+    query_all(
+        connection,
+        "SELECT d.audio_file_id, a.filename, COUNT(*), MAX(d.max_score)
+         FROM detections d LEFT JOIN audio_files a ON a.id = d.audio_file_id
+         WHERE d.detection_job_id = ?1
+         GROUP BY d.audio_file_id ORDER BY COUNT(*) DESC, d.audio_file_id",
+        params![job],
+        |row| {
+            Ok(RecordingDetectionCount {
+                audio_file_id: row.get(0)?,
+                recording: row.get(1)?,
+                detections: row.get(2)?,
+                best_score: row.get(3)?,
+            })
+        },
+        "counting detections per recording",
+    )
+}
+
 /// One detection, with its recording's name and folder.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DetectionRow {

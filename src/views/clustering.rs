@@ -457,6 +457,19 @@ pub fn clustering_job_page(view: &ClusteringJobView) -> Markup {
         div.panel data-clustering-job-id=(job.id) data-status=(job.status) data-reload-when-finished {
             p { "Status " (status_badge(&job.status)) " " (clustering_progress(job)) }
             @if let Some(error) = &job.error_message { p.error-message { (error) } }
+            @if let Some(filter) = job.metrics.get("score_filter").filter(|value| !value.is_null()) {
+                p data-field="score-filter" {
+                    "Only the calls: " strong { (plain(&filter["windows_kept"])) } " of "
+                    (plain(&filter["windows_in_sets"])) " windows kept, those scoring at least "
+                    (plain(&filter["min_score"]))
+                    @if let Some(label) = filter["score_label"].as_str() { " for “" (label) "”" }
+                    " in "
+                    a href=(format!("/detection-jobs/{}", plain(&filter["detection_job_id"]))) {
+                        "detection job " (plain(&filter["detection_job_id"]))
+                    }
+                    "."
+                }
+            }
             p.muted { "attempt " (job.attempt) " · created " (format_time(&job.created_at))
                 @if let Some(finished_at) = &job.finished_at { " · finished " (format_time(finished_at)) } }
             div.actions {
@@ -482,7 +495,7 @@ pub fn clustering_job_page(view: &ClusteringJobView) -> Markup {
         @if job.status == "complete" {
             section {
                 h2 { "Metrics" }
-                (key_value_table(&job.metrics, &["internal", "reference", "sweep"]))
+                (key_value_table(&job.metrics, &["internal", "reference", "sweep", "score_filter"]))
                 @if let Some(internal) = job.metrics.get("internal") {
                     h3 { "Internal" }
                     (key_value_table(internal, &[]))
@@ -683,6 +696,7 @@ fn member_tiles(members: &[MemberWithRecording]) -> Vec<super::WindowTile> {
                 embedding_set_id: Some(member.embedding_set_id),
                 row_index: Some(member.row_index),
                 caption: Some(format!("p {:.2}", member.probability)),
+                review_label: None,
             })
         })
         .collect()

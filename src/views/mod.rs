@@ -3,6 +3,7 @@
 //! uses `PreEscaped` on such text.
 
 pub mod annotations;
+pub mod classifiers;
 pub mod clustering;
 pub mod dashboard;
 pub mod events;
@@ -25,15 +26,17 @@ pub enum Section {
     Processing,
     Clustering,
     Search,
+    Classifiers,
     Models,
     Events,
 }
 
-const NAVIGATION: [(Section, &str, &str); 6] = [
+const NAVIGATION: [(Section, &str, &str); 7] = [
     (Section::Recordings, "/audio", "Recordings"),
     (Section::Processing, "/processing", "Processing"),
     (Section::Clustering, "/clustering", "Clustering"),
     (Section::Search, "/search", "Search"),
+    (Section::Classifiers, "/classifiers", "Detectors"),
     (Section::Models, "/models", "Models"),
     (Section::Events, "/events", "Events"),
 ];
@@ -141,6 +144,9 @@ pub struct WindowTile {
     pub row_index: Option<u64>,
     /// A short fact after the name and time (`p 0.93`, `score 0.981`).
     pub caption: Option<String>,
+    /// A detection or suggestion to judge: confirm records a positive annotation with this
+    /// label over the tile's span, reject a negative one (keys `c`, `r`, `s` to skip).
+    pub review_label: Option<String>,
 }
 
 /// A grid of window tiles with the annotate form and the recent labels; `assets/tiles.js` adds
@@ -166,6 +172,9 @@ pub fn tile_grid(id: &str, tiles: &[WindowTile], known_labels: &[String]) -> Mar
             p.muted.keyboard-hint {
                 "Keys on a tile: " kbd { "space" } " play · " kbd { "←" } kbd { "→" } kbd { "↑" } kbd { "↓" } " move · "
                 kbd { "1" } "–" kbd { "9" } " apply a recent label · " kbd { "a" } " type a label"
+                @if tiles.iter().any(|tile| tile.review_label.is_some()) {
+                    " · " kbd { "c" } " confirm · " kbd { "r" } " reject · " kbd { "s" } " skip"
+                }
             }
             ol.recent-labels data-recent-labels aria-label="Recent labels" {}
             audio.tile-player controls preload="none" {}
@@ -184,7 +193,7 @@ pub(crate) fn window_tile(tile: &WindowTile) -> Markup {
     let audio = tile.audio_file_id;
     html! {
         figure.tile tabindex="0" data-audio=(audio) data-start=(start) data-duration=(duration)
-            data-set=[tile.embedding_set_id] data-row=[tile.row_index] {
+            data-set=[tile.embedding_set_id] data-row=[tile.row_index] data-review-label=[tile.review_label.as_deref()] {
             img loading="lazy" width="160" height="100" alt=(format!("spectrogram of {} at {start:.2} s", tile.recording))
                 src=(format!("/api/audio/{audio}/spectrogram.png?start={start}&duration={duration}&width=160&height=100"));
             figcaption {
@@ -199,6 +208,11 @@ pub(crate) fn window_tile(tile: &WindowTile) -> Markup {
                     a data-action="similar" href=(format!("/search?set={set}&row={row}")) { "Find similar" }
                 }
                 button type="button" data-action="annotate" { "Annotate" }
+                @if let Some(label) = &tile.review_label {
+                    button.confirm type="button" data-action="confirm" title=(format!("a positive “{label}” annotation (c)")) { "Confirm" }
+                    button.reject type="button" data-action="reject" title=(format!("a negative “{label}” annotation (r)")) { "Reject" }
+                    button type="button" data-action="skip" title="leave it for now (s)" { "Skip" }
+                }
                 noscript { a href=(format!("/api/audio/{audio}/window?start={start}&duration={duration}")) { "audio" } }
             }
         }
@@ -363,6 +377,8 @@ pub fn aggregate_href(aggregate: &str) -> Option<String> {
         "processing_job" => "/processing",
         "clustering_job" => "/clustering",
         "cluster" => "/clusters",
+        "classifier" => "/classifiers",
+        "detection_job" => "/detection-jobs",
         _ => return None,
     };
     Some(format!("{path}/{id}"))

@@ -411,6 +411,8 @@ pub struct RecordingDetailView {
     pub window_tiles: Vec<super::WindowTile>,
     pub window_tiles_set: Option<u64>,
     pub known_labels: Vec<String>,
+    /// A detector's scores over the range shown, aligned with the spectrogram.
+    pub score_track: Option<crate::views::classifiers::ScoreTrack>,
 }
 
 fn field_label(field: &str) -> &'static str {
@@ -493,6 +495,9 @@ pub fn recording_detail_page(view: &RecordingDetailView) -> Markup {
                 figure.spectrogram {
                     img src=(spectrogram_src) width="1000" height="320" loading="lazy"
                         alt=(format!("spectrogram of {} from {start} s for {duration} s", file.filename));
+                    @if let Some(track) = &view.score_track {
+                        (crate::views::classifiers::score_track_section(track, file.id, start, duration))
+                    }
                     figcaption { "From " (start) " s for " (duration) " s; colour is loudness in dB (80 dB range)." }
                 }
                 audio controls preload="none" src=(window_src) {

@@ -128,6 +128,12 @@ pub fn request_body_from_form(fields: &[(String, String)]) -> Result<Value, Stri
     if let Some(reference) = value("reference_field") {
         body.insert("reference_field".into(), json!(reference));
     }
+    if let Some(job) = whole("detection_job_id")? {
+        body.insert("detection_job_id".into(), json!(job));
+    }
+    if let Some(min_score) = real("min_score")? {
+        body.insert("min_score".into(), json!(min_score));
+    }
     body.insert("normalize_l2".into(), json!(checked("normalize_l2")));
     body.insert("plot_2d".into(), json!(checked("plot_2d")));
     let reduction = match value("reduction_method").as_deref().unwrap_or("umap") {

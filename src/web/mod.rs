@@ -2,6 +2,7 @@
 //! Forms work without JavaScript; `assets/live.js` only keeps job status and progress current.
 
 mod annotations;
+mod classifiers;
 mod clustering;
 mod models;
 mod pages;
@@ -61,6 +62,13 @@ pub fn router() -> Router<ApiState> {
         .route("/clustering/{id}/cancel", post(clustering::cancel))
         .route("/clustering/{id}/retry", post(clustering::retry))
         .route("/clusters/{id}", get(clustering::cluster))
+        .route("/classifiers", get(classifiers::list))
+        .route("/classifiers/train", post(classifiers::train))
+        .route("/classifiers/{id}", get(classifiers::show))
+        .route("/classifiers/{id}/retrain", post(classifiers::retrain))
+        .route("/classifiers/{id}/detect", post(classifiers::detect))
+        .route("/classifiers/{id}/label-next", get(classifiers::label_next))
+        .route("/detection-jobs/{id}", get(classifiers::detection_job))
         .route("/models", get(models::list))
         .route(
             "/models/add",

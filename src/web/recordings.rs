@@ -286,6 +286,9 @@ pub struct DetailParameters {
     /// end stored for it in the set's Parquet.
     pub embedding_set: Option<u64>,
     pub window: Option<u64>,
+    /// The detection job whose scores the score track shows (default: the latest completed
+    /// one that scored this recording).
+    pub detection_job: Option<u64>,
 }
 
 fn metadata_texts(metadata: Option<&AudioMetadataRow>) -> [String; 4] {
@@ -407,7 +410,9 @@ async fn detail_view(
         let state = state.clone();
         blocking_page(move || super::clustering::known_labels(&state)).await.unwrap_or_default()
     };
+    let score_track = score_track(state, id, parameters.detection_job, start, start + duration).await;
     Ok(RecordingDetailView {
+        score_track,
         window_tiles,
         window_tiles_set: tiles_set.map(|set| set.id),
         known_labels,
@@ -426,6 +431,47 @@ async fn detail_view(
         events_after,
         annotations,
     })
+}
+
+/// The scores of a recording's windows in `from..to` seconds from a detection job's
+/// `scores.parquet`: the one asked for, else the latest completed job that scored one of the
+/// recording's sets. `None` when there is none or its file cannot be read.
+async fn score_track(
+    state: &ApiState,
+    audio: u64,
+    requested_job: Option<u64>,
+    from: f64,
+    to: f64,
+) -> Option<crate::views::classifiers::ScoreTrack> {
+    use crate::domain::ids::AudioFileId;
+    use crate::domain::state::JobStatus;
+    let (job_id, threshold) = state.humpback.writer.read_state(|s| {
+        s.detection_jobs
+            .iter()
+            .filter(|(id, job)| {
+                job.status == JobStatus::Complete
+                    && requested_job.is_none_or(|wanted| wanted == id.0)
+                    && job
+                        .embedding_set_ids
+                        .iter()
+                        .any(|set| s.embedding_sets.get(set).is_some_and(|set| set.audio_file_id == AudioFileId(audio)))
+            })
+            .map(|(id, job)| (*id, job.threshold))
+            .next_back()
+    })?;
+    let path = state.humpback.data_dir.root().join(crate::classifier::detection_worker::scores_path(job_id));
+    let table = tokio::task::spawn_blocking(move || crate::classifier::scores_parquet::read_scores(&path, Some(audio)))
+        .await
+        .ok()?
+        .ok()?;
+    let mut windows: Vec<(f64, f64, Vec<f64>)> = table
+        .windows
+        .into_iter()
+        .filter(|window| window.place.end_seconds > from && window.place.start_seconds < to)
+        .map(|window| (window.place.start_seconds, window.place.end_seconds, window.scores))
+        .collect();
+    windows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Some(crate::views::classifiers::ScoreTrack { detection_job_id: job_id.0, threshold, labels: table.labels, windows })
 }
 
 /// At most this many window tiles on a recording page.
@@ -460,6 +506,7 @@ async fn windows_in_range(
             embedding_set_id: Some(set_id),
             row_index: Some(row),
             caption: Some(format!("row {row}")),
+            review_label: None,
         })
         .collect()
 }

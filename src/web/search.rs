@@ -104,6 +104,7 @@ fn tile_of(result: &crate::search::SearchResult, metric: &str) -> WindowTile {
         embedding_set_id: Some(result.embedding_set_id),
         row_index: Some(result.row_index),
         caption: Some(format!("#{} · {score}", result.rank)),
+        review_label: None,
     }
 }
 
@@ -156,7 +157,7 @@ async fn search_for_page(
     })
 }
 
-async fn page_data(state: &ApiState) -> Result<(Vec<String>, Vec<String>), HtmlError> {
+pub(super) async fn page_data(state: &ApiState) -> Result<(Vec<String>, Vec<String>), HtmlError> {
     let state = state.clone();
     blocking_page(move || {
         let labels = super::clustering::known_labels(&state)?;

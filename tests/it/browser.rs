@@ -464,6 +464,7 @@ async fn a_person_uploads_processes_clusters_explores_and_listens_in_a_real_brow
     .await;
     screenshot(&client, "cluster").await;
     lasso_annotate_colour_and_find_similar(&client, &app, 1).await;
+    confirm_and_reject_detections(&client, &app).await;
     client.goto(&format!("{base}/models")).await.unwrap();
     screenshot(&client, "models").await;
     for (path, name) in [("/", "home"), ("/processing", "processing"), ("/events", "events")] {
@@ -565,4 +566,104 @@ async fn lasso_annotate_colour_and_find_similar(client: &Client, app: &TestApp, 
     )
     .await;
     screenshot(client, "search").await;
+}
+
+/// The review loop: a classifier trained on annotated windows, a detection job over both sets
+/// (threshold 0: one detection per recording), then on the detection job page "c" on the best
+/// tile confirms it (a positive annotation) and "r" on the next rejects it (a negative one),
+/// checked through the API.
+async fn confirm_and_reject_detections(client: &Client, app: &TestApp) {
+    use humpback::domain::decide::Command as DomainCommand;
+    use humpback::domain::events::AnnotationKind;
+    let base = &app.base_url;
+    for (audio, kind) in [(1, AnnotationKind::Positive), (2, AnnotationKind::Negative)] {
+        let length = app
+            .humpback
+            .writer
+            .read_state(|s| s.audio_files[&humpback::domain::ids::AudioFileId(audio)].duration_seconds);
+        app.humpback.execute(crate::helpers::annotate(audio, 0.0, length / 2.0, "call", kind)).await.unwrap();
+    }
+    let model_version =
+        app.humpback.writer.read_state(|s| s.embedding_sets.values().next().unwrap().model_version.clone());
+    let request = json!({"labels": ["call"], "model_version": model_version, "folds": 2});
+    let queued = app
+        .humpback
+        .execute(DomainCommand::QueueClassifierTraining {
+            labels: vec!["call".into()],
+            model_version: model_version.clone(),
+            request: humpback::domain::json_text::JsonText::from_value(&request),
+        })
+        .await
+        .unwrap();
+    let classifier = queued
+        .iter()
+        .find_map(|e| match &e.event {
+            humpback::domain::events::Event::ClassifierTrainingQueued(q) => Some(q.classifier_id),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(crate::classifiers::wait_for_training(app, classifier.0).await, JobStatus::Complete);
+    let sets = app.humpback.writer.read_state(|s| s.embedding_sets.keys().copied().collect());
+    app.humpback
+        .execute(DomainCommand::QueueDetectionJob {
+            classifier_id: classifier,
+            embedding_set_ids: sets,
+            threshold: Some(0.0),
+            scope: humpback::domain::json_text::JsonText::from_value(&json!({})),
+        })
+        .await
+        .unwrap();
+    assert_eq!(crate::classifiers::wait_for_detection(app, 1).await, JobStatus::Complete);
+    let count = |kind: &'static str| async move {
+        let (status, page) = crate::api_get_with_token(
+            &app.url(&format!("/api/annotations?label=call&kind={kind}&limit=10")),
+            Some(BROWSER_TOKEN),
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        page["total"].as_u64().unwrap()
+    };
+    assert_eq!((count("positive").await, count("negative").await), (1, 1));
+
+    client.goto(&format!("{base}/detection-jobs/1")).await.unwrap();
+    wait_for(
+        client,
+        "document.querySelectorAll('#detections .tile[data-review-label]').length >= 2",
+        "the detection tiles",
+        PAGE_TIMEOUT,
+    )
+    .await;
+    client.execute("document.querySelector('#detections .tile').focus();", vec![]).await.unwrap();
+    press_key(client, 'c').await;
+    wait_for(
+        client,
+        "document.querySelectorAll('#detections .tile')[0].classList.contains('confirmed') && document.activeElement === document.querySelectorAll('#detections .tile')[1]",
+        "the first detection confirmed and the next one focused",
+        PAGE_TIMEOUT,
+    )
+    .await;
+    press_key(client, 'r').await;
+    wait_for(
+        client,
+        "document.querySelectorAll('#detections .tile')[1].classList.contains('rejected')",
+        "the second detection rejected",
+        PAGE_TIMEOUT,
+    )
+    .await;
+    assert_eq!((count("positive").await, count("negative").await), (2, 2), "one positive and one negative more");
+    let first_audio = client
+        .execute("return Number(document.querySelectorAll('#detections .tile')[0].dataset.audio)", vec![])
+        .await
+        .unwrap();
+    let (_, confirmed) = crate::api_get_with_token(
+        &app.url(&format!("/api/annotations?label=call&kind=positive&audio_file_id={first_audio}&limit=10")),
+        Some(BROWSER_TOKEN),
+    )
+    .await;
+    assert_eq!(confirmed["total"], if first_audio == json!(1) { 2 } else { 1 }, "{confirmed}");
+    screenshot(client, "detection-job").await;
+    client.goto(&format!("{base}/classifiers")).await.unwrap();
+    screenshot(client, "classifiers").await;
+    client.goto(&format!("{base}/classifiers/{}/label-next", classifier.0)).await.unwrap();
+    screenshot(client, "label-next").await;
 }

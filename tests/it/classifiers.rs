@@ -25,7 +25,7 @@ async fn get_text(url: &str) -> String {
 }
 
 /// Waits on log events (no sleeps) until the training has ended, then for the projections.
-async fn wait_for_detection(app: &TestApp, job: u64) -> JobStatus {
+pub(crate) async fn wait_for_detection(app: &TestApp, job: u64) -> JobStatus {
     let mut head = app.humpback.log.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     loop {
@@ -44,7 +44,7 @@ async fn wait_for_detection(app: &TestApp, job: u64) -> JobStatus {
     }
 }
 
-async fn wait_for_training(app: &TestApp, classifier: u64) -> JobStatus {
+pub(crate) async fn wait_for_training(app: &TestApp, classifier: u64) -> JobStatus {
     let mut head = app.humpback.log.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     loop {
@@ -229,5 +229,116 @@ async fn a_classifier_trains_on_annotated_windows_and_publishes_its_versioned_ar
     assert_eq!(table.rows.len(), in_first);
     let (status, _) = crate::api_get(&app.url("/api/detection-jobs/77/detections")).await;
     assert_eq!(status, 404);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn detections_are_reviewed_labelled_next_retrained_and_only_the_calls_are_clustered() {
+    let app = spawn_app_with(tempfile::tempdir().unwrap(), settings(1)).await;
+    let model_version = annotated_chirps(&app).await;
+    // a fifth recording nobody has annotated
+    let unannotated = encoded_chirp(&app, 3).await;
+    let (status, queued) =
+        post_json(app.url("/api/classifiers"), json!({"labels": ["song"], "model_version": model_version, "folds": 2}))
+            .await;
+    assert_eq!(status, 201, "{queued}");
+    let id = queued["id"].as_u64().unwrap();
+    assert_eq!(wait_for_training(&app, id).await, JobStatus::Complete);
+
+    // label next needs a detection job's scores
+    let (status, body) = crate::api_get(&app.url(&format!("/api/classifiers/{id}/label-next"))).await;
+    assert_eq!(status, 409, "{body}");
+    let page = get_text(&app.url(&format!("/classifiers/{id}/label-next"))).await;
+    assert!(page.contains("no completed detection job"), "{page}");
+    let (_, job) = post_json(app.url("/api/detection-jobs"), json!({"classifier_id": id})).await;
+    let job_id = job["id"].as_u64().unwrap();
+    assert_eq!(wait_for_detection(&app, job_id).await, JobStatus::Complete);
+
+    let (status, next) = crate::api_get(&app.url(&format!("/api/classifiers/{id}/label-next?limit=6"))).await;
+    assert_eq!(status, 200, "{next}");
+    assert_eq!(next["detection_job_id"], job_id);
+    let items = next["items"].as_array().unwrap();
+    assert!(!items.is_empty() && items.len() <= 6, "{next}");
+    // every other recording is annotated whole, so only the fifth one's windows are offered
+    assert!(items.iter().all(|item| item["audio_file_id"] == unannotated && item["label"] == "song"), "{next}");
+    let reasons: Vec<&str> = items.iter().filter_map(|item| item["reason"].as_str()).collect();
+    assert!(reasons.contains(&"near_threshold"), "{reasons:?}");
+    assert!(reasons.contains(&"top_in_unannotated_recording") || items.len() < 4, "{reasons:?}");
+    let (status, _) = crate::api_get(&app.url(&format!("/api/classifiers/{id}/label-next?limit=0"))).await;
+    assert_eq!(status, 400);
+    let (status, _) = crate::api_get(&app.url("/api/classifiers/99/label-next")).await;
+    assert_eq!(status, 404);
+
+    // the pages: versions, detections to confirm or reject, label next, the score track
+    let page = get_text(&app.url("/classifiers")).await;
+    assert!(
+        page.contains(&format!("/classifiers/{id}/label-next")) && page.contains(&format!("/detection-jobs/{job_id}"))
+    );
+    let page = get_text(&app.url(&format!("/detection-jobs/{job_id}"))).await;
+    assert!(page.contains("data-review-label=\"song\"") && page.contains("Per recording"), "{page}");
+    assert!(page.contains(&format!("/api/detection-jobs/{job_id}/selections.txt")));
+    let page = get_text(&app.url(&format!("/classifiers/{id}/label-next"))).await;
+    assert!(page.contains("data-review-label=\"song\"") && page.contains("Retrain"), "{page}");
+    let page = get_text(&app.url(&format!("/audio/{unannotated}"))).await;
+    assert!(page.contains("Detector scores") && page.contains("<polyline"), "{page}");
+
+    // a judgement, then retrain: the next version with the same request and one more annotation
+    let first = &items[0];
+    let (status, body) = post_json(
+        app.url("/api/annotations"),
+        json!({"audio_file_id": unannotated, "start_seconds": first["start_seconds"], "end_seconds": first["end_seconds"],
+               "label": "song", "kind": "negative"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, retrained) = post_json(app.url(&format!("/api/classifiers/{id}/retrain")), json!({})).await;
+    assert_eq!(status, 201, "{retrained}");
+    let next_id = retrained["id"].as_u64().unwrap();
+    assert!(next_id > id);
+    assert_eq!(retrained["request"], queued["request"], "the same request");
+    assert_eq!(wait_for_training(&app, next_id).await, JobStatus::Complete);
+    let (_, classifier) = crate::api_get(&app.url(&format!("/api/classifiers/{next_id}"))).await;
+    assert!(classifier["training_set"]["negative_annotation_windows"].as_u64().unwrap() > 0);
+    let (status, _) = post_json(app.url("/api/classifiers/99/retrain"), json!({})).await;
+    assert_eq!(status, 404);
+
+    // cluster only the calls: the windows scoring at least the median
+    let table = humpback::classifier::scores_parquet::read_scores(
+        &app.data_dir
+            .path()
+            .join(job["scores_path"].as_str().unwrap_or(&format!("detections/{job_id}/scores.parquet"))),
+        None,
+    )
+    .unwrap();
+    let mut scores: Vec<f64> = table.windows.iter().map(|w| w.scores[0]).collect();
+    scores.sort_by(f64::total_cmp);
+    let min_score = scores[scores.len() / 2];
+    let expected = scores.iter().filter(|score| **score >= min_score).count();
+    for (body, needle) in [
+        (json!({"model_version": model_version, "detection_job_id": 99}), "detection_job_id"),
+        (json!({"model_version": model_version, "detection_job_id": job_id, "min_score": 1.5}), "min_score"),
+        (json!({"model_version": model_version, "detection_job_id": job_id, "score_label": "grunt"}), "score_label"),
+        (json!({"model_version": model_version, "detection_job_id": "x"}), "detection_job_id"),
+    ] {
+        let (status, answer) = post_json(app.url("/api/clustering-jobs"), body.clone()).await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(needle), "{body}: {answer}");
+    }
+    let (status, clustering) = post_json(
+        app.url("/api/clustering-jobs"),
+        json!({"model_version": model_version, "detection_job_id": job_id, "min_score": min_score,
+               "reduction": {"method": "none"}, "algorithm": {"method": "kmeans", "k": 2, "seed": 7}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{clustering}");
+    let clustering_id = clustering["id"].as_u64().unwrap();
+    assert_eq!(crate::clustering::wait_for_clustering(&app, clustering_id).await, JobStatus::Complete);
+    let (_, clustering) = crate::api_get(&app.url(&format!("/api/clustering-jobs/{clustering_id}"))).await;
+    let filter = &clustering["metrics"]["score_filter"];
+    assert_eq!(filter["windows_kept"].as_u64().unwrap() as usize, expected, "{clustering}");
+    assert_eq!(filter["windows_in_sets"].as_u64().unwrap() as usize, scores.len());
+    assert_eq!(clustering["metrics"]["rows"].as_u64().unwrap() as usize, expected);
+    let page = get_text(&app.url(&format!("/clustering/{clustering_id}"))).await;
+    assert!(page.contains("Only the calls") && page.contains(&format!("<strong>{expected}</strong>")), "{page}");
     app.stop().await;
 }

@@ -5,6 +5,7 @@ mod annotations;
 mod api;
 mod audio_api;
 mod browser;
+mod classifier_crash;
 mod classifiers;
 mod cli;
 mod clustering;

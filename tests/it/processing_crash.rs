@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::processing::{chirp_wav, settings};
 
-fn queue_new_files(data_dir: &DataDir, first_seed: u32, count: u32) {
+pub(crate) fn queue_new_files(data_dir: &DataDir, first_seed: u32, count: u32) {
     let humpback = Humpback::open_with(data_dir.clone(), settings(0)).unwrap();
     let model = humpback.models.find("fake").unwrap().info.clone();
     let resolved = humpback::processing::config::resolve(

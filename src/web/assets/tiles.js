@@ -5,6 +5,9 @@
 // plays it, the arrows move between tiles, the digits 1-9 apply one of the recent labels
 // (kept in this browser), "a" goes to the label field. The grid's form annotates the focused
 // tile or all of them.
+// A tile with data-review-label is a detection or a suggestion to judge: "c" (or Confirm)
+// records a positive annotation with that label over the tile's span, "r" (or Reject) a
+// negative one, "s" (or Skip) leaves it; each moves on to the next tile.
 // window.humpbackTiles.render(grid, windows) fills a grid from data (the map's selection),
 // .playAll(grid, windows) plays windows one after another, .annotate(windows, label, kind,
 // statusElement) records annotations and resolves to true when they were recorded.
@@ -133,6 +136,46 @@
     });
   }
 
+  function nextTile(grid, tile) {
+    var tiles = Array.prototype.slice.call(grid.querySelectorAll(".tile"));
+    var next = tiles[tiles.indexOf(tile) + 1];
+    if (next) { next.focus(); }
+  }
+
+  function judge(grid, tile, verdict, status) {
+    var w = windowOf(tile);
+    var label = tile.dataset.reviewLabel;
+    if (verdict === "skip") {
+      tile.classList.add("skipped");
+      nextTile(grid, tile);
+      return Promise.resolve(true);
+    }
+    var kind = verdict === "confirm" ? "positive" : "negative";
+    say(status, (verdict === "confirm" ? "Confirming" : "Rejecting") + " “" + label + "” at " + w.start.toFixed(1) + " s…", false);
+    return fetch("/api/annotations", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ annotations: [{ audio_file_id: w.audio_file_id, start_seconds: w.start,
+        end_seconds: w.start + w.duration, label: label, kind: kind }] })
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (answer) {
+        if (!response.ok) {
+          say(status, "Not recorded: " + (answer.error || response.status), true);
+          return false;
+        }
+        tile.classList.remove("confirmed", "rejected", "skipped");
+        tile.classList.add(verdict === "confirm" ? "confirmed" : "rejected");
+        tile.dataset.verdict = kind;
+        say(status, "Recorded a " + kind + " “" + label + "” annotation at " + w.start.toFixed(1) + " s.", false);
+        nextTile(grid, tile);
+        return true;
+      });
+    }).catch(function (error) {
+      say(status, "Not recorded: " + (error.message || error), true);
+      return false;
+    });
+  }
+
   function tileElement(w) {
     var tile = document.createElement("figure");
     tile.className = "tile";
@@ -217,6 +260,9 @@
       var tile = event.target.closest(".tile");
       if (!action || !tile) { return; }
       if (action.dataset.action === "play") { play(grid, windowOf(tile), tile); }
+      if (/^(confirm|reject|skip)$/.test(action.dataset.action) && tile.dataset.reviewLabel) {
+        judge(grid, tile, action.dataset.action, status);
+      }
       if (action.dataset.action === "annotate") {
         var annotateForm = form(grid);
         var field = annotateForm && annotateForm.querySelector("[name='label']");
@@ -248,6 +294,9 @@
             if (ok) { tile.classList.add("annotated"); tile.dataset.annotation = label; }
           });
         }
+      } else if (tile.dataset.reviewLabel && { c: 1, r: 1, s: 1 }[event.key]) {
+        event.preventDefault();
+        judge(grid, tile, { c: "confirm", r: "reject", s: "skip" }[event.key], status);
       } else if (event.key === "a") {
         var annotateForm = form(grid);
         var field = annotateForm && annotateForm.querySelector("[name='label']");
