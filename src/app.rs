@@ -114,7 +114,7 @@ impl Humpback {
         }
         let retired: Vec<String> = writer.read_state(|state| state.retired_models.iter().cloned().collect());
         models.mark_retired(retired.iter().map(String::as_str));
-        let mut projector = Projector::open(&data_dir.projections_db())?;
+        let mut projector = Projector::open(&data_dir.projections_db(), data_dir.root())?;
         let reached = projector.catch_up(log.as_ref()).context("bringing the projections up to date")?;
         tracing::info!(head = %log.head(), projected = %reached, data_dir = %data_dir.root().display(), "data directory open");
         let projected = projector.subscribe();

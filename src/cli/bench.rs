@@ -125,8 +125,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             );
 
             let total = log.head().0;
-            let mut projector =
-                Projector::open(&scratch.path().join("projections.sqlite3")).context("opening projections")?;
+            let mut projector = Projector::open(&scratch.path().join("projections.sqlite3"), scratch.path())
+                .context("opening projections")?;
             let started = Instant::now();
             projector.catch_up(&log)?;
             let replay_seconds = started.elapsed().as_secs_f64();
