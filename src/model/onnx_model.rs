@@ -136,11 +136,13 @@ fn ensure_environment() {
     });
 }
 
-fn load_session(file: &str, bytes: &[u8]) -> Result<Session, ModelError> {
+/// A session whose runs use `intra_op_threads` threads (ONNX Runtime's intra-op pool; operators
+/// run one after another, so no inter-op pool).
+fn load_session(file: &str, bytes: &[u8], intra_op_threads: usize) -> Result<Session, ModelError> {
     ensure_environment();
     let not_onnx = |error: ort::Error| ModelError::NotOnnx { file: file.to_string(), reason: error.to_string() };
     Session::builder()
-        .and_then(|builder| builder.with_intra_threads(1))
+        .and_then(|builder| builder.with_intra_threads(intra_op_threads.max(1)))
         .and_then(|builder| builder.with_inter_threads(1))
         .and_then(|builder| builder.with_log_level(LogLevel::Warning))
         .and_then(|builder| builder.commit_from_memory(bytes))
@@ -191,7 +193,7 @@ fn inspect_session(file: &str, session: &Session) -> Result<OnnxInspection, Mode
 
 /// Loads the bytes of an `.onnx` file with ONNX Runtime and inspects it; `file` is only used in messages.
 pub fn inspect_onnx_bytes(file: &str, bytes: &[u8]) -> Result<OnnxInspection, ModelError> {
-    let session = load_session(file, bytes)?;
+    let session = load_session(file, bytes, 1)?;
     inspect_session(file, &session)
 }
 
@@ -257,7 +259,7 @@ pub struct OnnxEmbeddingModel {
 impl OnnxEmbeddingModel {
     /// Loads `bytes` (already described by `info`, e.g. by the registry).
     pub fn from_bytes(info: ModelInfo, bytes: &[u8], options: RunOptions) -> Result<Self, ModelError> {
-        let session = load_session(&info.source, bytes)?;
+        let session = load_session(&info.source, bytes, options.intra_op_threads)?;
         let input = session.inputs.first().ok_or_else(|| ModelError::UnexpectedTensor {
             model: info.name.clone(),
             reason: "the model has no inputs".to_string(),
