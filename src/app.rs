@@ -434,3 +434,16 @@ pub async fn drive_blocking_worker<W: Send + 'static>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_workers_share_the_threads_and_each_gets_at_least_one() {
+        use super::intra_op_threads_per_worker as share;
+        assert_eq!(share(8, 1), 8, "one long recording gets every core");
+        assert_eq!(share(8, 2), 4);
+        assert_eq!(share(8, 3), 2, "never more than the cores given");
+        assert_eq!(share(2, 4), 1);
+        assert_eq!(share(4, 0), 4, "no background workers: the one in-process run gets them");
+    }
+}

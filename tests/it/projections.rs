@@ -417,6 +417,12 @@ fn a_missing_or_changed_assignments_file_leaves_the_job_without_rows_and_says_wh
         "{missing}"
     );
     assert!(dumped_table(&missing, "clusters").contains("size=4"), "the other tables are whole");
+    let fresh = tempfile::tempdir().unwrap();
+    let mut projector = Projector::open(&fresh.path().join("p.sqlite3"), dir.path()).unwrap();
+    projector.catch_up(&log).unwrap();
+    let job = humpback::projections::queries::clustering_job(projector.connection(), 1).unwrap().unwrap();
+    assert_eq!(job.status, "complete");
+    assert_eq!(job.assignments_problem.as_deref(), Some("clusters/1/assignments.parquet is missing"));
 
     let mut changed = original.clone();
     let middle = changed.len() / 2;
