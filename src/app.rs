@@ -30,6 +30,9 @@ pub struct Settings {
     pub processing_workers: usize,
     /// Windows per inference batch.
     pub batch_size: usize,
+    /// Cores humpback's processing may use in all (`--threads`): each processing worker's
+    /// model gets `threads / processing_workers` intra-op threads (at least one).
+    pub threads: usize,
     /// Clustering jobs that may run at once.
     pub clustering_workers: usize,
     /// Known host names, the access token and whether reads need it.
@@ -48,12 +51,19 @@ impl Default for Settings {
             enable_fake_model: false,
             processing_workers: default_worker_count(),
             batch_size: crate::model::DEFAULT_BATCH_SIZE,
+            threads: default_worker_count(),
             clustering_workers: 1,
             access: Default::default(),
             import_roots: Vec::new(),
             time_patterns: Vec::new(),
         }
     }
+}
+
+/// Each processing worker's share of `threads` for its model's runs, so that the workers
+/// together use the cores they were given and no more (at least one each).
+pub fn intra_op_threads_per_worker(threads: usize, processing_workers: usize) -> usize {
+    (threads / processing_workers.max(1)).max(1)
 }
 
 /// One worker per core.
@@ -103,6 +113,8 @@ impl Humpback {
             registry_config.fake_model = Some(crate::model::FakeModelConfig::default());
         }
         registry_config.run_options.batch_size = settings.batch_size.max(1);
+        registry_config.run_options.intra_op_threads =
+            intra_op_threads_per_worker(settings.threads, settings.processing_workers);
         let models = Arc::new(crate::model::ModelRegistry::discover(registry_config).context("discovering models")?);
         for problem in models.problems() {
             tracing::warn!(file = %problem.file, reason = %problem.reason, "model file skipped");
@@ -114,7 +126,7 @@ impl Humpback {
         }
         let retired: Vec<String> = writer.read_state(|state| state.retired_models.iter().cloned().collect());
         models.mark_retired(retired.iter().map(String::as_str));
-        let mut projector = Projector::open(&data_dir.projections_db())?;
+        let mut projector = Projector::open(&data_dir.projections_db(), data_dir.root())?;
         let reached = projector.catch_up(log.as_ref()).context("bringing the projections up to date")?;
         tracing::info!(head = %log.head(), projected = %reached, data_dir = %data_dir.root().display(), "data directory open");
         let projected = projector.subscribe();
@@ -420,5 +432,18 @@ pub async fn drive_blocking_worker<W: Send + 'static>(
             changed = head.changed() => if changed.is_err() { return },
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_workers_share_the_threads_and_each_gets_at_least_one() {
+        use super::intra_op_threads_per_worker as share;
+        assert_eq!(share(8, 1), 8, "one long recording gets every core");
+        assert_eq!(share(8, 2), 4);
+        assert_eq!(share(8, 3), 2, "never more than the cores given");
+        assert_eq!(share(2, 4), 1);
+        assert_eq!(share(4, 0), 4, "no background workers: the one in-process run gets them");
     }
 }

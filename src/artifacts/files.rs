@@ -50,6 +50,23 @@ pub fn temp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Lowercase hex SHA-256 of a file's bytes, read in blocks.
+pub fn sha256_of_file(path: &Path) -> Result<crate::domain::ids::Sha256Hex, ArtifactError> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = File::open(path).map_err(io("opening", path))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut block = vec![0u8; 1 << 16];
+    loop {
+        let read = file.read(&mut block).map_err(io("reading", path))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&block[..read]);
+    }
+    Ok(crate::domain::ids::Sha256Hex(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()))
+}
+
 /// Removes a file if it exists; a missing file is fine.
 pub fn remove_if_exists(path: &Path) -> Result<bool, ArtifactError> {
     match std::fs::remove_file(path) {

@@ -288,10 +288,16 @@ impl Windower {
         // final window shifted back to end at the end of the file.
         let next_start = self.next_regular_index * self.hop;
         let keep_from = next_start.min(self.total_pushed.saturating_sub(self.window));
+        // Samples before `keep_from` are dead. Dropping them on every push moved the whole kept
+        // window (5 s at 32 kHz: 640 kB) once per decoded chunk, 8% of an MP3 stream's
+        // instructions; compacting only once the dead part is as long as the live part moves
+        // each sample at most about once and keeps the buffer under twice what it must hold.
         if keep_from > self.buffer_start {
             let drop = (keep_from - self.buffer_start) as usize;
-            self.buffer.drain(..drop);
-            self.buffer_start = keep_from;
+            if drop >= self.buffer.len() - drop.min(self.buffer.len()) {
+                self.buffer.drain(..drop.min(self.buffer.len()));
+                self.buffer_start = keep_from;
+            }
         }
     }
 
@@ -486,8 +492,9 @@ mod tests {
             let mut ready = Vec::new();
             for piece in signal.chunks(chunk) {
                 windower.push(piece, &mut ready);
-                // bounded: never more than a window plus one chunk buffered
-                prop_assert!(windower.buffer.len() as u64 <= window + chunk as u64);
+                // bounded: the live part is at most a window plus one chunk, and the dead part
+                // kept before compaction is never longer than the live part
+                prop_assert!(windower.buffer.len() as u64 <= 2 * (window + chunk as u64));
             }
             let plan = windower.finish(&mut ready);
             prop_assert_eq!(ready.len() as u64, plan.count());

@@ -80,6 +80,14 @@ pub struct BenchProcessingArgs {
     /// Windows per inference batch.
     #[arg(long, default_value_t = crate::model::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
+    /// Cores the processing may use in all, as `serve --threads` (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Also time a bare loop over the model alone: the first file's first N windows, cut and
+    /// transformed beforehand, run through one model instance with every thread given
+    /// (`--threads`), and print the pipeline's windows/s against it.
+    #[arg(long)]
+    pub bare_runtime_windows: Option<usize>,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
@@ -125,8 +133,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             );
 
             let total = log.head().0;
-            let mut projector =
-                Projector::open(&scratch.path().join("projections.sqlite3")).context("opening projections")?;
+            let mut projector = Projector::open(&scratch.path().join("projections.sqlite3"), scratch.path())
+                .context("opening projections")?;
             let started = Instant::now();
             projector.catch_up(&log)?;
             let replay_seconds = started.elapsed().as_secs_f64();
@@ -227,9 +235,12 @@ fn bench_processing(args: BenchProcessingArgs) -> anyhow::Result<i32> {
 
     for &workers in &args.workers {
         let scratch = tempfile::Builder::new().prefix("humpback-bench-processing-").tempdir()?;
+        let thread_budget = args.threads.unwrap_or_else(crate::app::default_worker_count).max(1);
         let settings = Settings {
             models_dir: args.models_dir.clone(),
-            processing_workers: 0,
+            // The registry sizes each model's intra-op threads by the workers that share the cores.
+            processing_workers: workers,
+            threads: thread_budget,
             batch_size: args.batch_size.max(1),
             ..Settings::default()
         };
@@ -285,13 +296,34 @@ fn bench_processing(args: BenchProcessingArgs) -> anyhow::Result<i32> {
         }
         let seconds = started.elapsed().as_secs_f64();
         println!(
-            "model {}, {workers} worker(s): {jobs} files, {:.1} min of audio in {seconds:.1} s = {:.2} min of audio per second \
-             ({:.0}x realtime)",
+            "model {}, {workers} worker(s), {thread_budget} thread(s): {jobs} files, {:.1} min of audio in {seconds:.1} s = \
+             {:.2} min of audio per second ({:.0}x realtime)",
             args.model,
             audio_seconds / 60.0,
             audio_seconds / 60.0 / seconds,
             audio_seconds / seconds
         );
+        let windows_done: u64 =
+            humpback.writer.read_state(|state| state.embedding_sets.values().map(|set| set.row_count).sum());
+        let pipeline_rate = windows_done as f64 / seconds;
+        if let (Some(limit), Some(first)) = (args.bare_runtime_windows, args.files.first()) {
+            let inputs = crate::processing::pipeline::model_inputs(first, &resolved, limit)?;
+            let mut bare = humpback.models.open(&args.model)?;
+            let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+            let warm_up = views.len().min(args.batch_size.max(1));
+            bare.embed_batch(&views[..warm_up])?;
+            let started = Instant::now();
+            let embedded = bare.embed_batch(&views)?.len();
+            let bare_rate = embedded as f64 / started.elapsed().as_secs_f64();
+            println!(
+                "  pipeline {pipeline_rate:.1} windows/s ({windows_done} windows); bare runtime loop {bare_rate:.1} \
+                 windows/s ({embedded} windows, inputs prepared beforehand, same model, batch {}, {} intra-op \
+                 thread(s)); pipeline / bare = {:.2}",
+                args.batch_size,
+                crate::app::intra_op_threads_per_worker(thread_budget, workers),
+                pipeline_rate / bare_rate
+            );
+        }
     }
     Ok(0)
 }

@@ -68,8 +68,8 @@ pub fn run(args: BenchModelsArgs) -> anyhow::Result<()> {
     }
     for path in &models {
         for &batch_size in &args.batch_sizes {
-            let (mut model, runtime) =
-                open_model(path, RunOptions { batch_size }).with_context(|| format!("loading {}", path.display()))?;
+            let (mut model, runtime) = open_model(path, RunOptions::with_batch_size(batch_size))
+                .with_context(|| format!("loading {}", path.display()))?;
             let window_values = model.info().window_value_count();
             let input = benchmark_input(window_values * args.windows.max(1));
             let windows: Vec<&[f32]> = input.chunks_exact(window_values).collect();

@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// Windows per inference batch.
     #[arg(long, env = "HUMPBACK_BATCH_SIZE", default_value_t = crate::model::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
+    /// Cores processing may use in all (default: every core): each processing worker's model
+    /// runs on threads / workers intra-op threads (ONNX Runtime; LiteRT runs stay on one).
+    #[arg(long, env = "HUMPBACK_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
     /// Offer the deterministic `fake` model (for tests and demos; its embeddings mean nothing).
     #[arg(long, env = "HUMPBACK_ENABLE_FAKE_MODEL")]
     pub enable_fake_model: bool,
@@ -127,6 +131,7 @@ impl ServeArgs {
             enable_fake_model: self.enable_fake_model,
             processing_workers: self.workers.unwrap_or_else(crate::app::default_worker_count),
             batch_size: self.batch_size.max(1),
+            threads: self.threads.map_or_else(crate::app::default_worker_count, usize::from),
             clustering_workers: self.clustering_workers,
             access: crate::http::access::AccessSettings {
                 token: token.and_then(crate::http::access::AccessToken::new),

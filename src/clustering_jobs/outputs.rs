@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::artifacts::files::{promote, temp_sibling};
 use crate::artifacts::ArtifactError;
+use crate::domain::events::{AssignmentsFile, ClusterAssignmentRecord};
+use crate::domain::ids::EmbeddingSetId;
 
 /// One clustered window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +161,71 @@ pub fn read_assignments(
     Ok(rows)
 }
 
+/// What a completion records of a promoted assignments file: its checksum and row count.
+pub fn describe_assignments_file(path: &Path) -> Result<AssignmentsFile, ArtifactError> {
+    let sha256 = crate::artifacts::files::sha256_of_file(path)?;
+    let file =
+        File::open(path).map_err(|source| ArtifactError::Io { doing: "opening", path: path.to_path_buf(), source })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_error(path))?;
+    let row_count = u64::try_from(builder.metadata().file_metadata().num_rows())
+        .map_err(|_| ArtifactError::Invalid { path: path.to_path_buf(), reason: "negative row count".to_string() })?;
+    Ok(AssignmentsFile { sha256, row_count })
+}
+
+/// Why the assignments a completion vouches for could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum VouchedAssignmentsError {
+    #[error("{path} is missing")]
+    Missing { path: String },
+    #[error("{path} has SHA-256 {found}, the log recorded {recorded}")]
+    ChecksumDiffers { path: String, found: String, recorded: String },
+    #[error("{path} has {found} rows, the log recorded {recorded}")]
+    RowCountDiffers { path: String, found: u64, recorded: u64 },
+    #[error("{path} does not read: {reason}")]
+    Unreadable { path: String, reason: String },
+}
+
+/// The (set, row, label) assignments of the file at `relative` below `data_root`, only if its
+/// bytes are those `recorded` vouches for (checksum first, then the row count).
+pub fn read_vouched_assignments(
+    data_root: &Path,
+    relative: &str,
+    recorded: &AssignmentsFile,
+) -> Result<Vec<ClusterAssignmentRecord>, VouchedAssignmentsError> {
+    let path = data_root.join(relative);
+    let unreadable = |error: ArtifactError| VouchedAssignmentsError::Unreadable {
+        path: relative.to_string(),
+        reason: error.to_string(),
+    };
+    if !path.is_file() {
+        return Err(VouchedAssignmentsError::Missing { path: relative.to_string() });
+    }
+    let found = crate::artifacts::files::sha256_of_file(&path).map_err(unreadable)?;
+    if found != recorded.sha256 {
+        return Err(VouchedAssignmentsError::ChecksumDiffers {
+            path: relative.to_string(),
+            found: found.0,
+            recorded: recorded.sha256.0.clone(),
+        });
+    }
+    let rows = read_assignments(&path, |_| true).map_err(unreadable)?;
+    if rows.len() as u64 != recorded.row_count {
+        return Err(VouchedAssignmentsError::RowCountDiffers {
+            path: relative.to_string(),
+            found: rows.len() as u64,
+            recorded: recorded.row_count,
+        });
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| ClusterAssignmentRecord {
+            embedding_set_id: EmbeddingSetId(row.embedding_set_id),
+            row_index: row.row_index,
+            label: row.cluster_label,
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +278,91 @@ mod tests {
             .unwrap();
         let times = batch.column(8).as_any().downcast_ref::<TimestampNanosecondArray>().unwrap();
         assert_eq!((times.value(0), times.is_null(1)), (1_719_815_400_000_000_000, true));
+    }
+
+    fn sample_rows(count: u64) -> Vec<AssignmentRow> {
+        (0..count)
+            .map(|i| AssignmentRow {
+                embedding_set_id: 1 + i % 2,
+                row_index: i / 2,
+                start_seconds: i as f64,
+                end_seconds: i as f64 + 5.0,
+                cluster_label: (i % 3) as i64 - 1,
+                probability: 0.9,
+                x: Some(i as f32),
+                y: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_vouched_assignments_are_the_file_s_rows_when_checksum_and_count_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = sample_rows(10);
+        write_assignments(&dir.path().join("clusters/1/assignments.parquet"), &rows).unwrap();
+        let recorded = describe_assignments_file(&dir.path().join("clusters/1/assignments.parquet")).unwrap();
+        assert_eq!(recorded.row_count, 10);
+        let read = read_vouched_assignments(dir.path(), "clusters/1/assignments.parquet", &recorded).unwrap();
+        let expected: Vec<(u64, u64, i64)> =
+            rows.iter().map(|row| (row.embedding_set_id, row.row_index, row.cluster_label)).collect();
+        let found: Vec<(u64, u64, i64)> =
+            read.iter().map(|record| (record.embedding_set_id.0, record.row_index, record.label)).collect();
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn a_missing_changed_or_miscounted_assignments_file_is_refused_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let relative = "clusters/1/assignments.parquet";
+        write_assignments(&dir.path().join(relative), &sample_rows(10)).unwrap();
+        let recorded = describe_assignments_file(&dir.path().join(relative)).unwrap();
+
+        let miscounted = AssignmentsFile { row_count: 11, ..recorded.clone() };
+        let error = read_vouched_assignments(dir.path(), relative, &miscounted).unwrap_err();
+        assert_eq!(error.to_string(), format!("{relative} has 10 rows, the log recorded 11"));
+
+        write_assignments(&dir.path().join(relative), &sample_rows(9)).unwrap();
+        let error = read_vouched_assignments(dir.path(), relative, &recorded).unwrap_err();
+        assert!(matches!(error, VouchedAssignmentsError::ChecksumDiffers { .. }), "{error}");
+        assert!(error.to_string().contains(&recorded.sha256.0), "{error}");
+
+        std::fs::remove_file(dir.path().join(relative)).unwrap();
+        let error = read_vouched_assignments(dir.path(), relative, &recorded).unwrap_err();
+        assert_eq!(error.to_string(), format!("{relative} is missing"));
+    }
+
+    #[test]
+    fn a_completion_s_encoded_size_does_not_grow_with_the_window_count() {
+        use crate::domain::events::{ClusterAssignments, ClusterRecord, ClusteringJobCompleted, Event};
+        let dir = tempfile::tempdir().unwrap();
+        let encoded_size = |windows: u64| {
+            let relative = "clusters/1/assignments.parquet".to_string();
+            write_assignments(&dir.path().join(&relative), &sample_rows(windows)).unwrap();
+            let file = describe_assignments_file(&dir.path().join(&relative)).unwrap();
+            let clusters = (-1..=1)
+                .map(|label| ClusterRecord {
+                    cluster_id: crate::domain::ids::ClusterId(0),
+                    label,
+                    size: windows / 3,
+                    metadata_summary: crate::domain::json_text::JsonText::empty_object(),
+                })
+                .collect();
+            let event = Event::ClusteringJobCompleted(ClusteringJobCompleted {
+                job_id: crate::domain::ids::ClusteringJobId(1),
+                attempt: 1,
+                clusters,
+                assignments: ClusterAssignments::InFile(file),
+                metrics: crate::domain::json_text::JsonText::empty_object(),
+                clusters_json_path: "clusters/1/clusters.json".into(),
+                assignments_path: relative,
+            });
+            crate::log::envelope::encode_record(&event, crate::log::RecordedAt(0)).unwrap().len()
+        };
+        let small = encoded_size(30);
+        let large = encoded_size(300_000);
+        // Only the varints of the four counts may be longer (bincode: 1 byte below 251, 5 bytes
+        // up to 2^32), and the file's checksum is as long for any size.
+        assert!(large <= small + 16, "30 windows encode to {small} bytes, 300 000 to {large}");
+        assert!(large < 400, "{large} bytes");
     }
 }

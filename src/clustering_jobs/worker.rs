@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 
 use super::annotations::{overlaps_labels, recording_spans, window_category, LabelledSpan, ANNOTATION_LABEL_FIELD};
-use super::outputs::{write_assignments_with_times, AssignmentRow};
+use super::outputs::{describe_assignments_file, write_assignments_with_times, AssignmentRow};
 use super::request::{file_documents, metadata_value, StoredClusteringParameters};
 use crate::app::Humpback;
 use crate::artifacts::embeddings_parquet::read_batches;
@@ -19,7 +19,7 @@ use crate::clustering::{
     reference_metrics, run_clustering, run_sweep, summarize_clusters, ClusteringError, FileContext,
 };
 use crate::domain::decide::{Command, Rejection};
-use crate::domain::events::{ClusterAssignmentRecord, ClusterRecord, ClusteringJobCompleted, Event};
+use crate::domain::events::{ClusterAssignments, ClusterRecord, ClusteringJobCompleted, Event};
 use crate::domain::ids::{AudioFileId, ClusterId, ClusteringJobId, EmbeddingSetId, WorkerId};
 use crate::domain::json_text::JsonText;
 use crate::domain::state::JobStatus;
@@ -286,7 +286,10 @@ impl ClusteringWorker {
                 y: result.coordinates_2d.as_ref().map(|c| c[i][1]),
             })
             .collect();
-        write_assignments_with_times(&humpback.data_dir.root().join(&assignments_parquet), &assignments, &row_starts)?;
+        let assignments_full_path = humpback.data_dir.root().join(&assignments_parquet);
+        write_assignments_with_times(&assignments_full_path, &assignments, &row_starts)?;
+        // The log vouches for these bytes: the projection reads the assignments back from them.
+        let assignments_file = describe_assignments_file(&assignments_full_path)?;
         let document = serde_json::json!({
             "clustering_job_id": job_id.0,
             "embedding_set_ids": set_ids.iter().map(|id| id.0).collect::<Vec<_>>(),
@@ -310,15 +313,7 @@ impl ClusteringWorker {
                     metadata_summary: JsonText::from_value(&summary.summary),
                 })
                 .collect(),
-            assignments: rows
-                .iter()
-                .zip(&result.labels)
-                .map(|(row, label)| ClusterAssignmentRecord {
-                    embedding_set_id: row.0,
-                    row_index: row.1,
-                    label: *label,
-                })
-                .collect(),
+            assignments: ClusterAssignments::InFile(assignments_file),
             metrics: JsonText::from_value(&metrics),
             clusters_json_path: clusters_json,
             assignments_path: assignments_parquet,

@@ -928,28 +928,56 @@ pub fn json_merge_patch(target: &mut serde_json::Value, patch: &serde_json::Valu
     }
 }
 
-/// Every assigned label has exactly one cluster whose size is its number of assignments, so
-/// the projections can always resolve an assignment to its cluster.
+/// A completion records its assignments file (never the assignments themselves, which only
+/// old version 1 events carry), every cluster label once, and cluster sizes that add up to
+/// the file's rows. The worker checked the file row by row before recording it.
 fn check_clusters_match_assignments(completed: &ClusteringJobCompleted) -> Result<(), Rejection> {
-    let mut counts = std::collections::BTreeMap::<i64, u64>::new();
-    for assignment in &completed.assignments {
-        *counts.entry(assignment.label).or_default() += 1;
-    }
+    let ClusterAssignments::InFile(file) = &completed.assignments else {
+        return Err(Rejection::Invalid(
+            "a clustering completion records its assignments file, not the assignments".into(),
+        ));
+    };
     let mut labels = std::collections::BTreeSet::new();
     for cluster in &completed.clusters {
         if !labels.insert(cluster.label) {
             return Err(Rejection::Invalid(format!("cluster label {} appears twice", cluster.label)));
         }
+    }
+    let sized: u64 = completed.clusters.iter().map(|cluster| cluster.size).sum();
+    if sized != file.row_count {
+        return Err(Rejection::Invalid(format!(
+            "the clusters hold {sized} rows but the assignments file has {}",
+            file.row_count
+        )));
+    }
+    Ok(())
+}
+
+/// Every assigned label has exactly one cluster whose size is its number of assignments, so
+/// the projections can always resolve an assignment to its cluster.
+pub fn check_assignments_match_clusters(
+    clusters: &[ClusterRecord],
+    assignments: &[ClusterAssignmentRecord],
+) -> Result<(), String> {
+    let mut counts = std::collections::BTreeMap::<i64, u64>::new();
+    for assignment in assignments {
+        *counts.entry(assignment.label).or_default() += 1;
+    }
+    let mut labels = std::collections::BTreeSet::new();
+    for cluster in clusters {
+        if !labels.insert(cluster.label) {
+            return Err(format!("cluster label {} appears twice", cluster.label));
+        }
         let assigned = counts.remove(&cluster.label).unwrap_or(0);
         if assigned != cluster.size {
-            return Err(Rejection::Invalid(format!(
+            return Err(format!(
                 "cluster label {} has size {} but {assigned} assignments",
                 cluster.label, cluster.size
-            )));
+            ));
         }
     }
     if let Some((label, count)) = counts.into_iter().next() {
-        return Err(Rejection::Invalid(format!("{count} rows are assigned to label {label}, which has no cluster")));
+        return Err(format!("{count} rows are assigned to label {label}, which has no cluster"));
     }
     Ok(())
 }

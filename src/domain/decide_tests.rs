@@ -353,15 +353,40 @@ fn a_clustering_whose_sizes_or_labels_disagree_with_its_assignments_is_rejected(
     wrong_size.clusters[1].size = 7;
     assert!(matches!(
         then_rejected(&state, Command::CompleteClusteringJob(wrong_size)),
-        Rejection::Invalid(message) if message.contains("has size 7 but 3 assignments")
+        Rejection::Invalid(message) if message.contains("the clusters hold 8 rows but the assignments file has 4")
     ));
-    let mut orphan_label = good;
-    orphan_label.assignments[0].label = 5;
-    orphan_label.clusters[1].size = 2;
+    let mut twice = good.clone();
+    twice.clusters[0].label = 0;
     assert!(matches!(
-        then_rejected(&state, Command::CompleteClusteringJob(orphan_label)),
-        Rejection::Invalid(message) if message.contains("label 5, which has no cluster")
+        then_rejected(&state, Command::CompleteClusteringJob(twice)),
+        Rejection::Invalid(message) if message.contains("cluster label 0 appears twice")
     ));
+    let set = EmbeddingSetId(1);
+    let carried = vec![
+        ClusterAssignmentRecord { embedding_set_id: set, row_index: 0, label: 0 },
+        ClusterAssignmentRecord { embedding_set_id: set, row_index: 1, label: 0 },
+        ClusterAssignmentRecord { embedding_set_id: set, row_index: 2, label: -1 },
+        ClusterAssignmentRecord { embedding_set_id: set, row_index: 3, label: 0 },
+    ];
+    let old_style =
+        ClusteringJobCompleted { assignments: ClusterAssignments::Carried(carried.clone()), ..good.clone() };
+    assert!(matches!(
+        then_rejected(&state, Command::CompleteClusteringJob(old_style)),
+        Rejection::Invalid(message) if message.contains("records its assignments file, not the assignments")
+    ));
+    assert_eq!(check_assignments_match_clusters(&good.clusters, &carried), Ok(()));
+    let mut orphan_label = carried;
+    orphan_label[0].label = 5;
+    let mut clusters = good.clusters;
+    assert_eq!(
+        check_assignments_match_clusters(&clusters, &orphan_label),
+        Err("cluster label 0 has size 3 but 2 assignments".to_string())
+    );
+    clusters[1].size = 2;
+    assert_eq!(
+        check_assignments_match_clusters(&clusters, &orphan_label),
+        Err("1 rows are assigned to label 5, which has no cluster".to_string())
+    );
 }
 
 #[test]

@@ -229,16 +229,84 @@ pub struct ClusterAssignmentRecord {
     pub label: i64,
 }
 
+/// What a completion records of the promoted `assignments.parquet` (at `assignments_path`):
+/// the log vouches for exactly these bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct AssignmentsFile {
+    /// SHA-256 of the whole file.
+    pub sha256: Sha256Hex,
+    /// Rows in the file: one per clustered window.
+    pub row_count: u64,
+}
+
+/// Where a completed clustering's per-window assignments are.
+#[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClusterAssignments {
+    /// In the promoted Parquet file (version 2 on: the event stays small).
+    InFile(AssignmentsFile),
+    /// In the event itself: what version 1 carried, upcast unchanged. New completions never
+    /// carry them (`decide` refuses).
+    Carried(Vec<ClusterAssignmentRecord>),
+}
+
+impl ClusterAssignments {
+    /// How many windows were assigned.
+    pub fn row_count(&self) -> u64 {
+        match self {
+            ClusterAssignments::InFile(file) => file.row_count,
+            ClusterAssignments::Carried(records) => records.len() as u64,
+        }
+    }
+}
+
+/// Version 2: the assignments live in `assignments_path`, recorded by checksum and row count
+/// (version 1 carried every assignment, about 6 bytes per window; see [`v1`]).
 #[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
 pub struct ClusteringJobCompleted {
     pub job_id: ClusteringJobId,
     pub attempt: u32,
     pub clusters: Vec<ClusterRecord>,
-    pub assignments: Vec<ClusterAssignmentRecord>,
+    pub assignments: ClusterAssignments,
     pub metrics: JsonText,
     /// Relative to the data directory.
     pub clusters_json_path: String,
     pub assignments_path: String,
+}
+
+/// Payload versions no longer written, kept so that old logs decode; `log::envelope` upcasts
+/// them to the current events.
+pub mod v1 {
+    use bincode::{Decode, Encode};
+
+    use super::{ClusterAssignmentRecord, ClusterRecord, ClusteringJobId, JsonText};
+
+    /// `ClusteringJobCompleted` version 1: every assignment in the event.
+    #[derive(Debug, Clone, PartialEq, Encode, Decode)]
+    pub struct ClusteringJobCompleted {
+        pub job_id: ClusteringJobId,
+        pub attempt: u32,
+        pub clusters: Vec<ClusterRecord>,
+        pub assignments: Vec<ClusterAssignmentRecord>,
+        pub metrics: JsonText,
+        pub clusters_json_path: String,
+        pub assignments_path: String,
+    }
+
+    impl ClusteringJobCompleted {
+        /// The same facts in version 2: the assignments stay carried by the event.
+        pub fn upcast(self) -> super::ClusteringJobCompleted {
+            super::ClusteringJobCompleted {
+                job_id: self.job_id,
+                attempt: self.attempt,
+                clusters: self.clusters,
+                assignments: super::ClusterAssignments::Carried(self.assignments),
+                metrics: self.metrics,
+                clusters_json_path: self.clusters_json_path,
+                assignments_path: self.assignments_path,
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Encode, Decode, Serialize, Deserialize)]
@@ -584,7 +652,7 @@ event_enum! {
     ClusteringJobQueued = 1,
     ClusteringJobClaimed = 1,
     ClusteringJobProgressed = 1,
-    ClusteringJobCompleted = 1,
+    ClusteringJobCompleted = 2,
     ClusteringJobFailed = 1,
     ClusteringJobCancelRequested = 1,
     ClusteringJobCanceled = 1,
@@ -760,7 +828,7 @@ impl Event {
                 "clustering job {} complete: {} clusters, {} assignments",
                 e.job_id,
                 e.clusters.iter().filter(|cluster| cluster.label >= 0).count(),
-                e.assignments.len()
+                e.assignments.row_count()
             ),
             Event::ClusteringJobFailed(e) => format!("clustering job {} failed: {}", e.job_id, e.reason),
             Event::ClusteringJobCancelRequested(e) => format!("clustering job {} cancel requested", e.job_id),

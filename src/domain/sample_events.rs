@@ -138,12 +138,10 @@ pub fn one_event_of_every_type() -> Vec<Event> {
                     metadata_summary: json(r#"{"folder":{"maui/2024-07":3}}"#),
                 },
             ],
-            assignments: vec![
-                ClusterAssignmentRecord { embedding_set_id: set, row_index: 0, label: 0 },
-                ClusterAssignmentRecord { embedding_set_id: set, row_index: 1, label: 0 },
-                ClusterAssignmentRecord { embedding_set_id: set, row_index: 2, label: -1 },
-                ClusterAssignmentRecord { embedding_set_id: set, row_index: 3, label: 0 },
-            ],
+            assignments: ClusterAssignments::InFile(AssignmentsFile {
+                sha256: Sha256Hex("5d41402abc4b2a76b9719d911017c592aa7f5a2c1a8b1c6f3e2d1c0b9a897969".into()),
+                row_count: 4,
+            }),
             metrics: json(r#"{"silhouette":null,"n_clusters":1,"noise_fraction":0.25}"#),
             clusters_json_path: "clusters/1/clusters.json".into(),
             assignments_path: "clusters/1/assignments.parquet".into(),

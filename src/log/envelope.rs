@@ -107,10 +107,10 @@ impl Envelope {
         self.with_data(data)
     }
 
-    /// The event as JSON for pages and the live stream: the same, except that a clustering's
-    /// per-window assignments (100 000 rows make 5 MB of JSON) are left out and counted
-    /// (`assignment_count`); they are in the job's `assignments.parquet` and in
-    /// `/api/events/{seq}`.
+    /// The event as JSON for pages and the live stream: the same, except that the per-window
+    /// assignments an old (version 1) clustering completion carries (100 000 rows make 5 MB of
+    /// JSON) are left out and counted (`assignment_count`); they are in the job's
+    /// `assignments.parquet` and in `/api/events/{seq}`. Version 2 carries none.
     ///
     /// Likewise a bulk annotation (a whole cluster can be annotated at once) shows its first
     /// [`BRIEF_ANNOTATIONS`] annotations and their aggregates, with `annotation_count`.
@@ -146,11 +146,14 @@ impl Envelope {
             clusters_json_path,
             assignments_path,
         } = completed;
+        let crate::domain::events::ClusterAssignments::Carried(carried) = assignments else {
+            return self.to_json();
+        };
         let data = serde_json::json!({
             "job_id": job_id,
             "attempt": attempt,
             "clusters": clusters,
-            "assignment_count": assignments.len(),
+            "assignment_count": carried.len(),
             "metrics": metrics,
             "clusters_json_path": clusters_json_path,
             "assignments_path": assignments_path,
@@ -233,16 +236,36 @@ pub fn decode_record(seq: EventSeq, bytes: &[u8]) -> Result<Envelope, EnvelopeEr
     Ok(Envelope { seq, recorded_at: record.recorded_at, event_version: record.event_version, event })
 }
 
-/// Decodes a payload of any known version. Upcasters for retired versions go here, e.g.
-/// `("AudioFileRegistered", 1) => upcast_audio_file_registered_v1(decode::<v1::AudioFileRegistered>(payload)?)`.
+/// A bincode payload that must be used up exactly.
+fn decode_whole<T: Decode<()>>(payload: &[u8]) -> Result<T, String> {
+    let (value, read) =
+        bincode::decode_from_slice(payload, bincode::config::standard()).map_err(|error| error.to_string())?;
+    if read != payload.len() {
+        return Err(format!("{} trailing bytes after the payload", payload.len() - read));
+    }
+    Ok(value)
+}
+
+/// Decodes a payload of any known version, upcasting retired versions (kept under
+/// `domain::events::v1`) to the current event: `ClusteringJobCompleted` version 1 carried
+/// its assignments, version 2 records the Parquet file instead.
 pub fn decode_payload(event_type: &str, version: u16, payload: &[u8]) -> Result<Event, EnvelopeError> {
     let current = Event::TYPES
         .iter()
         .find(|(name, _)| *name == event_type)
         .map(|(_, version)| *version)
         .ok_or_else(|| EnvelopeError::UnknownEventType(event_type.to_string()))?;
-    if version != current {
-        return Err(EnvelopeError::UnknownEventVersion { event_type: event_type.to_string(), version, current });
+    let payload_error = |reason: String| EnvelopeError::Payload { event_type: event_type.to_string(), version, reason };
+    match (event_type, version) {
+        ("ClusteringJobCompleted", 1) => {
+            let old: crate::domain::events::v1::ClusteringJobCompleted =
+                decode_whole(payload).map_err(payload_error)?;
+            return Ok(Event::ClusteringJobCompleted(old.upcast()));
+        }
+        _ if version != current => {
+            return Err(EnvelopeError::UnknownEventVersion { event_type: event_type.to_string(), version, current });
+        }
+        _ => {}
     }
     match Event::decode_current_payload(event_type, payload) {
         Some(Ok(event)) => Ok(event),
@@ -271,22 +294,55 @@ mod tests {
     }
 
     #[test]
-    fn the_brief_json_leaves_out_only_a_clustering_s_assignments() {
+    fn the_brief_json_leaves_out_only_the_assignments_an_old_clustering_carries() {
         for event in one_event_of_every_type() {
             let envelope = Envelope { seq: EventSeq(7), recorded_at: RecordedAt(0), event_version: 1, event };
             let full = serde_json::to_value(envelope.to_json()).unwrap();
             let brief = serde_json::to_value(envelope.to_brief_json()).unwrap();
-            if let Event::ClusteringJobCompleted(completed) = &envelope.event {
-                let mut expected = full.clone();
-                let data = expected["data"].as_object_mut().unwrap();
-                data.remove("assignments");
-                data.insert("assignment_count".into(), serde_json::json!(completed.assignments.len()));
-                assert!(!completed.assignments.is_empty(), "the sample has assignments to leave out");
-                assert_eq!(brief, expected);
-            } else {
-                assert_eq!(brief, full, "{}", envelope.event.type_name());
-            }
+            assert_eq!(brief, full, "{}", envelope.event.type_name());
         }
+        let bytes = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events/ClusteringJobCompleted.v1.bin"),
+        )
+        .unwrap();
+        let old = decode_record(EventSeq(7), &bytes).unwrap();
+        let Event::ClusteringJobCompleted(completed) = &old.event else { panic!("{:?}", old.event) };
+        let crate::domain::events::ClusterAssignments::Carried(carried) = &completed.assignments else {
+            panic!("version 1 carries its assignments")
+        };
+        assert!(!carried.is_empty(), "the golden file has assignments to leave out");
+        let mut expected = serde_json::to_value(old.to_json()).unwrap();
+        let data = expected["data"].as_object_mut().unwrap();
+        data.remove("assignments");
+        data.insert("assignment_count".into(), serde_json::json!(carried.len()));
+        assert_eq!(serde_json::to_value(old.to_brief_json()).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_version_1_clustering_completion_is_upcast_with_its_assignments_carried() {
+        let old = crate::domain::events::v1::ClusteringJobCompleted {
+            job_id: crate::domain::ids::ClusteringJobId(3),
+            attempt: 2,
+            clusters: vec![],
+            assignments: vec![crate::domain::events::ClusterAssignmentRecord {
+                embedding_set_id: crate::domain::ids::EmbeddingSetId(1),
+                row_index: 9,
+                label: -1,
+            }],
+            metrics: crate::domain::json_text::JsonText::empty_object(),
+            clusters_json_path: "clusters/3/clusters.json".into(),
+            assignments_path: "clusters/3/assignments.parquet".into(),
+        };
+        let payload = bincode::encode_to_vec(&old, bincode::config::standard()).unwrap();
+        let event = decode_payload("ClusteringJobCompleted", 1, &payload).unwrap();
+        assert_eq!(event, Event::ClusteringJobCompleted(old.clone().upcast()));
+        let mut trailing = payload.clone();
+        trailing.push(0);
+        assert!(decode_payload("ClusteringJobCompleted", 1, &trailing).is_err());
+        assert!(matches!(
+            decode_payload("ClusteringJobCompleted", 3, &payload),
+            Err(EnvelopeError::UnknownEventVersion { version: 3, current: 2, .. })
+        ));
     }
 
     #[test]

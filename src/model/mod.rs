@@ -2,7 +2,7 @@
 //!
 //! - [`EmbeddingModel`]: the trait every model implements;
 //! - [`TfliteEmbeddingModel`]: a `.tflite` file run by LiteRT 2.1.4 (CPU, single thread), in batches;
-//! - [`OnnxEmbeddingModel`]: an `.onnx` file run by ONNX Runtime 1.22.1 (CPU, single thread), in batches;
+//! - [`OnnxEmbeddingModel`]: an `.onnx` file run by ONNX Runtime 1.22.1 (CPU, intra-op threads as configured), in batches;
 //! - [`BuiltinLogMelStatsModel`] (`builtin-logmel-stats`): the default, needs no download, a baseline;
 //! - [`FakeModel`] (`fake`): deterministic, for tests, only when the configuration enables it;
 //! - [`ModelRegistry`]: discovers models in the models directory, reports unusable files;

@@ -3,7 +3,7 @@
 //! `metadata_props`), its [`ModelInfo`], and the runner that embeds windows in batches.
 //!
 //! ONNX Runtime logs through `tracing` (ort's `tracing` feature) at level warning and above; a
-//! session runs on one thread, like the LiteRT runner, so workers scale by process count.
+//! session runs on [`RunOptions::intra_op_threads`] threads (the worker's share of `--threads`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -136,11 +136,16 @@ fn ensure_environment() {
     });
 }
 
-fn load_session(file: &str, bytes: &[u8]) -> Result<Session, ModelError> {
+/// A session whose runs use `intra_op_threads` threads (ONNX Runtime's intra-op pool, not
+/// spinning while idle; operators run one after another, so no inter-op pool).
+fn load_session(file: &str, bytes: &[u8], intra_op_threads: usize) -> Result<Session, ModelError> {
     ensure_environment();
     let not_onnx = |error: ort::Error| ModelError::NotOnnx { file: file.to_string(), reason: error.to_string() };
     Session::builder()
-        .and_then(|builder| builder.with_intra_threads(1))
+        .and_then(|builder| builder.with_intra_threads(intra_op_threads.max(1)))
+        // Idle pool threads sleep instead of spinning: the cores are shared with the pipeline's
+        // other stages and the other workers.
+        .and_then(|builder| builder.with_intra_op_spinning(false))
         .and_then(|builder| builder.with_inter_threads(1))
         .and_then(|builder| builder.with_log_level(LogLevel::Warning))
         .and_then(|builder| builder.commit_from_memory(bytes))
@@ -191,7 +196,7 @@ fn inspect_session(file: &str, session: &Session) -> Result<OnnxInspection, Mode
 
 /// Loads the bytes of an `.onnx` file with ONNX Runtime and inspects it; `file` is only used in messages.
 pub fn inspect_onnx_bytes(file: &str, bytes: &[u8]) -> Result<OnnxInspection, ModelError> {
-    let session = load_session(file, bytes)?;
+    let session = load_session(file, bytes, 1)?;
     inspect_session(file, &session)
 }
 
@@ -245,7 +250,7 @@ pub fn describe_onnx_model(
     Ok((info, inspection))
 }
 
-/// An `.onnx` model run by ONNX Runtime on the CPU, single-threaded.
+/// An `.onnx` model run by ONNX Runtime on the CPU, on `options.intra_op_threads` threads.
 pub struct OnnxEmbeddingModel {
     info: ModelInfo,
     session: Session,
@@ -257,7 +262,7 @@ pub struct OnnxEmbeddingModel {
 impl OnnxEmbeddingModel {
     /// Loads `bytes` (already described by `info`, e.g. by the registry).
     pub fn from_bytes(info: ModelInfo, bytes: &[u8], options: RunOptions) -> Result<Self, ModelError> {
-        let session = load_session(&info.source, bytes)?;
+        let session = load_session(&info.source, bytes, options.intra_op_threads)?;
         let input = session.inputs.first().ok_or_else(|| ModelError::UnexpectedTensor {
             model: info.name.clone(),
             reason: "the model has no inputs".to_string(),

@@ -20,7 +20,7 @@ fn windows_of(values: &[f32], window_values: usize) -> Vec<&[f32]> {
 }
 
 fn open_fixture(name: &str, batch_size: usize) -> TfliteEmbeddingModel {
-    TfliteEmbeddingModel::open_file(&fixture_path(name), RunOptions { batch_size })
+    TfliteEmbeddingModel::open_file(&fixture_path(name), RunOptions::with_batch_size(batch_size))
         .unwrap_or_else(|error| panic!("{name}: {error}"))
 }
 
@@ -248,7 +248,7 @@ fn one_dynamic_model_instance_stays_correct_while_the_batch_changes() {
 const ONNX_REFERENCE_TOLERANCE: f32 = 1e-5;
 
 fn open_onnx_fixture(name: &str, batch_size: usize) -> OnnxEmbeddingModel {
-    OnnxEmbeddingModel::open_file(&fixture_path(name), RunOptions { batch_size })
+    OnnxEmbeddingModel::open_file(&fixture_path(name), RunOptions::with_batch_size(batch_size))
         .unwrap_or_else(|error| panic!("{name}: {error}"))
 }
 

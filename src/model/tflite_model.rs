@@ -59,16 +59,26 @@ pub fn describe_tflite_model(
     Ok((info, inspection))
 }
 
-/// Run-time options of a LiteRT model.
+/// Run-time options of a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunOptions {
     /// Windows per run when the batch dimension is dynamic (ignored for a fixed batch).
     pub batch_size: usize,
+    /// Threads one run may use inside the runtime (ONNX Runtime's intra-op pool). LiteRT 2.1.4's
+    /// C library does not export its CPU options, so a LiteRT run stays on one thread.
+    pub intra_op_threads: usize,
+}
+
+impl RunOptions {
+    /// `batch_size` windows per run, one thread per run.
+    pub fn with_batch_size(batch_size: usize) -> RunOptions {
+        RunOptions { batch_size, ..RunOptions::default() }
+    }
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { batch_size: crate::model::batching::DEFAULT_BATCH_SIZE }
+        RunOptions { batch_size: crate::model::batching::DEFAULT_BATCH_SIZE, intra_op_threads: 1 }
     }
 }
 

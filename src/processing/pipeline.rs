@@ -19,6 +19,8 @@ pub enum PipelineError {
     Artifact(#[from] ArtifactError),
     #[error("the model returned {found} embeddings for {expected} windows")]
     WrongBatch { expected: usize, found: usize },
+    #[error("a stage of the pipeline ended without a result")]
+    StageLost,
     #[error("{start_seconds} s is not inside the recording ({duration_seconds} s long)")]
     OutsideRecording { start_seconds: f64, duration_seconds: f64 },
 }
@@ -71,6 +73,18 @@ pub fn embed_file_windows(
         embeddings.extend(embed_inputs(model, &inputs)?);
     }
     Ok(embeddings)
+}
+
+/// The model inputs of the first `max_windows` windows of a file, cut and transformed exactly
+/// as [`encode_file`] does, all in memory (for benchmarks that time the model alone).
+pub fn model_inputs(
+    audio_path: &Path,
+    encoding: &ResolvedEncoding,
+    max_windows: usize,
+) -> Result<Vec<Vec<f32>>, PipelineError> {
+    let windows = WindowStream::open(audio_path, encoding.target_sample_rate, &encoding.window)?;
+    let extractor = extractor_for(encoding)?;
+    windows.take(max_windows).map(|window| Ok(model_input(extractor.as_ref(), window?.samples))).collect()
 }
 
 /// Audio decoded on each side of a window embedded on its own, so that resampling sees the
@@ -129,8 +143,96 @@ pub enum EncodeOutcome {
     Stopped,
 }
 
+/// Batches waiting between two stages of [`encode_file`]: enough that the next stage never
+/// waits for the previous one while it has work, few enough that memory stays a few batches.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// One batch on its way to the model: the rows (embeddings still empty) and what the model is
+/// given for each (samples, or their log-mel spectrogram once the features stage has run).
+struct PreparedBatch {
+    rows: Vec<EmbeddingRow>,
+    inputs: Vec<Vec<f32>>,
+}
+
+/// What a front-end stage hands on.
+enum FrontEnd {
+    Batch(PreparedBatch),
+    /// The file is used up; the decoder's and windower's warnings.
+    Finished {
+        warnings: Vec<String>,
+    },
+    Failed(PipelineError),
+}
+
+/// Stage 1 (its own thread): decode, resample and cut windows, in batches.
+fn cut_windows(
+    mut windows: WindowStream,
+    window_seconds: f64,
+    batch_size: usize,
+    next: &std::sync::mpsc::SyncSender<FrontEnd>,
+) {
+    loop {
+        let mut batch = PreparedBatch { rows: Vec::with_capacity(batch_size), inputs: Vec::with_capacity(batch_size) };
+        for window in windows.by_ref().take(batch_size) {
+            let window = match window {
+                Ok(window) => window,
+                Err(error) => {
+                    let _ = next.send(FrontEnd::Failed(error.into()));
+                    return;
+                }
+            };
+            batch.rows.push(EmbeddingRow {
+                row_index: window.index,
+                start_seconds: window.start_seconds,
+                end_seconds: window.start_seconds + window_seconds,
+                padded: window.padded,
+                overlapped: window.overlapped,
+                embedding: Vec::new(),
+            });
+            batch.inputs.push(window.samples);
+        }
+        if batch.inputs.is_empty() {
+            let warnings = windows.warnings().iter().map(|warning| warning.message()).collect();
+            let _ = next.send(FrontEnd::Finished { warnings });
+            return;
+        }
+        // A closed channel means the model stage stopped: nothing more is wanted.
+        if next.send(FrontEnd::Batch(batch)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Stage 2 (its own thread, only for spectrogram models): each window's log-mel spectrogram.
+fn extract_features(
+    extractor: &LogMelExtractor,
+    previous: std::sync::mpsc::Receiver<FrontEnd>,
+    next: &std::sync::mpsc::SyncSender<FrontEnd>,
+) {
+    for message in previous {
+        let message = match message {
+            FrontEnd::Batch(mut batch) => {
+                for input in &mut batch.inputs {
+                    *input = extractor.extract(input).values;
+                }
+                FrontEnd::Batch(batch)
+            }
+            other => other,
+        };
+        if next.send(message).is_err() {
+            return;
+        }
+    }
+}
+
 /// Encodes `audio_path` into `final_path` (through its `.tmp.parquet` sibling).
 /// `after_batch(windows_done, windows_planned)` is called after every batch.
+///
+/// The stages run on their own threads, joined by bounded channels ([`BATCHES_IN_FLIGHT`]):
+/// decode + resample + windows, then log-mel features (spectrogram models), then inference
+/// and the Parquet writer on the calling thread. While the model runs a batch, the next ones
+/// are being decoded and transformed; a stage with nothing to do waits without spinning. The
+/// result is the same as running the stages one after another.
 pub fn encode_file(
     audio_path: &Path,
     encoding: &ResolvedEncoding,
@@ -140,55 +242,155 @@ pub fn encode_file(
     batch_size: usize,
     after_batch: &mut dyn FnMut(u64, Option<u64>) -> Proceed,
 ) -> Result<EncodeOutcome, PipelineError> {
-    let mut windows = WindowStream::open(audio_path, encoding.target_sample_rate, &encoding.window)?;
+    let windows = WindowStream::open(audio_path, encoding.target_sample_rate, &encoding.window)?;
     let planned = windows.planned_window_count();
     let extractor = extractor_for(encoding)?;
     let window_seconds = encoding.window.window_seconds;
+    let batch_size = batch_size.max(1);
+    std::thread::scope(|scope| {
+        let (cut_sender, cut_receiver) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
+        scope.spawn(move || cut_windows(windows, window_seconds, batch_size, &cut_sender));
+        let prepared = match extractor {
+            Some(extractor) => {
+                let (features_sender, features_receiver) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
+                scope.spawn(move || extract_features(&extractor, cut_receiver, &features_sender));
+                features_receiver
+            }
+            None => cut_receiver,
+        };
+        // Returning drops `prepared`, which ends the front-end threads before the scope joins them.
+        run_model_stage(prepared, encoding, model, final_path, metadata, planned, after_batch)
+    })
+}
+
+/// Stage 3 (the calling thread): inference, then the Parquet writer.
+fn run_model_stage(
+    prepared: std::sync::mpsc::Receiver<FrontEnd>,
+    encoding: &ResolvedEncoding,
+    model: &mut dyn EmbeddingModel,
+    final_path: &Path,
+    metadata: Vec<(String, String)>,
+    planned: Option<u64>,
+    after_batch: &mut dyn FnMut(u64, Option<u64>) -> Proceed,
+) -> Result<EncodeOutcome, PipelineError> {
     let mut writer: Option<EmbeddingSetWriter> = None;
     let mut done = 0u64;
-    let batch_size = batch_size.max(1);
+    let abandon = |writer: Option<EmbeddingSetWriter>| -> Result<(), PipelineError> {
+        if let Some(writer) = writer {
+            writer.abandon()?;
+        }
+        Ok(())
+    };
     loop {
-        let mut batch_rows: Vec<EmbeddingRow> = Vec::with_capacity(batch_size);
-        let mut inputs: Vec<Vec<f32>> = Vec::with_capacity(batch_size);
-        for window in windows.by_ref().take(batch_size) {
-            let window = window?;
-            inputs.push(model_input(extractor.as_ref(), window.samples));
-            batch_rows.push(EmbeddingRow {
-                row_index: window.index,
-                start_seconds: window.start_seconds,
-                end_seconds: window.start_seconds + window_seconds,
-                padded: window.padded,
-                overlapped: window.overlapped,
-                embedding: Vec::new(),
-            });
-        }
-        if inputs.is_empty() {
-            break;
-        }
-        let embeddings = embed_inputs(model, &inputs)?;
-        for (row, embedding) in batch_rows.iter_mut().zip(embeddings) {
+        let message = prepared.recv().unwrap_or_else(|_| FrontEnd::Failed(PipelineError::StageLost));
+        let mut batch = match message {
+            FrontEnd::Batch(batch) => batch,
+            FrontEnd::Failed(error) => {
+                abandon(writer)?;
+                return Err(error);
+            }
+            FrontEnd::Finished { warnings } => {
+                return match writer {
+                    Some(writer) => {
+                        let rows = writer.finish_and_promote()?;
+                        Ok(EncodeOutcome::Promoted { rows, warnings })
+                    }
+                    None => Ok(EncodeOutcome::NoWindows { warnings }),
+                };
+            }
+        };
+        let embeddings = match embed_inputs(model, &batch.inputs) {
+            Ok(embeddings) => embeddings,
+            Err(error) => {
+                abandon(writer)?;
+                return Err(error);
+            }
+        };
+        for (row, embedding) in batch.rows.iter_mut().zip(embeddings) {
             row.embedding = embedding;
         }
         if writer.is_none() {
             writer = Some(EmbeddingSetWriter::create(final_path, encoding.vector_dim as usize, metadata.clone())?);
         }
         if let Some(writer) = writer.as_mut() {
-            writer.write_rows(&batch_rows)?;
+            writer.write_rows(&batch.rows)?;
         }
-        done += batch_rows.len() as u64;
+        done += batch.rows.len() as u64;
         if after_batch(done, planned) == Proceed::Stop {
-            if let Some(writer) = writer.take() {
-                writer.abandon()?;
-            }
+            abandon(writer)?;
             return Ok(EncodeOutcome::Stopped);
         }
     }
-    let warnings: Vec<String> = windows.warnings().iter().map(|warning| warning.message()).collect();
-    match writer {
-        Some(writer) => {
-            let rows = writer.finish_and_promote()?;
-            Ok(EncodeOutcome::Promoted { rows, warnings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BuiltinLogMelStatsModel, FakeModel, FakeModelConfig};
+    use crate::processing::config::{resolve, EncodingRequest};
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/audio").join(name)
+    }
+
+    fn written_vectors(path: &Path) -> (Vec<u64>, Vec<f32>) {
+        let mut rows = Vec::new();
+        let mut vectors = Vec::new();
+        for batch in crate::artifacts::embeddings_parquet::read_batches(path, 1024).unwrap() {
+            let batch = batch.unwrap();
+            rows.extend(batch.row_index);
+            vectors.extend(batch.vectors);
         }
-        None => Ok(EncodeOutcome::NoWindows { warnings }),
+        (rows, vectors)
+    }
+
+    /// Encodes a file with the staged pipeline and embeds it window after window on one
+    /// thread: the same rows in the same order, the same vectors to the bit.
+    fn staged_equals_sequential(model: &mut dyn EmbeddingModel, audio: &str, batch_size: usize) {
+        let encoding = resolve(&EncodingRequest::default(), model.info()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let final_path = dir.path().join("set.parquet");
+        let mut batches_seen = 0;
+        let outcome = encode_file(&fixture(audio), &encoding, model, &final_path, vec![], batch_size, &mut |_, _| {
+            batches_seen += 1;
+            Proceed::Continue
+        })
+        .unwrap();
+        let EncodeOutcome::Promoted { rows, .. } = outcome else { panic!("{outcome:?}") };
+        let sequential = embed_file_windows(&fixture(audio), &encoding, model, 1, usize::MAX).unwrap();
+        assert_eq!(rows as usize, sequential.len());
+        assert!(batches_seen >= 2, "several batches went through the stages ({rows} windows)");
+        let (row_indices, vectors) = written_vectors(&final_path);
+        assert_eq!(row_indices, (0..rows).collect::<Vec<_>>());
+        assert_eq!(vectors, sequential.concat());
+    }
+
+    #[test]
+    fn the_staged_pipeline_writes_what_the_stages_give_one_after_another() {
+        // A spectrogram model: decode, features and inference each on their own thread.
+        staged_equals_sequential(&mut BuiltinLogMelStatsModel::new(), "mp3_cbr_stereo_44k.mp3", 1);
+        // A waveform model: no features stage.
+        let mut fake = FakeModel::new(&FakeModelConfig::default()).unwrap();
+        staged_equals_sequential(&mut fake, "flac16_mono_16k.flac", 2);
+    }
+
+    #[test]
+    fn stopping_after_the_first_batch_ends_every_stage_and_leaves_no_file() {
+        let mut model = BuiltinLogMelStatsModel::new();
+        let encoding = resolve(&EncodingRequest::default(), model.info()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let final_path = dir.path().join("set.parquet");
+        let outcome = encode_file(
+            &fixture("mp3_cbr_stereo_44k.mp3"),
+            &encoding,
+            &mut model,
+            &final_path,
+            vec![],
+            1,
+            &mut |_, _| Proceed::Stop,
+        )
+        .unwrap();
+        assert_eq!(outcome, EncodeOutcome::Stopped);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no file, not even a temporary one");
     }
 }

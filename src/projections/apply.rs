@@ -2,7 +2,9 @@
 
 use rusqlite::{params, OptionalExtension, Transaction};
 
-use crate::domain::events::{Event, ModelInputKind};
+use crate::clustering_jobs::outputs::read_vouched_assignments;
+use crate::domain::decide::check_assignments_match_clusters;
+use crate::domain::events::{ClusterAssignments, Event, ModelInputKind};
 use crate::log::Envelope;
 
 type Result = rusqlite::Result<()>;
@@ -493,32 +495,68 @@ pub fn clusters(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
     Ok(())
 }
 
-pub fn cluster_assignments(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
-    if let Event::ClusteringJobCompleted(e) = &envelope.event {
-        let cluster_by_label: std::collections::HashMap<i64, u64> =
-            e.clusters.iter().map(|cluster| (cluster.label, cluster.cluster_id.0)).collect();
-        let mut statement = tx.prepare_cached(
-            "INSERT INTO cluster_assignments (clustering_job_id, embedding_set_id, row_index, cluster_id, cluster_label)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for assignment in &e.assignments {
-            let Some(cluster_id) = cluster_by_label.get(&assignment.label) else {
-                return Err(rusqlite::Error::ToSqlConversionFailure(
-                    format!(
-                        "clustering job {} assigns row {} of embedding set {} to label {}, which has no cluster",
-                        e.job_id, assignment.row_index, assignment.embedding_set_id, assignment.label
-                    )
-                    .into(),
-                ));
-            };
-            statement.execute(params![
-                e.job_id.0,
-                assignment.embedding_set_id.0,
-                assignment.row_index,
-                cluster_id,
-                assignment.label
-            ])?;
+/// A complete job's assignments: those a version 1 event carried, or the rows of the
+/// `assignments.parquet` a version 2 event vouches for, read only if its SHA-256, row count and
+/// labels agree with the event. A file that is missing or differs gives no rows, a warning and
+/// a `problem` in `cluster_assignment_sources` (never a stuck projector: the log stays readable
+/// and every other table is whole); restoring the file and rebuilding this projection fills it.
+pub fn cluster_assignments(tx: &Transaction<'_>, envelope: &Envelope, data_root: &std::path::Path) -> Result {
+    let Event::ClusteringJobCompleted(e) = &envelope.event else { return Ok(()) };
+    let mut source = tx.prepare_cached(
+        "INSERT INTO cluster_assignment_sources (clustering_job_id, source, row_count, problem) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let from_file;
+    let records = match &e.assignments {
+        ClusterAssignments::Carried(records) => {
+            source.execute(params![e.job_id.0, "event", records.len() as u64, None::<String>])?;
+            records
         }
+        ClusterAssignments::InFile(file) => {
+            let checked = read_vouched_assignments(data_root, &e.assignments_path, file)
+                .map_err(|problem| problem.to_string())
+                .and_then(|records| check_assignments_match_clusters(&e.clusters, &records).map(|()| records));
+            match checked {
+                Ok(records) => {
+                    source.execute(params![e.job_id.0, "file", file.row_count, None::<String>])?;
+                    from_file = records;
+                    &from_file
+                }
+                Err(problem) => {
+                    tracing::warn!(
+                        job = %e.job_id,
+                        path = %e.assignments_path,
+                        %problem,
+                        "clustering assignments not projected: the file is not the one the log vouches for"
+                    );
+                    source.execute(params![e.job_id.0, "file", file.row_count, problem])?;
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let cluster_by_label: std::collections::HashMap<i64, u64> =
+        e.clusters.iter().map(|cluster| (cluster.label, cluster.cluster_id.0)).collect();
+    let mut statement = tx.prepare_cached(
+        "INSERT INTO cluster_assignments (clustering_job_id, embedding_set_id, row_index, cluster_id, cluster_label)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for assignment in records {
+        let Some(cluster_id) = cluster_by_label.get(&assignment.label) else {
+            return Err(rusqlite::Error::ToSqlConversionFailure(
+                format!(
+                    "clustering job {} assigns row {} of embedding set {} to label {}, which has no cluster",
+                    e.job_id, assignment.row_index, assignment.embedding_set_id, assignment.label
+                )
+                .into(),
+            ));
+        };
+        statement.execute(params![
+            e.job_id.0,
+            assignment.embedding_set_id.0,
+            assignment.row_index,
+            cluster_id,
+            assignment.label
+        ])?;
     }
     Ok(())
 }

@@ -178,7 +178,7 @@ mod tests {
         // 1200 events projected, the last 200 only in the log (a projection behind the head).
         log.append(&events[..1_200]).unwrap();
         let database = dir.path().join("projections.sqlite3");
-        Projector::open(&database).unwrap().catch_up(&log).unwrap();
+        Projector::open(&database, dir.path()).unwrap().catch_up(&log).unwrap();
         log.append(&events[1_200..]).unwrap();
         let reader = ProjectionReader::new(&database);
         assert_eq!(reader.with_connection(lowest_checkpoint).unwrap(), EventSeq(1_200));

@@ -24,11 +24,20 @@ use crate::log::LogError;
 
 pub use runner::{ProjectionStatus, Projector};
 
+/// How a projection applies one event.
+pub enum Apply {
+    /// From the event alone.
+    Event(fn(&rusqlite::Transaction<'_>, &crate::log::Envelope) -> rusqlite::Result<()>),
+    /// From the event and the artifacts it vouches for (checked against the event), found
+    /// below the data directory given.
+    WithArtifacts(fn(&rusqlite::Transaction<'_>, &crate::log::Envelope, &Path) -> rusqlite::Result<()>),
+}
+
 /// One projection: a name, its DDL (with a version header) and how it applies events.
 pub struct ProjectionDefinition {
     pub name: &'static str,
     pub ddl: &'static str,
-    pub apply: fn(&rusqlite::Transaction<'_>, &crate::log::Envelope) -> rusqlite::Result<()>,
+    pub apply: Apply,
 }
 
 impl ProjectionDefinition {
@@ -53,66 +62,70 @@ impl ProjectionDefinition {
 
 /// Every projection, in the order they are applied.
 pub const PROJECTIONS: &[ProjectionDefinition] = &[
-    ProjectionDefinition { name: "models", ddl: include_str!("../../projections/models.sql"), apply: apply::models },
+    ProjectionDefinition {
+        name: "models",
+        ddl: include_str!("../../projections/models.sql"),
+        apply: Apply::Event(apply::models),
+    },
     ProjectionDefinition {
         name: "audio_files",
         ddl: include_str!("../../projections/audio_files.sql"),
-        apply: apply::audio_files,
+        apply: Apply::Event(apply::audio_files),
     },
     ProjectionDefinition {
         name: "audio_metadata",
         ddl: include_str!("../../projections/audio_metadata.sql"),
-        apply: apply::audio_metadata,
+        apply: Apply::Event(apply::audio_metadata),
     },
     ProjectionDefinition {
         name: "processing_jobs",
         ddl: include_str!("../../projections/processing_jobs.sql"),
-        apply: apply::processing_jobs,
+        apply: Apply::Event(apply::processing_jobs),
     },
     ProjectionDefinition {
         name: "embedding_sets",
         ddl: include_str!("../../projections/embedding_sets.sql"),
-        apply: apply::embedding_sets,
+        apply: Apply::Event(apply::embedding_sets),
     },
     ProjectionDefinition {
         name: "clustering_jobs",
         ddl: include_str!("../../projections/clustering_jobs.sql"),
-        apply: apply::clustering_jobs,
+        apply: Apply::Event(apply::clustering_jobs),
     },
     ProjectionDefinition {
         name: "clusters",
         ddl: include_str!("../../projections/clusters.sql"),
-        apply: apply::clusters,
+        apply: Apply::Event(apply::clusters),
     },
     ProjectionDefinition {
         name: "cluster_assignments",
         ddl: include_str!("../../projections/cluster_assignments.sql"),
-        apply: apply::cluster_assignments,
+        apply: Apply::WithArtifacts(apply::cluster_assignments),
     },
     ProjectionDefinition {
         name: "annotations",
         ddl: include_str!("../../projections/annotations.sql"),
-        apply: apply::annotations,
+        apply: Apply::Event(apply::annotations),
     },
     ProjectionDefinition {
         name: "recording_times",
         ddl: include_str!("../../projections/recording_times.sql"),
-        apply: apply::recording_times,
+        apply: Apply::Event(apply::recording_times),
     },
     ProjectionDefinition {
         name: "classifiers",
         ddl: include_str!("../../projections/classifiers.sql"),
-        apply: apply::classifiers,
+        apply: Apply::Event(apply::classifiers),
     },
     ProjectionDefinition {
         name: "detections",
         ddl: include_str!("../../projections/detections.sql"),
-        apply: apply::detections,
+        apply: Apply::Event(apply::detections),
     },
     ProjectionDefinition {
         name: "event_index",
         ddl: include_str!("../../projections/event_index.sql"),
-        apply: apply::event_index,
+        apply: Apply::Event(apply::event_index),
     },
 ];
 

@@ -407,6 +407,9 @@ pub struct ClusteringJobRow {
     pub metrics: serde_json::Value,
     pub clusters_json_path: Option<String>,
     pub assignments_path: Option<String>,
+    /// Why the `cluster_assignments` projection holds no rows for this complete job (its
+    /// assignments file is missing or is not the one the log vouches for); `None` otherwise.
+    pub assignments_problem: Option<String>,
     pub error_message: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -415,7 +418,8 @@ pub struct ClusteringJobRow {
 }
 
 const CLUSTERING_COLUMNS: &str = "id, status, embedding_set_ids, parameters, attempt, worker, cancel_requested, stage, \
-     progress, metrics, clusters_json_path, assignments_path, error_message, created_at, updated_at, started_at, finished_at";
+     progress, metrics, clusters_json_path, assignments_path, error_message, created_at, updated_at, started_at, finished_at, \
+     (SELECT problem FROM cluster_assignment_sources WHERE clustering_job_id = clustering_jobs.id)";
 
 fn clustering_row(row: &Row<'_>) -> rusqlite::Result<ClusteringJobRow> {
     Ok(ClusteringJobRow {
@@ -436,6 +440,7 @@ fn clustering_row(row: &Row<'_>) -> rusqlite::Result<ClusteringJobRow> {
         updated_at: row.get(14)?,
         started_at: row.get(15)?,
         finished_at: row.get(16)?,
+        assignments_problem: row.get(17)?,
     })
 }
 

@@ -1,14 +1,14 @@
 //! The projector: applies the log to the projection tables, checkpointed, and rebuilds them.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::{open_write_connection, sql_error, ProjectionDefinition, ProjectionError, PROJECTIONS};
+use super::{open_write_connection, sql_error, Apply, ProjectionDefinition, ProjectionError, PROJECTIONS};
 use crate::domain::ids::EventSeq;
 use crate::log::{EventLog, RecordedAt};
 
@@ -41,15 +41,18 @@ pub struct RebuildReport {
 pub struct Projector {
     connection: Connection,
     checkpoint_sender: watch::Sender<EventSeq>,
+    /// The data directory: artifacts an event vouches for are read below it.
+    data_root: PathBuf,
 }
 
 impl Projector {
     /// Opens the database, applies migrations, and drops any projection whose schema version
-    /// changed (it is rebuilt by the next [`Projector::catch_up`]).
-    pub fn open(path: &Path) -> Result<Projector, ProjectionError> {
+    /// changed (it is rebuilt by the next [`Projector::catch_up`]). Artifacts the log vouches
+    /// for (a clustering's `assignments.parquet`) are read below `data_root`.
+    pub fn open(path: &Path, data_root: &Path) -> Result<Projector, ProjectionError> {
         let connection = open_write_connection(path)?;
         let (checkpoint_sender, _) = watch::channel(EventSeq(0));
-        let mut projector = Projector { connection, checkpoint_sender };
+        let mut projector = Projector { connection, checkpoint_sender, data_root: data_root.to_path_buf() };
         projector.reset_changed_schemas()?;
         let lowest = projector.lowest_checkpoint()?;
         projector.checkpoint_sender.send_replace(lowest);
@@ -123,7 +126,7 @@ impl Projector {
                 return Ok(lowest);
             }
             let transaction = self.connection.transaction().map_err(sql_error("starting a catch-up batch"))?;
-            apply_batch(&transaction, &batch, &mut checkpoints)?;
+            apply_batch(&transaction, &batch, &mut checkpoints, &self.data_root)?;
             transaction.commit().map_err(sql_error("committing a catch-up batch"))?;
             let reached = batch.last().map(|envelope| envelope.seq).unwrap_or(lowest);
             self.checkpoint_sender.send_replace(reached.min(self.lowest_checkpoint()?));
@@ -155,7 +158,7 @@ impl Projector {
             let Some(last) = batch.last() else { break };
             after = last.seq;
             replayed += batch.len() as u64;
-            apply_batch(&transaction, &batch, &mut checkpoints)?;
+            apply_batch(&transaction, &batch, &mut checkpoints, &self.data_root)?;
         }
         transaction.commit().map_err(sql_error("committing a rebuild"))?;
         self.catch_up(log)?;
@@ -269,6 +272,7 @@ fn apply_batch(
     transaction: &Transaction<'_>,
     batch: &[crate::log::Envelope],
     checkpoints: &mut HashMap<String, EventSeq>,
+    data_root: &Path,
 ) -> Result<(), ProjectionError> {
     for projection in PROJECTIONS {
         let mut last = checkpoints.get(projection.name).copied().unwrap_or_default();
@@ -280,7 +284,11 @@ fn apply_batch(
             if envelope.seq != last.next() {
                 return Err(ProjectionError::Gap { name: projection.name, expected: last.next(), found: envelope.seq });
             }
-            (projection.apply)(transaction, envelope).map_err(sql_error(format!(
+            match projection.apply {
+                Apply::Event(apply) => apply(transaction, envelope),
+                Apply::WithArtifacts(apply) => apply(transaction, envelope, data_root),
+            }
+            .map_err(sql_error(format!(
                 "applying event {} ({}) to projection {}",
                 envelope.seq,
                 envelope.event.type_name(),

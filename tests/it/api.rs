@@ -34,7 +34,10 @@ async fn events_are_listed_filtered_and_paged_while_the_server_holds_the_log() {
     let app = spawn_app().await;
     let base = app.humpback.log.head().0;
     for command in sample_session() {
-        app.humpback.execute(command).await.expect("command accepted");
+        app.humpback
+            .execute(crate::helpers::with_assignments_file(app.data_dir.path(), command))
+            .await
+            .expect("command accepted");
     }
     let head = app.humpback.log.head().0;
 
@@ -128,7 +131,10 @@ async fn a_long_poll_returns_as_soon_as_a_new_event_is_recorded() {
 async fn stats_verify_and_projection_status_are_served() {
     let app = spawn_app().await;
     for command in sample_session() {
-        app.humpback.execute(command).await.expect("command accepted");
+        app.humpback
+            .execute(crate::helpers::with_assignments_file(app.data_dir.path(), command))
+            .await
+            .expect("command accepted");
     }
     let head = app.humpback.log.head().0;
     let (_, stats) = get_async(app.url("/api/events/stats")).await;

@@ -63,7 +63,7 @@ async fn audio_files_are_listed_searched_sorted_and_paged() {
 async fn an_audio_file_shows_its_metadata_jobs_and_embedding_sets() {
     let app = spawn_app().await;
     for command in sample_session() {
-        app.humpback.execute(command).await.unwrap();
+        app.humpback.execute(crate::helpers::with_assignments_file(app.data_dir.path(), command)).await.unwrap();
     }
     let (status, detail) = call("GET", app.url("/api/audio/1"), None).await;
     assert_eq!(status, 200);

@@ -155,7 +155,10 @@ fn a_locked_log_with_no_server_gives_a_message_saying_exactly_that() {
 async fn the_events_commands_go_through_the_server_that_holds_the_log() {
     let app = spawn_app().await;
     for command in sample_session() {
-        app.humpback.execute(command).await.expect("command accepted");
+        app.humpback
+            .execute(crate::helpers::with_assignments_file(app.data_dir.path(), command))
+            .await
+            .expect("command accepted");
     }
     let head = app.humpback.log.head().0;
     let dir = app.data_dir.path().to_path_buf();

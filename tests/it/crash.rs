@@ -121,12 +121,13 @@ fn killing_a_writer_at_arbitrary_points_loses_no_acknowledged_event() {
                 .unwrap_or_else(|| panic!("run {run}: acknowledged event {seq} is missing"));
             assert_eq!(envelope.event.type_name(), event_type, "run {run}: event {seq} changed");
         }
-        let mut projector = Projector::open(&dir.path().join("projections.sqlite3")).expect("reopen projections");
+        let mut projector =
+            Projector::open(&dir.path().join("projections.sqlite3"), dir.path()).expect("reopen projections");
         let reached = projector.catch_up(&log).unwrap();
         assert_eq!(reached, log.head());
         let incremental = dump(projector.connection()).unwrap();
         let fresh_dir = tempfile::tempdir().unwrap();
-        let mut fresh = Projector::open(&fresh_dir.path().join("p.sqlite3")).unwrap();
+        let mut fresh = Projector::open(&fresh_dir.path().join("p.sqlite3"), dir.path()).unwrap();
         fresh.catch_up(&log).unwrap();
         assert_eq!(incremental, dump(fresh.connection()).unwrap(), "run {run}: projections differ from a rebuild");
     }

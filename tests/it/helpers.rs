@@ -5,9 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use humpback::app::{Application, Humpback, ServeConfig, Settings};
+use humpback::clustering_jobs::outputs::{describe_assignments_file, write_assignments, AssignmentRow};
 use humpback::config::DataDir;
 use humpback::domain::decide::{Command, EditAudioMetadata, MetadataEditMode, NewEmbeddingSet, RegisterAudioFile};
-use humpback::domain::events::{ClusterAssignmentRecord, ClusterRecord, ClusteringJobCompleted, EncodingConfig};
+use humpback::domain::events::{
+    ClusterAssignmentRecord, ClusterAssignments, ClusterRecord, ClusteringJobCompleted, EncodingConfig,
+};
 use humpback::domain::ids::*;
 use humpback::domain::json_text::JsonText;
 use tokio::sync::oneshot;
@@ -163,7 +166,7 @@ pub fn clustering_completed(job: u64, attempt: u32, sets: &[u64]) -> Command {
         job_id: ClusteringJobId(job),
         attempt,
         clusters,
-        assignments,
+        assignments: ClusterAssignments::Carried(assignments),
         metrics: json(r#"{"silhouette":0.5}"#),
         clusters_json_path: format!("clusters/{job}/clusters.json"),
         assignments_path: format!("clusters/{job}/assignments.parquet"),
@@ -206,11 +209,38 @@ pub fn sample_session() -> Vec<Command> {
     ]
 }
 
+/// A completion that carries its assignments (as [`clustering_completed`] builds it) made
+/// into what a worker records: the rows written to its `assignments.parquet` below `root`, and
+/// the event recording that file. Other commands pass unchanged.
+pub fn with_assignments_file(root: &std::path::Path, command: Command) -> Command {
+    let Command::CompleteClusteringJob(mut completed) = command else { return command };
+    let ClusterAssignments::Carried(records) = &completed.assignments else {
+        return Command::CompleteClusteringJob(completed);
+    };
+    let rows: Vec<AssignmentRow> = records
+        .iter()
+        .map(|record| AssignmentRow {
+            embedding_set_id: record.embedding_set_id.0,
+            row_index: record.row_index,
+            start_seconds: record.row_index as f64,
+            end_seconds: record.row_index as f64 + 1.0,
+            cluster_label: record.label,
+            probability: 1.0,
+            x: None,
+            y: None,
+        })
+        .collect();
+    let path = root.join(&completed.assignments_path);
+    write_assignments(&path, &rows).expect("writing the assignments");
+    completed.assignments = ClusterAssignments::InFile(describe_assignments_file(&path).expect("describing them"));
+    Command::CompleteClusteringJob(completed)
+}
+
 /// Opens a data directory, runs the commands (all must be accepted), and closes it again.
 pub fn seed_data_dir(path: &std::path::Path, commands: Vec<Command>) {
     let humpback = Humpback::open(DataDir::new(path)).expect("open data dir");
     for command in commands {
-        humpback.writer.execute(command).expect("seed command accepted");
+        humpback.writer.execute(with_assignments_file(path, command)).expect("seed command accepted");
     }
     humpback.catch_up_projections().expect("projections catch up");
 }

@@ -85,7 +85,7 @@ fn check_invariants(data_dir: &DataDir, run: u32) -> Humpback {
     }
     let incremental = dump(humpback.projector.lock().unwrap().connection()).unwrap();
     let fresh = tempfile::tempdir().unwrap();
-    let mut rebuilt = Projector::open(&fresh.path().join("p.sqlite3")).unwrap();
+    let mut rebuilt = Projector::open(&fresh.path().join("p.sqlite3"), data_dir.root()).unwrap();
     rebuilt.catch_up(humpback.log.as_ref()).unwrap();
     assert_eq!(incremental, dump(rebuilt.connection()).unwrap(), "run {run}: projections equal a rebuild");
     humpback

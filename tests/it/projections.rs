@@ -13,9 +13,11 @@ use proptest::prelude::*;
 
 use crate::helpers::*;
 
-fn rebuilt_dump(log: &dyn EventLog) -> String {
+/// The projections replayed from the whole log into a fresh database; artifacts are read
+/// below `data_root`.
+fn rebuilt_dump(log: &dyn EventLog, data_root: &std::path::Path) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let mut projector = Projector::open(&dir.path().join("fresh.sqlite3")).unwrap();
+    let mut projector = Projector::open(&dir.path().join("fresh.sqlite3"), data_root).unwrap();
     projector.catch_up(log).unwrap();
     dump(projector.connection()).unwrap()
 }
@@ -104,7 +106,7 @@ fn a_projection_version_bump_rebuilds_it_with_identical_rows() {
         connection.execute("UPDATE processing_jobs SET status = 'stale'", []).unwrap();
     }
     let log = SledEventLog::open(&dir.path().join("events")).unwrap();
-    let mut projector = Projector::open(&database).unwrap();
+    let mut projector = Projector::open(&database, dir.path()).unwrap();
     let status = projector.status(log.head()).unwrap();
     let processing = status.iter().find(|p| p.name == "processing_jobs").unwrap();
     assert_eq!(processing.last_seq, 0, "the changed projection was dropped and starts over");
@@ -119,12 +121,12 @@ fn a_rebuild_of_everything_gives_the_same_rows_as_the_incremental_projection() {
     let dir = tempfile::tempdir().unwrap();
     seed_data_dir(dir.path(), sample_session());
     let log = SledEventLog::open(&dir.path().join("events")).unwrap();
-    let mut projector = Projector::open(&dir.path().join("projections.sqlite3")).unwrap();
+    let mut projector = Projector::open(&dir.path().join("projections.sqlite3"), dir.path()).unwrap();
     let before = dump(projector.connection()).unwrap();
     let report = projector.rebuild(&log, &[]).unwrap();
     assert_eq!(report.events_replayed, log.head().0);
     assert_eq!(dump(projector.connection()).unwrap(), before);
-    assert_eq!(before, rebuilt_dump(&log));
+    assert_eq!(before, rebuilt_dump(&log, dir.path()));
 }
 
 /// One step of an arbitrary session. Commands refer to files and jobs by small indices and
@@ -189,7 +191,7 @@ struct Open {
 fn open(dir: &std::path::Path) -> Open {
     let log = Arc::new(SledEventLog::open(&dir.join("events")).unwrap());
     let writer = Writer::open(log.clone()).unwrap();
-    let projector = Projector::open(&dir.join("projections.sqlite3")).unwrap();
+    let projector = Projector::open(&dir.join("projections.sqlite3"), dir).unwrap();
     Open { log, writer, projector }
 }
 
@@ -293,7 +295,7 @@ proptest! {
                 }
                 other => {
                     if let Some(command) = resolve(&current.writer, other) {
-                        let _ = current.writer.execute(command);
+                        let _ = current.writer.execute(with_assignments_file(dir.path(), command));
                     }
                     // Whatever happened: never two jobs or two embedding sets for one signature.
                     current.writer.read_state(|state| {
@@ -311,10 +313,127 @@ proptest! {
         }
         current.projector.catch_up(current.log.as_ref()).unwrap();
         let incremental = dump(current.projector.connection()).unwrap();
-        prop_assert_eq!(&incremental, &rebuilt_dump(current.log.as_ref()));
+        prop_assert_eq!(&incremental, &rebuilt_dump(current.log.as_ref(), dir.path()));
         // The writer's state, folded incrementally, equals the state folded from scratch.
         let folded = Writer::open(current.log.clone()).unwrap();
         prop_assert!(current.writer.read_state(|a| folded.read_state(|b| a == b)));
         prop_assert!(humpback::log::verify(current.log.as_ref()).first_problem.is_none());
     }
+}
+
+/// The rows of one table in a projection dump.
+fn dumped_table<'a>(dump: &'a str, table: &str) -> &'a str {
+    let start = dump.find(&format!("## {table}\n")).unwrap_or_else(|| panic!("no table {table}")) + table.len() + 4;
+    let rest = &dump[start..];
+    &rest[..rest.find("## ").unwrap_or(rest.len())]
+}
+
+#[test]
+fn an_old_log_whose_completion_carries_its_assignments_replays_to_the_same_projection() {
+    use humpback::domain::events::{v1, ClusterAssignments, Event};
+    use humpback::log::envelope::{decode_record, decode_stored_record, StoredRecord, RECORD_FORMAT_V1};
+
+    // Today's log: the completion records assignments.parquet by checksum and row count.
+    let new_dir = tempfile::tempdir().unwrap();
+    seed_data_dir(new_dir.path(), sample_session());
+    let new_log = SledEventLog::open(&new_dir.path().join("events")).unwrap();
+    let Command::CompleteClusteringJob(carried) = clustering_completed(1, 1, &[1, 2]) else { unreachable!() };
+    let ClusterAssignments::Carried(carried) = carried.assignments else { unreachable!() };
+
+    // The same history as an old build wrote it: the completion in version 1, every assignment
+    // in the event, and no assignments file anywhere.
+    let old_dir = tempfile::tempdir().unwrap();
+    let mut rewritten = 0;
+    {
+        let database = sled::open(old_dir.path().join("events")).unwrap();
+        let tree = database.open_tree("events").unwrap();
+        for item in new_log.scan_raw() {
+            let (key, mut value) = item.unwrap();
+            let record = decode_stored_record(&value).unwrap();
+            if record.event_type == "ClusteringJobCompleted" {
+                let Event::ClusteringJobCompleted(completed) = decode_record(EventSeq(1), &value).unwrap().event else {
+                    unreachable!()
+                };
+                let ClusterAssignments::InFile(file) = &completed.assignments else { panic!("a new event is small") };
+                let from_file = humpback::clustering_jobs::outputs::read_vouched_assignments(
+                    new_dir.path(),
+                    &completed.assignments_path,
+                    file,
+                )
+                .unwrap();
+                assert_eq!(from_file, carried, "the Parquet file holds exactly what the old event carried");
+                let old = v1::ClusteringJobCompleted {
+                    job_id: completed.job_id,
+                    attempt: completed.attempt,
+                    clusters: completed.clusters,
+                    assignments: carried.clone(),
+                    metrics: completed.metrics,
+                    clusters_json_path: completed.clusters_json_path,
+                    assignments_path: completed.assignments_path,
+                };
+                let payload = bincode::encode_to_vec(&old, bincode::config::standard()).unwrap();
+                let old_record = StoredRecord { event_version: 1, payload, ..record };
+                value = vec![RECORD_FORMAT_V1];
+                bincode::encode_into_std_write(&old_record, &mut value, bincode::config::standard()).unwrap();
+                rewritten += 1;
+            }
+            tree.insert(key, value).unwrap();
+        }
+        database.flush().unwrap();
+    }
+    assert_eq!(rewritten, 1);
+    let old_log = SledEventLog::open(&old_dir.path().join("events")).unwrap();
+    assert!(!old_dir.path().join("clusters").exists());
+
+    let old = rebuilt_dump(&old_log, old_dir.path());
+    let new = rebuilt_dump(&new_log, new_dir.path());
+    assert!(!dumped_table(&new, "cluster_assignments").is_empty());
+    for table in ["cluster_assignments", "clusters", "clustering_jobs"] {
+        assert_eq!(dumped_table(&old, table), dumped_table(&new, table), "{table}");
+    }
+    assert_eq!(
+        dumped_table(&old, "cluster_assignment_sources"),
+        "clustering_job_id=1 | source=\"event\" | row_count=8 | problem=NULL\n"
+    );
+    assert_eq!(
+        dumped_table(&new, "cluster_assignment_sources"),
+        "clustering_job_id=1 | source=\"file\" | row_count=8 | problem=NULL\n"
+    );
+}
+
+#[test]
+fn a_missing_or_changed_assignments_file_leaves_the_job_without_rows_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_data_dir(dir.path(), sample_session());
+    let log = SledEventLog::open(&dir.path().join("events")).unwrap();
+    let relative = "clusters/1/assignments.parquet";
+    let original = std::fs::read(dir.path().join(relative)).unwrap();
+
+    std::fs::remove_file(dir.path().join(relative)).unwrap();
+    let missing = rebuilt_dump(&log, dir.path());
+    assert_eq!(dumped_table(&missing, "cluster_assignments"), "");
+    assert!(
+        dumped_table(&missing, "cluster_assignment_sources").contains(&format!("problem=\"{relative} is missing\"")),
+        "{missing}"
+    );
+    assert!(dumped_table(&missing, "clusters").contains("size=4"), "the other tables are whole");
+    let fresh = tempfile::tempdir().unwrap();
+    let mut projector = Projector::open(&fresh.path().join("p.sqlite3"), dir.path()).unwrap();
+    projector.catch_up(&log).unwrap();
+    let job = humpback::projections::queries::clustering_job(projector.connection(), 1).unwrap().unwrap();
+    assert_eq!(job.status, "complete");
+    assert_eq!(job.assignments_problem.as_deref(), Some("clusters/1/assignments.parquet is missing"));
+
+    let mut changed = original.clone();
+    let middle = changed.len() / 2;
+    changed[middle] ^= 1;
+    std::fs::write(dir.path().join(relative), &changed).unwrap();
+    let differs = rebuilt_dump(&log, dir.path());
+    assert_eq!(dumped_table(&differs, "cluster_assignments"), "");
+    assert!(dumped_table(&differs, "cluster_assignment_sources").contains("the log recorded"), "{differs}");
+
+    // Restoring the file and rebuilding fills the rows again.
+    std::fs::write(dir.path().join(relative), &original).unwrap();
+    let restored = rebuilt_dump(&log, dir.path());
+    assert_eq!(dumped_table(&restored, "cluster_assignments").lines().count(), 8);
 }

@@ -182,7 +182,24 @@ fn event() -> impl Strategy<Value = Event> {
             cjob.clone(),
             any::<u32>(),
             prop::collection::vec((any::<u64>(), any::<i64>(), any::<u64>(), json_text()), 0..4),
-            prop::collection::vec((set, any::<u64>(), any::<i64>()), 0..8),
+            prop_oneof![
+                (text(), any::<u64>()).prop_map(|(sha256, row_count)| ClusterAssignments::InFile(AssignmentsFile {
+                    sha256: Sha256Hex(sha256),
+                    row_count
+                })),
+                prop::collection::vec((set, any::<u64>(), any::<i64>()), 0..8).prop_map(|records| {
+                    ClusterAssignments::Carried(
+                        records
+                            .into_iter()
+                            .map(|(embedding_set_id, row_index, label)| ClusterAssignmentRecord {
+                                embedding_set_id,
+                                row_index,
+                                label,
+                            })
+                            .collect(),
+                    )
+                }),
+            ],
             json_text(),
             text(),
             text()
@@ -201,14 +218,7 @@ fn event() -> impl Strategy<Value = Event> {
                                 metadata_summary,
                             })
                             .collect(),
-                        assignments: assignments
-                            .into_iter()
-                            .map(|(embedding_set_id, row_index, label)| ClusterAssignmentRecord {
-                                embedding_set_id,
-                                row_index,
-                                label,
-                            })
-                            .collect(),
+                        assignments,
                         metrics,
                         clusters_json_path,
                         assignments_path,

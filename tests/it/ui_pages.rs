@@ -72,7 +72,10 @@ async fn app_with_session() -> TestApp {
     let settings = humpback::app::Settings { processing_workers: 0, clustering_workers: 0, ..Default::default() };
     let app = crate::helpers::spawn_app_with(tempfile::tempdir().unwrap(), settings).await;
     for command in sample_session() {
-        app.humpback.execute(command).await.expect("command accepted");
+        app.humpback
+            .execute(crate::helpers::with_assignments_file(app.data_dir.path(), command))
+            .await
+            .expect("command accepted");
     }
     app
 }
