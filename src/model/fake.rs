@@ -185,6 +185,17 @@ mod tests {
     }
 
     #[test]
+    fn a_padded_last_batch_gives_the_same_embeddings_as_one_at_a_time() {
+        let windows: Vec<Vec<f32>> = (0..7).map(|index| tone(100.0 + 300.0 * index as f32, 0.4, 16_000)).collect();
+        let views: Vec<&[f32]> = windows.iter().map(Vec::as_slice).collect();
+        let padded = FakeModel::new(&FakeModelConfig::default()).unwrap().with_batch_size(4).embed_batch(&views);
+        let mut one_at_a_time = FakeModel::new(&FakeModelConfig::default()).unwrap().with_batch_size(1);
+        let alone: Vec<Vec<f32>> =
+            views.iter().flat_map(|window| one_at_a_time.embed_batch(&[window]).unwrap()).collect();
+        assert_eq!(padded.unwrap(), alone);
+    }
+
+    #[test]
     fn similar_sounds_are_closer_than_different_sounds() {
         let mut model = FakeModel::new(&FakeModelConfig::default()).unwrap();
         let low = tone(200.0, 0.5, 16_000);

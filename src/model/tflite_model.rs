@@ -151,6 +151,11 @@ impl TfliteEmbeddingModel {
         Ok(session)
     }
 
+    /// How many LiteRT sessions this instance holds (one arena each).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
     /// Reads a model file and its sidecar (`NAME.toml` next to it), describes and loads it.
     pub fn open_file(path: &Path, options: RunOptions) -> Result<Self, ModelError> {
         let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
