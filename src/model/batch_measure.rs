@@ -2,7 +2,7 @@
 //! and the per-model-version cache of the results under the data directory.
 //!
 //! Each candidate size is loaded afresh, warmed up with one batch, then timed on the same
-//! [`MEASURED_WINDOWS`] windows of synthetic input. Memory is measured, not computed: the peak RSS
+//! [`MEASURED_WINDOWS`] windows of synthetic input (the fastest of a few repetitions). Memory is measured, not computed: the peak RSS
 //! (`VmHWM`, reset once through `/proc/self/clear_refs` before the first size) above the RSS before
 //! the first size, read after each size; sizes go smallest first, so a later size reusing memory an
 //! earlier one freed is still counted, and the figure can only over-estimate. Added to it: the
@@ -27,6 +27,12 @@ pub const MEASURED_WINDOWS: usize = 64;
 /// Batches of model input the processing pipeline holds besides the one running: two queues of
 /// two (see `processing::pipeline`).
 pub const QUEUED_BATCHES: u64 = 4;
+
+/// Each size's windows are timed again until this much time went into them (at most
+/// [`MAXIMUM_REPETITIONS`] times), and the fastest repetition counts: other work on a shared
+/// machine only ever slows a repetition down.
+pub const TIMING_PER_SIZE: Duration = Duration::from_millis(200);
+pub const MAXIMUM_REPETITIONS: usize = 5;
 
 /// Once this much time went into measuring one model, larger sizes are left unmeasured.
 pub const MEASURING_TIME_LIMIT: Duration = Duration::from_secs(3);
@@ -87,9 +93,16 @@ pub fn measure_batch_sizes(
         }
         let mut model = open(batch_size)?;
         model.embed_batch(&window_refs[..batch_size.min(MEASURED_WINDOWS)])?;
-        let timed = Instant::now();
-        model.embed_batch(&window_refs)?;
-        let seconds = timed.elapsed().as_secs_f64().max(1e-9);
+        let timing_started = Instant::now();
+        let mut seconds = f64::INFINITY;
+        for _ in 0..MAXIMUM_REPETITIONS {
+            let timed = Instant::now();
+            model.embed_batch(&window_refs)?;
+            seconds = seconds.min(timed.elapsed().as_secs_f64().max(1e-9));
+            if timing_started.elapsed() >= TIMING_PER_SIZE {
+                break;
+            }
+        }
         let tensors = batch_size as u64 * (window_bytes + embedding_bytes);
         let model_bytes = match status_bytes("VmHWM:") {
             Some(peak) if peak_readable => peak.saturating_sub(baseline).max(tensors),
