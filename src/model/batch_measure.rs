@@ -69,9 +69,12 @@ fn reset_peak_rss() -> bool {
 }
 
 /// Times `info`'s model at each of `sizes` (ascending), opening it through `open(batch_size)`.
+/// Stops after the first size needing more than `memory_budget_bytes` (larger ones need more), so
+/// measuring never holds much more than the budget.
 pub fn measure_batch_sizes(
     info: &ModelInfo,
     sizes: &[usize],
+    memory_budget_bytes: u64,
     open: &mut dyn FnMut(usize) -> Result<Box<dyn EmbeddingModel>, ModelError>,
 ) -> Result<Vec<BatchMeasurement>, ModelError> {
     let _only_one = MEASURING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -109,11 +112,15 @@ pub fn measure_batch_sizes(
             _ => tensors,
         };
         drop(model);
+        let memory_bytes = model_bytes + QUEUED_BATCHES * batch_size as u64 * window_bytes;
         measurements.push(BatchMeasurement {
             batch_size,
             windows_per_second: MEASURED_WINDOWS as f64 / seconds,
-            memory_bytes: model_bytes + QUEUED_BATCHES * batch_size as u64 * window_bytes,
+            memory_bytes,
         });
+        if memory_bytes > memory_budget_bytes {
+            break;
+        }
     }
     Ok(measurements)
 }

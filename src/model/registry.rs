@@ -425,7 +425,7 @@ fn choose_batch_for(config: &RegistryConfig, info: &ModelInfo, implementation: &
             let mut open = |batch_size: usize| {
                 open_implementation(info, implementation, RunOptions { batch_size, ..config.run_options })
             };
-            match measure_batch_sizes(info, &CANDIDATE_BATCH_SIZES, &mut open) {
+            match measure_batch_sizes(info, &CANDIDATE_BATCH_SIZES, config.model_memory_bytes, &mut open) {
                 Ok(measurements) => {
                     cache_measurements(directory, info, threads, &measurements);
                     measurements

@@ -463,6 +463,16 @@ fn the_registry_measures_batch_sizes_once_caches_them_and_the_override_wins() {
 
     // A budget nothing fits: the size needing the least memory.
     let tight = ModelRegistry::discover(RegistryConfig { model_memory_bytes: 1, ..config.clone() }).unwrap();
+    // Measured afresh with that budget (no cache): measuring stops at the first size above it.
+    let fresh = tempfile::tempdir().unwrap();
+    let small_budget = RegistryConfig {
+        model_memory_bytes: 1,
+        measurements_directory: Some(fresh.path().to_path_buf()),
+        ..config.clone()
+    };
+    let stopped = ModelRegistry::discover(small_budget).unwrap().find("whale").unwrap().batch;
+    assert_eq!(stopped.batch_measurements.len(), 1, "{stopped:?}");
+    assert_eq!(stopped.batch_size, 1);
     let least = measured.batch_measurements.iter().min_by_key(|row| row.memory_bytes).unwrap().batch_size;
     assert_eq!(tight.find("whale").unwrap().batch.batch_size, least);
 
