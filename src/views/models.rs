@@ -17,7 +17,7 @@ fn batch_cell(batch: &BatchChoice) -> Markup {
         (batch.batch_size) br; small.fact { (batch.batch_size_source.label()) }
         @if !batch.batch_measurements.is_empty() {
             details.batch-measurements {
-                summary { "measured" }
+                summary { "per size" }
                 table {
                     thead { tr { th.number { "batch" } th.number { "windows/s" } th.number { "memory" } } }
                     tbody {
@@ -150,7 +150,7 @@ mod tests {
         let html = models_page(&listing, None).into_string();
         assert!(html.contains("Warning: sample rate"), "{html}");
         assert!(html.contains("fact assumed"), "{html}");
-        assert!(html.contains("measured") && html.contains("1787") && html.contains("68 MiB"), "{html}");
+        assert!(html.contains("per size") && html.contains("1787") && html.contains("68 MiB"), "{html}");
         assert!(html.contains("&lt;b&gt;whale&lt;/b&gt;") && !html.contains("<b>whale"), "names are escaped");
         assert!(html.contains("action=\"/models/add\"") && html.contains("multipart/form-data"));
         assert!(html.contains("/models/%3Cb%3Ewhale%3C%2Fb%3E/retire"), "{html}");
