@@ -28,8 +28,12 @@ pub struct Settings {
     pub enable_fake_model: bool,
     /// Processing workers in the server.
     pub processing_workers: usize,
-    /// Windows per inference batch.
-    pub batch_size: usize,
+    /// Windows per inference batch (`--batch-size`); `None`: each model's measured choice.
+    pub batch_size: Option<usize>,
+    /// What one processing worker's model may use (`--model-memory`); the batch size is chosen within it.
+    pub model_memory_bytes: u64,
+    /// Time each model at a few batch sizes when it is registered (the server); off: the default size.
+    pub measure_batch_sizes: bool,
     /// Cores humpback's processing may use in all (`--threads`): each processing worker's
     /// model gets `threads / processing_workers` intra-op threads (at least one).
     pub threads: usize,
@@ -50,7 +54,9 @@ impl Default for Settings {
             models_dir: None,
             enable_fake_model: false,
             processing_workers: default_worker_count(),
-            batch_size: crate::model::DEFAULT_BATCH_SIZE,
+            batch_size: None,
+            model_memory_bytes: crate::model::DEFAULT_MODEL_MEMORY_BYTES,
+            measure_batch_sizes: false,
             threads: default_worker_count(),
             clustering_workers: 1,
             access: Default::default(),
@@ -112,7 +118,10 @@ impl Humpback {
         if settings.enable_fake_model {
             registry_config.fake_model = Some(crate::model::FakeModelConfig::default());
         }
-        registry_config.run_options.batch_size = settings.batch_size.max(1);
+        registry_config.batch_size_override = settings.batch_size.map(|size| size.max(1));
+        registry_config.model_memory_bytes = settings.model_memory_bytes;
+        registry_config.measurements_directory = Some(data_dir.batch_measurements_dir());
+        registry_config.measure_batch_sizes = settings.measure_batch_sizes;
         registry_config.run_options.intra_op_threads =
             intra_op_threads_per_worker(settings.threads, settings.processing_workers);
         let models = Arc::new(crate::model::ModelRegistry::discover(registry_config).context("discovering models")?);

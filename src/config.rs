@@ -27,6 +27,11 @@ impl DataDir {
         &self.root
     }
 
+    /// Batch-size measurements, one JSON file per model version (a cache: safe to delete).
+    pub fn batch_measurements_dir(&self) -> PathBuf {
+        self.root.join("batch-measurements")
+    }
+
     /// The sled event log.
     pub fn events_dir(&self) -> PathBuf {
         self.root.join("events")

@@ -77,9 +77,12 @@ pub struct BenchProcessingArgs {
     /// Worker counts to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub workers: Vec<usize>,
-    /// Windows per inference batch.
-    #[arg(long, default_value_t = crate::model::DEFAULT_BATCH_SIZE)]
-    pub batch_size: usize,
+    /// Windows per inference batch (default: measured, as `serve` chooses it, within --model-memory).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// What one worker's model may use, as `serve --model-memory` (bytes, or with K, M, G).
+    #[arg(long, value_parser = crate::model::parse_memory_size, default_value = "512M")]
+    pub model_memory: u64,
     /// Cores the processing may use in all, as `serve --threads` (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -241,16 +244,27 @@ fn bench_processing(args: BenchProcessingArgs) -> anyhow::Result<i32> {
             // The registry sizes each model's intra-op threads by the workers that share the cores.
             processing_workers: workers,
             threads: thread_budget,
-            batch_size: args.batch_size.max(1),
+            batch_size: args.batch_size.map(|size| size.max(1)),
+            model_memory_bytes: args.model_memory,
+            measure_batch_sizes: true,
             ..Settings::default()
         };
         let humpback = Arc::new(Humpback::open_with(DataDir::new(scratch.path()), settings)?);
-        let model = humpback
+        let registered = humpback
             .models
             .find(&args.model)
-            .with_context(|| format!("model {} is not in the registry", args.model))?
-            .info
-            .clone();
+            .with_context(|| format!("model {} is not in the registry", args.model))?;
+        let batch = registered.batch.clone();
+        println!("batch size {} ({})", batch.batch_size, batch.batch_size_source.label());
+        for measurement in &batch.batch_measurements {
+            println!(
+                "  measured batch {:>3}: {:>9.1} windows/s, {:>5} MiB",
+                measurement.batch_size,
+                measurement.windows_per_second,
+                measurement.memory_bytes >> 20
+            );
+        }
+        let model = registered.info;
         let resolved = crate::processing::config::resolve(
             &crate::processing::config::EncodingRequest { model: Some(args.model.clone()), ..Default::default() },
             &model,
@@ -310,7 +324,7 @@ fn bench_processing(args: BenchProcessingArgs) -> anyhow::Result<i32> {
             let inputs = crate::processing::pipeline::model_inputs(first, &resolved, limit)?;
             let mut bare = humpback.models.open(&args.model)?;
             let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
-            let warm_up = views.len().min(args.batch_size.max(1));
+            let warm_up = views.len().min(batch.batch_size);
             bare.embed_batch(&views[..warm_up])?;
             let started = Instant::now();
             let embedded = bare.embed_batch(&views)?.len();
@@ -319,7 +333,7 @@ fn bench_processing(args: BenchProcessingArgs) -> anyhow::Result<i32> {
                 "  pipeline {pipeline_rate:.1} windows/s ({windows_done} windows); bare runtime loop {bare_rate:.1} \
                  windows/s ({embedded} windows, inputs prepared beforehand, same model, batch {}, {} intra-op \
                  thread(s)); pipeline / bare = {:.2}",
-                args.batch_size,
+                batch.batch_size,
                 crate::app::intra_op_threads_per_worker(thread_budget, workers),
                 pipeline_rate / bare_rate
             );

@@ -81,9 +81,14 @@ pub struct ServeArgs {
     /// Processing workers (default: one per core).
     #[arg(long, env = "HUMPBACK_WORKERS")]
     pub workers: Option<usize>,
-    /// Windows per inference batch.
-    #[arg(long, env = "HUMPBACK_BATCH_SIZE", default_value_t = crate::model::DEFAULT_BATCH_SIZE)]
-    pub batch_size: usize,
+    /// Windows per inference batch for every model (default: each model's fastest measured size
+    /// within --model-memory).
+    #[arg(long, env = "HUMPBACK_BATCH_SIZE")]
+    pub batch_size: Option<usize>,
+    /// What one processing worker's model may use, in bytes or with K, M, G (e.g. 256M, 1G): the
+    /// batch size is the fastest measured one within it.
+    #[arg(long, env = "HUMPBACK_MODEL_MEMORY", value_parser = crate::model::parse_memory_size, default_value = "512M")]
+    pub model_memory: u64,
     /// Cores processing may use in all (default: every core): each processing worker's model
     /// runs on threads / workers intra-op threads (ONNX Runtime; LiteRT runs stay on one).
     #[arg(long, env = "HUMPBACK_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
@@ -130,7 +135,9 @@ impl ServeArgs {
             models_dir: self.models_dir.clone(),
             enable_fake_model: self.enable_fake_model,
             processing_workers: self.workers.unwrap_or_else(crate::app::default_worker_count),
-            batch_size: self.batch_size.max(1),
+            batch_size: self.batch_size.map(|size| size.max(1)),
+            model_memory_bytes: self.model_memory,
+            measure_batch_sizes: true,
             threads: self.threads.map_or_else(crate::app::default_worker_count, usize::from),
             clustering_workers: self.clustering_workers,
             access: crate::http::access::AccessSettings {

@@ -7,8 +7,8 @@ use anyhow::{anyhow, Context};
 use super::access::{open_log, LogAccess};
 use crate::config::DataDir;
 use crate::model::{
-    inspect_onnx_file, inspect_tflite_file, FakeModelConfig, ModelInfo, ModelListing, ModelRegistry, ModelUpload,
-    OnnxEmbeddingModel, RegistryConfig, RunOptions, TfliteEmbeddingModel,
+    inspect_onnx_file, inspect_tflite_file, BatchChoice, FakeModelConfig, ModelInfo, ModelListing, ModelRegistry,
+    ModelUpload, OnnxEmbeddingModel, RegistryConfig, RunOptions, TfliteEmbeddingModel,
 };
 
 #[derive(Debug, clap::Args)]
@@ -72,7 +72,7 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ModelsArgs) -> anyhow::Result<(
     match args.command {
         ModelsCommand::List { models_dir, enable_fake_model, json } => {
             let models_dir = models_dir.unwrap_or_else(|| data_dir.root().join("models"));
-            list(models_dir, enable_fake_model, json)
+            list(models_dir, data_dir.batch_measurements_dir(), enable_fake_model, json)
         }
         ModelsCommand::Inspect { file, json } => inspect(file, json),
         ModelsCommand::Add { file, name, sample_rate, output, server } => {
@@ -82,8 +82,15 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ModelsArgs) -> anyhow::Result<(
     }
 }
 
-fn list(models_directory: PathBuf, enable_fake_model: bool, json: bool) -> anyhow::Result<()> {
+/// Lists the models; batch sizes as the server last measured them (read from the cache, never measured here).
+fn list(
+    models_directory: PathBuf,
+    measurements_directory: PathBuf,
+    enable_fake_model: bool,
+    json: bool,
+) -> anyhow::Result<()> {
     let mut config = RegistryConfig::new(&models_directory);
+    config.measurements_directory = Some(measurements_directory);
     if enable_fake_model {
         config.fake_model = Some(FakeModelConfig::default());
     }
@@ -105,12 +112,33 @@ pub fn render_listing(listing: &ModelListing) -> String {
         let default_marker = if info.name == listing.default_model { " (default)" } else { "" };
         text.push_str(&format!("{}{default_marker} [{}]\n", info.name, info.format.label()));
         text.push_str(&describe_model(info));
+        text.push_str(&describe_batch(&info.batch));
     }
     if !listing.problems.is_empty() {
         text.push_str("files that cannot be used:\n");
         for problem in &listing.problems {
             text.push_str(&format!("  {}: {}\n", problem.file, problem.reason));
         }
+    }
+    text
+}
+
+/// The batch-size line and, when measured, one line per measured size.
+fn describe_batch(batch: &BatchChoice) -> String {
+    let mut text = format!(
+        "  batch size: {} ({}; memory budget {} MiB per worker)\n",
+        batch.batch_size,
+        batch.batch_size_source.label(),
+        batch.model_memory_bytes >> 20
+    );
+    for measurement in &batch.batch_measurements {
+        let marker = if measurement.batch_size == batch.batch_size { " <- chosen" } else { "" };
+        text.push_str(&format!(
+            "    batch {:>3}: {:>9.0} windows/s, {:>5} MiB{marker}\n",
+            measurement.batch_size,
+            measurement.windows_per_second,
+            measurement.memory_bytes >> 20
+        ));
     }
     text
 }

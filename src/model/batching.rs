@@ -14,40 +14,24 @@ pub struct BatchRun {
     pub run_batch_size: usize,
 }
 
-/// Splits `window_count` windows into runs.
-/// - dynamic batch: full runs of `requested_batch_size` (at least 1), then the remaining windows one
-///   at a time, so a model only ever runs at two batch sizes (each size is a separately prepared
-///   LiteRT session; see `litert_runtime`), and no work is wasted on padding;
-/// - fixed batch N: runs of N; the last run is padded to N.
+/// Splits `window_count` windows into runs of `batch_size` (a fixed batch dimension's size, or the
+/// size chosen for a dynamic one, at least 1); the last run is padded to the same size, so a model
+/// only ever runs at one batch size (one prepared session and arena per worker: see
+/// `litert_runtime`), and the padding's outputs are discarded.
 pub fn plan_batches(window_count: usize, requested_batch_size: usize, support: BatchSupport) -> Vec<BatchRun> {
-    match support {
-        BatchSupport::Dynamic => {
-            let step = requested_batch_size.max(1);
-            let full_runs = window_count / step;
-            let full = (0..full_runs).map(|run| BatchRun {
-                first_window: run * step,
-                window_count: step,
-                run_batch_size: step,
-            });
-            let remainder = (full_runs * step..window_count).map(|first_window| BatchRun {
-                first_window,
-                window_count: 1,
-                run_batch_size: 1,
-            });
-            full.chain(remainder).collect()
-        }
-        BatchSupport::Fixed(size) => {
-            let step = size.max(1);
-            (0..window_count)
-                .step_by(step)
-                .map(|first_window| BatchRun {
-                    first_window,
-                    window_count: step.min(window_count - first_window),
-                    run_batch_size: step,
-                })
-                .collect()
-        }
+    let step = match support {
+        BatchSupport::Dynamic => requested_batch_size,
+        BatchSupport::Fixed(size) => size,
     }
+    .max(1);
+    (0..window_count)
+        .step_by(step)
+        .map(|first_window| BatchRun {
+            first_window,
+            window_count: step.min(window_count - first_window),
+            run_batch_size: step,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -56,14 +40,14 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn a_fixed_batch_pads_the_last_run_and_a_dynamic_batch_runs_the_rest_one_by_one() {
+    fn the_last_run_is_padded_to_the_batch_size_fixed_or_dynamic() {
         let fixed = plan_batches(10, 32, BatchSupport::Fixed(4));
         assert_eq!(fixed.len(), 3);
         assert_eq!(fixed[2], BatchRun { first_window: 8, window_count: 2, run_batch_size: 4 });
         let dynamic = plan_batches(10, 4, BatchSupport::Dynamic);
         let sizes: Vec<usize> = dynamic.iter().map(|run| run.run_batch_size).collect();
-        assert_eq!(sizes, [4, 4, 1, 1]);
-        assert_eq!(dynamic[3], BatchRun { first_window: 9, window_count: 1, run_batch_size: 1 });
+        assert_eq!(sizes, [4, 4, 4]);
+        assert_eq!(dynamic[2], BatchRun { first_window: 8, window_count: 2, run_batch_size: 4 });
         assert!(plan_batches(0, 4, BatchSupport::Dynamic).is_empty());
     }
 
@@ -77,7 +61,7 @@ mod tests {
                 prop_assert_eq!(run.first_window, next);
                 prop_assert!(run.window_count >= 1 && run.window_count <= run.run_batch_size);
                 if support == BatchSupport::Dynamic {
-                    prop_assert!(run.run_batch_size == requested.max(1) || run.run_batch_size == 1);
+                    prop_assert_eq!(run.run_batch_size, requested.max(1));
                 }
                 next += run.window_count;
             }

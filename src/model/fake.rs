@@ -10,6 +10,7 @@
 //! at two times look different and break "batch equals one at a time".
 
 use crate::domain::events::ModelInputKind;
+use crate::model::batching::plan_batches;
 use crate::model::info::{BatchSupport, EmbeddingOutputChoice, ModelInfo, OutputChoiceReason, WindowShape};
 use crate::model::tflite_model::check_window_lengths;
 use crate::model::{EmbeddingModel, ModelError};
@@ -42,6 +43,8 @@ impl Default for FakeModelConfig {
 
 pub struct FakeModel {
     info: ModelInfo,
+    /// Windows per run; the last run is padded with silence like a real model's, its outputs dropped.
+    batch_size: usize,
 }
 
 impl FakeModel {
@@ -91,7 +94,14 @@ impl FakeModel {
                 facts: crate::model::info::FactSources::default(),
                 warnings: Vec::new(),
             },
+            batch_size: crate::model::DEFAULT_BATCH_SIZE,
         })
+    }
+
+    /// The same model run in batches of `batch_size` windows.
+    pub fn with_batch_size(mut self, batch_size: usize) -> FakeModel {
+        self.batch_size = batch_size.max(1);
+        self
     }
 }
 
@@ -131,7 +141,20 @@ impl EmbeddingModel for FakeModel {
 
     fn embed_batch(&mut self, windows: &[&[f32]]) -> Result<Vec<Vec<f32>>, ModelError> {
         check_window_lengths(&self.info, windows)?;
-        Ok(windows.iter().map(|window| fake_embedding(window, self.info.embedding_dim as usize)).collect())
+        let silence = vec![0.0f32; self.info.window_value_count()];
+        let mut embeddings = Vec::with_capacity(windows.len());
+        for run in plan_batches(windows.len(), self.batch_size, self.info.batch_support) {
+            let real = &windows[run.first_window..run.first_window + run.window_count];
+            let padding = std::iter::repeat_n(silence.as_slice(), run.run_batch_size - run.window_count);
+            let batch: Vec<Vec<f32>> = real
+                .iter()
+                .copied()
+                .chain(padding)
+                .map(|window| fake_embedding(window, self.info.embedding_dim as usize))
+                .collect();
+            embeddings.extend(batch.into_iter().take(run.window_count));
+        }
+        Ok(embeddings)
     }
 }
 
@@ -159,6 +182,17 @@ mod tests {
         assert_eq!(together[0], together[2]);
         assert_eq!(together[1], alone[0]);
         assert_eq!(together[0].len(), 32);
+    }
+
+    #[test]
+    fn a_padded_last_batch_gives_the_same_embeddings_as_one_at_a_time() {
+        let windows: Vec<Vec<f32>> = (0..7).map(|index| tone(100.0 + 300.0 * index as f32, 0.4, 16_000)).collect();
+        let views: Vec<&[f32]> = windows.iter().map(Vec::as_slice).collect();
+        let padded = FakeModel::new(&FakeModelConfig::default()).unwrap().with_batch_size(4).embed_batch(&views);
+        let mut one_at_a_time = FakeModel::new(&FakeModelConfig::default()).unwrap().with_batch_size(1);
+        let alone: Vec<Vec<f32>> =
+            views.iter().flat_map(|window| one_at_a_time.embed_batch(&[window]).unwrap()).collect();
+        assert_eq!(padded.unwrap(), alone);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - [`OnnxEmbeddingModel`]: an `.onnx` file run by ONNX Runtime 1.22.1 (CPU, intra-op threads as configured), in batches;
 //! - [`BuiltinLogMelStatsModel`] (`builtin-logmel-stats`): the default, needs no download, a baseline;
 //! - [`FakeModel`] (`fake`): deterministic, for tests, only when the configuration enables it;
-//! - [`ModelRegistry`]: discovers models in the models directory, reports unusable files;
+//! - [`ModelRegistry`]: discovers models in the models directory, reports unusable files, and
+//!   chooses each one's batch size ([`choose_batch_size`], from timings by `batch_measure`);
 //! - [`inspect_tflite_file`]: inputs, outputs and operators of a file, and whether it can run here.
 //!
 //! Every model records where each fact came from ([`FactSource`]: sidecar, declared by the file,
@@ -16,6 +17,8 @@
 //! Imperative shell: reading files ([`ModelRegistry::discover`]) and the LiteRT calls
 //! (`litert_runtime`, the only `unsafe` code).
 
+mod batch_choice;
+mod batch_measure;
 mod batching;
 mod builtin;
 mod describe;
@@ -31,6 +34,11 @@ mod registry;
 mod sidecar;
 mod tflite_model;
 
+pub use batch_choice::{
+    choose_batch_size, parse_memory_size, BatchChoice, BatchMeasurement, BatchSizeSource, CANDIDATE_BATCH_SIZES,
+    DEFAULT_MODEL_MEMORY_BYTES,
+};
+pub use batch_measure::{measure_batch_sizes, MEASURED_WINDOWS};
 pub use batching::{plan_batches, BatchRun, DEFAULT_BATCH_SIZE};
 pub use builtin::{log_mel_band_statistics, BuiltinLogMelStatsModel, BUILTIN_MODEL_NAME};
 pub use describe::{describe_model_file, ModelFileShapes, DEFAULT_SAMPLE_RATE, DEFAULT_SPECTROGRAM_WINDOW_SECONDS};
@@ -49,8 +57,8 @@ pub use onnx_model::{
     ONNX_RUNTIME_VERSION,
 };
 pub use registry::{
-    check_model_name, ModelImplementation, ModelListing, ModelProblem, ModelRegistry, ModelUpload, RegisteredModel,
-    RegistryConfig, MAXIMUM_MODEL_NAME_LENGTH,
+    check_model_name, ListedModel, ModelImplementation, ModelListing, ModelProblem, ModelRegistry, ModelUpload,
+    RegisteredModel, RegistryConfig, MAXIMUM_MODEL_NAME_LENGTH,
 };
 pub use sidecar::ModelSidecar;
 pub use tflite_model::{describe_tflite_model, sha256_hex, RunOptions, TfliteEmbeddingModel};

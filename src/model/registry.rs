@@ -12,9 +12,11 @@ use serde::Serialize;
 
 use crate::artifacts::files::{remove_if_exists, write_atomically};
 
+use crate::model::batch_choice::{choose_batch_size, BatchChoice, CANDIDATE_BATCH_SIZES, DEFAULT_MODEL_MEMORY_BYTES};
+use crate::model::batch_measure::{cache_measurements, cached_measurements, measure_batch_sizes};
 use crate::model::builtin::{BuiltinLogMelStatsModel, BUILTIN_MODEL_NAME};
 use crate::model::fake::{FakeModel, FakeModelConfig, FAKE_MODEL_NAME};
-use crate::model::info::{ModelFormat, ModelInfo, DEFAULT_EMBEDDING_OUTPUT_NAME};
+use crate::model::info::{BatchSupport, ModelFormat, ModelInfo, DEFAULT_EMBEDDING_OUTPUT_NAME};
 use crate::model::onnx_model::{describe_onnx_model, OnnxEmbeddingModel};
 use crate::model::sidecar::ModelSidecar;
 use crate::model::tflite_model::{describe_tflite_model, sha256_hex, RunOptions, TfliteEmbeddingModel};
@@ -28,7 +30,16 @@ pub struct RegistryConfig {
     pub fake_model: Option<FakeModelConfig>,
     /// Output name looked for when a sidecar names none.
     pub default_output_name: String,
+    /// `run_options.batch_size` is replaced by each model's chosen batch size when it is opened.
     pub run_options: RunOptions,
+    /// `--batch-size`: every dynamic-batch model runs at this size, unmeasured.
+    pub batch_size_override: Option<usize>,
+    /// `--model-memory`: what one worker's model may use; the batch size is chosen within it.
+    pub model_memory_bytes: u64,
+    /// Where batch-size measurements are cached per model version; `None`: neither read nor measured.
+    pub measurements_directory: Option<PathBuf>,
+    /// Measure models whose measurements are not cached (the server); `false` only reads the cache.
+    pub measure_batch_sizes: bool,
 }
 
 impl RegistryConfig {
@@ -38,6 +49,10 @@ impl RegistryConfig {
             fake_model: None,
             default_output_name: DEFAULT_EMBEDDING_OUTPUT_NAME.to_string(),
             run_options: RunOptions::default(),
+            batch_size_override: None,
+            model_memory_bytes: DEFAULT_MODEL_MEMORY_BYTES,
+            measurements_directory: None,
+            measure_batch_sizes: false,
         }
     }
 }
@@ -55,6 +70,24 @@ pub enum ModelImplementation {
 pub struct RegisteredModel {
     pub info: ModelInfo,
     pub implementation: ModelImplementation,
+    /// The batch size it runs at, and why.
+    pub batch: BatchChoice,
+}
+
+/// A model as listed: its description and its batch size (flattened into one JSON object).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListedModel {
+    #[serde(flatten)]
+    pub info: ModelInfo,
+    #[serde(flatten)]
+    pub batch: BatchChoice,
+}
+
+impl std::ops::Deref for ListedModel {
+    type Target = ModelInfo;
+    fn deref(&self) -> &ModelInfo {
+        &self.info
+    }
 }
 
 /// A file in the models directory that could not be registered.
@@ -69,9 +102,9 @@ pub struct ModelProblem {
 pub struct ModelListing {
     pub models_directory: String,
     pub default_model: String,
-    pub models: Vec<ModelInfo>,
+    pub models: Vec<ListedModel>,
     /// Models hidden from new jobs; their embedding sets stay usable.
-    pub retired: Vec<ModelInfo>,
+    pub retired: Vec<ListedModel>,
     pub problems: Vec<ModelProblem>,
 }
 
@@ -144,15 +177,16 @@ impl ModelRegistry {
     /// Scans the models directory. A missing directory just means no file models; only failing to
     /// list an existing directory is an error.
     pub fn discover(config: RegistryConfig) -> Result<Self, ModelError> {
-        let mut models = vec![RegisteredModel {
-            info: BuiltinLogMelStatsModel::new().info().clone(),
-            implementation: ModelImplementation::Builtin,
-        }];
+        let registered = |info: ModelInfo, implementation: ModelImplementation| {
+            let batch = choose_batch_for(&config, &info, &implementation);
+            RegisteredModel { info, implementation, batch }
+        };
+        let mut models = vec![registered(BuiltinLogMelStatsModel::new().info().clone(), ModelImplementation::Builtin)];
         if let Some(fake_config) = &config.fake_model {
-            models.push(RegisteredModel {
-                info: FakeModel::new(fake_config)?.info().clone(),
-                implementation: ModelImplementation::Fake(fake_config.clone()),
-            });
+            models.push(registered(
+                FakeModel::new(fake_config)?.info().clone(),
+                ModelImplementation::Fake(fake_config.clone()),
+            ));
         }
         let mut problems = saved_models_in(&config.models_directory);
         for path in model_files_in(&config.models_directory)? {
@@ -161,7 +195,10 @@ impl ModelRegistry {
                 Ok(info) if models.iter().any(|model| model.info.name == info.name) => {
                     problems.push(ModelProblem { file, reason: format!("the name {:?} is already taken", info.name) });
                 }
-                Ok(info) => models.push(RegisteredModel { implementation: implementation_of(&info, path), info }),
+                Ok(info) => {
+                    let implementation = implementation_of(&info, path);
+                    models.push(registered(info, implementation));
+                }
                 Err(error) => problems.push(ModelProblem { file, reason: error.to_string() }),
             }
         }
@@ -230,13 +267,13 @@ impl ModelRegistry {
                 .models
                 .iter()
                 .filter(|model| !state.retired.contains(&model.info.name))
-                .map(|model| model.info.clone())
+                .map(|model| ListedModel { info: model.info.clone(), batch: model.batch.clone() })
                 .collect(),
             retired: state
                 .models
                 .iter()
                 .filter(|model| state.retired.contains(&model.info.name))
-                .map(|model| model.info.clone())
+                .map(|model| ListedModel { info: model.info.clone(), batch: model.batch.clone() })
                 .collect(),
             problems: state.problems.clone(),
         }
@@ -249,27 +286,8 @@ impl ModelRegistry {
             name: name.to_string(),
             available: self.models().iter().map(|model| model.info.name.clone()).collect::<Vec<_>>().join(", "),
         })?;
-        let read_checked = |path: &PathBuf| -> Result<Vec<u8>, ModelError> {
-            let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
-            let actual = sha256_hex(&bytes);
-            let expected = model.info.file_sha256.as_ref().map(|hash| hash.0.clone()).unwrap_or_default();
-            if actual != expected {
-                return Err(ModelError::ModelFileChanged { path: path.clone(), expected, actual });
-            }
-            Ok(bytes)
-        };
-        match &model.implementation {
-            ModelImplementation::Builtin => Ok(Box::new(BuiltinLogMelStatsModel::new())),
-            ModelImplementation::Fake(config) => Ok(Box::new(FakeModel::new(config)?)),
-            ModelImplementation::TfliteFile { path } => {
-                let bytes = read_checked(path)?;
-                Ok(Box::new(TfliteEmbeddingModel::from_bytes(model.info.clone(), bytes, self.config.run_options)?))
-            }
-            ModelImplementation::OnnxFile { path } => {
-                let bytes = read_checked(path)?;
-                Ok(Box::new(OnnxEmbeddingModel::from_bytes(model.info.clone(), &bytes, self.config.run_options)?))
-            }
-        }
+        let options = RunOptions { batch_size: model.batch.batch_size, ..self.config.run_options };
+        open_implementation(&model.info, &model.implementation, options)
     }
 
     /// Checks an offered model file and, if it is usable, stores it (and its sidecar) in the models
@@ -333,7 +351,9 @@ impl ModelRegistry {
             let _ = remove_if_exists(&sidecar_path);
             return Err(io_error(error));
         }
-        let registered = RegisteredModel { implementation: implementation_of(&info, model_path), info };
+        let implementation = implementation_of(&info, model_path);
+        let batch = choose_batch_for(&self.config, &info, &implementation);
+        let registered = RegisteredModel { info, implementation, batch };
         state.problems.retain(|problem| problem.file != file_name);
         state.models.push(registered.clone());
         Ok(registered)
@@ -353,6 +373,79 @@ impl ModelRegistry {
             let _ = remove_if_exists(path);
         }
     }
+}
+
+/// Loads a registered model to run at `options`. For files, the bytes are checked against the hash
+/// registered at discovery.
+fn open_implementation(
+    info: &ModelInfo,
+    implementation: &ModelImplementation,
+    options: RunOptions,
+) -> Result<Box<dyn EmbeddingModel>, ModelError> {
+    let read_checked = |path: &PathBuf| -> Result<Vec<u8>, ModelError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.clone(), source })?;
+        let actual = sha256_hex(&bytes);
+        let expected = info.file_sha256.as_ref().map(|hash| hash.0.clone()).unwrap_or_default();
+        if actual != expected {
+            return Err(ModelError::ModelFileChanged { path: path.clone(), expected, actual });
+        }
+        Ok(bytes)
+    };
+    match implementation {
+        ModelImplementation::Builtin => Ok(Box::new(BuiltinLogMelStatsModel::new())),
+        ModelImplementation::Fake(config) => Ok(Box::new(FakeModel::new(config)?.with_batch_size(options.batch_size))),
+        ModelImplementation::TfliteFile { path } => {
+            let bytes = read_checked(path)?;
+            Ok(Box::new(TfliteEmbeddingModel::from_bytes(info.clone(), bytes, options)?))
+        }
+        ModelImplementation::OnnxFile { path } => {
+            let bytes = read_checked(path)?;
+            Ok(Box::new(OnnxEmbeddingModel::from_bytes(info.clone(), &bytes, options)?))
+        }
+    }
+}
+
+/// A model's batch size: the override, or chosen from its measurements (cached per model version,
+/// measured when not cached and the configuration asks for it), or the default. A model that
+/// cannot be measured keeps the default, with a warning.
+fn choose_batch_for(config: &RegistryConfig, info: &ModelInfo, implementation: &ModelImplementation) -> BatchChoice {
+    let support = info.batch_support;
+    let unmeasured = || BatchChoice::unmeasured(support, config.batch_size_override);
+    let Some(directory) = &config.measurements_directory else {
+        return unmeasured();
+    };
+    if support != BatchSupport::Dynamic {
+        return unmeasured();
+    }
+    let threads = config.run_options.intra_op_threads;
+    let wanted_threads = config.measure_batch_sizes.then_some(threads);
+    let measurements = match cached_measurements(directory, info, wanted_threads) {
+        Some(measurements) => measurements,
+        None if config.measure_batch_sizes && config.batch_size_override.is_none() => {
+            let mut open = |batch_size: usize| {
+                open_implementation(info, implementation, RunOptions { batch_size, ..config.run_options })
+            };
+            match measure_batch_sizes(info, &CANDIDATE_BATCH_SIZES, config.model_memory_bytes, &mut open) {
+                Ok(measurements) => {
+                    cache_measurements(directory, info, threads, &measurements);
+                    measurements
+                }
+                Err(error) => {
+                    tracing::warn!(model = %info.name, error = %error, "cannot measure batch sizes; using the default");
+                    return unmeasured();
+                }
+            }
+        }
+        None => Vec::new(),
+    };
+    let choice = choose_batch_size(&measurements, config.model_memory_bytes, config.batch_size_override, support);
+    tracing::info!(
+        model = %info.name,
+        batch_size = choice.batch_size,
+        source = choice.batch_size_source.label(),
+        "batch size chosen"
+    );
+    choice
 }
 
 /// The text of a sidecar written by `models add` (only the facts it can give). A JSON string is a

@@ -409,3 +409,78 @@ fn a_refused_model_leaves_nothing_registered_or_on_disk() {
     assert_eq!(registry.models().len(), before);
     assert_eq!(files_in(directory.path()), Vec::<String>::new());
 }
+
+#[test]
+fn a_padded_last_batch_gives_the_same_embeddings_and_the_model_holds_one_session() {
+    let input = read_f32_file("waveform.input.f32");
+    let windows: Vec<&[f32]> = windows_of(&input, 16_000).into_iter().cycle().take(7).collect();
+    let mut padded_model = open_fixture("waveform_stft.tflite", 4);
+    let padded = padded_model.embed_batch(&windows).unwrap();
+    // 7 windows in batches of 4: the second batch is padded, and no batch-1 session was made.
+    assert_eq!(padded_model.session_count(), 1);
+    let mut one_at_a_time = open_fixture("waveform_stft.tflite", 1);
+    let alone: Vec<Vec<f32>> =
+        windows.iter().flat_map(|window| one_at_a_time.embed_batch(&[window]).unwrap()).collect();
+    assert_eq!(padded, alone);
+    let mut onnx = open_onnx_fixture("waveform_dft.onnx", 4);
+    let onnx_padded = onnx.embed_batch(&windows).unwrap();
+    let mut onnx_one = open_onnx_fixture("waveform_dft.onnx", 1);
+    let onnx_alone: Vec<f32> =
+        windows.iter().flat_map(|window| onnx_one.embed_batch(&[window]).unwrap()).flatten().collect();
+    let difference = max_abs_difference(&onnx_padded, &onnx_alone);
+    assert!(difference <= ONNX_REFERENCE_TOLERANCE, "padded vs one by one {difference}");
+}
+
+#[test]
+fn the_registry_measures_batch_sizes_once_caches_them_and_the_override_wins() {
+    let directory = tempfile::tempdir().unwrap();
+    copy_fixture_into(directory.path(), "waveform_stft.tflite", "whale.tflite");
+    copy_fixture_into(directory.path(), "waveform_stft.toml", "whale.toml");
+    let measurements = directory.path().join("batch-measurements");
+    let mut config = RegistryConfig::new(directory.path());
+    config.measurements_directory = Some(measurements.clone());
+    config.measure_batch_sizes = true;
+    let measured = ModelRegistry::discover(config.clone()).unwrap().find("whale").unwrap().batch;
+    assert_eq!(measured.batch_size_source, BatchSizeSource::Measured);
+    assert!(!measured.batch_measurements.is_empty());
+    assert!(measured.batch_measurements.iter().all(|row| row.windows_per_second > 0.0 && row.memory_bytes > 0));
+    assert_eq!(std::fs::read_dir(&measurements).unwrap().count(), 2, "whale and the built-in, cached");
+
+    // Read back from the cache (not measured again: the same table), as `models list` does.
+    let listed = ModelRegistry::discover(RegistryConfig { measure_batch_sizes: false, ..config.clone() }).unwrap();
+    let cached = listed.find("whale").unwrap().batch;
+    assert_eq!(cached.batch_size, measured.batch_size);
+    for (read, timed) in cached.batch_measurements.iter().zip(&measured.batch_measurements) {
+        assert_eq!((read.batch_size, read.memory_bytes), (timed.batch_size, timed.memory_bytes));
+        assert!((read.windows_per_second - timed.windows_per_second).abs() < 1e-6);
+    }
+    assert_eq!(cached.batch_measurements.len(), measured.batch_measurements.len());
+    let json = serde_json::to_value(listed.listing()).unwrap();
+    let whale = json["models"].as_array().unwrap().iter().find(|model| model["name"] == "whale").unwrap().clone();
+    assert_eq!(whale["batch_size_source"], "measured");
+    assert_eq!(whale["batch_size"].as_u64(), Some(measured.batch_size as u64));
+    assert_eq!(whale["sample_rate"], 16_000, "the model's facts stay in the same object");
+
+    // A budget nothing fits: the size needing the least memory.
+    let tight = ModelRegistry::discover(RegistryConfig { model_memory_bytes: 1, ..config.clone() }).unwrap();
+    // Measured afresh with that budget (no cache): measuring stops at the first size above it.
+    let fresh = tempfile::tempdir().unwrap();
+    let small_budget = RegistryConfig {
+        model_memory_bytes: 1,
+        measurements_directory: Some(fresh.path().to_path_buf()),
+        ..config.clone()
+    };
+    let stopped = ModelRegistry::discover(small_budget).unwrap().find("whale").unwrap().batch;
+    assert_eq!(stopped.batch_measurements.len(), 1, "{stopped:?}");
+    assert_eq!(stopped.batch_size, 1);
+    let least = measured.batch_measurements.iter().min_by_key(|row| row.memory_bytes).unwrap().batch_size;
+    assert_eq!(tight.find("whale").unwrap().batch.batch_size, least);
+
+    // --batch-size wins, and the opened model runs at it.
+    let overridden = ModelRegistry::discover(RegistryConfig { batch_size_override: Some(5), ..config }).unwrap();
+    let batch = overridden.find("whale").unwrap().batch;
+    assert_eq!((batch.batch_size, batch.batch_size_source), (5, BatchSizeSource::Override));
+    let input = read_f32_file("waveform.input.f32");
+    let embeddings = overridden.open("whale").unwrap().embed_batch(&windows_of(&input, 16_000)).unwrap();
+    assert_eq!(embeddings.len(), input.len() / 16_000);
+}

@@ -87,7 +87,7 @@ pub struct TfliteEmbeddingModel {
     info: ModelInfo,
     /// The model file, kept to compile one more session per batch size.
     model_bytes: Vec<u8>,
-    /// One compiled LiteRT session per batch size used (at most two: the batch size and 1).
+    /// One compiled LiteRT session per batch size used (one: the last run is padded).
     sessions: Vec<(usize, LiteRtSession)>,
     runtime_output_index: usize,
     options: RunOptions,
@@ -149,6 +149,11 @@ impl TfliteEmbeddingModel {
         let session = &mut self.sessions[position].1;
         session.prepare(batch, resize)?;
         Ok(session)
+    }
+
+    /// How many LiteRT sessions this instance holds (one arena each).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
     }
 
     /// Reads a model file and its sidecar (`NAME.toml` next to it), describes and loads it.

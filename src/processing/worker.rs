@@ -203,7 +203,7 @@ impl ProcessingWorker {
                 Proceed::Continue
             }
         };
-        let batch_size = self.humpback.settings.batch_size;
+        let batch_size = registered.batch.batch_size;
         let outcome =
             encode_file(&audio_path, &encoding, model.as_mut(), &final_path, metadata, batch_size, &mut after_batch);
         self.cached_model = Some((registered.info.version.clone(), model));

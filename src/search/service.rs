@@ -120,7 +120,7 @@ fn embed_query(
         }
         None => {
             let windows =
-                embed_file_windows(audio, &resolved, model.as_mut(), humpback.settings.batch_size, MAX_CLIP_WINDOWS)
+                embed_file_windows(audio, &resolved, model.as_mut(), registered.batch.batch_size, MAX_CLIP_WINDOWS)
                     .map_err(|error| match error {
                         PipelineError::Audio(error) => {
                             SearchError::BadClip(format!("the clip cannot be used: {error}"))

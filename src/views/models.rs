@@ -4,19 +4,44 @@
 use maud::{html, Markup};
 
 use super::{layout, Notice, Section};
-use crate::model::{FactSource, ModelFormat, ModelInfo, ModelListing};
+use crate::model::{BatchChoice, FactSource, ListedModel, ModelFormat, ModelListing};
 
 fn fact(value: Markup, source: FactSource) -> Markup {
     let class = if source == FactSource::Assumed { "fact assumed warning-text" } else { "fact" };
     html! { (value) br; small class=(class) { (source.label()) } }
 }
 
-fn model_rows(models: &[ModelInfo], default_model: &str, retirable: bool) -> Markup {
+/// The batch size, where it came from, and the measured table (windows/s and memory per size).
+fn batch_cell(batch: &BatchChoice) -> Markup {
+    html! {
+        (batch.batch_size) br; small.fact { (batch.batch_size_source.label()) }
+        @if !batch.batch_measurements.is_empty() {
+            details.batch-measurements {
+                summary { "per size" }
+                table {
+                    thead { tr { th.number { "batch" } th.number { "windows/s" } th.number { "memory" } } }
+                    tbody {
+                        @for measurement in &batch.batch_measurements {
+                            tr.chosen[measurement.batch_size == batch.batch_size] {
+                                td.number { (measurement.batch_size) }
+                                td.number { (format!("{:.0}", measurement.windows_per_second)) }
+                                td.number { (format!("{:.0} MiB", measurement.memory_bytes as f64 / f64::from(1u32 << 20))) }
+                            }
+                        }
+                    }
+                }
+                small { "within " (format!("{:.0} MiB", batch.model_memory_bytes as f64 / f64::from(1u32 << 20))) " per worker (--model-memory)" }
+            }
+        }
+    }
+}
+
+fn model_rows(models: &[ListedModel], default_model: &str, retirable: bool) -> Markup {
     html! {
         table.models {
             thead { tr {
                 th { "Name" } th { "Format" } th { "Version" } th { "Input" } th.number { "Sample rate" }
-                th.number { "Window" } th.number { "Dimension" } th { "Embedding output" } th { "Source" }
+                th.number { "Window" } th.number { "Dimension" } th.number { "Batch" } th { "Embedding output" } th { "Source" }
                 @if retirable { th { } }
             } }
             tbody {
@@ -33,6 +58,7 @@ fn model_rows(models: &[ModelInfo], default_model: &str, retirable: bool) -> Mar
                         td.number { (fact(html! { (model.sample_rate) " Hz" }, model.facts.sample_rate)) }
                         td.number { (fact(html! { (model.window_seconds) " s" }, model.facts.window_seconds)) }
                         td.number { (model.embedding_dim) }
+                        td.number.batch { (batch_cell(&model.batch)) }
                         td { (fact(html! { (model.embedding_output.name) " (output " (model.embedding_output.index) ")" }, model.facts.embedding_output)) }
                         td { (model.source) }
                         @if retirable {
@@ -105,13 +131,26 @@ mod tests {
         let listing = ModelListing {
             models_directory: "models".into(),
             default_model: "builtin-logmel-stats".into(),
-            models: vec![assumed],
+            models: vec![crate::model::ListedModel {
+                batch: crate::model::choose_batch_size(
+                    &[crate::model::BatchMeasurement {
+                        batch_size: 8,
+                        windows_per_second: 1787.0,
+                        memory_bytes: 68 << 20,
+                    }],
+                    512 << 20,
+                    None,
+                    assumed.batch_support,
+                ),
+                info: assumed,
+            }],
             retired: vec![],
             problems: vec![],
         };
         let html = models_page(&listing, None).into_string();
         assert!(html.contains("Warning: sample rate"), "{html}");
         assert!(html.contains("fact assumed"), "{html}");
+        assert!(html.contains("per size") && html.contains("1787") && html.contains("68 MiB"), "{html}");
         assert!(html.contains("&lt;b&gt;whale&lt;/b&gt;") && !html.contains("<b>whale"), "names are escaped");
         assert!(html.contains("action=\"/models/add\"") && html.contains("multipart/form-data"));
         assert!(html.contains("/models/%3Cb%3Ewhale%3C%2Fb%3E/retire"), "{html}");

@@ -44,7 +44,8 @@ fn model_names(listing: &Value, key: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_model_added_while_the_server_runs_is_used_at_once_and_a_refused_file_leaves_nothing() {
-    let app = spawn_app_with(tempfile::tempdir().unwrap(), settings(1)).await;
+    let measuring = humpback::app::Settings { measure_batch_sizes: true, ..settings(1) };
+    let app = spawn_app_with(tempfile::tempdir().unwrap(), measuring).await;
     let models_directory = app.data_dir.path().join("models");
     let files_before: Vec<_> = std::fs::read_dir(&models_directory).unwrap().collect();
     assert!(files_before.is_empty());
@@ -67,6 +68,16 @@ async fn a_model_added_while_the_server_runs_is_used_at_once_and_a_refused_file_
     let added = listing["models"].as_array().unwrap().iter().find(|model| model["name"] == "whale-dft").unwrap();
     assert_eq!(added["format"], "onnx");
     assert_eq!(added["facts"]["sample_rate"], "declared");
+    // Its batch size was measured when it was added: the fastest size within the memory budget.
+    assert_eq!(added["batch_size_source"], "measured", "{added}");
+    let table = added["batch_measurements"].as_array().unwrap();
+    assert!(!table.is_empty(), "{added}");
+    let fitting_speeds = table
+        .iter()
+        .filter(|row| row["memory_bytes"].as_u64().unwrap() <= added["model_memory_bytes"].as_u64().unwrap())
+        .map(|row| (row["batch_size"].as_u64().unwrap(), row["windows_per_second"].as_f64().unwrap()));
+    let fastest = fitting_speeds.max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+    assert_eq!(added["batch_size"].as_u64(), Some(fastest.0), "{added}");
 
     // ... is used by a job at once, on a real recording, producing an embedding set.
     let (status, audio) =

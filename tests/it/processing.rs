@@ -264,7 +264,7 @@ async fn bad_processing_requests_get_422_naming_the_field_and_unknown_audio_404(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canceling_a_running_job_stops_it_within_a_batch_and_removes_its_temp_file() {
-    let app = spawn_app_with(tempfile::tempdir().unwrap(), Settings { batch_size: 1, ..settings(0) }).await;
+    let app = spawn_app_with(tempfile::tempdir().unwrap(), Settings { batch_size: Some(1), ..settings(0) }).await;
     let (_, audio) = upload(&app.base_url, "a.wav", chirp_wav(6.0, 16_000, 1), None).await;
     let (_, job) =
         post_json(app.url("/api/processing-jobs"), json!({"audio_file_id": audio["id"], "model": "fake"})).await;
