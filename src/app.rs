@@ -38,6 +38,8 @@ pub struct Settings {
     pub import_roots: Vec<std::path::PathBuf>,
     /// File-name time patterns (`--time-pattern`), tried before the built-in families.
     pub time_patterns: Vec<crate::recording_time::TimePattern>,
+    /// How long a remote worker's claim holds without a renewal.
+    pub lease: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -52,6 +54,7 @@ impl Default for Settings {
             access: Default::default(),
             import_roots: Vec::new(),
             time_patterns: Vec::new(),
+            lease: std::time::Duration::from_secs_f64(crate::workers::DEFAULT_LEASE_SECONDS),
         }
     }
 }
@@ -75,6 +78,8 @@ pub struct Humpback {
     pub writer: Arc<Writer>,
     pub projector: Arc<Mutex<Projector>>,
     pub reader: ProjectionReader,
+    /// Remote workers: their leases and who is connected.
+    pub remote_workers: Arc<crate::workers::WorkerCoordinator>,
     projected: watch::Receiver<EventSeq>,
 }
 
@@ -119,6 +124,7 @@ impl Humpback {
         tracing::info!(head = %log.head(), projected = %reached, data_dir = %data_dir.root().display(), "data directory open");
         let projected = projector.subscribe();
         let reader = ProjectionReader::new(&data_dir.projections_db());
+        let remote_workers = Arc::new(crate::workers::WorkerCoordinator::open(data_dir.root(), settings.lease));
         let mut humpback = Humpback {
             data_dir,
             settings,
@@ -128,6 +134,7 @@ impl Humpback {
             writer,
             projector: Arc::new(Mutex::new(projector)),
             reader,
+            remote_workers,
             projected,
         };
         // Whoever holds the log holds the data directory: a job still running belongs to a
@@ -327,6 +334,7 @@ impl Application {
                 stop.clone(),
             ))
         });
+        let lease_sweeper = tokio::spawn(crate::http::workers_api::sweep_leases(self.humpback.clone(), stop.clone()));
         let access = Arc::new(crate::http::access::AccessPolicy::new(
             self.humpback.settings.access.clone(),
             Some(self.listener.local_addr().context("reading the bound address")?),
@@ -346,6 +354,7 @@ impl Application {
             let _ = worker.await;
         }
         let _ = catch_up.await;
+        let _ = lease_sweeper.await;
         let log = self.humpback.log.clone();
         tokio::task::spawn_blocking(move || log.flush()).await.context("flushing the log")??;
         let writer = self.humpback.writer.clone();

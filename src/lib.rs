@@ -24,4 +24,5 @@ pub mod spectrogram;
 pub mod state_snapshot;
 pub mod views;
 pub mod web;
+pub mod workers;
 pub mod writer;

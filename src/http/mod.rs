@@ -15,6 +15,7 @@ pub mod projections_api;
 pub mod recording_time_api;
 pub mod search_api;
 pub mod selections_api;
+pub mod workers_api;
 
 use std::sync::Arc;
 
@@ -122,6 +123,7 @@ pub fn router_with_access(
         .merge(media_api::routes())
         .merge(annotations_api::routes())
         .merge(recording_time_api::routes())
+        .merge(workers_api::routes())
         .fallback(not_found)
         // JSON and form bodies are read by the guard up to its limit; uploads set their own.
         .layer(axum::extract::DefaultBodyLimit::max(access::MAX_REQUEST_BODY_BYTES))

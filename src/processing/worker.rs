@@ -47,6 +47,61 @@ pub fn safe_path_component(text: &str) -> String {
     }
 }
 
+/// The key-value metadata an embedding set's Parquet carries (what it encodes, from which
+/// audio and model, and the recording's start as known now, which fills `start_time_utc`).
+pub fn embedding_metadata(
+    job: &crate::domain::state::ProcessingJobState,
+    audio: &crate::domain::state::AudioFileState,
+    recorded_at: Option<crate::recording_time::UtcTime>,
+) -> Vec<(String, String)> {
+    let mut metadata = vec![
+        ("humpback.encoding_signature".to_string(), job.encoding_signature.0.clone()),
+        ("humpback.audio_file_id".to_string(), job.audio_file_id.to_string()),
+        ("humpback.audio_checksum_sha256".to_string(), audio.checksum_sha256.0.clone()),
+        ("humpback.model_name".to_string(), job.config.model_name.clone()),
+        ("humpback.model_version".to_string(), job.config.model_version.clone()),
+        ("humpback.encoding_config".to_string(), serde_json::to_string(&job.config).unwrap_or_default()),
+    ];
+    metadata.extend(
+        recorded_at.map(|time| (crate::artifacts::embeddings_parquet::RECORDED_AT_KEY.to_string(), time.to_iso8601())),
+    );
+    metadata
+}
+
+/// The model a job was queued with, opened (or taken from `cached` when it is the same
+/// version), and the job's encoding resolved against it. Refuses a model that is gone or whose
+/// version changed since the job was queued.
+pub fn open_job_model(
+    models: &crate::model::ModelRegistry,
+    config: &crate::domain::events::EncodingConfig,
+    cached: &mut Option<(String, Box<dyn EmbeddingModel>)>,
+) -> anyhow::Result<(crate::processing::config::ResolvedEncoding, Box<dyn EmbeddingModel>, String)> {
+    let registered = models.find(&config.model_name).ok_or_else(|| {
+        anyhow!(
+            "model {} is no longer available in {}; put it back or queue the file with another model",
+            config.model_name,
+            models.listing().models_directory
+        )
+    })?;
+    if registered.info.version != config.model_version {
+        return Err(anyhow!(
+            "model {} changed since the job was queued (version {} is now {}); queue the file again to encode it \
+             with the new model",
+            config.model_name,
+            config.model_version,
+            registered.info.version
+        ));
+    }
+    let encoding = from_recorded(config, registered.info.input_kind, registered.info.embedding_dim)?;
+    let model = match cached.take() {
+        Some((version, model)) if version == registered.info.version && model.info().name == registered.info.name => {
+            model
+        }
+        _ => models.open(&registered.info.name).with_context(|| format!("opening model {}", registered.info.name))?,
+    };
+    Ok((encoding, model, registered.info.version.clone()))
+}
+
 /// What one step of a worker did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepOutcome {
@@ -135,50 +190,12 @@ impl ProcessingWorker {
                 Some((job, audio, recorded_at))
             })
             .ok_or_else(|| anyhow!("processing job {job_id} or its audio file is unknown"))?;
-        let models = self.humpback.models.clone();
-        let registered = models.find(&job.config.model_name).ok_or_else(|| {
-            anyhow!(
-                "model {} is no longer available in {}; put it back or queue the file with another model",
-                job.config.model_name,
-                self.humpback.models.listing().models_directory
-            )
-        })?;
-        if registered.info.version != job.config.model_version {
-            return Err(anyhow!(
-                "model {} changed since the job was queued (version {} is now {}); queue the file again to encode it \
-                 with the new model",
-                job.config.model_name,
-                job.config.model_version,
-                registered.info.version
-            ));
-        }
-        let encoding = from_recorded(&job.config, registered.info.input_kind, registered.info.embedding_dim)?;
-        let mut model = match self.cached_model.take() {
-            Some((version, model))
-                if version == registered.info.version && model.info().name == registered.info.name =>
-            {
-                model
-            }
-            _ => {
-                models.open(&registered.info.name).with_context(|| format!("opening model {}", registered.info.name))?
-            }
-        };
+        let (encoding, mut model, model_version) =
+            open_job_model(&self.humpback.models, &job.config, &mut self.cached_model)?;
         let relative = embeddings_relative_path(&job.config.model_version, job.audio_file_id, &job.encoding_signature);
         let final_path = self.humpback.data_dir.root().join(&relative);
         let audio_path = self.humpback.data_dir.root().join(&audio.stored_path);
-        let mut metadata = vec![
-            ("humpback.encoding_signature".to_string(), job.encoding_signature.0.clone()),
-            ("humpback.audio_file_id".to_string(), job.audio_file_id.to_string()),
-            ("humpback.audio_checksum_sha256".to_string(), audio.checksum_sha256.0.clone()),
-            ("humpback.model_name".to_string(), job.config.model_name.clone()),
-            ("humpback.model_version".to_string(), job.config.model_version.clone()),
-            ("humpback.encoding_config".to_string(), serde_json::to_string(&job.config).unwrap_or_default()),
-        ];
-        // Fills the set's `start_time_utc` column (the recording's start as known now).
-        metadata.extend(
-            recorded_at
-                .map(|time| (crate::artifacts::embeddings_parquet::RECORDED_AT_KEY.to_string(), time.to_iso8601())),
-        );
+        let metadata = embedding_metadata(&job, &audio, recorded_at);
         let humpback = self.humpback.clone();
         let stopping = self.stopping.clone();
         let mut last_report: Option<Instant> = None;
@@ -206,7 +223,7 @@ impl ProcessingWorker {
         let batch_size = self.humpback.settings.batch_size;
         let outcome =
             encode_file(&audio_path, &encoding, model.as_mut(), &final_path, metadata, batch_size, &mut after_batch);
-        self.cached_model = Some((registered.info.version.clone(), model));
+        self.cached_model = Some((model_version, model));
         let outcome = outcome.with_context(|| format!("encoding audio file {}", job.audio_file_id))?;
         let command = match outcome {
             EncodeOutcome::Promoted { rows, warnings } => Command::CompleteProcessingJob {

@@ -17,6 +17,7 @@ mod processing;
 mod processing_crash;
 mod projections;
 mod recording_time;
+mod remote_workers;
 mod roundtrip;
 mod search;
 mod ui_pages;
