@@ -289,3 +289,42 @@ pub fn render_workers(listing: &WorkersListing) -> String {
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workers::coordinator::{LeasedJobView, WorkerView};
+
+    #[test]
+    fn the_table_shows_each_worker_its_job_and_when_it_was_heard_from() {
+        let worker = |id: &str, jobs: Vec<LeasedJobView>| WorkerView {
+            worker_id: id.into(),
+            name: format!("node-{id}"),
+            kinds: vec![JobKind::Processing],
+            threads: 1,
+            registered_at_unix: 0,
+            last_heard_seconds_ago: 1.25,
+            jobs,
+        };
+        let job = LeasedJobView {
+            kind: JobKind::Processing,
+            job_id: 4,
+            attempt: 2,
+            windows_done: Some(10),
+            windows_total: Some(50),
+            running_seconds: 3.0,
+            lease_expires_in_seconds: 20.0,
+        };
+        let listing = WorkersListing {
+            workers: vec![worker("w1", vec![job]), worker("w2", vec![])],
+            lease_seconds: 30.0,
+            api_calls: 12,
+            lapsed_leases: 0,
+        };
+        let table = render_workers(&listing);
+        assert!(table.contains("node-w1") && table.contains("processing job 4 (attempt 2, 10/50 windows)"), "{table}");
+        assert!(table.contains("node-w2") && table.contains("idle"));
+        assert!(table.contains("1.2s") || table.contains("1.3s"));
+        assert!(render_workers(&WorkersListing { workers: vec![], ..listing }).contains("no remote workers"));
+    }
+}

@@ -217,6 +217,12 @@ fn remote_workers_process_a_folder_and_a_killed_workers_job_completes_elsewhere(
         assert!(line.starts_with("humpback worker w"), "{line}");
         workers.insert(name, worker);
     }
+    let listed = Command::new(env!("CARGO_BIN_EXE_humpback"))
+        .args(["--bind", &address, "--token", TOKEN, "workers"])
+        .output()
+        .expect("humpback workers");
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success() && table.contains("worker-0") && table.contains("by-hand"), "{table}");
     let mut victim: Option<(String, u64)> = None;
     wait_until(&address, Duration::from_secs(60), "a worker in the middle of a job", || {
         let (_, listing) = call("GET", &format!("{address}/api/workers"), Some(TOKEN), None);
