@@ -17,6 +17,7 @@ mod cluster;
 mod events;
 mod import;
 mod models;
+mod process;
 mod projections;
 mod search;
 mod worker;
@@ -59,6 +60,8 @@ pub enum Commands {
     Projections(projections::ProjectionsArgs),
     /// List, inspect, add or retire embedding models (.tflite, .onnx).
     Models(models::ModelsArgs),
+    /// Queue processing for files, a folder or recordings, following the jobs with a progress bar.
+    Process(process::ProcessArgs),
     /// Cluster embedding sets, following the job with a progress bar.
     Cluster(cluster::ClusterArgs),
     /// Export or import annotations as Raven selection tables (or CSV).
@@ -208,6 +211,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Commands::Models(args) => models::run(&data_dir, &cli.bind, args).map(|()| 0),
         Commands::Artifacts(args) => artifacts::run(&data_dir, args),
         Commands::Cluster(args) => cluster::run(&data_dir, &cli.bind, args),
+        Commands::Process(args) => process::run(&data_dir, &cli.bind, args),
         Commands::Annotations(args) => annotations::run(&data_dir, &cli.bind, args),
         Commands::Search(args) => search::run(&data_dir, &cli.bind, args),
         Commands::Bench(args) => bench::run(args),

@@ -306,3 +306,56 @@ fn remote_workers_process_a_folder_and_a_killed_workers_job_completes_elsewhere(
         "the killed worker's job completed {recovered_after:?} after the kill"
     );
 }
+
+fn process_command(dir: &Path, arguments: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_humpback"))
+        .args(["--data-dir", dir.to_str().unwrap()])
+        .args(arguments)
+        .env_remove("HUMPBACK_TOKEN")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run humpback process")
+}
+
+#[test]
+fn process_follows_its_jobs_to_the_end_alone_and_through_a_server_with_a_remote_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let audio = tempfile::tempdir().unwrap();
+    for seed in 0..2 {
+        std::fs::write(audio.path().join(format!("clip-{seed}.wav")), chirp_wav(20.0, 16_000, seed)).unwrap();
+    }
+    let files: Vec<String> =
+        (0..2).map(|seed| audio.path().join(format!("clip-{seed}.wav")).display().to_string()).collect();
+    // No server runs: one is started in the process for the command.
+    let mut arguments = vec!["process", "--model", "fake", "--enable-fake-model"];
+    arguments.extend(files.iter().map(String::as_str));
+    let output = process_command(dir.path(), &arguments);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(text.matches("complete: embedding set").count(), 2, "{text}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("2/2 jobs"), "the progress bar reaches the end");
+
+    // Through a server without workers of its own, a remote worker runs the new jobs.
+    let (_server, address) = start_server(dir.path());
+    let mut worker = start_worker(&address, "process-worker", Some(TOKEN));
+    assert!(first_line(&mut worker.0).starts_with("humpback worker w"));
+    let output = Command::new(env!("CARGO_BIN_EXE_humpback"))
+        .args(["--data-dir", dir.path().to_str().unwrap(), "--token", TOKEN, "process", "--server", &address])
+        .args(["--audio", "1,2", "--model", "fake", "--hop-seconds", "0.5"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run humpback process through the server");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(text.matches("complete: embedding set").count(), 2, "{text}");
+    let (_, listing) = call("GET", &format!("{address}/api/workers"), Some(TOKEN), None);
+    assert_eq!(listing["workers"][0]["name"], "process-worker");
+    // Queued without waiting, the command returns at once with the jobs.
+    let output = Command::new(env!("CARGO_BIN_EXE_humpback"))
+        .args(["--data-dir", dir.path().to_str().unwrap(), "--token", TOKEN, "process", "--server", &address])
+        .args(["--audio", "1", "--model", "fake", "--no-wait"])
+        .output()
+        .expect("run humpback process --no-wait");
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("queued processing jobs 1"));
+}
