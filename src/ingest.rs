@@ -102,9 +102,7 @@ impl StagingWriter {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
+pub use crate::domain::ids::hex;
 
 /// Copies a readable source into `tmp/`, hashing it (the source is left untouched).
 pub fn stage_copy(tmp_dir: &Path, mut source: impl Read, limit: u64) -> Result<StagedFile, IngestError> {

@@ -12,6 +12,7 @@ pub mod clustering;
 pub mod clustering_jobs;
 pub mod config;
 pub mod domain;
+pub mod folders;
 pub mod http;
 pub mod ingest;
 pub mod log;

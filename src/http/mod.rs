@@ -10,6 +10,7 @@ mod error;
 pub mod events_api;
 pub mod media_api;
 pub mod models_api;
+pub mod params;
 pub mod processing_api;
 pub mod projections_api;
 pub mod recording_time_api;

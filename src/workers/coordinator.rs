@@ -208,11 +208,7 @@ impl WorkerCoordinator {
                 config: job.config.clone(),
                 encoding_signature: job.encoding_signature.0.clone(),
                 staged_path: super::staged_processing_path(job_id.0, attempt),
-                metadata: crate::processing::worker::embedding_metadata(
-                    job,
-                    audio,
-                    state.recorded_at(job.audio_file_id),
-                ),
+                metadata: crate::processing::job::embedding_metadata(job, audio, state.recorded_at(job.audio_file_id)),
                 batch_size,
             })
         });
@@ -283,7 +279,7 @@ impl WorkerCoordinator {
             let job = state.processing_jobs.get(&job_id)?;
             let dim = state.models.get(&job.config.model_name).map(|model| model.embedding_dim);
             Some((
-                crate::processing::worker::embeddings_relative_path(
+                crate::processing::job::embeddings_relative_path(
                     &job.config.model_version,
                     job.audio_file_id,
                     &job.encoding_signature,

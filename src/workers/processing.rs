@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::events::EncodingConfig;
 use crate::model::EmbeddingModel;
+use crate::processing::job::{open_job_model, PROGRESS_INTERVAL};
 use crate::processing::pipeline::{encode_file, EncodeOutcome, Proceed};
-use crate::processing::worker::{open_job_model, PROGRESS_INTERVAL};
 
 /// A claimed processing job: everything a worker needs, with paths relative to the storage root.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
