@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::app::Humpback;
 use crate::domain::decide::{Command, RegisterAudioFile, Rejection};
 use crate::domain::events::Event;
 use crate::domain::ids::{AudioFileId, Sha256Hex};
+use crate::services::Humpback;
 use crate::writer::WriterError;
 
 /// Extensions humpback imports from folders.

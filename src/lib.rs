@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the bird's-eye view, the code map and the invariants.
 
+pub mod access_settings;
 pub mod app;
 pub mod artifacts;
 pub mod audio;
@@ -21,6 +22,7 @@ pub mod processing;
 pub mod projections;
 pub mod recording_time;
 pub mod search;
+pub mod services;
 pub mod spectrogram;
 pub mod state_snapshot;
 pub mod views;

@@ -13,8 +13,8 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::{blocking, ApiError, ApiState};
-use crate::app::Humpback;
 use crate::log::EventLog;
+use crate::services::Humpback;
 use crate::workers::coordinator::{RegisterRequest, Registered};
 use crate::workers::processing::ProcessingCompletion;
 use crate::workers::{CoordinatorError, JobKind};

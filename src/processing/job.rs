@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 
 use super::config::from_recorded;
-use crate::domain::ids::{AudioFileId, EncodingSignature};
+use crate::domain::ids::{AudioFileId, EncodingSignature, ProcessingJobId};
 use crate::model::EmbeddingModel;
 
 /// Progress events at most this often per job (plus the first batch).
@@ -89,4 +89,15 @@ pub fn open_job_model(
         _ => models.open(&registered.info.name).with_context(|| format!("opening model {}", registered.info.name))?,
     };
     Ok((encoding, model, registered.info.version.clone()))
+}
+
+/// What start-up recovery did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RecoveryReport {
+    /// Jobs whose promoted Parquet was complete: recorded as complete.
+    pub completed: Vec<ProcessingJobId>,
+    /// Jobs whose attempt was lost: abandoned and queued again.
+    pub requeued: Vec<ProcessingJobId>,
+    /// Temporary files removed.
+    pub removed_temporary_files: Vec<String>,
 }

@@ -11,17 +11,18 @@ use std::time::Instant;
 use anyhow::{anyhow, Context};
 
 use super::pipeline::{encode_file, EncodeOutcome, Proceed};
-use crate::app::Humpback;
 use crate::artifacts::files::{remove_if_exists, temp_sibling};
 use crate::domain::decide::{Command, NewEmbeddingSet, Rejection};
 use crate::domain::events::Event;
 use crate::domain::ids::{ProcessingJobId, WorkerId};
 use crate::domain::state::JobStatus;
 use crate::model::EmbeddingModel;
+use crate::services::Humpback;
 use crate::writer::WriterError;
 
 pub use super::job::{
-    embedding_metadata, embeddings_relative_path, open_job_model, safe_path_component, PROGRESS_INTERVAL,
+    embedding_metadata, embeddings_relative_path, open_job_model, safe_path_component, RecoveryReport,
+    PROGRESS_INTERVAL,
 };
 
 /// What one step of a worker did.
@@ -185,17 +186,6 @@ impl ProcessingWorker {
     }
 }
 
-/// What start-up recovery did.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct RecoveryReport {
-    /// Jobs whose promoted Parquet was complete: recorded as complete.
-    pub completed: Vec<ProcessingJobId>,
-    /// Jobs whose attempt was lost: abandoned and queued again.
-    pub requeued: Vec<ProcessingJobId>,
-    /// Temporary files removed.
-    pub removed_temporary_files: Vec<String>,
-}
-
 /// At start-up, before workers run: every job still `running` belongs to a process that died.
 /// A complete promoted Parquet gets its completion recorded; otherwise the attempt is recorded
 /// as abandoned (the job is queued again) and its files removed. Every leftover
@@ -291,7 +281,7 @@ pub async fn run_worker(
 ) {
     let worker_id = WorkerId(format!("{}:{}", std::process::id(), index));
     let worker = ProcessingWorker::new(humpback.clone(), worker_id, stopping);
-    crate::app::drive_blocking_worker(
+    crate::services::drive_blocking_worker(
         humpback,
         worker,
         "processing",

@@ -13,6 +13,7 @@ mod golden_events;
 mod helpers;
 mod ingest_api;
 mod models;
+mod module_graph;
 mod processing;
 mod processing_crash;
 mod projections;
