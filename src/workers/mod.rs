@@ -7,10 +7,12 @@
 //!   was requested), progress, complete (after checking the staged artifact), fail, stop, and
 //!   the sweep that turns a lapsed lease into an abandoned attempt.
 //! - `processing.rs`: running one claimed processing job against [`processing::ProcessingJobSource`],
-//!   the one interface a worker talks to (the HTTP API from a remote worker).
+//!   the one interface a worker talks to: the HTTP API from a remote worker (`cli/worker.rs`),
+//!   or the coordinator in this process (`local.rs`).
 
 pub mod coordinator;
 pub mod leases;
+pub mod local;
 pub mod processing;
 
 pub use coordinator::{CoordinatorError, WorkerCoordinator};

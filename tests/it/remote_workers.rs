@@ -359,3 +359,102 @@ fn process_follows_its_jobs_to_the_end_alone_and_through_a_server_with_a_remote_
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("queued processing jobs 1"));
 }
+
+/// The same runner and coordinator without HTTP: a staged file whose row count disagrees with
+/// the report is refused (the attempt fails with the reason, the file is removed), a good one is
+/// moved into place, and an attempt whose lease lapsed is abandoned by the sweep and its late
+/// completion refused.
+#[test]
+fn the_coordinator_checks_staged_files_and_sweeps_lapsed_leases() {
+    use humpback::workers::local::InProcessJobSource;
+    use humpback::workers::processing::{
+        run_assignment, AttemptEnd, ProcessingAssignment, ProcessingCompletion, ProcessingJobSource, Renewal,
+        SourceError,
+    };
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    /// Reports one row more than it wrote.
+    struct Miscounting(InProcessJobSource);
+    impl ProcessingJobSource for Miscounting {
+        fn claim(&self) -> Result<Option<ProcessingAssignment>, SourceError> {
+            self.0.claim()
+        }
+        fn renew(&self, job: &ProcessingAssignment, progress: Option<(u64, u64)>) -> Result<Renewal, SourceError> {
+            self.0.renew(job, progress)
+        }
+        fn complete(&self, job: &ProcessingAssignment, completion: ProcessingCompletion) -> Result<(), SourceError> {
+            let rows = completion.rows.map(|rows| rows + 1);
+            self.0.complete(job, ProcessingCompletion { rows, ..completion })
+        }
+        fn fail(&self, job: &ProcessingAssignment, reason: String) -> Result<(), SourceError> {
+            self.0.fail(job, reason)
+        }
+        fn stop(&self, job: &ProcessingAssignment, canceled: bool) -> Result<(), SourceError> {
+            self.0.stop(job, canceled)
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = DataDir::new(dir.path());
+    register_recordings(&data_dir, 3, 5.0);
+    let lease = Duration::from_millis(200);
+    let humpback =
+        Arc::new(Humpback::open_with(data_dir.clone(), humpback::app::Settings { lease, ..settings(0) }).unwrap());
+    let model = humpback.models.find("fake").unwrap().info.clone();
+    let resolved = humpback::processing::config::resolve(
+        &humpback::processing::config::EncodingRequest { model: Some("fake".into()), ..Default::default() },
+        &model,
+    )
+    .unwrap();
+    for audio in 1..=3u64 {
+        let audio_file_id = humpback::domain::ids::AudioFileId(audio);
+        let checksum = humpback.writer.read_state(|s| s.audio_files[&audio_file_id].checksum_sha256.clone());
+        humpback
+            .writer
+            .execute(humpback::domain::decide::Command::QueueProcessingJob {
+                audio_file_id,
+                encoding_signature: resolved.signature(&checksum),
+                config: resolved.encoding_config(),
+            })
+            .unwrap();
+    }
+    let root = dir.path();
+    let stopping = AtomicBool::new(false);
+
+    let miscounting = Miscounting(InProcessJobSource::register(humpback.clone(), "miscounting"));
+    let job = miscounting.claim().unwrap().expect("a queued job");
+    let end = run_assignment(&miscounting, root, &humpback.models, &mut None, &job, &stopping);
+    assert_eq!(end, AttemptEnd::LeaseLost, "the refused completion ends the attempt");
+    let failed =
+        humpback.writer.read_state(|s| s.processing_jobs[&humpback::domain::ids::ProcessingJobId(job.job_id)].status);
+    assert_eq!(failed, JobStatus::Failed);
+    assert!(!root.join(&job.staged_path).exists(), "the refused file is removed");
+
+    let honest = InProcessJobSource::register(humpback.clone(), "honest");
+    let job = honest.claim().unwrap().expect("a queued job");
+    assert_eq!(run_assignment(&honest, root, &humpback.models, &mut None, &job, &stopping), AttemptEnd::Completed);
+    let set_path = humpback.writer.read_state(|s| {
+        let set = s.processing_jobs[&humpback::domain::ids::ProcessingJobId(job.job_id)].embedding_set_id.unwrap();
+        s.embedding_sets[&set].parquet_path.clone()
+    });
+    assert!(humpback::artifacts::embeddings_parquet::inspect(&root.join(set_path)).unwrap().is_complete());
+    assert!(!root.join(&job.staged_path).exists(), "moved into place");
+
+    let silent = InProcessJobSource::register(humpback.clone(), "silent");
+    let job = silent.claim().unwrap().expect("a queued job");
+    let started = Instant::now();
+    while humpback.remote_workers.sweep(&humpback.writer, root) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the lease never lapsed");
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+    assert!(started.elapsed() >= lease / 2, "not before the lease could lapse");
+    let status =
+        humpback.writer.read_state(|s| s.processing_jobs[&humpback::domain::ids::ProcessingJobId(job.job_id)].status);
+    assert_eq!(status, JobStatus::Queued, "abandoned and queued again");
+    match silent.complete(&job, ProcessingCompletion { rows: Some(5), warnings: vec![] }) {
+        Err(SourceError::LeaseLost(_)) => {}
+        other => panic!("a completion from a lapsed lease must be refused, got {other:?}"),
+    }
+    assert_eq!(honest.renew(&job, None).err().map(|e| matches!(e, SourceError::LeaseLost(_))), Some(true));
+}
