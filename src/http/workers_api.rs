@@ -60,6 +60,7 @@ pub async fn register(
     State(state): State<ApiState>,
     request: Result<Json<RegisterRequest>, JsonRejection>,
 ) -> Result<Json<Registered>, ApiError> {
+    state.humpback.remote_workers.count_call();
     let request = body(request)?;
     if request.kinds.is_empty() {
         return Err(ApiError::unprocessable("kinds: name at least one kind of job (processing)"));
@@ -86,6 +87,7 @@ pub async fn list(State(state): State<ApiState>) -> Json<crate::workers::coordin
 
 /// `POST /api/workers/{worker}/leave`: a worker stopping cleanly.
 pub async fn leave(State(state): State<ApiState>, Path(worker): Path<String>) -> Result<StatusCode, ApiError> {
+    state.humpback.remote_workers.count_call();
     let worker = worker_id(&worker)?;
     state.humpback.remote_workers.leave(&worker)?;
     Ok(StatusCode::NO_CONTENT)
@@ -109,6 +111,7 @@ pub async fn claim(
     Path(worker): Path<String>,
     request: Result<Json<ClaimRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    state.humpback.remote_workers.count_call();
     let worker = worker_id(&worker)?;
     let request = body(request)?;
     if !(request.wait_seconds.is_finite() && request.wait_seconds >= 0.0) {
@@ -185,6 +188,7 @@ async fn renew_with(
     attempt: u32,
     progress: Option<(u64, u64)>,
 ) -> Result<Response, ApiError> {
+    state.humpback.remote_workers.count_call();
     let worker = worker_id(&worker)?;
     let job = job_id(&job)?;
     let humpback = state.humpback.clone();
@@ -231,6 +235,7 @@ pub async fn complete(
     Path((worker, job)): Path<(String, String)>,
     request: Result<Json<CompleteRequest>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
+    state.humpback.remote_workers.count_call();
     let request = body(request)?;
     let worker = worker_id(&worker)?;
     let job = job_id(&job)?;
@@ -259,6 +264,7 @@ pub async fn fail(
     Path((worker, job)): Path<(String, String)>,
     request: Result<Json<FailRequest>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
+    state.humpback.remote_workers.count_call();
     let request = body(request)?;
     let worker = worker_id(&worker)?;
     let job = job_id(&job)?;
@@ -281,6 +287,7 @@ pub async fn stop(
     Path((worker, job)): Path<(String, String)>,
     request: Result<Json<StopRequest>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
+    state.humpback.remote_workers.count_call();
     let request = body(request)?;
     let worker = worker_id(&worker)?;
     let job = job_id(&job)?;
