@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::app::Humpback;
 use crate::domain::decide::{Command, RegisterAudioFile, Rejection};
 use crate::domain::events::Event;
 use crate::domain::ids::{AudioFileId, Sha256Hex};
+use crate::services::Humpback;
 use crate::writer::WriterError;
 
 /// Extensions humpback imports from folders.
@@ -102,9 +102,7 @@ impl StagingWriter {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
+pub use crate::domain::ids::hex;
 
 /// Copies a readable source into `tmp/`, hashing it (the source is left untouched).
 pub fn stage_copy(tmp_dir: &Path, mut source: impl Read, limit: u64) -> Result<StagedFile, IngestError> {

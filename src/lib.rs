@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the bird's-eye view, the code map and the invariants.
 
+pub mod access_settings;
 pub mod app;
 pub mod artifacts;
 pub mod audio;
@@ -12,6 +13,7 @@ pub mod clustering;
 pub mod clustering_jobs;
 pub mod config;
 pub mod domain;
+pub mod folders;
 pub mod http;
 pub mod ingest;
 pub mod log;
@@ -20,8 +22,10 @@ pub mod processing;
 pub mod projections;
 pub mod recording_time;
 pub mod search;
+pub mod services;
 pub mod spectrogram;
 pub mod state_snapshot;
 pub mod views;
 pub mod web;
+pub mod workers;
 pub mod writer;

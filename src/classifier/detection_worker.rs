@@ -10,11 +10,11 @@ use anyhow::{anyhow, Context};
 
 use super::artifact::read;
 use super::detect::{run_detection, DetectionError};
-use crate::app::Humpback;
 use crate::domain::decide::{Command, Rejection};
 use crate::domain::events::{DetectionJobCompleted, DetectionRecordEvent, Event};
 use crate::domain::ids::{DetectionJobId, WorkerId};
 use crate::domain::state::{DomainState, JobStatus};
+use crate::services::Humpback;
 use crate::writer::WriterError;
 
 /// `detections/{job_id}/scores.parquet`, relative to the data directory.
@@ -160,7 +160,7 @@ pub async fn run_detection_worker(
 ) {
     let worker_id = WorkerId(format!("{}:detection:0", std::process::id()));
     let worker = DetectionWorker::new(humpback.clone(), worker_id, stopping);
-    crate::app::drive_blocking_worker(
+    crate::services::drive_blocking_worker(
         humpback,
         worker,
         "detection",

@@ -12,12 +12,12 @@ use anyhow::{anyhow, Context};
 use super::artifact::{artifact_path, publish};
 use super::request::TrainClassifierRequest;
 use super::train::{train_classifier, TrainingError};
-use crate::app::Humpback;
 use crate::domain::decide::{Command, Rejection};
 use crate::domain::events::{ClassifierTrainingCompleted, Event};
 use crate::domain::ids::{ClassifierId, WorkerId};
 use crate::domain::json_text::JsonText;
 use crate::domain::state::{DomainState, JobStatus};
+use crate::services::Humpback;
 use crate::writer::WriterError;
 
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
@@ -166,7 +166,7 @@ pub async fn run_training_worker(
 ) {
     let worker_id = WorkerId(format!("{}:training:0", std::process::id()));
     let worker = TrainingWorker::new(humpback.clone(), worker_id, stopping);
-    crate::app::drive_blocking_worker(
+    crate::services::drive_blocking_worker(
         humpback,
         worker,
         "training",

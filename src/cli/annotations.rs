@@ -90,7 +90,7 @@ impl Target {
                     .context("starting the runtime")?;
                 let (stop, stopping) = tokio::sync::watch::channel(false);
                 runtime.spawn(humpback.clone().run_projection_catch_up(stopping.clone()));
-                let router = crate::http::router(humpback, stopping);
+                let router = crate::http::routes::router(humpback, stopping);
                 Ok(Target::Local { runtime, router, _stop: stop })
             }
         }

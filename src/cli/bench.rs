@@ -334,7 +334,7 @@ fn bench_processing(args: BenchProcessingArgs) -> anyhow::Result<i32> {
                  windows/s ({embedded} windows, inputs prepared beforehand, same model, batch {}, {} intra-op \
                  thread(s)); pipeline / bare = {:.2}",
                 batch.batch_size,
-                crate::app::intra_op_threads_per_worker(thread_budget, workers),
+                crate::services::intra_op_threads_per_worker(thread_budget, workers),
                 pipeline_rate / bare_rate
             );
         }

@@ -17,8 +17,10 @@ mod cluster;
 mod events;
 mod import;
 mod models;
+mod process;
 mod projections;
 mod search;
+mod worker;
 
 use std::path::PathBuf;
 
@@ -58,6 +60,8 @@ pub enum Commands {
     Projections(projections::ProjectionsArgs),
     /// List, inspect, add or retire embedding models (.tflite, .onnx).
     Models(models::ModelsArgs),
+    /// Queue processing for files, a folder or recordings, following the jobs with a progress bar.
+    Process(process::ProcessArgs),
     /// Cluster embedding sets, following the job with a progress bar.
     Cluster(cluster::ClusterArgs),
     /// Export or import annotations as Raven selection tables (or CSV).
@@ -68,6 +72,11 @@ pub enum Commands {
     Artifacts(artifacts::ArtifactsArgs),
     /// Measure humpback's own performance.
     Bench(bench::BenchArgs),
+    /// Run processing jobs for a server from this process (any machine that reaches the server
+    /// and its storage).
+    Worker(worker::WorkerArgs),
+    /// List the remote workers connected to the server: what each runs, when each was heard from.
+    Workers(worker::WorkersArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,6 +126,10 @@ pub struct ServeArgs {
     /// names are local time at that offset (default UTC), e.g. `*%Y%m%d_%H%M%S.wav@+10:00`.
     #[arg(long = "time-pattern", env = "HUMPBACK_TIME_PATTERN")]
     pub time_patterns: Vec<String>,
+    /// Seconds a remote worker's claim holds without a renewal; a lapsed lease abandons the
+    /// attempt and queues the job again.
+    #[arg(long, env = "HUMPBACK_LEASE_SECONDS", default_value_t = crate::workers::DEFAULT_LEASE_SECONDS)]
+    pub lease_seconds: f64,
 }
 
 impl ServeArgs {
@@ -130,7 +143,11 @@ impl ServeArgs {
             }
             import_roots.push(canonical);
         }
+        if !(self.lease_seconds.is_finite() && (0.1..=86_400.0).contains(&self.lease_seconds)) {
+            anyhow::bail!("--lease-seconds: between 0.1 and 86400 seconds");
+        }
         Ok(crate::app::Settings {
+            lease: std::time::Duration::from_secs_f64(self.lease_seconds),
             max_upload_bytes: self.max_upload_bytes,
             models_dir: self.models_dir.clone(),
             enable_fake_model: self.enable_fake_model,
@@ -206,9 +223,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Commands::Models(args) => models::run(&data_dir, &cli.bind, args).map(|()| 0),
         Commands::Artifacts(args) => artifacts::run(&data_dir, args),
         Commands::Cluster(args) => cluster::run(&data_dir, &cli.bind, args),
+        Commands::Process(args) => process::run(&data_dir, &cli.bind, args),
         Commands::Annotations(args) => annotations::run(&data_dir, &cli.bind, args),
         Commands::Search(args) => search::run(&data_dir, &cli.bind, args),
         Commands::Bench(args) => bench::run(args),
+        Commands::Worker(args) => worker::run(args),
+        Commands::Workers(args) => worker::list(&cli.bind, args),
     }
 }
 

@@ -257,7 +257,7 @@ pub fn parse_request(body: &serde_json::Value, state: &DomainState) -> Result<Cl
         }
         ids.into_iter().map(EmbeddingSetId).collect()
     } else if let Some(value) = fields.get("folder") {
-        let folder = value.as_str().map(crate::http::audio_api::clean_folder).unwrap_or_default();
+        let folder = value.as_str().map(crate::folders::clean_folder).unwrap_or_default();
         let prefix = format!("{folder}/");
         state
             .embedding_sets
@@ -274,7 +274,7 @@ pub fn parse_request(body: &serde_json::Value, state: &DomainState) -> Result<Cl
         let version = fields.get("model_version").and_then(|v| v.as_str()).unwrap_or_default();
         state.embedding_sets.iter().filter(|(_, set)| set.model_version == version).map(|(id, _)| *id).collect()
     };
-    if let Some(prefix) = filters.folder_prefix.as_deref().map(crate::http::audio_api::clean_folder) {
+    if let Some(prefix) = filters.folder_prefix.as_deref().map(crate::folders::clean_folder) {
         let with_slash = format!("{prefix}/");
         ids.retain(|id| match state.embedding_sets.get(id).and_then(|set| state.audio_files.get(&set.audio_file_id)) {
             // An unknown set stays, so that the answer can say it does not exist (404).

@@ -12,7 +12,6 @@ use anyhow::{anyhow, Context};
 use super::annotations::{overlaps_labels, recording_spans, window_category, LabelledSpan, ANNOTATION_LABEL_FIELD};
 use super::outputs::{describe_assignments_file, write_assignments_with_times, AssignmentRow};
 use super::request::{file_documents, metadata_value, StoredClusteringParameters};
-use crate::app::Humpback;
 use crate::artifacts::embeddings_parquet::read_batches;
 use crate::artifacts::files::write_atomically;
 use crate::clustering::{
@@ -23,6 +22,7 @@ use crate::domain::events::{ClusterAssignments, ClusterRecord, ClusteringJobComp
 use crate::domain::ids::{AudioFileId, ClusterId, ClusteringJobId, EmbeddingSetId, WorkerId};
 use crate::domain::json_text::JsonText;
 use crate::domain::state::JobStatus;
+use crate::services::Humpback;
 use crate::writer::WriterError;
 
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
@@ -369,7 +369,7 @@ pub async fn run_clustering_worker(
 ) {
     let worker_id = WorkerId(format!("{}:clustering:{index}", std::process::id()));
     let worker = ClusteringWorker::new(humpback.clone(), worker_id, stopping);
-    crate::app::drive_blocking_worker(
+    crate::services::drive_blocking_worker(
         humpback,
         worker,
         "clustering",

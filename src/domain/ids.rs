@@ -210,6 +210,11 @@ impl FromStr for AggregateRef {
     }
 }
 
+/// Lower-case hexadecimal of bytes (checksums, signatures).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

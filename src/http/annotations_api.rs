@@ -36,7 +36,6 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/annotations/{id}/history", get(annotation_history))
         .route("/api/labels", get(labels))
         .route("/api/clusters/{id}/annotate", post(annotate_cluster))
-        .merge(super::selections_api::routes())
 }
 
 /// Who is asking, from `x-humpback-user` (as for metadata edits), at most 200 characters.

@@ -17,9 +17,7 @@ use crate::projections::queries::{self, AudioFileRow, AudioListQuery, AudioMetad
 
 pub const MAX_PAGE: u64 = 500;
 
-pub fn parse_id(text: &str, what: &str) -> Result<u64, ApiError> {
-    text.parse().map_err(|_| ApiError::bad_request(format!("{what} id {text:?} is not a whole number")))
-}
+pub use super::params::parse_id;
 
 #[derive(Debug, Deserialize, Default)]
 pub struct ListParameters {
@@ -376,15 +374,7 @@ pub fn ingest_error(error: crate::ingest::IngestError) -> ApiError {
     }
 }
 
-/// A folder name as metadata: slashes normalised, no empty, `.` or `..` parts.
-pub fn clean_folder(text: &str) -> String {
-    text.replace('\\', "/")
-        .split('/')
-        .map(str::trim)
-        .filter(|part| !part.is_empty() && *part != "." && *part != "..")
-        .collect::<Vec<_>>()
-        .join("/")
-}
+pub use crate::folders::clean_folder;
 
 #[derive(Debug, Deserialize)]
 pub struct ImportRequest {

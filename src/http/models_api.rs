@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::Json;
 
 use super::{ApiError, ApiState};
-use crate::app::AddModelError;
 use crate::model::{check_model_name, ModelInfo, ModelUpload};
+use crate::services::AddModelError;
 
 /// The largest model file accepted by upload (Perch v2 is about 400 MB as ONNX).
 pub const MAX_MODEL_UPLOAD_BYTES: usize = 1 << 30;

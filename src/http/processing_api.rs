@@ -8,11 +8,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::audio_api::{clean_folder, parse_id};
+use super::params::parse_id;
 use super::{blocking, ApiError, ApiState};
 use crate::domain::decide::{Command, Rejection};
 use crate::domain::events::Event;
 use crate::domain::ids::{AudioFileId, ProcessingJobId};
+use crate::folders::clean_folder;
 use crate::processing::config::{resolve, EncodingRequest};
 use crate::projections::queries::{self, EmbeddingSetRow, Page, ProcessingJobRow};
 use crate::writer::WriterError;

@@ -64,7 +64,7 @@ impl ModelSidecar {
     /// formatting do not count but every value does.
     pub fn content_sha256(&self) -> String {
         let canonical = serde_json::to_value(self).map(|value| value.to_string()).unwrap_or_default();
-        crate::model::tflite_model::sha256_hex(canonical.as_bytes())
+        crate::domain::ids::hex(&<sha2::Sha256 as sha2::Digest>::digest(canonical.as_bytes()))
     }
 
     /// The `[log_mel]` table as JSON, for `ModelInfo::log_mel`.

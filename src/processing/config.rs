@@ -204,7 +204,7 @@ impl ResolvedEncoding {
         let mut hasher = Sha256::new();
         hasher.update(b"humpback.encoding_signature.v1\n");
         hasher.update(canonical.to_string().as_bytes());
-        EncodingSignature(crate::ingest::hex(&hasher.finalize()))
+        EncodingSignature(crate::domain::ids::hex(&hasher.finalize()))
     }
 }
 

@@ -6,46 +6,24 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{anyhow, Context};
 
-use super::config::from_recorded;
 use super::pipeline::{encode_file, EncodeOutcome, Proceed};
-use crate::app::Humpback;
 use crate::artifacts::files::{remove_if_exists, temp_sibling};
 use crate::domain::decide::{Command, NewEmbeddingSet, Rejection};
 use crate::domain::events::Event;
-use crate::domain::ids::{AudioFileId, EncodingSignature, ProcessingJobId, WorkerId};
+use crate::domain::ids::{ProcessingJobId, WorkerId};
 use crate::domain::state::JobStatus;
 use crate::model::EmbeddingModel;
+use crate::services::Humpback;
 use crate::writer::WriterError;
 
-/// Progress events at most this often per job (plus the first batch).
-pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
-
-/// `embeddings/{model_version}/{audio_file_id}/{signature}.parquet` (seed spec section 8), with
-/// the version reduced to characters safe in a path.
-pub fn embeddings_relative_path(
-    model_version: &str,
-    audio_file_id: AudioFileId,
-    signature: &EncodingSignature,
-) -> String {
-    format!("embeddings/{}/{audio_file_id}/{signature}.parquet", safe_path_component(model_version))
-}
-
-/// Letters, digits, `.`, `-`, `_`, `+` and `@` kept; anything else becomes `_`; never `.` or `..`.
-pub fn safe_path_component(text: &str) -> String {
-    let safe: String = text
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+' | '@') { c } else { '_' })
-        .collect();
-    if safe.is_empty() || safe.chars().all(|c| c == '.') {
-        format!("_{safe}")
-    } else {
-        safe
-    }
-}
+pub use super::job::{
+    embedding_metadata, embeddings_relative_path, open_job_model, safe_path_component, RecoveryReport,
+    PROGRESS_INTERVAL,
+};
 
 /// What one step of a worker did.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,50 +113,12 @@ impl ProcessingWorker {
                 Some((job, audio, recorded_at))
             })
             .ok_or_else(|| anyhow!("processing job {job_id} or its audio file is unknown"))?;
-        let models = self.humpback.models.clone();
-        let registered = models.find(&job.config.model_name).ok_or_else(|| {
-            anyhow!(
-                "model {} is no longer available in {}; put it back or queue the file with another model",
-                job.config.model_name,
-                self.humpback.models.listing().models_directory
-            )
-        })?;
-        if registered.info.version != job.config.model_version {
-            return Err(anyhow!(
-                "model {} changed since the job was queued (version {} is now {}); queue the file again to encode it \
-                 with the new model",
-                job.config.model_name,
-                job.config.model_version,
-                registered.info.version
-            ));
-        }
-        let encoding = from_recorded(&job.config, registered.info.input_kind, registered.info.embedding_dim)?;
-        let mut model = match self.cached_model.take() {
-            Some((version, model))
-                if version == registered.info.version && model.info().name == registered.info.name =>
-            {
-                model
-            }
-            _ => {
-                models.open(&registered.info.name).with_context(|| format!("opening model {}", registered.info.name))?
-            }
-        };
+        let (encoding, mut model, model_version) =
+            open_job_model(&self.humpback.models, &job.config, &mut self.cached_model)?;
         let relative = embeddings_relative_path(&job.config.model_version, job.audio_file_id, &job.encoding_signature);
         let final_path = self.humpback.data_dir.root().join(&relative);
         let audio_path = self.humpback.data_dir.root().join(&audio.stored_path);
-        let mut metadata = vec![
-            ("humpback.encoding_signature".to_string(), job.encoding_signature.0.clone()),
-            ("humpback.audio_file_id".to_string(), job.audio_file_id.to_string()),
-            ("humpback.audio_checksum_sha256".to_string(), audio.checksum_sha256.0.clone()),
-            ("humpback.model_name".to_string(), job.config.model_name.clone()),
-            ("humpback.model_version".to_string(), job.config.model_version.clone()),
-            ("humpback.encoding_config".to_string(), serde_json::to_string(&job.config).unwrap_or_default()),
-        ];
-        // Fills the set's `start_time_utc` column (the recording's start as known now).
-        metadata.extend(
-            recorded_at
-                .map(|time| (crate::artifacts::embeddings_parquet::RECORDED_AT_KEY.to_string(), time.to_iso8601())),
-        );
+        let metadata = embedding_metadata(&job, &audio, recorded_at);
         let humpback = self.humpback.clone();
         let stopping = self.stopping.clone();
         let mut last_report: Option<Instant> = None;
@@ -203,10 +143,14 @@ impl ProcessingWorker {
                 Proceed::Continue
             }
         };
-        let batch_size = registered.batch.batch_size;
+        let batch_size = self
+            .humpback
+            .models
+            .find(&job.config.model_name)
+            .map_or(crate::model::DEFAULT_BATCH_SIZE, |registered| registered.batch.batch_size);
         let outcome =
             encode_file(&audio_path, &encoding, model.as_mut(), &final_path, metadata, batch_size, &mut after_batch);
-        self.cached_model = Some((registered.info.version.clone(), model));
+        self.cached_model = Some((model_version, model));
         let outcome = outcome.with_context(|| format!("encoding audio file {}", job.audio_file_id))?;
         let command = match outcome {
             EncodeOutcome::Promoted { rows, warnings } => Command::CompleteProcessingJob {
@@ -244,17 +188,6 @@ impl ProcessingWorker {
         self.humpback.writer.execute(command).context("recording the end of the job")?;
         Ok(status)
     }
-}
-
-/// What start-up recovery did.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct RecoveryReport {
-    /// Jobs whose promoted Parquet was complete: recorded as complete.
-    pub completed: Vec<ProcessingJobId>,
-    /// Jobs whose attempt was lost: abandoned and queued again.
-    pub requeued: Vec<ProcessingJobId>,
-    /// Temporary files removed.
-    pub removed_temporary_files: Vec<String>,
 }
 
 /// At start-up, before workers run: every job still `running` belongs to a process that died.
@@ -352,7 +285,7 @@ pub async fn run_worker(
 ) {
     let worker_id = WorkerId(format!("{}:{}", std::process::id(), index));
     let worker = ProcessingWorker::new(humpback.clone(), worker_id, stopping);
-    crate::app::drive_blocking_worker(
+    crate::services::drive_blocking_worker(
         humpback,
         worker,
         "processing",

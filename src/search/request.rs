@@ -137,7 +137,7 @@ pub fn parse_search_request(body: &Value, has_clip: bool) -> Result<SearchReques
     };
     let folder = match present("folder") {
         None => None,
-        Some(Value::String(folder)) => Some(crate::http::audio_api::clean_folder(folder)),
+        Some(Value::String(folder)) => Some(crate::folders::clean_folder(folder)),
         Some(other) => return Err(invalid(format!("folder: must be a folder name, not {other}"))),
     };
     let model_version = match present("model_version") {

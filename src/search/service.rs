@@ -12,11 +12,11 @@ use super::cache::{open_or_build, CacheStatus, SourceIdentity, VectorCache};
 use super::compact::{compact_top_k, CompactSlab};
 use super::request::{resolve_search, SearchQuery, SearchRequest};
 use super::SearchError;
-use crate::app::Humpback;
 use crate::domain::ids::EmbeddingSetId;
 use crate::domain::state::EmbeddingSetState;
 use crate::processing::config::from_recorded;
 use crate::processing::pipeline::{embed_file_windows, embed_window_at, PipelineError};
+use crate::services::Humpback;
 
 /// An uploaded clip gives at most this many windows to the query (their mean is the query).
 pub const MAX_CLIP_WINDOWS: usize = 120;

@@ -12,6 +12,7 @@ pub mod processing;
 pub mod recording_time;
 pub mod recordings;
 pub mod search;
+pub mod workers;
 
 use maud::{html, Markup, DOCTYPE};
 

@@ -175,6 +175,8 @@ pub struct ProcessingListView {
     pub queue_defaults: QueueFormDefaults,
     /// Names of the recordings of the listed jobs.
     pub recording_names: BTreeMap<u64, String>,
+    /// Remote workers connected now.
+    pub workers: crate::workers::coordinator::WorkersListing,
 }
 
 pub fn processing_list_page(view: &ProcessingListView) -> Markup {
@@ -210,6 +212,7 @@ pub fn processing_list_page(view: &ProcessingListView) -> Markup {
                 (job_table(&view.page.items, Some(&view.recording_names)))
             }
             (offset_pager(view.page.total, view.page.offset, view.page.limit, link))
+            (super::workers::workers_section(&view.workers))
             section.panel aria-labelledby="queue-heading" {
                 h2 #queue-heading { "Queue processing" }
                 form #queue-standalone method="post" action="/processing/queue" {

@@ -3,7 +3,6 @@
 
 use maud::{html, Markup};
 
-use super::recordings::RecordingsFilter;
 use super::{format_duration, format_time, layout, url_with_query, Notice, Section};
 use crate::http::recording_time_api::Timeline;
 use crate::projections::queries::AudioFileRow;
@@ -36,13 +35,13 @@ pub fn started_cell(file: &AudioFileRow) -> Markup {
 }
 
 /// The list filter's start-time range.
-pub fn recorded_range_inputs(filter: &RecordingsFilter) -> Markup {
+pub fn recorded_range_inputs(recorded_from: Option<&str>, recorded_to: Option<&str>) -> Markup {
     html! {
         label for="recorded-from" { "Started from" }
-        input #recorded-from type="text" name="recorded_from" value=[filter.recorded_from.as_deref()]
+        input #recorded-from type="text" name="recorded_from" value=[recorded_from]
             placeholder="2024-07-01" size="12";
         label for="recorded-to" { "to" }
-        input #recorded-to type="text" name="recorded_to" value=[filter.recorded_to.as_deref()]
+        input #recorded-to type="text" name="recorded_to" value=[recorded_to]
             placeholder="2024-07-31" size="12";
     }
 }

@@ -164,7 +164,7 @@ pub fn recordings_page(view: &RecordingsView) -> Markup {
                             option value="asc" selected[filter.order.as_deref() != Some("desc")] { "ascending" }
                             option value="desc" selected[filter.order.as_deref() == Some("desc")] { "descending" }
                         }
-                        (crate::views::recording_time::recorded_range_inputs(filter))
+                        (crate::views::recording_time::recorded_range_inputs(filter.recorded_from.as_deref(), filter.recorded_to.as_deref()))
                         button type="submit" { "Apply" }
                     }
                     (crate::views::recording_time::timeline_link(filter.folder.as_deref()))

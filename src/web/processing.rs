@@ -64,6 +64,7 @@ pub async fn list(
         queue_defaults: QueueFormDefaults { model_names, ..QueueFormDefaults::default() },
         events_after,
         recording_names,
+        workers: state.humpback.remote_workers.listing(),
     };
     Ok(page(StatusCode::OK, processing_list_page(&view)))
 }

@@ -545,7 +545,7 @@ async fn post_form(app: &TestApp, uri: &str, form: &str) -> (u16, String, String
     use http_body_util::BodyExt;
     use tower::ServiceExt;
     let (_stop, stopping) = tokio::sync::watch::channel(false);
-    let router = humpback::http::router(app.humpback.clone(), stopping);
+    let router = humpback::http::routes::router(app.humpback.clone(), stopping);
     let request = axum::http::Request::post(uri)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(axum::body::Body::from(form.to_string()))

@@ -231,7 +231,7 @@ async fn the_models_page_form_adds_a_model_refuses_a_broken_one_and_retires() {
 
     let app = crate::helpers::spawn_app().await;
     let (_stop, stopping) = tokio::sync::watch::channel(false);
-    let router = humpback::http::router(app.humpback.clone(), stopping);
+    let router = humpback::http::routes::router(app.humpback.clone(), stopping);
     let send = |request: Request<Body>| {
         let router = router.clone();
         async move {

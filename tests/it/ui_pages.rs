@@ -41,7 +41,7 @@ impl Answer {
 impl Ui {
     fn new(app: &TestApp) -> Ui {
         let (stop, stopping) = watch::channel(false);
-        Ui { router: humpback::http::router(app.humpback.clone(), stopping), _stop: stop }
+        Ui { router: humpback::http::routes::router(app.humpback.clone(), stopping), _stop: stop }
     }
 
     async fn send(&self, request: Request<Body>) -> Answer {

@@ -1,0 +1,334 @@
+//! `humpback worker`: runs processing jobs for a server from another process or machine. It
+//! registers, learns where storage is (or takes `--storage`), claims jobs through the worker
+//! API with a lease, renews it while the pipeline runs, and completes, fails or stops each job
+//! through the API. `humpback workers` lists the connected workers.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use serde::de::DeserializeOwned;
+
+use super::client::ServerClient;
+use crate::workers::coordinator::{RegisterRequest, Registered, WorkersListing};
+use crate::workers::processing::{
+    run_assignment, AttemptEnd, ProcessingAssignment, ProcessingCompletion, ProcessingJobSource, Renewal, SourceError,
+};
+use crate::workers::JobKind;
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The server's URL (`http://host:8080`).
+    #[arg(long, env = "HUMPBACK_SERVER")]
+    pub server: String,
+    /// Kinds of job to run (comma-separated): processing.
+    #[arg(long, value_delimiter = ',', default_value = "processing")]
+    pub kinds: Vec<String>,
+    /// Jobs run at once (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Where this machine sees the server's storage (default: the path the server reports, for
+    /// a share mounted at the same path everywhere).
+    #[arg(long, env = "HUMPBACK_STORAGE")]
+    pub storage: Option<PathBuf>,
+    /// Where the models are (default: STORAGE/models).
+    #[arg(long, env = "HUMPBACK_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Offer the deterministic `fake` model (tests and demos; the server must offer it too).
+    #[arg(long, env = "HUMPBACK_ENABLE_FAKE_MODEL")]
+    pub enable_fake_model: bool,
+    /// What to call this worker in listings (default: host:pid).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// The server's worker API as a [`ProcessingJobSource`].
+struct HttpJobSource {
+    client: ServerClient,
+    worker_id: String,
+}
+
+impl HttpJobSource {
+    /// Posts JSON; 2xx gives the parsed answer (`None` for 204), 409 a lost lease.
+    fn post<T: DeserializeOwned>(&self, path: &str, body: serde_json::Value) -> Result<Option<T>, SourceError> {
+        let bytes = serde_json::to_vec(&body).map_err(|error| SourceError::Other(error.into()))?;
+        let (status, answer) =
+            self.client.send_raw("POST", path, Some("application/json"), bytes).map_err(SourceError::Other)?;
+        let message = || {
+            serde_json::from_slice::<serde_json::Value>(&answer)
+                .ok()
+                .and_then(|json| json.get("error").and_then(|error| error.as_str()).map(String::from))
+                .unwrap_or_else(|| String::from_utf8_lossy(&answer).into_owned())
+        };
+        match status {
+            204 => Ok(None),
+            200..=299 => serde_json::from_slice(&answer)
+                .map(Some)
+                .map_err(|error| SourceError::Other(anyhow!("the answer of {path} is not the expected JSON: {error}"))),
+            409 | 404 => Err(SourceError::LeaseLost(message())),
+            401 => Err(SourceError::Other(anyhow!("the server needs the access token (--token or HUMPBACK_TOKEN)"))),
+            _ => Err(SourceError::Other(anyhow!("the server answered {status} to {path}: {}", message()))),
+        }
+    }
+
+    fn job_path(&self, job: &ProcessingAssignment, action: &str) -> String {
+        format!("/api/workers/{}/processing-jobs/{}/{action}", self.worker_id, job.job_id)
+    }
+}
+
+impl ProcessingJobSource for HttpJobSource {
+    fn claim(&self) -> Result<Option<ProcessingAssignment>, SourceError> {
+        self.post(&format!("/api/workers/{}/claim", self.worker_id), serde_json::json!({ "wait_seconds": 10.0 }))
+    }
+
+    fn renew(&self, job: &ProcessingAssignment, progress: Option<(u64, u64)>) -> Result<Renewal, SourceError> {
+        let answer = match progress {
+            Some((done, total)) => self.post(
+                &self.job_path(job, "progress"),
+                serde_json::json!({ "attempt": job.attempt, "windows_done": done, "windows_total": total }),
+            ),
+            None => self.post(&self.job_path(job, "renew"), serde_json::json!({ "attempt": job.attempt })),
+        }?;
+        Ok(answer.unwrap_or(Renewal { cancel_requested: false }))
+    }
+
+    fn complete(&self, job: &ProcessingAssignment, completion: ProcessingCompletion) -> Result<(), SourceError> {
+        let body =
+            serde_json::json!({ "attempt": job.attempt, "rows": completion.rows, "warnings": completion.warnings });
+        self.post::<serde_json::Value>(&self.job_path(job, "complete"), body).map(|_| ())
+    }
+
+    fn fail(&self, job: &ProcessingAssignment, reason: String) -> Result<(), SourceError> {
+        let body = serde_json::json!({ "attempt": job.attempt, "reason": reason });
+        self.post::<serde_json::Value>(&self.job_path(job, "fail"), body).map(|_| ())
+    }
+
+    fn stop(&self, job: &ProcessingAssignment, canceled: bool) -> Result<(), SourceError> {
+        let body = serde_json::json!({ "attempt": job.attempt, "canceled": canceled });
+        self.post::<serde_json::Value>(&self.job_path(job, "stop"), body).map(|_| ())
+    }
+}
+
+fn register(client: &ServerClient, name: &str, threads: usize) -> anyhow::Result<Registered> {
+    let source =
+        HttpJobSource { client: ServerClient::new(client.base_url(), super::client_token()), worker_id: String::new() };
+    let request = RegisterRequest { name: name.to_string(), kinds: vec![JobKind::Processing], threads };
+    match source.post::<Registered>("/api/workers/register", serde_json::to_value(&request)?) {
+        Ok(Some(registered)) => Ok(registered),
+        Ok(None) => bail!("the server gave no answer to the registration"),
+        Err(SourceError::LeaseLost(message)) => bail!("the server refused the registration: {message}"),
+        Err(SourceError::Other(error)) => Err(error.context(format!("registering with {}", client.base_url()))),
+    }
+}
+
+/// Runs until Ctrl-C or SIGTERM: jobs in progress are stopped within a batch and handed back.
+pub fn run(args: WorkerArgs) -> anyhow::Result<i32> {
+    for kind in &args.kinds {
+        match JobKind::parse(kind) {
+            Some(JobKind::Processing) => {}
+            Some(JobKind::Clustering) => {
+                bail!("--kinds: remote workers run processing jobs only for now; clustering runs in the server")
+            }
+            None => bail!("--kinds: {kind:?} is not a kind of job (processing)"),
+        }
+    }
+    let threads = args.threads.unwrap_or_else(crate::app::default_worker_count).max(1);
+    let client = ServerClient::new(&args.server, super::client_token());
+    let name = args.name.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+        format!("{}:{}", if host.is_empty() { "worker" } else { &host }, std::process::id())
+    });
+    let registered = register(&client, &name, threads)?;
+    let storage = args.storage.clone().unwrap_or_else(|| PathBuf::from(&registered.storage));
+    if !storage.is_dir() {
+        bail!(
+            "the storage {} is not a folder on this machine; mount the server's storage and pass --storage PATH",
+            storage.display()
+        );
+    }
+    let models_dir = args.models_dir.clone().unwrap_or_else(|| storage.join("models"));
+    let mut registry_config = crate::model::RegistryConfig::new(&models_dir);
+    if args.enable_fake_model {
+        registry_config.fake_model = Some(crate::model::FakeModelConfig::default());
+    }
+    // The server's --batch-size when it gave one; otherwise each model's batch size is measured
+    // on this machine (as `serve` does on its own), cached in this machine's temporary folder.
+    registry_config.batch_size_override = registered.batch_size.map(|size| size.max(1));
+    registry_config.measurements_directory = Some(std::env::temp_dir().join("humpback-batch-measurements"));
+    registry_config.measure_batch_sizes = true;
+    let models = Arc::new(crate::model::ModelRegistry::discover(registry_config).context("discovering models")?);
+    tracing::info!(worker = %registered.worker_id, %name, storage = %storage.display(), threads, "worker registered");
+    // Tests and scripts read this line.
+    println!("humpback worker {} registered with {}", registered.worker_id, client.base_url());
+    let source = Arc::new(HttpJobSource { client, worker_id: registered.worker_id.clone() });
+    let stopping = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let handles: Vec<_> = (0..threads)
+        .map(|thread| {
+            let (source, stopping, models, storage) =
+                (source.clone(), stopping.clone(), models.clone(), storage.clone());
+            std::thread::Builder::new()
+                .name(format!("worker-{thread}"))
+                .spawn(move || work(source.as_ref(), &storage, &models, &stopping))
+        })
+        .collect::<Result<_, _>>()
+        .context("starting worker threads")?;
+    let all_done = Arc::new(tokio::sync::Notify::new());
+    let watcher = {
+        let all_done = all_done.clone();
+        std::thread::spawn(move || {
+            for handle in handles {
+                let _ = handle.join();
+            }
+            all_done.notify_one();
+        })
+    };
+    runtime.block_on(async {
+        tokio::select! {
+            _ = crate::app::shutdown_signal() => {}
+            _ = all_done.notified() => {}
+        }
+    });
+    stopping.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    let _ =
+        source.post::<serde_json::Value>(&format!("/api/workers/{}/leave", source.worker_id), serde_json::json!({}));
+    Ok(0)
+}
+
+/// One thread: claim, run, report, until stopping. Errors reaching the server are retried
+/// with a growing pause; a server that forgot this worker (restart) ends the thread.
+fn work(
+    source: &HttpJobSource,
+    storage: &std::path::Path,
+    models: &crate::model::ModelRegistry,
+    stopping: &AtomicBool,
+) {
+    let mut cached = None;
+    let mut pause = std::time::Duration::from_millis(200);
+    while !stopping.load(Ordering::Relaxed) {
+        match source.claim() {
+            Ok(Some(job)) => {
+                pause = std::time::Duration::from_millis(200);
+                let end = run_assignment(source, storage, models, &mut cached, &job, stopping);
+                tracing::info!(job = job.job_id, attempt = job.attempt, end = ?end, "job ended");
+                if end == AttemptEnd::Abandoned {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(SourceError::LeaseLost(message)) => {
+                tracing::error!(%message, "the server no longer knows this worker; stopping (start it again to register anew)");
+                return;
+            }
+            Err(SourceError::Other(error)) => {
+                tracing::warn!(error = format!("{error:#}"), "cannot claim a job; trying again");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WorkersArgs {
+    /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `humpback workers`: the connected workers, what each runs and when each was last heard from.
+pub fn list(bind: &str, args: WorkersArgs) -> anyhow::Result<i32> {
+    let client = ServerClient::new(bind, super::client_token());
+    let listing: WorkersListing = client.get("/api/workers", &[]).context("asking the server for its workers")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&listing)?);
+        return Ok(0);
+    }
+    print!("{}", render_workers(&listing));
+    Ok(0)
+}
+
+/// The table `humpback workers` prints.
+pub fn render_workers(listing: &WorkersListing) -> String {
+    let mut out = String::new();
+    if listing.workers.is_empty() {
+        out.push_str("no remote workers are connected (workers inside the server are not listed)\n");
+        return out;
+    }
+    out.push_str(&format!("{:<6} {:<28} {:>7} {:>10}  doing\n", "id", "name", "threads", "heard"));
+    for worker in &listing.workers {
+        let doing = if worker.jobs.is_empty() {
+            "idle".to_string()
+        } else {
+            worker
+                .jobs
+                .iter()
+                .map(|job| match (job.windows_done, job.windows_total) {
+                    (Some(done), Some(total)) => {
+                        format!(
+                            "{} job {} (attempt {}, {done}/{total} windows)",
+                            job.kind.as_str(),
+                            job.job_id,
+                            job.attempt
+                        )
+                    }
+                    _ => format!("{} job {} (attempt {})", job.kind.as_str(), job.job_id, job.attempt),
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        out.push_str(&format!(
+            "{:<6} {:<28} {:>7} {:>8.1}s  {doing}\n",
+            worker.worker_id,
+            worker.name.chars().take(28).collect::<String>(),
+            worker.threads,
+            worker.last_heard_seconds_ago
+        ));
+    }
+    out.push_str(&format!(
+        "lease {} s; {} worker API calls, {} lapsed leases since the server started\n",
+        listing.lease_seconds, listing.api_calls, listing.lapsed_leases
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workers::coordinator::{LeasedJobView, WorkerView};
+
+    #[test]
+    fn the_table_shows_each_worker_its_job_and_when_it_was_heard_from() {
+        let worker = |id: &str, jobs: Vec<LeasedJobView>| WorkerView {
+            worker_id: id.into(),
+            name: format!("node-{id}"),
+            kinds: vec![JobKind::Processing],
+            threads: 1,
+            registered_at_unix: 0,
+            last_heard_seconds_ago: 1.25,
+            jobs,
+        };
+        let job = LeasedJobView {
+            kind: JobKind::Processing,
+            job_id: 4,
+            attempt: 2,
+            windows_done: Some(10),
+            windows_total: Some(50),
+            running_seconds: 3.0,
+            lease_expires_in_seconds: 20.0,
+        };
+        let listing = WorkersListing {
+            workers: vec![worker("w1", vec![job]), worker("w2", vec![])],
+            lease_seconds: 30.0,
+            api_calls: 12,
+            lapsed_leases: 0,
+        };
+        let table = render_workers(&listing);
+        assert!(table.contains("node-w1") && table.contains("processing job 4 (attempt 2, 10/50 windows)"), "{table}");
+        assert!(table.contains("node-w2") && table.contains("idle"));
+        assert!(table.contains("1.2s") || table.contains("1.3s"));
+        assert!(render_workers(&WorkersListing { workers: vec![], ..listing }).contains("no remote workers"));
+    }
+}

@@ -1,0 +1,341 @@
+//! The worker API (issue 14): remote `humpback worker` processes register, claim a job with a
+//! lease, renew it (learning whether cancel was requested), report progress, and complete,
+//! fail or stop it. Every route needs the token when the server has one (they are writes).
+//! `GET /api/workers` lists connected workers.
+
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use super::{blocking, ApiError, ApiState};
+use crate::log::EventLog;
+use crate::services::Humpback;
+use crate::workers::coordinator::{RegisterRequest, Registered};
+use crate::workers::processing::ProcessingCompletion;
+use crate::workers::{CoordinatorError, JobKind};
+
+impl From<CoordinatorError> for ApiError {
+    fn from(error: CoordinatorError) -> ApiError {
+        match error {
+            CoordinatorError::UnknownWorker(_) => ApiError::not_found(error.to_string()),
+            CoordinatorError::LeaseNotHeld { .. } | CoordinatorError::LeaseLapsed { .. } => {
+                ApiError::new(StatusCode::CONFLICT, error.to_string())
+            }
+            CoordinatorError::ArtifactRefused(_) => ApiError::unprocessable(error.to_string()),
+            CoordinatorError::Writer(error) => error.into(),
+        }
+    }
+}
+
+fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(value)| value).map_err(|rejection| ApiError::unprocessable(rejection.body_text()))
+}
+
+/// `w` and digits, as the server hands them out.
+fn worker_id(text: &str) -> Result<String, ApiError> {
+    let valid =
+        text.len() <= 32 && text.starts_with('w') && text[1..].chars().all(|c| c.is_ascii_digit()) && text.len() > 1;
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "worker id {:?} is not one this server hands out (w1, w2, ...)",
+            text.chars().take(40).collect::<String>()
+        )))
+    }
+}
+
+fn job_id(text: &str) -> Result<u64, ApiError> {
+    super::audio_api::parse_id(text, "processing job")
+}
+
+/// `POST /api/workers/register`: `{name, kinds: ["processing"], threads}` -> the worker's id,
+/// where storage is, the lease and the batch size.
+pub async fn register(
+    State(state): State<ApiState>,
+    request: Result<Json<RegisterRequest>, JsonRejection>,
+) -> Result<Json<Registered>, ApiError> {
+    state.humpback.remote_workers.count_call();
+    let request = body(request)?;
+    if request.kinds.is_empty() {
+        return Err(ApiError::unprocessable("kinds: name at least one kind of job (processing)"));
+    }
+    if request.kinds.contains(&JobKind::Clustering) {
+        return Err(ApiError::unprocessable(
+            "kinds: remote workers run processing jobs only for now; clustering runs in the server",
+        ));
+    }
+    let humpback = state.humpback.clone();
+    let worker_id = humpback.remote_workers.register(&request);
+    Ok(Json(Registered {
+        worker_id,
+        storage: humpback.data_dir.root().display().to_string(),
+        lease_seconds: humpback.remote_workers.lease_duration().as_secs_f64(),
+        batch_size: humpback.settings.batch_size,
+    }))
+}
+
+/// `GET /api/workers`: connected workers, what each runs, when each was last heard from.
+pub async fn list(State(state): State<ApiState>) -> Json<crate::workers::coordinator::WorkersListing> {
+    Json(state.humpback.remote_workers.listing())
+}
+
+/// `POST /api/workers/{worker}/leave`: a worker stopping cleanly.
+pub async fn leave(State(state): State<ApiState>, Path(worker): Path<String>) -> Result<StatusCode, ApiError> {
+    state.humpback.remote_workers.count_call();
+    let worker = worker_id(&worker)?;
+    state.humpback.remote_workers.leave(&worker)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// Wait up to this long for a job to be queued (long poll; at most 30 s).
+    #[serde(default)]
+    pub wait_seconds: f64,
+}
+
+/// Longest long poll of a claim.
+const MAX_CLAIM_WAIT: Duration = Duration::from_secs(30);
+
+/// `POST /api/workers/{worker}/claim`: the oldest queued processing job, leased to the worker
+/// (200 with the assignment), or 204 when none was queued within `wait_seconds`.
+pub async fn claim(
+    State(state): State<ApiState>,
+    Path(worker): Path<String>,
+    request: Result<Json<ClaimRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    state.humpback.remote_workers.count_call();
+    let worker = worker_id(&worker)?;
+    let request = body(request)?;
+    if !(request.wait_seconds.is_finite() && request.wait_seconds >= 0.0) {
+        return Err(ApiError::unprocessable("wait_seconds: a number of seconds, 0 or more"));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(request.wait_seconds).min(MAX_CLAIM_WAIT);
+    let mut head = state.humpback.log.subscribe();
+    let mut stopping = state.stopping.clone();
+    loop {
+        head.borrow_and_update();
+        let humpback = state.humpback.clone();
+        let worker_for_claim = worker.clone();
+        let claimed = blocking(move || {
+            humpback
+                .remote_workers
+                .claim_processing(&humpback.writer, &worker_for_claim, humpback.settings.batch_size)
+                .map_err(ApiError::from)
+        })
+        .await?;
+        if let Some(assignment) = claimed {
+            state.humpback.wait_until_projected(state.humpback.log_head()).await;
+            return Ok(Json(assignment).into_response());
+        }
+        tokio::select! {
+            changed = head.changed() => if changed.is_err() { break },
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = stopping.wait_for(|stopped| *stopped) => break,
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    pub attempt: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressRequest {
+    pub attempt: u32,
+    pub windows_done: u64,
+    pub windows_total: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    pub attempt: u32,
+    #[serde(flatten)]
+    pub completion: ProcessingCompletion,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailRequest {
+    pub attempt: u32,
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopRequest {
+    pub attempt: u32,
+    /// True: stopped because cancel was requested; false: the worker is shutting down.
+    pub canceled: bool,
+}
+
+async fn renew_with(
+    state: ApiState,
+    worker: String,
+    job: String,
+    attempt: u32,
+    progress: Option<(u64, u64)>,
+) -> Result<Response, ApiError> {
+    state.humpback.remote_workers.count_call();
+    let worker = worker_id(&worker)?;
+    let job = job_id(&job)?;
+    let humpback = state.humpback.clone();
+    let renewal = blocking(move || {
+        humpback
+            .remote_workers
+            .renew_processing(&humpback.writer, humpback.data_dir.root(), &worker, job, attempt, progress)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(Json(renewal).into_response())
+}
+
+/// `POST /api/workers/{worker}/processing-jobs/{job}/renew`: `{attempt}` -> `{cancel_requested}`;
+/// 409 when the lease is not held (lapsed: the attempt was abandoned).
+pub async fn renew(
+    State(state): State<ApiState>,
+    Path((worker, job)): Path<(String, String)>,
+    request: Result<Json<RenewRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = body(request)?;
+    renew_with(state, worker, job, request.attempt, None).await
+}
+
+/// `POST /api/workers/{worker}/processing-jobs/{job}/progress`: `{attempt, windows_done,
+/// windows_total}`; renews the lease too and answers `{cancel_requested}`.
+pub async fn progress(
+    State(state): State<ApiState>,
+    Path((worker, job)): Path<(String, String)>,
+    request: Result<Json<ProgressRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = body(request)?;
+    if request.windows_done > request.windows_total {
+        return Err(ApiError::unprocessable("windows_done: more than windows_total"));
+    }
+    renew_with(state, worker, job, request.attempt, Some((request.windows_done, request.windows_total))).await
+}
+
+/// `POST /api/workers/{worker}/processing-jobs/{job}/complete`: `{attempt, rows, warnings}`
+/// (rows null: no windows). The staged Parquet is checked and moved into place, then the
+/// completion recorded; 409 from a lapsed lease, 422 when the staged file is refused.
+pub async fn complete(
+    State(state): State<ApiState>,
+    Path((worker, job)): Path<(String, String)>,
+    request: Result<Json<CompleteRequest>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    state.humpback.remote_workers.count_call();
+    let request = body(request)?;
+    let worker = worker_id(&worker)?;
+    let job = job_id(&job)?;
+    let humpback = state.humpback.clone();
+    blocking(move || {
+        humpback
+            .remote_workers
+            .complete_processing(
+                &humpback.writer,
+                humpback.data_dir.root(),
+                &worker,
+                job,
+                request.attempt,
+                request.completion,
+            )
+            .map_err(ApiError::from)
+    })
+    .await?;
+    state.humpback.wait_until_projected(state.humpback.log_head()).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/workers/{worker}/processing-jobs/{job}/fail`: `{attempt, reason}`.
+pub async fn fail(
+    State(state): State<ApiState>,
+    Path((worker, job)): Path<(String, String)>,
+    request: Result<Json<FailRequest>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    state.humpback.remote_workers.count_call();
+    let request = body(request)?;
+    let worker = worker_id(&worker)?;
+    let job = job_id(&job)?;
+    let reason: String = request.reason.chars().take(4000).collect();
+    let humpback = state.humpback.clone();
+    blocking(move || {
+        humpback
+            .remote_workers
+            .fail_processing(&humpback.writer, humpback.data_dir.root(), &worker, job, request.attempt, reason)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/workers/{worker}/processing-jobs/{job}/stop`: `{attempt, canceled}`: canceled as
+/// asked, or abandoned because the worker stops (the job is queued again).
+pub async fn stop(
+    State(state): State<ApiState>,
+    Path((worker, job)): Path<(String, String)>,
+    request: Result<Json<StopRequest>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    state.humpback.remote_workers.count_call();
+    let request = body(request)?;
+    let worker = worker_id(&worker)?;
+    let job = job_id(&job)?;
+    let humpback = state.humpback.clone();
+    blocking(move || {
+        humpback
+            .remote_workers
+            .stop_processing(
+                &humpback.writer,
+                humpback.data_dir.root(),
+                &worker,
+                job,
+                request.attempt,
+                request.canceled,
+            )
+            .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Abandons attempts whose lease lapsed, checking a few times per lease, until `stop`.
+pub async fn sweep_leases(humpback: std::sync::Arc<Humpback>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let period =
+        (humpback.remote_workers.lease_duration() / 4).clamp(Duration::from_millis(50), Duration::from_secs(2));
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        let app = humpback.clone();
+        let _ = tokio::task::spawn_blocking(move || app.remote_workers.sweep(&app.writer, app.data_dir.root())).await;
+    }
+}
+
+/// The worker API's routes.
+pub fn routes() -> axum::Router<ApiState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/api/workers", get(list))
+        .route("/api/workers/register", post(register))
+        .route("/api/workers/{worker}/leave", post(leave))
+        .route("/api/workers/{worker}/claim", post(claim))
+        .route("/api/workers/{worker}/processing-jobs/{job}/renew", post(renew))
+        .route("/api/workers/{worker}/processing-jobs/{job}/progress", post(progress))
+        .route("/api/workers/{worker}/processing-jobs/{job}/complete", post(complete))
+        .route("/api/workers/{worker}/processing-jobs/{job}/fail", post(fail))
+        .route("/api/workers/{worker}/processing-jobs/{job}/stop", post(stop))
+}

@@ -1,0 +1,554 @@
+//! The server's side of remote workers: registration, claims with a lease, renewals (which
+//! answer whether cancel was requested), progress, completion after the staged artifact is
+//! checked, failure, stop, and the sweep that turns a lapsed lease into an abandoned attempt
+//! (the job is queued again). Leases live in memory; the log records only what happened.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::leases::{JobKind, LeaseRefusal, LeaseTable, LeasedJob, WorkerDirectory};
+use super::processing::{ProcessingAssignment, ProcessingCompletion, Renewal};
+use crate::artifacts::files::{promote, remove_if_exists, temp_sibling};
+use crate::domain::decide::{Command, NewEmbeddingSet, Rejection};
+use crate::domain::events::Event;
+use crate::domain::ids::{ProcessingJobId, WorkerId};
+use crate::writer::{Writer, WriterError};
+
+/// Why a worker's request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error("worker {0} is not registered (the server restarted or forgot it); register again")]
+    UnknownWorker(String),
+    #[error("{kind} job {job_id} attempt {attempt} is not leased to worker {worker_id} (it ended, or another attempt holds the job)")]
+    LeaseNotHeld { kind: &'static str, job_id: u64, attempt: u32, worker_id: String },
+    #[error(
+        "the lease of {kind} job {job_id} attempt {attempt} lapsed; the attempt was abandoned and the job queued again"
+    )]
+    LeaseLapsed { kind: &'static str, job_id: u64, attempt: u32 },
+    #[error("the staged embeddings were refused: {0}")]
+    ArtifactRefused(String),
+    #[error(transparent)]
+    Writer(#[from] WriterError),
+}
+
+/// What a worker says about itself when it registers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// What to call it in listings (`host:pid` by default).
+    #[serde(default)]
+    pub name: String,
+    pub kinds: Vec<JobKind>,
+    #[serde(default = "one")]
+    pub threads: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The server's answer to a registration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registered {
+    pub worker_id: String,
+    /// Where the server's storage is (a path on the server's machine; a worker whose mount
+    /// differs passes `--storage`).
+    pub storage: String,
+    pub lease_seconds: f64,
+    /// The server's `--batch-size`, when given; otherwise each worker uses the batch size it
+    /// measures for each model on its own machine.
+    pub batch_size: Option<usize>,
+}
+
+/// One job a worker runs now, for listings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeasedJobView {
+    pub kind: JobKind,
+    pub job_id: u64,
+    pub attempt: u32,
+    pub windows_done: Option<u64>,
+    pub windows_total: Option<u64>,
+    pub running_seconds: f64,
+    pub lease_expires_in_seconds: f64,
+}
+
+/// A connected worker, for `GET /api/workers`, `humpback workers` and the jobs page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerView {
+    pub worker_id: String,
+    pub name: String,
+    pub kinds: Vec<JobKind>,
+    pub threads: usize,
+    pub registered_at_unix: u64,
+    pub last_heard_seconds_ago: f64,
+    pub jobs: Vec<LeasedJobView>,
+}
+
+/// Everything `GET /api/workers` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkersListing {
+    pub workers: Vec<WorkerView>,
+    pub lease_seconds: f64,
+    /// Worker API calls answered since the server started, and attempts abandoned because
+    /// their lease lapsed.
+    pub api_calls: u64,
+    pub lapsed_leases: u64,
+}
+
+struct Tables {
+    leases: LeaseTable,
+    directory: WorkerDirectory,
+}
+
+/// Owned by the server (`Humpback`); every operation is blocking (call it off async threads).
+pub struct WorkerCoordinator {
+    tables: Mutex<Tables>,
+    api_calls: AtomicU64,
+    lapsed_leases: AtomicU64,
+}
+
+impl WorkerCoordinator {
+    /// A coordinator with no leases; files staged by workers of an earlier run are removed
+    /// (their attempts were abandoned by start-up recovery).
+    pub fn open(storage_root: &Path, lease: Duration) -> WorkerCoordinator {
+        let staging = storage_root.join(super::STAGING_DIR);
+        if let Ok(entries) = std::fs::read_dir(&staging) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|kind| kind.is_file()) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        WorkerCoordinator {
+            tables: Mutex::new(Tables { leases: LeaseTable::new(lease), directory: WorkerDirectory::default() }),
+            api_calls: AtomicU64::new(0),
+            lapsed_leases: AtomicU64::new(0),
+        }
+    }
+
+    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn lease_duration(&self) -> Duration {
+        self.tables().leases.duration()
+    }
+
+    /// Counts one request of the worker API (for the coordination cost per job).
+    pub fn count_call(&self) {
+        self.api_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn register(&self, request: &RegisterRequest) -> String {
+        let registered_at =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+        let name: String = request.name.chars().filter(|c| !c.is_control()).take(120).collect();
+        let worker_id = self.tables().directory.register(
+            &name,
+            request.kinds.clone(),
+            request.threads.clamp(1, 1024),
+            registered_at,
+            Instant::now(),
+        );
+        tracing::info!(worker = %worker_id, name = %name, "worker registered");
+        worker_id
+    }
+
+    /// A worker leaving on its own (its leases were ended first).
+    pub fn leave(&self, worker_id: &str) -> Result<(), CoordinatorError> {
+        self.tables().directory.remove(worker_id).map(|_| ()).ok_or_else(|| unknown(worker_id))
+    }
+
+    /// Notes that the worker is alive; refuses one that is not registered.
+    pub fn heard_from(&self, worker_id: &str) -> Result<(), CoordinatorError> {
+        if self.tables().directory.heard_from(worker_id, Instant::now()) {
+            Ok(())
+        } else {
+            Err(unknown(worker_id))
+        }
+    }
+
+    /// Claims the oldest queued processing job for the worker and leases its attempt; `None`
+    /// when nothing waits.
+    pub fn claim_processing(
+        &self,
+        writer: &Writer,
+        worker_id: &str,
+        batch_size: Option<usize>,
+    ) -> Result<Option<ProcessingAssignment>, CoordinatorError> {
+        self.heard_from(worker_id)?;
+        let claimed = match writer.execute(Command::ClaimProcessingJob { worker: WorkerId(worker_id.to_string()) }) {
+            Ok(envelopes) => envelopes.into_iter().find_map(|envelope| match envelope.event {
+                Event::ProcessingJobClaimed(claimed) => Some((claimed.job_id, claimed.attempt)),
+                _ => None,
+            }),
+            Err(WriterError::Rejected(Rejection::NothingToClaim)) => None,
+            Err(error) => return Err(error.into()),
+        };
+        let Some((job_id, attempt)) = claimed else { return Ok(None) };
+        let job = LeasedJob { kind: JobKind::Processing, job_id: job_id.0 };
+        let lease_seconds = {
+            let mut tables = self.tables();
+            tables.leases.grant(job, worker_id, attempt, Instant::now());
+            tables.leases.duration().as_secs_f64()
+        };
+        let assignment = writer.read_state(|state| {
+            let job = state.processing_jobs.get(&job_id)?;
+            let audio = state.audio_files.get(&job.audio_file_id)?;
+            Some(ProcessingAssignment {
+                job_id: job_id.0,
+                attempt,
+                lease_seconds,
+                audio_file_id: job.audio_file_id.0,
+                audio_path: audio.stored_path.clone(),
+                config: job.config.clone(),
+                encoding_signature: job.encoding_signature.0.clone(),
+                staged_path: super::staged_processing_path(job_id.0, attempt),
+                metadata: crate::processing::job::embedding_metadata(job, audio, state.recorded_at(job.audio_file_id)),
+                batch_size,
+            })
+        });
+        tracing::info!(job = %job_id, attempt, worker = %worker_id, "processing job leased");
+        Ok(assignment)
+    }
+
+    /// Extends the worker's lease on a processing attempt (recording progress when given) and
+    /// answers whether cancel was requested. A lapsed lease is abandoned here and refused.
+    pub fn renew_processing(
+        &self,
+        writer: &Writer,
+        storage_root: &Path,
+        worker_id: &str,
+        job_id: u64,
+        attempt: u32,
+        progress: Option<(u64, u64)>,
+    ) -> Result<Renewal, CoordinatorError> {
+        self.heard_from(worker_id)?;
+        let job = LeasedJob { kind: JobKind::Processing, job_id };
+        let renewed = self.tables().leases.renew(job, worker_id, attempt, progress, Instant::now());
+        self.refused_unless_held(writer, storage_root, job, worker_id, attempt, renewed)?;
+        if let Some((windows_done, windows_total)) = progress {
+            writer.execute(Command::ReportProcessingProgress {
+                job_id: ProcessingJobId(job_id),
+                attempt,
+                windows_done,
+                windows_total,
+            })?;
+        }
+        let cancel_requested = writer.read_state(|state| {
+            state.processing_jobs.get(&ProcessingJobId(job_id)).is_some_and(|job| job.cancel_requested)
+        });
+        Ok(Renewal { cancel_requested })
+    }
+
+    /// Records the end of a processing attempt the worker holds: a staged Parquet is checked
+    /// (its size, its footer, its row count and what it encodes) and moved into place before
+    /// the completion is recorded; a refused one is removed and the attempt recorded as failed.
+    pub fn complete_processing(
+        &self,
+        writer: &Writer,
+        storage_root: &Path,
+        worker_id: &str,
+        job_id: u64,
+        attempt: u32,
+        completion: ProcessingCompletion,
+    ) -> Result<(), CoordinatorError> {
+        self.heard_from(worker_id)?;
+        let job = LeasedJob { kind: JobKind::Processing, job_id };
+        let released = self.tables().leases.release(job, worker_id, attempt, Instant::now()).map(|_| ());
+        self.refused_unless_held(writer, storage_root, job, worker_id, attempt, released)?;
+        let staged = storage_root.join(super::staged_processing_path(job_id, attempt));
+        let job_id = ProcessingJobId(job_id);
+        let warning = (!completion.warnings.is_empty()).then(|| completion.warnings.join("; "));
+        let Some(rows) = completion.rows else {
+            remove_staged(&staged);
+            let warning = warning.unwrap_or_else(|| "the file produced no windows".to_string());
+            writer.execute(Command::CompleteProcessingJob {
+                job_id,
+                attempt,
+                embedding_set: None,
+                warning: Some(warning),
+            })?;
+            return Ok(());
+        };
+        let expected = writer.read_state(|state| {
+            let job = state.processing_jobs.get(&job_id)?;
+            let dim = state.models.get(&job.config.model_name).map(|model| model.embedding_dim);
+            Some((
+                crate::processing::job::embeddings_relative_path(
+                    &job.config.model_version,
+                    job.audio_file_id,
+                    &job.encoding_signature,
+                ),
+                job.encoding_signature.0.clone(),
+                dim,
+            ))
+        });
+        let Some((relative, signature, dim)) = expected else {
+            remove_staged(&staged);
+            return Err(WriterError::Rejected(Rejection::ProcessingJobNotFound(job_id)).into());
+        };
+        let summary = match check_staged_embeddings(&staged, rows, &signature, dim) {
+            Ok(summary) => summary,
+            Err(reason) => {
+                remove_staged(&staged);
+                tracing::warn!(job = %job_id, attempt, worker = %worker_id, reason = %reason, "staged embeddings refused");
+                writer.execute(Command::FailProcessingJob {
+                    job_id,
+                    attempt,
+                    reason: format!("the staged embeddings were refused: {reason}"),
+                })?;
+                return Err(CoordinatorError::ArtifactRefused(reason));
+            }
+        };
+        let final_path = storage_root.join(&relative);
+        let recorded = writer.execute_staged(
+            Command::CompleteProcessingJob {
+                job_id,
+                attempt,
+                embedding_set: Some(NewEmbeddingSet {
+                    vector_dim: summary.vector_dim as u32,
+                    row_count: rows,
+                    parquet_path: relative,
+                }),
+                warning,
+            },
+            |_| {
+                if let Some(parent) = final_path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|error| format!("creating {}: {error}", parent.display()))?;
+                }
+                promote(&staged, &final_path).map_err(|error| error.to_string())
+            },
+        );
+        if recorded.is_err() {
+            remove_staged(&staged);
+        }
+        recorded?;
+        tracing::info!(job = %job_id, attempt, worker = %worker_id, rows, "processing job completed by a remote worker");
+        Ok(())
+    }
+
+    /// Records that a held attempt failed (with the worker's reason).
+    pub fn fail_processing(
+        &self,
+        writer: &Writer,
+        storage_root: &Path,
+        worker_id: &str,
+        job_id: u64,
+        attempt: u32,
+        reason: String,
+    ) -> Result<(), CoordinatorError> {
+        self.end_processing(writer, storage_root, worker_id, job_id, attempt, |job_id| Command::FailProcessingJob {
+            job_id,
+            attempt,
+            reason,
+        })
+    }
+
+    /// Records that a held attempt stopped: canceled as asked, or abandoned (the worker is
+    /// shutting down; the job is queued again).
+    pub fn stop_processing(
+        &self,
+        writer: &Writer,
+        storage_root: &Path,
+        worker_id: &str,
+        job_id: u64,
+        attempt: u32,
+        canceled: bool,
+    ) -> Result<(), CoordinatorError> {
+        self.end_processing(writer, storage_root, worker_id, job_id, attempt, |job_id| {
+            if canceled {
+                Command::ConfirmProcessingJobCanceled { job_id, attempt }
+            } else {
+                Command::AbandonProcessingJob {
+                    job_id,
+                    attempt,
+                    reason: format!("worker {worker_id} stopped before it finished"),
+                }
+            }
+        })
+    }
+
+    fn end_processing(
+        &self,
+        writer: &Writer,
+        storage_root: &Path,
+        worker_id: &str,
+        job_id: u64,
+        attempt: u32,
+        command: impl FnOnce(ProcessingJobId) -> Command,
+    ) -> Result<(), CoordinatorError> {
+        self.heard_from(worker_id)?;
+        let job = LeasedJob { kind: JobKind::Processing, job_id };
+        let released = self.tables().leases.release(job, worker_id, attempt, Instant::now()).map(|_| ());
+        self.refused_unless_held(writer, storage_root, job, worker_id, attempt, released)?;
+        remove_staged(&storage_root.join(super::staged_processing_path(job_id, attempt)));
+        writer.execute(command(ProcessingJobId(job_id)))?;
+        Ok(())
+    }
+
+    /// Turns a refused lease into the worker's error; a lapsed one is abandoned first. Either
+    /// way, what the attempt staged is removed.
+    fn refused_unless_held(
+        &self,
+        writer: &Writer,
+        storage_root: &Path,
+        job: LeasedJob,
+        worker_id: &str,
+        attempt: u32,
+        result: Result<(), LeaseRefusal>,
+    ) -> Result<(), CoordinatorError> {
+        let kind = job.kind.as_str();
+        match result {
+            Ok(()) => Ok(()),
+            Err(LeaseRefusal::NotHeld) => {
+                if job.kind == JobKind::Processing {
+                    remove_staged(&storage_root.join(super::staged_processing_path(job.job_id, attempt)));
+                }
+                Err(CoordinatorError::LeaseNotHeld {
+                    kind,
+                    job_id: job.job_id,
+                    attempt,
+                    worker_id: worker_id.to_string(),
+                })
+            }
+            Err(LeaseRefusal::Lapsed(lease)) => {
+                self.abandon_lapsed(writer, storage_root, job, &lease.worker_id, lease.attempt);
+                Err(CoordinatorError::LeaseLapsed { kind, job_id: job.job_id, attempt })
+            }
+        }
+    }
+
+    fn abandon_lapsed(&self, writer: &Writer, storage_root: &Path, job: LeasedJob, worker_id: &str, attempt: u32) {
+        self.lapsed_leases.fetch_add(1, Ordering::Relaxed);
+        let seconds = self.lease_duration().as_secs_f64();
+        let reason = format!("worker {worker_id} was not heard from for {seconds} s (its lease lapsed)");
+        let command = match job.kind {
+            JobKind::Processing => {
+                remove_staged(&storage_root.join(super::staged_processing_path(job.job_id, attempt)));
+                Command::AbandonProcessingJob { job_id: ProcessingJobId(job.job_id), attempt, reason }
+            }
+            JobKind::Clustering => Command::AbandonClusteringJob {
+                job_id: crate::domain::ids::ClusteringJobId(job.job_id),
+                attempt,
+                reason,
+            },
+        };
+        match writer.execute(command) {
+            Ok(_) => {
+                tracing::warn!(kind = job.kind.as_str(), job = job.job_id, attempt, worker = %worker_id, "lease lapsed; job queued again")
+            }
+            // Already ended some other way (canceled while queued for cancel, recovered).
+            Err(WriterError::Rejected(Rejection::NotRunningAttempt { .. })) => {}
+            Err(error) => tracing::error!(error = %error, job = job.job_id, "could not record a lapsed lease"),
+        }
+    }
+
+    /// Abandons every attempt whose lease lapsed (the job is queued again) and forgets workers
+    /// silent for much longer. Returns how many attempts were abandoned.
+    pub fn sweep(&self, writer: &Writer, storage_root: &Path) -> usize {
+        let now = Instant::now();
+        let lapsed = {
+            let mut tables = self.tables();
+            let silence = tables.leases.duration() * 10 + Duration::from_secs(60);
+            tables.directory.forget_silent(silence, now);
+            tables.leases.take_lapsed(now)
+        };
+        for (job, lease) in &lapsed {
+            self.abandon_lapsed(writer, storage_root, *job, &lease.worker_id, lease.attempt);
+        }
+        lapsed.len()
+    }
+
+    /// Connected workers, what each runs and when each was last heard from.
+    pub fn listing(&self) -> WorkersListing {
+        let now = Instant::now();
+        let tables = self.tables();
+        let workers = tables
+            .directory
+            .all()
+            .map(|worker| WorkerView {
+                worker_id: worker.worker_id.clone(),
+                name: worker.name.clone(),
+                kinds: worker.kinds.clone(),
+                threads: worker.threads,
+                registered_at_unix: worker.registered_at_unix,
+                last_heard_seconds_ago: now.saturating_duration_since(worker.last_heard).as_secs_f64(),
+                jobs: tables
+                    .leases
+                    .held_by(&worker.worker_id)
+                    .into_iter()
+                    .map(|(job, lease)| LeasedJobView {
+                        kind: job.kind,
+                        job_id: job.job_id,
+                        attempt: lease.attempt,
+                        windows_done: lease.progress.map(|(done, _)| done),
+                        windows_total: lease.progress.map(|(_, total)| total),
+                        running_seconds: now.saturating_duration_since(lease.claimed_at).as_secs_f64(),
+                        lease_expires_in_seconds: lease.expires_at.saturating_duration_since(now).as_secs_f64(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        WorkersListing {
+            workers,
+            lease_seconds: tables.leases.duration().as_secs_f64(),
+            api_calls: self.api_calls.load(Ordering::Relaxed),
+            lapsed_leases: self.lapsed_leases.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn unknown(worker_id: &str) -> CoordinatorError {
+    CoordinatorError::UnknownWorker(worker_id.chars().take(64).collect())
+}
+
+/// Removes a staged artifact and its temporary sibling (a worker killed while writing).
+fn remove_staged(staged: &Path) {
+    for path in [staged.to_path_buf(), temp_sibling(staged)] {
+        if let Err(error) = remove_if_exists(&path) {
+            tracing::warn!(error = %error, "could not remove a staged artifact");
+        }
+    }
+}
+
+/// Checks a staged embedding set before it is put in place: not empty, its Parquet footer
+/// readable, the row count it states equal to the rows it holds and to what the worker
+/// reported, its encoding signature the job's and its dimension the model's.
+pub fn check_staged_embeddings(
+    staged: &Path,
+    rows: u64,
+    signature: &str,
+    vector_dim: Option<u32>,
+) -> Result<crate::artifacts::embeddings_parquet::EmbeddingSetSummary, String> {
+    let size =
+        std::fs::metadata(staged).map_err(|error| format!("{} cannot be read: {error}", staged_name(staged)))?.len();
+    if size == 0 {
+        return Err("the staged file is empty".into());
+    }
+    let summary = crate::artifacts::embeddings_parquet::inspect(staged)
+        .map_err(|error| format!("its Parquet footer does not read: {error}"))?;
+    if !summary.is_complete() {
+        return Err(format!("it holds {} rows but states another count", summary.rows));
+    }
+    if summary.rows != rows {
+        return Err(format!("the worker reported {rows} rows but the file holds {}", summary.rows));
+    }
+    if summary.metadata_value("humpback.encoding_signature") != Some(signature) {
+        return Err("it encodes another signature than the job's".into());
+    }
+    if let Some(dim) = vector_dim {
+        if summary.vector_dim != dim as usize {
+            return Err(format!("its vectors have {} dimensions, the model {dim}", summary.vector_dim));
+        }
+    }
+    Ok(summary)
+}
+
+fn staged_name(path: &Path) -> String {
+    path.file_name().map(PathBuf::from).unwrap_or_default().display().to_string()
+}

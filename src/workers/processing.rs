@@ -1,0 +1,220 @@
+//! Running one claimed processing job outside the server: read the audio from storage, encode
+//! it with the pipeline into the staged path, renew the lease while it runs, and report the end
+//! through [`ProcessingJobSource`], the one interface a worker talks to.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::events::EncodingConfig;
+use crate::model::EmbeddingModel;
+use crate::processing::job::{open_job_model, PROGRESS_INTERVAL};
+use crate::processing::pipeline::{encode_file, EncodeOutcome, Proceed};
+
+/// A claimed processing job: everything a worker needs, with paths relative to the storage root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessingAssignment {
+    pub job_id: u64,
+    pub attempt: u32,
+    pub lease_seconds: f64,
+    pub audio_file_id: u64,
+    pub audio_path: String,
+    pub config: EncodingConfig,
+    pub encoding_signature: String,
+    /// Where to write the Parquet (the server moves it into place).
+    pub staged_path: String,
+    /// The Parquet's key-value metadata.
+    pub metadata: Vec<(String, String)>,
+    /// The server's `--batch-size`, when given; `None`: the worker's own choice for the model.
+    pub batch_size: Option<usize>,
+}
+
+/// A renewal's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renewal {
+    pub cancel_requested: bool,
+}
+
+/// How an attempt ended well: the rows staged (`None`: the file gave no windows) and warnings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessingCompletion {
+    pub rows: Option<u64>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Why the source refused a report.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The attempt is no longer this worker's (its lease lapsed, or the server restarted):
+    /// stop, nothing more to report.
+    #[error("the lease was lost: {0}")]
+    LeaseLost(String),
+    #[error("{0:#}")]
+    Other(anyhow::Error),
+}
+
+/// Where a worker gets processing jobs and reports on them: the server's worker API for a
+/// remote worker.
+pub trait ProcessingJobSource: Sync {
+    /// The oldest queued job, leased to this worker; `None` when nothing waits.
+    fn claim(&self) -> Result<Option<ProcessingAssignment>, SourceError>;
+    /// Keeps the lease (with progress when given); answers whether cancel was requested.
+    fn renew(&self, job: &ProcessingAssignment, progress: Option<(u64, u64)>) -> Result<Renewal, SourceError>;
+    fn complete(&self, job: &ProcessingAssignment, completion: ProcessingCompletion) -> Result<(), SourceError>;
+    fn fail(&self, job: &ProcessingAssignment, reason: String) -> Result<(), SourceError>;
+    /// Canceled as asked (`true`) or abandoned because the worker stops (`false`).
+    fn stop(&self, job: &ProcessingAssignment, canceled: bool) -> Result<(), SourceError>;
+}
+
+/// How a job ended, as this worker saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptEnd {
+    Completed,
+    Failed,
+    Canceled,
+    /// Stopped because the worker is shutting down (the job is queued again).
+    Abandoned,
+    /// The lease was lost; the server has already queued the job again.
+    LeaseLost,
+}
+
+/// Runs one claimed job to its end and reports it. `cached` keeps the last model open between
+/// jobs. Blocking; renews the lease from a helper thread while the pipeline runs.
+pub fn run_assignment(
+    source: &dyn ProcessingJobSource,
+    storage_root: &Path,
+    models: &crate::model::ModelRegistry,
+    cached: &mut Option<(String, Box<dyn EmbeddingModel>)>,
+    job: &ProcessingAssignment,
+    stopping: &AtomicBool,
+) -> AttemptEnd {
+    let cancel_requested = AtomicBool::new(false);
+    let lease_lost = AtomicBool::new(false);
+    let renew_every = Duration::from_secs_f64((job.lease_seconds / 3.0).clamp(0.05, 10.0));
+    let (stop_renewing, renewals_stop) = mpsc::channel::<()>();
+    let (cancel, lost) = (&cancel_requested, &lease_lost);
+    let outcome = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            // Renews until the job ends (the sender is dropped) or the lease is lost.
+            while let Err(mpsc::RecvTimeoutError::Timeout) = renewals_stop.recv_timeout(renew_every) {
+                match source.renew(job, None) {
+                    Ok(renewal) => {
+                        if renewal.cancel_requested {
+                            cancel.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    Err(SourceError::LeaseLost(_)) => {
+                        lost.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(job = job.job_id, error = %error, "renewing the lease failed; retrying")
+                    }
+                }
+            }
+        });
+        let outcome = encode_assignment(source, storage_root, models, cached, job, stopping, cancel, lost);
+        drop(stop_renewing);
+        outcome
+    });
+    let reported = match outcome {
+        Ok(Encoded::Done(completion)) => source.complete(job, completion).map(|()| AttemptEnd::Completed),
+        Ok(Encoded::Stopped) if lease_lost.load(Ordering::Relaxed) => Ok(AttemptEnd::LeaseLost),
+        Ok(Encoded::Stopped) if cancel_requested.load(Ordering::Relaxed) => {
+            source.stop(job, true).map(|()| AttemptEnd::Canceled)
+        }
+        Ok(Encoded::Stopped) => source.stop(job, false).map(|()| AttemptEnd::Abandoned),
+        Err(error) => {
+            *cached = None;
+            let _ = crate::artifacts::files::remove_if_exists(&crate::artifacts::files::temp_sibling(
+                &storage_root.join(&job.staged_path),
+            ));
+            let reason = format!("{error:#}");
+            tracing::warn!(job = job.job_id, attempt = job.attempt, reason = %reason, "processing job failed");
+            source.fail(job, reason).map(|()| AttemptEnd::Failed)
+        }
+    };
+    match reported {
+        Ok(end) => end,
+        Err(SourceError::LeaseLost(message)) => {
+            tracing::warn!(job = job.job_id, attempt = job.attempt, %message, "the attempt was no longer ours");
+            AttemptEnd::LeaseLost
+        }
+        Err(error) => {
+            tracing::error!(job = job.job_id, error = %error, "could not report the end of a job; its lease will lapse");
+            AttemptEnd::LeaseLost
+        }
+    }
+}
+
+enum Encoded {
+    Done(ProcessingCompletion),
+    Stopped,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn encode_assignment(
+    source: &dyn ProcessingJobSource,
+    storage_root: &Path,
+    models: &crate::model::ModelRegistry,
+    cached: &mut Option<(String, Box<dyn EmbeddingModel>)>,
+    job: &ProcessingAssignment,
+    stopping: &AtomicBool,
+    cancel_requested: &AtomicBool,
+    lease_lost: &AtomicBool,
+) -> anyhow::Result<Encoded> {
+    let (encoding, mut model, model_version) = open_job_model(models, &job.config, cached)?;
+    let batch_size = job.batch_size.unwrap_or_else(|| {
+        models
+            .find(&job.config.model_name)
+            .map_or(crate::model::DEFAULT_BATCH_SIZE, |registered| registered.batch.batch_size)
+    });
+    let audio_path = storage_root.join(&job.audio_path);
+    let staged_path = storage_root.join(&job.staged_path);
+    if let Some(parent) = staged_path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let mut last_report: Option<Instant> = None;
+    let mut after_batch = |done: u64, planned: Option<u64>| {
+        if last_report.is_none_or(|at| at.elapsed() >= PROGRESS_INTERVAL) {
+            last_report = Some(Instant::now());
+            match source.renew(job, Some((done, planned.unwrap_or(0).max(done)))) {
+                Ok(renewal) if renewal.cancel_requested => cancel_requested.store(true, Ordering::Relaxed),
+                Ok(_) => {}
+                Err(SourceError::LeaseLost(_)) => lease_lost.store(true, Ordering::Relaxed),
+                Err(error) => tracing::warn!(job = job.job_id, error = %error, "reporting progress failed"),
+            }
+        }
+        if cancel_requested.load(Ordering::Relaxed)
+            || lease_lost.load(Ordering::Relaxed)
+            || stopping.load(Ordering::Relaxed)
+        {
+            Proceed::Stop
+        } else {
+            Proceed::Continue
+        }
+    };
+    let outcome = encode_file(
+        &audio_path,
+        &encoding,
+        model.as_mut(),
+        &staged_path,
+        job.metadata.clone(),
+        batch_size.max(1),
+        &mut after_batch,
+    );
+    *cached = Some((model_version, model));
+    let outcome = outcome.with_context(|| format!("encoding audio file {}", job.audio_file_id))?;
+    Ok(match outcome {
+        EncodeOutcome::Promoted { rows, warnings } => {
+            Encoded::Done(ProcessingCompletion { rows: Some(rows), warnings })
+        }
+        EncodeOutcome::NoWindows { warnings } => Encoded::Done(ProcessingCompletion { rows: None, warnings }),
+        EncodeOutcome::Stopped => Encoded::Stopped,
+    })
+}
