@@ -122,11 +122,32 @@ impl WorkerCoordinator {
                 }
             }
         }
+        WorkerCoordinator::new(lease)
+    }
+
+    /// A coordinator with no leases that leaves staged files where they are.
+    pub fn new(lease: Duration) -> WorkerCoordinator {
         WorkerCoordinator {
             tables: Mutex::new(Tables { leases: LeaseTable::new(lease), directory: WorkerDirectory::default() }),
             api_calls: AtomicU64::new(0),
             lapsed_leases: AtomicU64::new(0),
         }
+    }
+
+    /// The staged paths (relative to the storage root, with their `.tmp` siblings) that a
+    /// live processing lease may still write or complete; any other file in `tmp/workers/`
+    /// is an orphan.
+    pub fn held_staged_paths(&self) -> Vec<String> {
+        let now = Instant::now();
+        let held = self.tables().leases.live(now);
+        held.into_iter()
+            .filter(|(job, _)| job.kind == JobKind::Processing)
+            .flat_map(|(job, lease)| {
+                let staged = super::staged_processing_path(job.job_id, lease.attempt);
+                let writing = crate::artifacts::files::temp_sibling(Path::new(&staged)).to_string_lossy().into_owned();
+                [staged, writing]
+            })
+            .collect()
     }
 
     fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {

@@ -148,6 +148,15 @@ impl LeaseTable {
         lapsed.into_iter().filter_map(|job| self.leases.remove(&job).map(|lease| (job, lease))).collect()
     }
 
+    /// The leases that have not lapsed at `now`.
+    pub fn live(&self, now: Instant) -> Vec<(LeasedJob, Lease)> {
+        self.leases
+            .iter()
+            .filter(|(_, lease)| now <= lease.expires_at)
+            .map(|(job, lease)| (*job, lease.clone()))
+            .collect()
+    }
+
     /// The leases a worker holds now.
     pub fn held_by(&self, worker_id: &str) -> Vec<(LeasedJob, Lease)> {
         self.leases
