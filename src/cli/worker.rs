@@ -54,7 +54,7 @@ struct HttpJobSource {
 
 /// What asking for a job gave.
 enum Claimed {
-    Job(Option<ProcessingAssignment>),
+    Job(Option<Box<ProcessingAssignment>>),
     /// The server does not know this worker id (it restarted, or forgot a silent worker).
     Forgotten,
     Failed(SourceError),
@@ -79,7 +79,7 @@ impl HttpJobSource {
 
     fn answer<T: DeserializeOwned>(path: &str, status: u16, answer: &[u8]) -> Result<Option<T>, SourceError> {
         let message = || {
-            serde_json::from_slice::<serde_json::Value>(&answer)
+            serde_json::from_slice::<serde_json::Value>(answer)
                 .ok()
                 .and_then(|json| json.get("error").and_then(|error| error.as_str()).map(String::from))
                 .unwrap_or_else(|| String::from_utf8_lossy(answer).into_owned())
@@ -106,7 +106,7 @@ impl HttpJobSource {
         match self.client.send_raw("POST", &path, Some("application/json"), body) {
             Ok((404, _)) => Claimed::Forgotten,
             Ok((status, answer)) => match Self::answer(&path, status, &answer) {
-                Ok(job) => Claimed::Job(job),
+                Ok(job) => Claimed::Job(job.map(Box::new)),
                 Err(error) => Claimed::Failed(error),
             },
             Err(error) => Claimed::Failed(SourceError::Other(error)),
@@ -169,7 +169,7 @@ fn pause_unless_stopping(pause: std::time::Duration, stopping: &AtomicBool) {
 impl ProcessingJobSource for HttpJobSource {
     fn claim(&self) -> Result<Option<ProcessingAssignment>, SourceError> {
         match self.claim_as(&self.worker_id()) {
-            Claimed::Job(job) => Ok(job),
+            Claimed::Job(job) => Ok(job.map(|job| *job)),
             Claimed::Forgotten => Err(SourceError::LeaseLost("the server does not know this worker".into())),
             Claimed::Failed(error) => Err(error),
         }
