@@ -371,7 +371,7 @@ pub fn render_workers(listing: &WorkersListing) -> String {
         out.push_str("no remote workers are connected (workers inside the server are not listed)\n");
         return out;
     }
-    out.push_str(&format!("{:<6} {:<28} {:>7} {:>10}  doing\n", "id", "name", "threads", "heard"));
+    out.push_str(&format!("{:<8} {:<28} {:>7} {:>10}  doing\n", "id", "name", "threads", "heard"));
     for worker in &listing.workers {
         let doing = if worker.jobs.is_empty() {
             "idle".to_string()
@@ -394,7 +394,7 @@ pub fn render_workers(listing: &WorkersListing) -> String {
                 .join("; ")
         };
         out.push_str(&format!(
-            "{:<6} {:<28} {:>7} {:>8.1}s  {doing}\n",
+            "{:<8} {:<28} {:>7} {:>8.1}s  {doing}\n",
             worker.worker_id,
             worker.name.chars().take(28).collect::<String>(),
             worker.threads,

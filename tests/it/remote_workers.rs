@@ -200,6 +200,7 @@ fn a_worker_registers_again_after_the_server_restarts_and_carries_on() {
     assert!(second.starts_with("humpback worker w"), "{second}");
     let second_id =
         second.strip_prefix("humpback worker ").and_then(|rest| rest.split(' ').next()).unwrap().to_string();
+    assert_ne!(first_id, second_id, "an id of the earlier run is never handed out again");
     let after = queue_folder(&address, "after")[0];
     wait_until(&address, Duration::from_secs(120), "both jobs to complete after the restart", || {
         job_status(&address, before) == "complete" && job_status(&address, after) == "complete"
