@@ -46,6 +46,9 @@ pub struct Settings {
     pub time_patterns: Vec<crate::recording_time::TimePattern>,
     /// How long a remote worker's claim holds without a renewal.
     pub lease: std::time::Duration,
+    /// Leave the files remote workers staged in `tmp/workers/` at open instead of removing
+    /// them (`humpback artifacts orphans` lists them first).
+    pub keep_staged_worker_files: bool,
 }
 
 impl Default for Settings {
@@ -64,6 +67,7 @@ impl Default for Settings {
             import_roots: Vec::new(),
             time_patterns: Vec::new(),
             lease: std::time::Duration::from_secs_f64(crate::workers::DEFAULT_LEASE_SECONDS),
+            keep_staged_worker_files: false,
         }
     }
 }
@@ -141,7 +145,11 @@ impl Humpback {
         tracing::info!(head = %log.head(), projected = %reached, data_dir = %data_dir.root().display(), "data directory open");
         let projected = projector.subscribe();
         let reader = ProjectionReader::new(&data_dir.projections_db());
-        let remote_workers = Arc::new(crate::workers::WorkerCoordinator::open(data_dir.root(), settings.lease));
+        let remote_workers = Arc::new(if settings.keep_staged_worker_files {
+            crate::workers::WorkerCoordinator::new(settings.lease)
+        } else {
+            crate::workers::WorkerCoordinator::open(data_dir.root(), settings.lease)
+        });
         Ok(Humpback {
             data_dir,
             settings,

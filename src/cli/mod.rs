@@ -148,6 +148,7 @@ impl ServeArgs {
         }
         Ok(crate::app::Settings {
             lease: std::time::Duration::from_secs_f64(self.lease_seconds),
+            keep_staged_worker_files: false,
             max_upload_bytes: self.max_upload_bytes,
             models_dir: self.models_dir.clone(),
             enable_fake_model: self.enable_fake_model,

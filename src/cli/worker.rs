@@ -43,27 +43,50 @@ pub struct WorkerArgs {
     pub name: Option<String>,
 }
 
-/// The server's worker API as a [`ProcessingJobSource`].
+/// The server's worker API as a [`ProcessingJobSource`]. The worker id changes when the
+/// worker registers again after the server forgot it (a restart).
 struct HttpJobSource {
     client: ServerClient,
-    worker_id: String,
+    worker_id: std::sync::RwLock<String>,
+    /// Held while registering again, so that one thread registers for all.
+    registering: std::sync::Mutex<()>,
+}
+
+/// What asking for a job gave.
+enum Claimed {
+    Job(Option<Box<ProcessingAssignment>>),
+    /// The server does not know this worker id (it restarted, or forgot a silent worker).
+    Forgotten,
+    Failed(SourceError),
 }
 
 impl HttpJobSource {
+    fn new(client: ServerClient, worker_id: String) -> HttpJobSource {
+        HttpJobSource { client, worker_id: std::sync::RwLock::new(worker_id), registering: std::sync::Mutex::new(()) }
+    }
+
+    fn worker_id(&self) -> String {
+        self.worker_id.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
     /// Posts JSON; 2xx gives the parsed answer (`None` for 204), 409 a lost lease.
     fn post<T: DeserializeOwned>(&self, path: &str, body: serde_json::Value) -> Result<Option<T>, SourceError> {
         let bytes = serde_json::to_vec(&body).map_err(|error| SourceError::Other(error.into()))?;
         let (status, answer) =
             self.client.send_raw("POST", path, Some("application/json"), bytes).map_err(SourceError::Other)?;
+        Self::answer(path, status, &answer)
+    }
+
+    fn answer<T: DeserializeOwned>(path: &str, status: u16, answer: &[u8]) -> Result<Option<T>, SourceError> {
         let message = || {
-            serde_json::from_slice::<serde_json::Value>(&answer)
+            serde_json::from_slice::<serde_json::Value>(answer)
                 .ok()
                 .and_then(|json| json.get("error").and_then(|error| error.as_str()).map(String::from))
-                .unwrap_or_else(|| String::from_utf8_lossy(&answer).into_owned())
+                .unwrap_or_else(|| String::from_utf8_lossy(answer).into_owned())
         };
         match status {
             204 => Ok(None),
-            200..=299 => serde_json::from_slice(&answer)
+            200..=299 => serde_json::from_slice(answer)
                 .map(Some)
                 .map_err(|error| SourceError::Other(anyhow!("the answer of {path} is not the expected JSON: {error}"))),
             409 | 404 => Err(SourceError::LeaseLost(message())),
@@ -73,13 +96,83 @@ impl HttpJobSource {
     }
 
     fn job_path(&self, job: &ProcessingAssignment, action: &str) -> String {
-        format!("/api/workers/{}/processing-jobs/{}/{action}", self.worker_id, job.job_id)
+        format!("/api/workers/{}/processing-jobs/{}/{action}", self.worker_id(), job.job_id)
+    }
+
+    /// Asks for a job as `worker_id`, telling a forgotten worker (404) from other failures.
+    fn claim_as(&self, worker_id: &str) -> Claimed {
+        let path = format!("/api/workers/{worker_id}/claim");
+        let body = serde_json::json!({ "wait_seconds": 10.0 }).to_string().into_bytes();
+        match self.client.send_raw("POST", &path, Some("application/json"), body) {
+            Ok((404, _)) => Claimed::Forgotten,
+            Ok((status, answer)) => match Self::answer(&path, status, &answer) {
+                Ok(job) => Claimed::Job(job.map(Box::new)),
+                Err(error) => Claimed::Failed(error),
+            },
+            Err(error) => Claimed::Failed(SourceError::Other(error)),
+        }
+    }
+
+    /// Registers again after the server forgot `stale_id`, unless another thread already did;
+    /// retries with a growing pause (at most [`MAX_PAUSE`]) while the server cannot be reached.
+    /// False when stopping first or when the server refuses the registration.
+    fn register_again(&self, stale_id: &str, request: &RegisterRequest, stopping: &AtomicBool) -> bool {
+        let _registering = self.registering.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.worker_id() != stale_id {
+            return true;
+        }
+        let mut pause = FIRST_PAUSE;
+        while !stopping.load(Ordering::Relaxed) {
+            match register(&self.client, request) {
+                Ok(registered) => {
+                    tracing::warn!(old = %stale_id, new = %registered.worker_id, "the server forgot this worker; registered again");
+                    // The same line as at start (scripts read it); a closed stdout is no reason to stop.
+                    let line = format!(
+                        "humpback worker {} registered with {}\n",
+                        registered.worker_id,
+                        self.client.base_url()
+                    );
+                    let _ = std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes());
+                    *self.worker_id.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = registered.worker_id;
+                    return true;
+                }
+                Err(RegisterError::Refused(error)) => {
+                    tracing::error!(error = format!("{error:#}"), "the server refused to register this worker again");
+                    return false;
+                }
+                Err(RegisterError::Unreachable(error)) => {
+                    tracing::warn!(error = format!("{error:#}"), "cannot register again; trying again");
+                    pause_unless_stopping(pause, stopping);
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
+            }
+        }
+        false
+    }
+}
+
+const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sleeps for `pause`, waking early (within 100 ms) when the worker is stopping.
+fn pause_unless_stopping(pause: std::time::Duration, stopping: &AtomicBool) {
+    let until = std::time::Instant::now() + pause;
+    while !stopping.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(std::time::Duration::from_millis(100)));
     }
 }
 
 impl ProcessingJobSource for HttpJobSource {
     fn claim(&self) -> Result<Option<ProcessingAssignment>, SourceError> {
-        self.post(&format!("/api/workers/{}/claim", self.worker_id), serde_json::json!({ "wait_seconds": 10.0 }))
+        match self.claim_as(&self.worker_id()) {
+            Claimed::Job(job) => Ok(job.map(|job| *job)),
+            Claimed::Forgotten => Err(SourceError::LeaseLost("the server does not know this worker".into())),
+            Claimed::Failed(error) => Err(error),
+        }
     }
 
     fn renew(&self, job: &ProcessingAssignment, progress: Option<(u64, u64)>) -> Result<Renewal, SourceError> {
@@ -110,15 +203,27 @@ impl ProcessingJobSource for HttpJobSource {
     }
 }
 
-fn register(client: &ServerClient, name: &str, threads: usize) -> anyhow::Result<Registered> {
-    let source =
-        HttpJobSource { client: ServerClient::new(client.base_url(), super::client_token()), worker_id: String::new() };
-    let request = RegisterRequest { name: name.to_string(), kinds: vec![JobKind::Processing], threads };
-    match source.post::<Registered>("/api/workers/register", serde_json::to_value(&request)?) {
+/// Why a registration did not succeed: worth retrying, or not.
+enum RegisterError {
+    Unreachable(anyhow::Error),
+    Refused(anyhow::Error),
+}
+
+fn register(client: &ServerClient, request: &RegisterRequest) -> Result<Registered, RegisterError> {
+    let path = "/api/workers/register";
+    let body = serde_json::to_vec(request).map_err(|error| RegisterError::Refused(error.into()))?;
+    let (status, answer) = client.send_raw("POST", path, Some("application/json"), body).map_err(|error| {
+        RegisterError::Unreachable(error.context(format!("registering with {}", client.base_url())))
+    })?;
+    match HttpJobSource::answer::<Registered>(path, status, &answer) {
         Ok(Some(registered)) => Ok(registered),
-        Ok(None) => bail!("the server gave no answer to the registration"),
-        Err(SourceError::LeaseLost(message)) => bail!("the server refused the registration: {message}"),
-        Err(SourceError::Other(error)) => Err(error.context(format!("registering with {}", client.base_url()))),
+        Ok(None) => Err(RegisterError::Refused(anyhow!("the server gave no answer to the registration"))),
+        Err(SourceError::LeaseLost(message)) => {
+            Err(RegisterError::Refused(anyhow!("the server refused the registration: {message}")))
+        }
+        // A server starting or overloaded (5xx) is worth another try; 4xx is not.
+        Err(SourceError::Other(error)) if status >= 500 => Err(RegisterError::Unreachable(error)),
+        Err(SourceError::Other(error)) => Err(RegisterError::Refused(error)),
     }
 }
 
@@ -139,7 +244,9 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<i32> {
         let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
         format!("{}:{}", if host.is_empty() { "worker" } else { &host }, std::process::id())
     });
-    let registered = register(&client, &name, threads)?;
+    let request = RegisterRequest { name: name.clone(), kinds: vec![JobKind::Processing], threads };
+    let registered = register(&client, &request)
+        .map_err(|(RegisterError::Unreachable(error) | RegisterError::Refused(error))| error)?;
     let storage = args.storage.clone().unwrap_or_else(|| PathBuf::from(&registered.storage));
     if !storage.is_dir() {
         bail!(
@@ -161,16 +268,17 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<i32> {
     tracing::info!(worker = %registered.worker_id, %name, storage = %storage.display(), threads, "worker registered");
     // Tests and scripts read this line.
     println!("humpback worker {} registered with {}", registered.worker_id, client.base_url());
-    let source = Arc::new(HttpJobSource { client, worker_id: registered.worker_id.clone() });
+    let source = Arc::new(HttpJobSource::new(client, registered.worker_id.clone()));
+    let request = Arc::new(request);
     let stopping = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let handles: Vec<_> = (0..threads)
         .map(|thread| {
-            let (source, stopping, models, storage) =
-                (source.clone(), stopping.clone(), models.clone(), storage.clone());
+            let (source, stopping, models, storage, request) =
+                (source.clone(), stopping.clone(), models.clone(), storage.clone(), request.clone());
             std::thread::Builder::new()
                 .name(format!("worker-{thread}"))
-                .spawn(move || work(source.as_ref(), &storage, &models, &stopping))
+                .spawn(move || work(source.as_ref(), &request, &storage, &models, &stopping))
         })
         .collect::<Result<_, _>>()
         .context("starting worker threads")?;
@@ -193,39 +301,45 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<i32> {
     stopping.store(true, Ordering::Relaxed);
     let _ = watcher.join();
     let _ =
-        source.post::<serde_json::Value>(&format!("/api/workers/{}/leave", source.worker_id), serde_json::json!({}));
+        source.post::<serde_json::Value>(&format!("/api/workers/{}/leave", source.worker_id()), serde_json::json!({}));
     Ok(0)
 }
 
 /// One thread: claim, run, report, until stopping. Errors reaching the server are retried
-/// with a growing pause; a server that forgot this worker (restart) ends the thread.
+/// with a growing pause; when the server has forgotten this worker (it restarted), the worker
+/// registers again and carries on. A job whose lease was lost that way is dropped: the
+/// restarted server abandoned its attempt and queues the job again.
 fn work(
     source: &HttpJobSource,
+    request: &RegisterRequest,
     storage: &std::path::Path,
     models: &crate::model::ModelRegistry,
     stopping: &AtomicBool,
 ) {
     let mut cached = None;
-    let mut pause = std::time::Duration::from_millis(200);
+    let mut pause = FIRST_PAUSE;
     while !stopping.load(Ordering::Relaxed) {
-        match source.claim() {
-            Ok(Some(job)) => {
-                pause = std::time::Duration::from_millis(200);
+        let worker_id = source.worker_id();
+        match source.claim_as(&worker_id) {
+            Claimed::Job(Some(job)) => {
+                pause = FIRST_PAUSE;
                 let end = run_assignment(source, storage, models, &mut cached, &job, stopping);
                 tracing::info!(job = job.job_id, attempt = job.attempt, end = ?end, "job ended");
                 if end == AttemptEnd::Abandoned {
                     return;
                 }
             }
-            Ok(None) => {}
-            Err(SourceError::LeaseLost(message)) => {
-                tracing::error!(%message, "the server no longer knows this worker; stopping (start it again to register anew)");
-                return;
+            Claimed::Job(None) => pause = FIRST_PAUSE,
+            Claimed::Forgotten => {
+                if !source.register_again(&worker_id, request, stopping) {
+                    return;
+                }
+                pause = FIRST_PAUSE;
             }
-            Err(SourceError::Other(error)) => {
+            Claimed::Failed(error) => {
                 tracing::warn!(error = format!("{error:#}"), "cannot claim a job; trying again");
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(std::time::Duration::from_secs(10));
+                pause_unless_stopping(pause, stopping);
+                pause = (pause * 2).min(MAX_PAUSE);
             }
         }
     }
@@ -257,7 +371,7 @@ pub fn render_workers(listing: &WorkersListing) -> String {
         out.push_str("no remote workers are connected (workers inside the server are not listed)\n");
         return out;
     }
-    out.push_str(&format!("{:<6} {:<28} {:>7} {:>10}  doing\n", "id", "name", "threads", "heard"));
+    out.push_str(&format!("{:<8} {:<28} {:>7} {:>10}  doing\n", "id", "name", "threads", "heard"));
     for worker in &listing.workers {
         let doing = if worker.jobs.is_empty() {
             "idle".to_string()
@@ -280,7 +394,7 @@ pub fn render_workers(listing: &WorkersListing) -> String {
                 .join("; ")
         };
         out.push_str(&format!(
-            "{:<6} {:<28} {:>7} {:>8.1}s  {doing}\n",
+            "{:<8} {:<28} {:>7} {:>8.1}s  {doing}\n",
             worker.worker_id,
             worker.name.chars().take(28).collect::<String>(),
             worker.threads,

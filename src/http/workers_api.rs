@@ -36,15 +36,18 @@ fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(value)| value).map_err(|rejection| ApiError::unprocessable(rejection.body_text()))
 }
 
-/// `w` and digits, as the server hands them out.
+/// `w`, digits, and the run tag (`w1-k3f9`), as the server hands them out.
 fn worker_id(text: &str) -> Result<String, ApiError> {
-    let valid =
-        text.len() <= 32 && text.starts_with('w') && text[1..].chars().all(|c| c.is_ascii_digit()) && text.len() > 1;
+    let (number, run) = text.strip_prefix('w').map_or(("", ""), |rest| rest.split_once('-').unwrap_or((rest, "")));
+    let valid = text.len() <= 32
+        && !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit())
+        && run.chars().all(|c| c.is_ascii_alphanumeric());
     if valid {
         Ok(text.to_string())
     } else {
         Err(ApiError::bad_request(format!(
-            "worker id {:?} is not one this server hands out (w1, w2, ...)",
+            "worker id {:?} is not one this server hands out (w1-k3f9, w2-k3f9, ...)",
             text.chars().take(40).collect::<String>()
         )))
     }

@@ -122,11 +122,35 @@ impl WorkerCoordinator {
                 }
             }
         }
+        WorkerCoordinator::new(lease)
+    }
+
+    /// A coordinator with no leases that leaves staged files where they are.
+    pub fn new(lease: Duration) -> WorkerCoordinator {
         WorkerCoordinator {
-            tables: Mutex::new(Tables { leases: LeaseTable::new(lease), directory: WorkerDirectory::default() }),
+            tables: Mutex::new(Tables {
+                leases: LeaseTable::new(lease),
+                directory: WorkerDirectory::for_run(&run_tag()),
+            }),
             api_calls: AtomicU64::new(0),
             lapsed_leases: AtomicU64::new(0),
         }
+    }
+
+    /// The staged paths (relative to the storage root, with their `.tmp` siblings) that a
+    /// live processing lease may still write or complete; any other file in `tmp/workers/`
+    /// is an orphan.
+    pub fn held_staged_paths(&self) -> Vec<String> {
+        let now = Instant::now();
+        let held = self.tables().leases.live(now);
+        held.into_iter()
+            .filter(|(job, _)| job.kind == JobKind::Processing)
+            .flat_map(|(job, lease)| {
+                let staged = super::staged_processing_path(job.job_id, lease.attempt);
+                let writing = crate::artifacts::files::temp_sibling(Path::new(&staged)).to_string_lossy().into_owned();
+                [staged, writing]
+            })
+            .collect()
     }
 
     fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -501,6 +525,20 @@ impl WorkerCoordinator {
             lapsed_leases: self.lapsed_leases.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Four base-36 characters from the clock and the process id, different (almost surely) for
+/// each run of the server.
+fn run_tag() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_nanos());
+    let mut value = (nanos ^ (u128::from(std::process::id()) << 20)) as u64;
+    (0..4)
+        .map(|_| {
+            let digit = (value % 36) as u32;
+            value /= 36;
+            char::from_digit(digit, 36).unwrap_or('0')
+        })
+        .collect()
 }
 
 fn unknown(worker_id: &str) -> CoordinatorError {

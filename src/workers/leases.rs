@@ -148,6 +148,15 @@ impl LeaseTable {
         lapsed.into_iter().filter_map(|job| self.leases.remove(&job).map(|lease| (job, lease))).collect()
     }
 
+    /// The leases that have not lapsed at `now`.
+    pub fn live(&self, now: Instant) -> Vec<(LeasedJob, Lease)> {
+        self.leases
+            .iter()
+            .filter(|(_, lease)| now <= lease.expires_at)
+            .map(|(job, lease)| (*job, lease.clone()))
+            .collect()
+    }
+
     /// The leases a worker holds now.
     pub fn held_by(&self, worker_id: &str) -> Vec<(LeasedJob, Lease)> {
         self.leases
@@ -170,14 +179,22 @@ pub struct ConnectedWorker {
     pub last_heard: Instant,
 }
 
-/// Registered workers, by id (`w1`, `w2`, ...; never reused while the server runs).
+/// Registered workers, by id (`w1`, `w2`, ...; never reused while the server runs). A run tag
+/// (`w1-k3f9`) keeps a worker that registered with an earlier run of the server from passing
+/// for one that registered with this run under the same number.
 #[derive(Debug, Clone, Default)]
 pub struct WorkerDirectory {
     next_number: u64,
+    run: String,
     workers: BTreeMap<String, ConnectedWorker>,
 }
 
 impl WorkerDirectory {
+    /// A directory whose ids end with `-{run}` (no tag when `run` is empty).
+    pub fn for_run(run: &str) -> WorkerDirectory {
+        WorkerDirectory { run: run.to_string(), ..WorkerDirectory::default() }
+    }
+
     pub fn register(
         &mut self,
         name: &str,
@@ -187,7 +204,10 @@ impl WorkerDirectory {
         now: Instant,
     ) -> String {
         self.next_number += 1;
-        let worker_id = format!("w{}", self.next_number);
+        let worker_id = match self.run.as_str() {
+            "" => format!("w{}", self.next_number),
+            run => format!("w{}-{run}", self.next_number),
+        };
         self.workers.insert(
             worker_id.clone(),
             ConnectedWorker {
@@ -274,6 +294,16 @@ mod tests {
         assert_eq!(lapsed.iter().map(|(job, _)| *job).collect::<Vec<_>>(), vec![JOB]);
         assert_eq!(table.held_by("w2").len(), 1);
         assert!(table.held_by("w1").is_empty());
+    }
+
+    #[test]
+    fn the_same_number_in_two_runs_of_the_server_is_two_ids() {
+        let start = Instant::now();
+        let earlier = WorkerDirectory::for_run("k3f9").register("a", vec![JobKind::Processing], 1, 0, start);
+        let mut later = WorkerDirectory::for_run("x0q2");
+        let newcomer = later.register("b", vec![JobKind::Processing], 1, 0, start);
+        assert_eq!((earlier.as_str(), newcomer.as_str()), ("w1-k3f9", "w1-x0q2"));
+        assert!(!later.heard_from(&earlier, start), "a worker of the earlier run must register again");
     }
 
     #[test]

@@ -123,7 +123,15 @@ pub fn run_assignment(
         outcome
     });
     let reported = match outcome {
-        Ok(Encoded::Done(completion)) => source.complete(job, completion).map(|()| AttemptEnd::Completed),
+        Ok(Encoded::Done(completion)) => {
+            let completed = source.complete(job, completion).map(|()| AttemptEnd::Completed);
+            if matches!(completed, Err(SourceError::LeaseLost(_))) {
+                // The attempt is no longer ours (a server that restarted does not know it, so
+                // it would not remove the file): the staged file names this attempt only.
+                let _ = crate::artifacts::files::remove_if_exists(&storage_root.join(&job.staged_path));
+            }
+            completed
+        }
         Ok(Encoded::Stopped) if lease_lost.load(Ordering::Relaxed) => Ok(AttemptEnd::LeaseLost),
         Ok(Encoded::Stopped) if cancel_requested.load(Ordering::Relaxed) => {
             source.stop(job, true).map(|()| AttemptEnd::Canceled)

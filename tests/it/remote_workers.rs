@@ -48,8 +48,12 @@ fn first_line(child: &mut Child) -> String {
 }
 
 fn start_server(dir: &Path) -> (Running, String) {
+    start_server_at(dir, "127.0.0.1:0")
+}
+
+fn start_server_at(dir: &Path, bind: &str) -> (Running, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_humpback"))
-        .args(["--data-dir", dir.to_str().unwrap(), "--bind", "127.0.0.1:0", "--token", TOKEN, "serve"])
+        .args(["--data-dir", dir.to_str().unwrap(), "--bind", bind, "--token", TOKEN, "serve"])
         .args(["--enable-fake-model", "--workers", "0", "--clustering-workers", "0", "--batch-size", "1"])
         .args(["--lease-seconds", &LEASE_SECONDS.to_string()])
         .env("RUST_LOG", "warn")
@@ -129,13 +133,111 @@ fn job_status(address: &str, job: u64) -> String {
 }
 
 fn register_recordings(data_dir: &DataDir, count: u32, seconds: f64) {
+    register_recordings_in(data_dir, "survey", 0..count, seconds);
+}
+
+fn register_recordings_in(data_dir: &DataDir, folder: &str, seeds: std::ops::Range<u32>, seconds: f64) {
     let humpback = Humpback::open_with(data_dir.clone(), settings(0)).unwrap();
-    for seed in 0..count {
+    for seed in seeds {
         let staged =
             humpback::ingest::stage_copy(&humpback.data_dir.tmp_dir(), &chirp_wav(seconds, 16_000, seed)[..], u64::MAX)
                 .unwrap();
-        humpback::ingest::register_staged(&humpback, staged, &format!("survey-{seed}.wav"), "survey").unwrap();
+        humpback::ingest::register_staged(&humpback, staged, &format!("{folder}-{seed}.wav"), folder).unwrap();
     }
+}
+
+fn queue_folder(address: &str, folder: &str) -> Vec<u64> {
+    let (status, queued) = call(
+        "POST",
+        &format!("{address}/api/processing-jobs"),
+        Some(TOKEN),
+        Some(json!({ "folder": folder, "model": "fake" })),
+    );
+    assert!(status == 200 || status == 201 || status == 202, "queue {folder}: {status} {queued}");
+    queued.as_array().expect("jobs").iter().map(|job| job["id"].as_u64().unwrap()).collect()
+}
+
+/// A worker process outlives a server restart: the server is stopped in the middle of the
+/// worker's job and started again on the same data directory and port; the worker drops the
+/// attempt the restarted server abandoned, registers again (the same process prints a second
+/// `registered` line) and runs both the requeued job and a newly queued one.
+#[test]
+fn a_worker_registers_again_after_the_server_restarts_and_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = DataDir::new(dir.path());
+    register_recordings_in(&data_dir, "before", 0..1, 240.0);
+    register_recordings_in(&data_dir, "after", 1..2, 5.0);
+    let (server, address) = start_server(dir.path());
+    let bind = address.strip_prefix("http://").unwrap_or(&address).to_string();
+    let mut worker = start_worker(&address, "survivor", Some(TOKEN));
+    let (lines_sender, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = worker.0.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next_line = |what: &str| {
+        lines.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    };
+    let first = next_line("the worker's registration");
+    let first_id = first.strip_prefix("humpback worker ").and_then(|rest| rest.split(' ').next()).unwrap().to_string();
+
+    let before = queue_folder(&address, "before")[0];
+    wait_until(&address, Duration::from_secs(60), "the worker in the middle of its job", || {
+        let (_, listing) = call("GET", &format!("{address}/api/workers"), Some(TOKEN), None);
+        listing["workers"][0]["jobs"][0]["windows_done"].as_u64().is_some_and(|done| done > 0)
+    });
+    let mut server = server;
+    assert!(terminate(&mut server.0).success(), "the server stops cleanly");
+    drop(server);
+    let (_server, restarted) = start_server_at(dir.path(), &bind);
+    assert_eq!(restarted, address, "the same port");
+
+    let second = next_line("the worker to register again");
+    assert!(second.starts_with("humpback worker w"), "{second}");
+    let second_id =
+        second.strip_prefix("humpback worker ").and_then(|rest| rest.split(' ').next()).unwrap().to_string();
+    assert_ne!(first_id, second_id, "an id of the earlier run is never handed out again");
+    let after = queue_folder(&address, "after")[0];
+    wait_until(&address, Duration::from_secs(120), "both jobs to complete after the restart", || {
+        job_status(&address, before) == "complete" && job_status(&address, after) == "complete"
+    });
+    assert!(worker.0.try_wait().unwrap().is_none(), "the same worker process is still running");
+    let (_, listing) = call("GET", &format!("{address}/api/workers"), Some(TOKEN), None);
+    let workers = listing["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1, "{listing}");
+    assert_eq!((workers[0]["name"].as_str(), workers[0]["worker_id"].as_str()), (Some("survivor"), Some(&*second_id)));
+    assert!(terminate(&mut worker.0).success(), "the worker stops cleanly on SIGTERM");
+    let mut server = _server;
+    assert!(terminate(&mut server.0).success(), "the restarted server stops cleanly");
+
+    let humpback = Humpback::open_with(data_dir.clone(), settings(0)).unwrap();
+    let events: Vec<Event> = humpback
+        .log
+        .read_after(humpback::domain::ids::EventSeq(0), 1_000_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    let claims = |job: u64| -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|event| match event {
+                Event::ProcessingJobClaimed(e) if e.job_id.0 == job => Some(e.worker.0.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    // The interrupted attempt was abandoned by start-up recovery and claimed again.
+    let claims_before = claims(before);
+    assert_eq!(claims_before.first(), Some(&first_id), "{claims_before:?}");
+    assert_eq!(claims_before.last(), Some(&second_id), "{claims_before:?}");
+    assert_eq!(claims(after), vec![second_id.clone()]);
+    assert!(find_files(dir.path(), ".tmp.parquet").unwrap().is_empty(), "no temporary Parquet is left");
+    assert!(find_files(&dir.path().join("tmp").join("workers"), "").unwrap().is_empty(), "no staged file is left");
 }
 
 #[test]
