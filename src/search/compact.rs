@@ -15,7 +15,7 @@
 
 use std::cmp::Ordering;
 
-use super::scan::{dot, squared_distance, Hit, Metric, ScanError, VectorSlab};
+use super::scan::{dot, row_key, Hit, Metric, ScanError, VectorSlab};
 
 /// The int8 copy of one set, beside its f32 vectors.
 #[derive(Debug, Clone, Copy)]
@@ -164,26 +164,6 @@ fn key_bounds(
     }
 }
 
-fn exact_key(metric: Metric, query: &[f32], query_norm: f32, slab: &VectorSlab<'_>, row: usize) -> f32 {
-    let vector = &slab.vectors[row * slab.dim..(row + 1) * slab.dim];
-    let key = match metric {
-        Metric::Cosine => {
-            let denominator = query_norm * slab.norms[row];
-            if denominator > 0.0 {
-                dot(query, vector) / denominator
-            } else {
-                0.0
-            }
-        }
-        Metric::Euclidean => -squared_distance(query, vector),
-    };
-    if key.is_nan() {
-        f32::NEG_INFINITY
-    } else {
-        key
-    }
-}
-
 /// The same answer as [`super::scan::top_k`] on the f32 vectors, scanning the int8 codes first.
 /// Returns the hits and how many rows were scored exactly.
 pub fn compact_top_k(
@@ -294,7 +274,7 @@ pub fn compact_top_k(
         .filter(|(_, _, upper)| *upper >= threshold)
         .map(|&(index, row, _)| {
             let exact = &slabs[index].exact;
-            (exact_key(metric, query, query_norm_f32, exact, row), exact.embedding_set_id, row as u64)
+            (row_key(metric, query, query_norm_f32, exact, row), exact.embedding_set_id, row as u64)
         })
         .collect();
     let rescored = scored.len();

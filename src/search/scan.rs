@@ -61,6 +61,29 @@ impl VectorSlab<'_> {
     }
 }
 
+/// A row's ranking key (higher is better): cosine similarity, or the negated squared Euclidean
+/// distance; a row that gives NaN ranks last. The plain scan and the compact scan's exact
+/// re-scoring both rank by this, so they give the same hits.
+pub(super) fn row_key(metric: Metric, query: &[f32], query_norm: f32, slab: &VectorSlab<'_>, row: usize) -> f32 {
+    let vector = slab.row(row);
+    let key = match metric {
+        Metric::Cosine => {
+            let denominator = query_norm * slab.norms[row];
+            if denominator > 0.0 {
+                dot(query, vector) / denominator
+            } else {
+                0.0
+            }
+        }
+        Metric::Euclidean => -squared_distance(query, vector),
+    };
+    if key.is_nan() {
+        f32::NEG_INFINITY
+    } else {
+        key
+    }
+}
+
 /// One ranked window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hit {
@@ -210,19 +233,7 @@ fn scan_rows(
 ) {
     let mut threshold = heap.threshold();
     for row in rows {
-        let vector = slab.row(row);
-        let key = match metric {
-            Metric::Cosine => {
-                let denominator = query_norm * slab.norms[row];
-                if denominator > 0.0 {
-                    dot(query, vector) / denominator
-                } else {
-                    0.0
-                }
-            }
-            Metric::Euclidean => -squared_distance(query, vector),
-        };
-        let key = if key.is_nan() { f32::NEG_INFINITY } else { key };
+        let key = row_key(metric, query, query_norm, slab, row);
         if key < threshold {
             continue;
         }
