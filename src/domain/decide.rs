@@ -533,14 +533,13 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
         }
         Command::CancelProcessingJob { job_id } => {
             let job = state.processing_jobs.get(&job_id).ok_or(Rejection::ProcessingJobNotFound(job_id))?;
-            match job.status {
-                JobStatus::Queued => Ok(vec![Event::ProcessingJobCanceled(ProcessingJobCanceled { job_id })]),
-                JobStatus::Running if job.cancel_requested => Ok(vec![]),
-                JobStatus::Running => {
-                    Ok(vec![Event::ProcessingJobCancelRequested(ProcessingJobCancelRequested { job_id })])
-                }
-                status => Err(Rejection::NotCancelable { job: format!("processing job {job_id}"), status }),
-            }
+            cancel_job(
+                || format!("processing job {job_id}"),
+                job.status,
+                job.cancel_requested,
+                Event::ProcessingJobCanceled(ProcessingJobCanceled { job_id }),
+                Event::ProcessingJobCancelRequested(ProcessingJobCancelRequested { job_id }),
+            )
         }
         Command::ConfirmProcessingJobCanceled { job_id, attempt } => {
             running_processing_attempt(state, job_id, attempt)?;
@@ -548,17 +547,15 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
         }
         Command::AbandonProcessingJob { job_id, attempt, reason } => {
             let job = running_processing_attempt(state, job_id, attempt)?;
-            let mut events = vec![Event::ProcessingJobAbandoned(ProcessingJobAbandoned { job_id, attempt, reason })];
-            if job.cancel_requested {
-                events.push(Event::ProcessingJobCanceled(ProcessingJobCanceled { job_id }));
-            }
-            Ok(events)
+            Ok(abandon_job(
+                job.cancel_requested,
+                Event::ProcessingJobAbandoned(ProcessingJobAbandoned { job_id, attempt, reason }),
+                Event::ProcessingJobCanceled(ProcessingJobCanceled { job_id }),
+            ))
         }
         Command::RetryProcessingJob { job_id } => {
             let job = state.processing_jobs.get(&job_id).ok_or(Rejection::ProcessingJobNotFound(job_id))?;
-            if !matches!(job.status, JobStatus::Failed | JobStatus::Canceled) {
-                return Err(Rejection::NotRetryable { job: format!("processing job {job_id}"), status: job.status });
-            }
+            ensure_retryable(|| format!("processing job {job_id}"), job.status)?;
             if let Some(embedding_set_id) = state.completed_signatures.get(&job.encoding_signature) {
                 return Err(Rejection::AlreadyEncoded {
                     audio_file_id: job.audio_file_id,
@@ -626,14 +623,13 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
         }
         Command::CancelClusteringJob { job_id } => {
             let job = state.clustering_jobs.get(&job_id).ok_or(Rejection::ClusteringJobNotFound(job_id))?;
-            match job.status {
-                JobStatus::Queued => Ok(vec![Event::ClusteringJobCanceled(ClusteringJobCanceled { job_id })]),
-                JobStatus::Running if job.cancel_requested => Ok(vec![]),
-                JobStatus::Running => {
-                    Ok(vec![Event::ClusteringJobCancelRequested(ClusteringJobCancelRequested { job_id })])
-                }
-                status => Err(Rejection::NotCancelable { job: format!("clustering job {job_id}"), status }),
-            }
+            cancel_job(
+                || format!("clustering job {job_id}"),
+                job.status,
+                job.cancel_requested,
+                Event::ClusteringJobCanceled(ClusteringJobCanceled { job_id }),
+                Event::ClusteringJobCancelRequested(ClusteringJobCancelRequested { job_id }),
+            )
         }
         Command::ConfirmClusteringJobCanceled { job_id, attempt } => {
             running_clustering_attempt(state, job_id, attempt)?;
@@ -641,17 +637,15 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
         }
         Command::AbandonClusteringJob { job_id, attempt, reason } => {
             let job = running_clustering_attempt(state, job_id, attempt)?;
-            let mut events = vec![Event::ClusteringJobAbandoned(ClusteringJobAbandoned { job_id, attempt, reason })];
-            if job.cancel_requested {
-                events.push(Event::ClusteringJobCanceled(ClusteringJobCanceled { job_id }));
-            }
-            Ok(events)
+            Ok(abandon_job(
+                job.cancel_requested,
+                Event::ClusteringJobAbandoned(ClusteringJobAbandoned { job_id, attempt, reason }),
+                Event::ClusteringJobCanceled(ClusteringJobCanceled { job_id }),
+            ))
         }
         Command::RetryClusteringJob { job_id } => {
             let job = state.clustering_jobs.get(&job_id).ok_or(Rejection::ClusteringJobNotFound(job_id))?;
-            if !matches!(job.status, JobStatus::Failed | JobStatus::Canceled) {
-                return Err(Rejection::NotRetryable { job: format!("clustering job {job_id}"), status: job.status });
-            }
+            ensure_retryable(|| format!("clustering job {job_id}"), job.status)?;
             Ok(vec![Event::ClusteringJobRetried(ClusteringJobRetried { job_id })])
         }
         Command::QueueClassifierTraining { labels, model_version, request } => {
@@ -695,18 +689,13 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
         Command::CancelClassifierTraining { classifier_id } => {
             let classifier =
                 state.classifiers.get(&classifier_id).ok_or(Rejection::ClassifierNotFound(classifier_id))?;
-            match classifier.status {
-                JobStatus::Queued => {
-                    Ok(vec![Event::ClassifierTrainingCanceled(ClassifierTrainingCanceled { classifier_id })])
-                }
-                JobStatus::Running if classifier.cancel_requested => Ok(vec![]),
-                JobStatus::Running => {
-                    Ok(vec![Event::ClassifierTrainingCancelRequested(ClassifierTrainingCancelRequested {
-                        classifier_id,
-                    })])
-                }
-                status => Err(Rejection::NotCancelable { job: format!("classifier {classifier_id}"), status }),
-            }
+            cancel_job(
+                || format!("classifier {classifier_id}"),
+                classifier.status,
+                classifier.cancel_requested,
+                Event::ClassifierTrainingCanceled(ClassifierTrainingCanceled { classifier_id }),
+                Event::ClassifierTrainingCancelRequested(ClassifierTrainingCancelRequested { classifier_id }),
+            )
         }
         Command::ConfirmClassifierTrainingCanceled { classifier_id, attempt } => {
             running_training_attempt(state, classifier_id, attempt)?;
@@ -714,25 +703,16 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
         }
         Command::AbandonClassifierTraining { classifier_id, attempt, reason } => {
             let classifier = running_training_attempt(state, classifier_id, attempt)?;
-            let mut events = vec![Event::ClassifierTrainingAbandoned(ClassifierTrainingAbandoned {
-                classifier_id,
-                attempt,
-                reason,
-            })];
-            if classifier.cancel_requested {
-                events.push(Event::ClassifierTrainingCanceled(ClassifierTrainingCanceled { classifier_id }));
-            }
-            Ok(events)
+            Ok(abandon_job(
+                classifier.cancel_requested,
+                Event::ClassifierTrainingAbandoned(ClassifierTrainingAbandoned { classifier_id, attempt, reason }),
+                Event::ClassifierTrainingCanceled(ClassifierTrainingCanceled { classifier_id }),
+            ))
         }
         Command::RetryClassifierTraining { classifier_id } => {
             let classifier =
                 state.classifiers.get(&classifier_id).ok_or(Rejection::ClassifierNotFound(classifier_id))?;
-            if !matches!(classifier.status, JobStatus::Failed | JobStatus::Canceled) {
-                return Err(Rejection::NotRetryable {
-                    job: format!("classifier {classifier_id}"),
-                    status: classifier.status,
-                });
-            }
+            ensure_retryable(|| format!("classifier {classifier_id}"), classifier.status)?;
             Ok(vec![Event::ClassifierTrainingRetried(ClassifierTrainingRetried { classifier_id })])
         }
         Command::QueueDetectionJob { classifier_id, embedding_set_ids, threshold, scope } => {
@@ -770,14 +750,13 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
         }
         Command::CancelDetectionJob { job_id } => {
             let job = state.detection_jobs.get(&job_id).ok_or(Rejection::DetectionJobNotFound(job_id))?;
-            match job.status {
-                JobStatus::Queued => Ok(vec![Event::DetectionJobCanceled(DetectionJobCanceled { job_id })]),
-                JobStatus::Running if job.cancel_requested => Ok(vec![]),
-                JobStatus::Running => {
-                    Ok(vec![Event::DetectionJobCancelRequested(DetectionJobCancelRequested { job_id })])
-                }
-                status => Err(Rejection::NotCancelable { job: format!("detection job {job_id}"), status }),
-            }
+            cancel_job(
+                || format!("detection job {job_id}"),
+                job.status,
+                job.cancel_requested,
+                Event::DetectionJobCanceled(DetectionJobCanceled { job_id }),
+                Event::DetectionJobCancelRequested(DetectionJobCancelRequested { job_id }),
+            )
         }
         Command::ConfirmDetectionJobCanceled { job_id, attempt } => {
             running_detection_attempt(state, job_id, attempt)?;
@@ -785,17 +764,15 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
         }
         Command::AbandonDetectionJob { job_id, attempt, reason } => {
             let job = running_detection_attempt(state, job_id, attempt)?;
-            let mut events = vec![Event::DetectionJobAbandoned(DetectionJobAbandoned { job_id, attempt, reason })];
-            if job.cancel_requested {
-                events.push(Event::DetectionJobCanceled(DetectionJobCanceled { job_id }));
-            }
-            Ok(events)
+            Ok(abandon_job(
+                job.cancel_requested,
+                Event::DetectionJobAbandoned(DetectionJobAbandoned { job_id, attempt, reason }),
+                Event::DetectionJobCanceled(DetectionJobCanceled { job_id }),
+            ))
         }
         Command::RetryDetectionJob { job_id } => {
             let job = state.detection_jobs.get(&job_id).ok_or(Rejection::DetectionJobNotFound(job_id))?;
-            if !matches!(job.status, JobStatus::Failed | JobStatus::Canceled) {
-                return Err(Rejection::NotRetryable { job: format!("detection job {job_id}"), status: job.status });
-            }
+            ensure_retryable(|| format!("detection job {job_id}"), job.status)?;
             Ok(vec![Event::DetectionJobRetried(DetectionJobRetried { job_id })])
         }
         Command::AddAnnotations(add) => add_annotations(state, add),
@@ -1116,6 +1093,41 @@ fn running_clustering_attempt(
         });
     }
     Ok(job)
+}
+
+/// Cancelling a job of any kind: a queued job is canceled at once, a running one is asked to
+/// stop (once: asking again records nothing), any other is refused.
+fn cancel_job(
+    job: impl FnOnce() -> String,
+    status: JobStatus,
+    cancel_requested: bool,
+    canceled: Event,
+    cancel_requested_event: Event,
+) -> Result<Vec<Event>, Rejection> {
+    match status {
+        JobStatus::Queued => Ok(vec![canceled]),
+        JobStatus::Running if cancel_requested => Ok(vec![]),
+        JobStatus::Running => Ok(vec![cancel_requested_event]),
+        status => Err(Rejection::NotCancelable { job: job(), status }),
+    }
+}
+
+/// An abandoned attempt of any kind of job; one whose cancel was requested ends canceled.
+fn abandon_job(cancel_requested: bool, abandoned: Event, canceled: Event) -> Vec<Event> {
+    if cancel_requested {
+        vec![abandoned, canceled]
+    } else {
+        vec![abandoned]
+    }
+}
+
+/// Only a failed or canceled job of any kind may be queued again.
+fn ensure_retryable(job: impl FnOnce() -> String, status: JobStatus) -> Result<(), Rejection> {
+    if matches!(status, JobStatus::Failed | JobStatus::Canceled) {
+        Ok(())
+    } else {
+        Err(Rejection::NotRetryable { job: job(), status })
+    }
 }
 
 #[cfg(test)]
