@@ -58,13 +58,13 @@ pub fn embedding_metadata(
 }
 
 /// The model a job was queued with, opened (or taken from `cached` when it is the same
-/// version), and the job's encoding resolved against it. Refuses a model that is gone or whose
-/// version changed since the job was queued.
+/// version), the job's encoding resolved against it, and the model's batch size (measured, or
+/// `--batch-size`). Refuses a model that is gone or whose version changed since the job was queued.
 pub fn open_job_model(
     models: &crate::model::ModelRegistry,
     config: &crate::domain::events::EncodingConfig,
     cached: &mut Option<(String, Box<dyn EmbeddingModel>)>,
-) -> anyhow::Result<(crate::processing::config::ResolvedEncoding, Box<dyn EmbeddingModel>, String)> {
+) -> anyhow::Result<(crate::processing::config::ResolvedEncoding, Box<dyn EmbeddingModel>, String, usize)> {
     let registered = models.find(&config.model_name).ok_or_else(|| {
         anyhow!(
             "model {} is no longer available in {}; put it back or queue the file with another model",
@@ -88,7 +88,7 @@ pub fn open_job_model(
         }
         _ => models.open(&registered.info.name).with_context(|| format!("opening model {}", registered.info.name))?,
     };
-    Ok((encoding, model, registered.info.version.clone()))
+    Ok((encoding, model, registered.info.version.clone(), registered.batch.batch_size))
 }
 
 /// What start-up recovery did.

@@ -113,7 +113,7 @@ impl ProcessingWorker {
                 Some((job, audio, recorded_at))
             })
             .ok_or_else(|| anyhow!("processing job {job_id} or its audio file is unknown"))?;
-        let (encoding, mut model, model_version) =
+        let (encoding, mut model, model_version, batch_size) =
             open_job_model(&self.humpback.models, &job.config, &mut self.cached_model)?;
         let relative = embeddings_relative_path(&job.config.model_version, job.audio_file_id, &job.encoding_signature);
         let final_path = self.humpback.data_dir.root().join(&relative);
@@ -143,11 +143,6 @@ impl ProcessingWorker {
                 Proceed::Continue
             }
         };
-        let batch_size = self
-            .humpback
-            .models
-            .find(&job.config.model_name)
-            .map_or(crate::model::DEFAULT_BATCH_SIZE, |registered| registered.batch.batch_size);
         let outcome =
             encode_file(&audio_path, &encoding, model.as_mut(), &final_path, metadata, batch_size, &mut after_batch);
         self.cached_model = Some((model_version, model));

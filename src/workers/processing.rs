@@ -176,12 +176,8 @@ fn encode_assignment(
     cancel_requested: &AtomicBool,
     lease_lost: &AtomicBool,
 ) -> anyhow::Result<Encoded> {
-    let (encoding, mut model, model_version) = open_job_model(models, &job.config, cached)?;
-    let batch_size = job.batch_size.unwrap_or_else(|| {
-        models
-            .find(&job.config.model_name)
-            .map_or(crate::model::DEFAULT_BATCH_SIZE, |registered| registered.batch.batch_size)
-    });
+    let (encoding, mut model, model_version, measured_batch_size) = open_job_model(models, &job.config, cached)?;
+    let batch_size = job.batch_size.unwrap_or(measured_batch_size);
     let audio_path = storage_root.join(&job.audio_path);
     let staged_path = storage_root.join(&job.staged_path);
     if let Some(parent) = staged_path.parent() {
