@@ -65,6 +65,17 @@ impl DataDir {
         self.root.join("cache").join("vectors")
     }
 
+    /// Which storage holds this data directory's artifacts, when not the directory itself
+    /// (written when a data directory is created with `--storage`).
+    pub fn storage_record(&self) -> PathBuf {
+        self.root.join("storage-location")
+    }
+
+    /// Local copies of a bucket's objects (a cache: safe to delete while the server is stopped).
+    pub fn storage_cache_dir(&self) -> PathBuf {
+        self.root.join("cache").join("storage")
+    }
+
     /// Scratch space for uploads in progress (same filesystem, so moves are atomic renames).
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")

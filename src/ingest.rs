@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::domain::decide::{Command, RegisterAudioFile, Rejection};
+use crate::domain::decide::{AudioLocation, Command, RegisterAudioFile, Rejection};
 use crate::domain::events::Event;
 use crate::domain::ids::{AudioFileId, Sha256Hex};
 use crate::services::Humpback;
@@ -29,6 +29,9 @@ pub enum IngestError {
     Io { doing: &'static str, path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Writer(#[from] WriterError),
+    /// Storage (a bucket) could not be read or written.
+    #[error("storage: {0}")]
+    Storage(String),
 }
 
 /// Bytes in `tmp/`, hashed, waiting to be registered.
@@ -153,6 +156,28 @@ pub fn register_staged(
     original_filename: &str,
     folder: &str,
 ) -> Result<IngestOutcome, IngestError> {
+    register(humpback, staged, original_filename, folder, None)
+}
+
+/// Registers the object at `url` where it sits (no copy), from a local copy made while its
+/// checksum was computed (`staged`, consumed).
+pub fn register_in_place(
+    humpback: &Humpback,
+    staged: StagedFile,
+    original_filename: &str,
+    folder: &str,
+    url: &str,
+) -> Result<IngestOutcome, IngestError> {
+    register(humpback, staged, original_filename, folder, Some(url))
+}
+
+fn register(
+    humpback: &Humpback,
+    staged: StagedFile,
+    original_filename: &str,
+    folder: &str,
+    in_place: Option<&str>,
+) -> Result<IngestOutcome, IngestError> {
     if let Some(existing) =
         humpback.writer.read_state(|state| state.audio_file_by_checksum.get(&staged.checksum_sha256).copied())
     {
@@ -171,6 +196,21 @@ pub fn register_staged(
             return Err(IngestError::NotAudio(message));
         }
     };
+    let storage = humpback.storage.clone();
+    let location = if let Some(url) = in_place {
+        AudioLocation::InPlace(url.to_string())
+    } else if storage.is_bucket() {
+        // Uploaded before the registration (outside the writer's lock) under a key that does
+        // not need the id; a duplicate has the same bytes, so the same key.
+        let key = format!("audio/raw/sha256/{}.{}", staged.checksum_sha256.0, probe.suggested_extension.to_ascii_lowercase());
+        if let Err(error) = storage.put_copy(&staged.temp_path, &key) {
+            staged.discard();
+            return Err(IngestError::Storage(error.to_string()));
+        }
+        AudioLocation::ByChecksum
+    } else {
+        AudioLocation::ById
+    };
     let command = Command::RegisterAudioFile(RegisterAudioFile {
         original_filename: original_filename.chars().take(1000).collect(),
         folder: folder.to_string(),
@@ -187,24 +227,28 @@ pub fn register_staged(
             &humpback.settings.time_patterns,
             None,
         ),
+        location,
     });
-    let root = humpback.data_dir.root().to_path_buf();
     let temp_path = staged.temp_path.clone();
     let result = humpback.writer.execute_staged(command, |events| {
         let Some(Event::AudioFileRegistered(registered)) = events.first() else {
             return Err("registering audio produced no registration".to_string());
         };
-        let destination = root.join(&registered.stored_path);
+        if in_place.is_some() {
+            return Ok(());
+        }
+        // In a folder: the file itself, moved into place. In a bucket: the local copy (the
+        // object was uploaded above).
+        let destination = storage.local_path(&registered.stored_path).map_err(|error| error.to_string())?;
         if let Some(parent) = destination.parent() {
             std::fs::create_dir_all(parent).map_err(|error| format!("creating {}: {error}", parent.display()))?;
         }
-        std::fs::rename(&temp_path, &destination)
-            .map_err(|error| format!("moving the upload to {}: {error}", destination.display()))?;
-        if let Some(parent) = destination.parent() {
-            let _ = File::open(parent).and_then(|dir| dir.sync_all());
-        }
-        Ok(())
+        crate::artifacts::files::move_file(&temp_path, &destination)
+            .map_err(|error| format!("moving the upload into place: {error}"))
     });
+    if in_place.is_some() {
+        let _ = std::fs::remove_file(&temp_path);
+    }
     match result {
         Ok(envelopes) => match envelopes.first().map(|envelope| &envelope.event) {
             Some(Event::AudioFileRegistered(registered)) => Ok(IngestOutcome::Added(registered.audio_file_id)),
@@ -465,4 +509,64 @@ pub fn import_folder(
         progress(index + 1, files.len(), &display, &outcome);
     }
     Ok(summary)
+}
+
+/// Registers every audio object below an object URL (`s3://bucket/prefix/`) where it sits:
+/// each is read once (into `tmp/`, hashing as it streams) to be probed, then registered by
+/// URL and the local copy removed. Folders are the prefix's last part and the keys' folders
+/// below it, as for a folder import. `progress` as for [`import_folder`].
+pub fn import_object_prefix(
+    humpback: &Humpback,
+    url: &str,
+    mut progress: impl FnMut(usize, usize, &str, &Result<IngestOutcome, String>),
+) -> Result<ImportSummary, IngestError> {
+    let base = url.trim_end_matches('/');
+    let objects =
+        crate::storage::bucket::list_object_url(&format!("{base}/")).map_err(|error| IngestError::Storage(error.to_string()))?;
+    let audio: Vec<_> = objects
+        .into_iter()
+        .filter(|object| {
+            let extension = object.key.rsplit_once('.').map(|(_, extension)| extension.to_ascii_lowercase());
+            extension.is_some_and(|extension| AUDIO_EXTENSIONS.contains(&extension.as_str()))
+        })
+        .collect();
+    let root_name = base.rsplit('/').next().unwrap_or_default();
+    let mut summary = ImportSummary::default();
+    let tmp_dir = humpback.data_dir.tmp_dir();
+    for (index, object) in audio.iter().enumerate() {
+        let relative = object.key.strip_prefix(base).unwrap_or(&object.key).trim_start_matches('/');
+        let ImportedName { display, folder, filename } =
+            imported_name(Path::new(root_name), Path::new(relative));
+        let outcome = stage_object(&tmp_dir, &object.key).and_then(|staged| {
+            register_in_place(humpback, staged, &filename, &folder, &object.key).map_err(|error| error.to_string())
+        });
+        match &outcome {
+            Ok(IngestOutcome::Added(id)) => summary.added.push(ImportedFile { path: display.clone(), audio_file_id: *id }),
+            Ok(IngestOutcome::Duplicate(id)) => {
+                summary.duplicates.push(ImportedFile { path: display.clone(), audio_file_id: *id })
+            }
+            Err(reason) => summary.rejected.push(RejectedFile { path: display.clone(), reason: reason.clone() }),
+        }
+        progress(index + 1, audio.len(), &display, &outcome);
+    }
+    Ok(summary)
+}
+
+/// A local copy of an object in `tmp/`, with its size and checksum computed while it streamed.
+fn stage_object(tmp_dir: &Path, url: &str) -> Result<StagedFile, String> {
+    std::fs::create_dir_all(tmp_dir).map_err(|error| format!("creating {}: {error}", tmp_dir.display()))?;
+    let temp_path = tempfile::Builder::new()
+        .prefix("object-")
+        .suffix(".part")
+        .tempfile_in(tmp_dir)
+        .and_then(|file| file.keep().map_err(|error| error.error))
+        .map_err(|error| format!("creating a file in {}: {error}", tmp_dir.display()))?
+        .1;
+    match crate::storage::bucket::download_object_url(url, &temp_path) {
+        Ok((size_bytes, checksum_sha256)) => Ok(StagedFile { temp_path, checksum_sha256, size_bytes }),
+        Err(error) => {
+            let _ = std::fs::remove_file(&temp_path);
+            Err(format!("reading {url}: {error}"))
+        }
+    }
 }

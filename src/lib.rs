@@ -25,6 +25,7 @@ pub mod search;
 pub mod services;
 pub mod spectrogram;
 pub mod state_snapshot;
+pub mod storage;
 pub mod views;
 pub mod web;
 pub mod workers;

@@ -42,6 +42,9 @@ pub struct Settings {
     pub access: crate::access_settings::AccessSettings,
     /// Folders (canonical) below which import by server path over HTTP is allowed; none: off.
     pub import_roots: Vec<std::path::PathBuf>,
+    /// Bucket prefixes (`s3://archive/2019`) below which recordings may be registered where
+    /// they sit over HTTP; none: off.
+    pub import_buckets: Vec<String>,
     /// File-name time patterns (`--time-pattern`), tried before the built-in families.
     pub time_patterns: Vec<crate::recording_time::TimePattern>,
     /// How long a remote worker's claim holds without a renewal.
@@ -49,6 +52,9 @@ pub struct Settings {
     /// Leave the files remote workers staged in `tmp/workers/` at open instead of removing
     /// them (`humpback artifacts orphans` lists them first).
     pub keep_staged_worker_files: bool,
+    /// Where artifacts live (`--storage`): a folder or a bucket URL; `None`: what the data
+    /// directory recorded when it was created, else the data directory itself.
+    pub storage: Option<String>,
 }
 
 impl Default for Settings {
@@ -65,9 +71,11 @@ impl Default for Settings {
             clustering_workers: 1,
             access: Default::default(),
             import_roots: Vec::new(),
+            import_buckets: Vec::new(),
             time_patterns: Vec::new(),
             lease: std::time::Duration::from_secs_f64(crate::workers::DEFAULT_LEASE_SECONDS),
             keep_staged_worker_files: false,
+            storage: None,
         }
     }
 }
@@ -86,6 +94,84 @@ pub fn default_worker_count() -> usize {
 /// 4 GiB: a few hours of 96 kHz 24-bit stereo WAV.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 4 << 30;
 
+/// Opens the data directory's storage: the one it recorded when created (`storage-location`),
+/// or `requested` for a new data directory (then recorded), else the data directory itself. A
+/// request for another storage than the recorded one is refused: the log's keys name objects
+/// in the recorded one.
+pub fn open_storage(
+    data_dir: &DataDir,
+    requested: Option<&str>,
+    has_history: bool,
+) -> anyhow::Result<crate::storage::Storage> {
+    use crate::storage::{parse_storage_spec, Storage, StorageSpec};
+    let record = data_dir.storage_record();
+    let recorded = match std::fs::read_to_string(&record) {
+        Ok(text) => Some(text.trim().to_string()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(anyhow::anyhow!("reading {}: {error}", record.display())),
+    };
+    let normalised = |spec: &str| -> anyhow::Result<String> {
+        Ok(match parse_storage_spec(spec)? {
+            StorageSpec::Folder(path) => std::path::absolute(&path).unwrap_or(path).display().to_string(),
+            StorageSpec::Bucket(url) => url,
+        })
+    };
+    let chosen = match (recorded, requested) {
+        (Some(recorded), Some(requested)) if normalised(requested)? != recorded => {
+            return Err(anyhow::anyhow!(
+                "this data directory keeps its artifacts in {recorded}, not {requested} (recorded in {}): \
+                 start without --storage, or copy the artifacts and change that file",
+                record.display()
+            ))
+        }
+        (Some(recorded), _) => Some(recorded),
+        (None, Some(requested)) => {
+            let requested = normalised(requested)?;
+            let data_dir_itself = std::path::absolute(data_dir.root()).map(|root| root.display().to_string()).ok();
+            if has_history && Some(&requested) != data_dir_itself.as_ref() {
+                return Err(anyhow::anyhow!(
+                    "this data directory already keeps artifacts in itself; the storage is chosen when a data \
+                     directory is created (start a new one with --storage {requested})"
+                ));
+            }
+            crate::artifacts::files::write_atomically(&record, format!("{requested}\n").as_bytes())?;
+            Some(requested)
+        }
+        (None, None) => None,
+    };
+    Ok(match chosen {
+        None => Storage::folder(data_dir.root()),
+        Some(spec) => {
+            let storage = Storage::open(&spec, &data_dir.storage_cache_dir())?;
+            if let Some(root) = (!storage.is_bucket()).then(|| storage.local_root().to_path_buf()) {
+                std::fs::create_dir_all(&root).with_context(|| format!("creating the storage folder {}", root.display()))?;
+            }
+            tracing::info!(storage = %storage.describe(), "storage open");
+            storage
+        }
+    })
+}
+
+/// Copies the model files to `models/` in storage when storage is not the data directory, so
+/// that remote workers find them there (`humpback worker` reads `STORAGE/models`). A file that
+/// cannot be copied is reported and skipped: the server itself still has it.
+pub fn share_models_with_workers(storage: &crate::storage::Storage, models_dir: &std::path::Path, data_root: &std::path::Path) {
+    if !storage.is_bucket() && storage.local_root() == data_root {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(models_dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|name| name.to_str()).map(str::to_string) else { continue };
+        if !entry.file_type().is_ok_and(|kind| kind.is_file()) || name.starts_with('.') || name.contains(".tmp") {
+            continue;
+        }
+        if let Err(error) = storage.put_copy(&path, &format!("models/{name}")) {
+            tracing::warn!(model_file = %name, error = %error, "could not copy a model file to storage for workers");
+        }
+    }
+}
+
 /// The services every handler and worker shares.
 pub struct Humpback {
     pub data_dir: DataDir,
@@ -99,6 +185,9 @@ pub struct Humpback {
     pub reader: ProjectionReader,
     /// Remote workers: their leases and who is connected.
     pub remote_workers: Arc<crate::workers::WorkerCoordinator>,
+    /// Where audio, embedding sets and other artifacts live (the log and projections stay in
+    /// the data directory).
+    pub storage: crate::storage::Storage,
     projected: watch::Receiver<EventSeq>,
 }
 
@@ -108,7 +197,9 @@ impl Humpback {
     /// recovery: `app::Humpback::open_with` runs the workers' start-up recovery after this.
     pub(crate) fn open_services(data_dir: DataDir, settings: Settings) -> anyhow::Result<Humpback> {
         data_dir.create_layout()?;
+        let had_log = data_dir.has_event_log();
         let log = Arc::new(SledEventLog::open(&data_dir.events_dir())?);
+        let storage = open_storage(&data_dir, settings.storage.as_deref(), had_log && log.head().0 > 0)?;
         let snapshots = crate::writer::SnapshotSettings {
             path: data_dir.writer_snapshot(),
             every: crate::state_snapshot::DEFAULT_SNAPSHOT_EVERY,
@@ -138,9 +229,10 @@ impl Humpback {
                 .execute(Command::RegisterModel(model.info.to_registered_event()))
                 .with_context(|| format!("registering model {}", model.info.name))?;
         }
+        share_models_with_workers(&storage, &models_dir, data_dir.root());
         let retired: Vec<String> = writer.read_state(|state| state.retired_models.iter().cloned().collect());
         models.mark_retired(retired.iter().map(String::as_str));
-        let mut projector = Projector::open(&data_dir.projections_db(), data_dir.root())?;
+        let mut projector = Projector::open_with_storage(&data_dir.projections_db(), storage.clone())?;
         let reached = projector.catch_up(log.as_ref()).context("bringing the projections up to date")?;
         tracing::info!(head = %log.head(), projected = %reached, data_dir = %data_dir.root().display(), "data directory open");
         let projected = projector.subscribe();
@@ -148,7 +240,7 @@ impl Humpback {
         let remote_workers = Arc::new(if settings.keep_staged_worker_files {
             crate::workers::WorkerCoordinator::new(settings.lease)
         } else {
-            crate::workers::WorkerCoordinator::open(data_dir.root(), settings.lease)
+            crate::workers::WorkerCoordinator::open(&storage, settings.lease)
         });
         Ok(Humpback {
             data_dir,
@@ -160,8 +252,22 @@ impl Humpback {
             projector: Arc::new(Mutex::new(projector)),
             reader,
             remote_workers,
+            storage,
             projected,
         })
+    }
+
+    /// A local path holding the artifact `key` (a stored path from the log): in place in a
+    /// folder; fetched once into the cache from a bucket. For async code; blocking callers use
+    /// `storage.readable_path`.
+    pub async fn artifact_path(&self, key: &str) -> Result<std::path::PathBuf, crate::storage::StorageError> {
+        if !self.storage.is_bucket() && !crate::storage::is_object_url(key) {
+            return self.storage.readable_path(key);
+        }
+        let (storage, key) = (self.storage.clone(), key.to_string());
+        tokio::task::spawn_blocking(move || storage.readable_path(&key))
+            .await
+            .unwrap_or(Err(crate::storage::StorageError::RuntimeGone("fetching an artifact")))
     }
 
     /// Executes a command and waits until the projections reflect its events, so that a read
@@ -195,6 +301,10 @@ impl Humpback {
         let name = added.info.name.clone();
         match self.execute(Command::RegisterModel(added.info.to_registered_event())).await {
             Ok(_) => {
+                let (storage, models_dir, data_root) =
+                    (self.storage.clone(), self.models.models_directory().to_path_buf(), self.data_dir.root().to_path_buf());
+                let _ = tokio::task::spawn_blocking(move || share_models_with_workers(&storage, &models_dir, &data_root))
+                    .await;
                 tracing::info!(model = %name, version = %added.info.version, "model added");
                 Ok(added.info)
             }

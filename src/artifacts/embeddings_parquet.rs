@@ -234,24 +234,36 @@ impl EmbeddingSetSummary {
 pub fn inspect(path: &Path) -> Result<EmbeddingSetSummary, ArtifactError> {
     let file =
         File::open(path).map_err(|source| ArtifactError::Io { doing: "opening", path: path.to_path_buf(), source })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+    let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
         .map_err(|source| ArtifactError::Parquet { path: path.to_path_buf(), source })?;
-    let file_metadata = builder.metadata().file_metadata();
+    summarize(&metadata, path)
+}
+
+/// What a footer says of an embedding set (read from a file, or from a bucket with ranged
+/// reads); `name` only labels errors.
+pub fn summarize(
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    name: &Path,
+) -> Result<EmbeddingSetSummary, ArtifactError> {
+    let file_metadata = metadata.file_metadata();
     let rows = u64::try_from(file_metadata.num_rows()).unwrap_or(0);
-    let metadata = file_metadata
+    let pairs = file_metadata
         .key_value_metadata()
         .map(|pairs| pairs.iter().map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default())).collect())
         .unwrap_or_default();
-    let vector_dim = match builder.schema().field_with_name("embedding").map(|field| field.data_type().clone()) {
+    let schema = parquet::arrow::parquet_to_arrow_schema(file_metadata.schema_descr(), file_metadata.key_value_metadata())
+        .map_err(|source| ArtifactError::Parquet { path: name.to_path_buf(), source })?;
+    let vector_dim = match schema.field_with_name("embedding").map(|field| field.data_type().clone()) {
         Ok(DataType::FixedSizeList(_, size)) => size as usize,
         _ => {
             return Err(ArtifactError::Invalid {
-                path: path.to_path_buf(),
+                path: name.to_path_buf(),
                 reason: "no fixed-size list column named \"embedding\"".into(),
             })
         }
     };
-    Ok(EmbeddingSetSummary { rows, vector_dim, metadata })
+    Ok(EmbeddingSetSummary { rows, vector_dim, metadata: pairs })
 }
 
 /// The stored start and end (seconds) of row `row` of an embedding set, reading only the time

@@ -31,6 +31,27 @@ pub fn promote(temp: &Path, final_path: &Path) -> Result<(), ArtifactError> {
     Ok(())
 }
 
+/// Moves `from` to `to` durably: a rename on one filesystem; across filesystems (the data
+/// directory's `tmp/` and a storage folder on a share), a copy to a temporary sibling of `to`,
+/// promoted, then `from` removed.
+pub fn move_file(from: &Path, to: &Path) -> Result<(), ArtifactError> {
+    match std::fs::rename(from, to) {
+        Ok(()) => {
+            if let Some(parent) = to.parent() {
+                fsync_dir(parent)?;
+            }
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::CrossesDevices => {
+            let temp = temp_sibling(to);
+            std::fs::copy(from, &temp).map_err(io("copying into", &temp))?;
+            promote(&temp, to)?;
+            remove_if_exists(from).map(|_| ())
+        }
+        Err(error) => Err(ArtifactError::Io { doing: "moving into place", path: to.to_path_buf(), source: error }),
+    }
+}
+
 /// Writes `bytes` to `path` through a temporary file beside it, then promotes it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
     let parent = path.parent().unwrap_or(Path::new("."));

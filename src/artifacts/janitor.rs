@@ -42,23 +42,35 @@ pub fn find_orphans(humpback: &Humpback, remove: bool) -> std::io::Result<Orphan
             .collect()
     });
     referenced.extend(humpback.remote_workers.held_staged_paths());
-    let root = humpback.data_dir.root();
-    let mut files = Vec::new();
-    for dir in [humpback.data_dir.audio_raw_dir(), humpback.data_dir.embeddings_dir(), humpback.data_dir.tmp_dir()] {
-        walk(&dir, &mut files);
-    }
     let mut report = OrphanReport { removed: remove, ..OrphanReport::default() };
-    for path in files {
-        let Ok(relative) = path.strip_prefix(root) else { continue };
-        let relative = relative.to_string_lossy().replace('\\', "/");
-        if referenced.contains(&relative) {
-            continue;
+    // In storage (the data directory itself by default; a shared folder or a bucket).
+    let storage = &humpback.storage;
+    for prefix in ["audio/raw", "embeddings", "tmp"] {
+        let objects = storage.list(prefix).map_err(std::io::Error::other)?;
+        for object in objects {
+            if referenced.contains(&object.key) {
+                continue;
+            }
+            report.bytes += object.size_bytes;
+            if remove {
+                storage.remove(&object.key).map_err(std::io::Error::other)?;
+            }
+            report.orphans.push(object.key);
         }
-        report.bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        if remove {
-            std::fs::remove_file(&path)?;
+    }
+    // Uploads in progress stay in the data directory when storage is elsewhere.
+    let root = humpback.data_dir.root();
+    if storage.is_bucket() || storage.local_root() != root {
+        let mut files = Vec::new();
+        walk(&humpback.data_dir.tmp_dir(), &mut files);
+        for path in files {
+            let Ok(relative) = path.strip_prefix(root) else { continue };
+            report.bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if remove {
+                std::fs::remove_file(&path)?;
+            }
+            report.orphans.push(format!("(data directory) {}", crate::storage::key_of(relative)));
         }
-        report.orphans.push(relative);
     }
     report.orphans.sort();
     Ok(report)

@@ -88,6 +88,11 @@ pub fn artifact_path(root: &Path, classifier: ClassifierId) -> PathBuf {
     root.join("classifiers").join(classifier.to_string()).join("classifier.json")
 }
 
+/// The artifact's storage key: `classifiers/{id}/classifier.json`.
+pub fn classifier_key(classifier: ClassifierId) -> String {
+    format!("classifiers/{classifier}/classifier.json")
+}
+
 /// Write through a temporary sibling, fsync, rename, fsync the directory; the version written.
 pub fn publish(root: &Path, artifact: &ClassifierArtifact) -> Result<String, ArtifactError> {
     write_atomically(&artifact_path(root, artifact.classifier_id), &artifact.to_bytes())?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 
-use super::artifact::read;
+use super::artifact::{classifier_key, read};
 use super::detect::{run_detection, DetectionError};
 use crate::domain::decide::{Command, Rejection};
 use crate::domain::events::{DetectionJobCompleted, DetectionRecordEvent, Event};
@@ -65,7 +65,17 @@ impl DetectionWorker {
                 Some((snapshot, job))
             })
             .ok_or_else(|| anyhow!("detection job {job_id} is unknown"))?;
-        let root = humpback.data_dir.root().to_path_buf();
+        // The sets and the classifier, local (from a bucket: fetched into the cache first).
+        for set_id in &job.embedding_set_ids {
+            if let Some(set) = state.embedding_sets.get(set_id) {
+                humpback.storage.readable_path(&set.parquet_path).context("fetching an embedding set")?;
+            }
+        }
+        humpback
+            .storage
+            .readable_path(&classifier_key(job.classifier_id))
+            .context("fetching the classifier from storage")?;
+        let root = humpback.storage.local_root().to_path_buf();
         let classifier =
             read(&root, job.classifier_id, Some(&job.classifier_version)).context("reading the classifier")?;
         let canceled = AtomicBool::new(false);
@@ -101,6 +111,7 @@ impl DetectionWorker {
             }
             Err(other) => return Err(other.into()),
         };
+        humpback.storage.publish(&relative).context("uploading the scores to storage")?;
         let detections = outcome
             .detections
             .into_iter()
@@ -142,7 +153,7 @@ pub fn recover_running_detection_jobs(humpback: &Humpback) -> anyhow::Result<Vec
             .collect()
     });
     for (job_id, attempt) in &running {
-        let _ = std::fs::remove_dir_all(humpback.data_dir.root().join("detections").join(job_id.to_string()));
+        let _ = std::fs::remove_dir_all(humpback.storage.local_root().join("detections").join(job_id.to_string()));
         humpback.writer.execute(Command::AbandonDetectionJob {
             job_id: *job_id,
             attempt: *attempt,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 
-use super::artifact::{artifact_path, publish};
+use super::artifact::{classifier_key, publish};
 use super::request::TrainClassifierRequest;
 use super::train::{train_classifier, TrainingError};
 use crate::domain::decide::{Command, Rejection};
@@ -100,7 +100,13 @@ impl TrainingWorker {
                 });
             }
         };
-        let root = humpback.data_dir.root().to_path_buf();
+        // The annotated recordings' sets, local (from a bucket: fetched into the cache first).
+        let annotated: std::collections::BTreeSet<_> =
+            state.annotations.values().map(|annotation| annotation.audio_file_id).collect();
+        for set in state.embedding_sets.values().filter(|set| annotated.contains(&set.audio_file_id)) {
+            humpback.storage.readable_path(&set.parquet_path).context("fetching an embedding set")?;
+        }
+        let root = humpback.storage.local_root().to_path_buf();
         let artifact = match train_classifier(&state, &root, classifier_id, &request, &keep_going, &mut progress) {
             Ok(artifact) => artifact,
             Err(TrainingError::Canceled) => {
@@ -119,7 +125,8 @@ impl TrainingWorker {
             Err(other) => return Err(other.into()),
         };
         let version = publish(&root, &artifact).context("publishing the classifier")?;
-        let relative = artifact_path(std::path::Path::new(""), classifier_id).to_string_lossy().into_owned();
+        humpback.storage.publish(&classifier_key(classifier_id)).context("uploading the classifier to storage")?;
+        let relative = classifier_key(classifier_id);
         let completed = ClassifierTrainingCompleted {
             classifier_id,
             attempt,
@@ -148,7 +155,7 @@ pub fn recover_running_trainings(humpback: &Humpback) -> anyhow::Result<Vec<Clas
             .collect()
     });
     for (classifier_id, attempt) in &running {
-        let _ = std::fs::remove_dir_all(humpback.data_dir.root().join("classifiers").join(classifier_id.to_string()));
+        let _ = std::fs::remove_dir_all(humpback.storage.local_root().join("classifiers").join(classifier_id.to_string()));
         humpback.writer.execute(Command::AbandonClassifierTraining {
             classifier_id: *classifier_id,
             attempt: *attempt,

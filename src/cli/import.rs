@@ -13,7 +13,9 @@ use crate::ingest::{import_folder, ImportSummary, IngestOutcome};
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The folder to import (searched recursively for .wav, .mp3 and .flac).
+    /// The folder to import (searched recursively for .wav, .mp3 and .flac), or a bucket prefix
+    /// (`s3://bucket/prefix/`, `gs://…`, `az://…`) whose recordings are registered where they
+    /// sit, without a copy.
     pub folder: PathBuf,
     /// Import through the humpback server at this URL instead of opening the data directory.
     #[arg(long)]
@@ -24,6 +26,10 @@ pub struct ImportArgs {
 }
 
 pub fn run(data_dir: &DataDir, bind: &str, args: ImportArgs) -> anyhow::Result<i32> {
+    let requested = args.folder.to_string_lossy().into_owned();
+    if crate::storage::is_object_url(&requested) {
+        return import_objects(data_dir, bind, &args, &requested);
+    }
     let folder = std::fs::canonicalize(&args.folder)
         .with_context(|| format!("cannot import {}: no such folder", args.folder.display()))?;
     if !folder.is_dir() {
@@ -52,8 +58,40 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ImportArgs) -> anyhow::Result<i
             summary
         }
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+    print_summary(&summary, args.json)?;
+    Ok(0)
+}
+
+/// `humpback import s3://bucket/prefix/`: registers the recordings below a bucket prefix where
+/// they sit (each read once, for its checksum and its format), directly or through a server
+/// (which must name the prefix with `--import-root`).
+fn import_objects(data_dir: &DataDir, bind: &str, args: &ImportArgs, url: &str) -> anyhow::Result<i32> {
+    let access = if data_dir.has_event_log() || args.server.is_some() {
+        Some(open_log(data_dir, bind, args.server.as_deref())?)
+    } else {
+        None
+    };
+    let summary: ImportSummary = match access {
+        Some(LogAccess::Server(client)) => {
+            eprintln!("registering the recordings below {url} through the server at {}", client.base_url());
+            client.post_json("/api/audio/import", &serde_json::json!({ "path": url }))?
+        }
+        direct => {
+            drop(direct);
+            let humpback = Humpback::open_with(data_dir.clone(), Settings::default())?;
+            eprintln!("registering the recordings below {url} where they sit");
+            let summary = crate::ingest::import_object_prefix(&humpback, url, report_progress)?;
+            humpback.catch_up_projections()?;
+            summary
+        }
+    };
+    print_summary(&summary, args.json)?;
+    Ok(0)
+}
+
+fn print_summary(summary: &ImportSummary, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
     } else {
         println!(
             "{} added, {} already there, {} rejected",
@@ -68,7 +106,7 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ImportArgs) -> anyhow::Result<i
             println!("  skipped {}: {}", skipped.path, skipped.reason);
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 /// One line per file on stderr (redrawn in place on a terminal).

@@ -118,9 +118,17 @@ pub struct ServeArgs {
     /// Serve on a non-loopback address without a token (anyone who reaches it can change anything).
     #[arg(long, env = "HUMPBACK_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
-    /// A folder below which import by server path over HTTP is allowed (repeatable; none: off).
+    /// A folder below which import by server path over HTTP is allowed, or a bucket prefix
+    /// (`s3://archive/2019`) below which recordings may be registered where they sit
+    /// (repeatable; none: off).
     #[arg(long = "import-root", env = "HUMPBACK_IMPORT_ROOTS", value_delimiter = ',')]
     pub import_roots: Vec<PathBuf>,
+    /// Where artifacts (audio, embeddings, cluster outputs, detectors) live: a folder (a shared
+    /// filesystem path) or a bucket (`s3://bucket/prefix`, `gs://…`, `az://…`; credentials
+    /// from the usual environment). Chosen when the data directory is created and remembered;
+    /// default: the data directory itself. The log and projections stay in the data directory.
+    #[arg(long, env = "HUMPBACK_STORAGE")]
+    pub storage: Option<String>,
     /// A file-name time pattern (repeatable), tried before the built-in recorder families:
     /// strftime-like fields %Y %y %m %d %H %M %S, `*` for any text, then `@+10:00` when the
     /// names are local time at that offset (default UTC), e.g. `*%Y%m%d_%H%M%S.wav@+10:00`.
@@ -135,7 +143,16 @@ pub struct ServeArgs {
 impl ServeArgs {
     fn settings(&self, token: Option<&str>) -> anyhow::Result<crate::app::Settings> {
         let mut import_roots = Vec::new();
+        let mut import_buckets = Vec::new();
         for root in &self.import_roots {
+            let text = root.to_string_lossy();
+            if crate::storage::is_object_url(&text) {
+                match crate::storage::parse_storage_spec(&text)? {
+                    crate::storage::StorageSpec::Bucket(url) => import_buckets.push(url),
+                    crate::storage::StorageSpec::Folder(_) => {}
+                }
+                continue;
+            }
             let canonical = std::fs::canonicalize(root)
                 .map_err(|error| anyhow::anyhow!("--import-root {}: {error}", root.display()))?;
             if !canonical.is_dir() {
@@ -169,6 +186,8 @@ impl ServeArgs {
                 open_reads: self.open_reads,
             },
             import_roots,
+            import_buckets,
+            storage: self.storage.clone(),
             time_patterns: self
                 .time_patterns
                 .iter()

@@ -81,7 +81,8 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ProjectionsArgs) -> anyhow::Res
             let names: Vec<String> = name.into_iter().collect();
             let report: RebuildReport = match &access {
                 LogAccess::Direct(log) => {
-                    let mut projector = Projector::open(&data_dir.projections_db(), data_dir.root())?;
+                    let storage = crate::services::open_storage(data_dir, None, true)?;
+                    let mut projector = Projector::open_with_storage(&data_dir.projections_db(), storage)?;
                     projector.rebuild(log, &names).context("rebuilding projections")?
                 }
                 LogAccess::Server(client) => {

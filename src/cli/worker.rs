@@ -28,11 +28,11 @@ pub struct WorkerArgs {
     /// Jobs run at once (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Where this machine sees the server's storage (default: the path the server reports, for
-    /// a share mounted at the same path everywhere).
+    /// Where this machine sees the server's storage: a folder (the same share mounted at
+    /// another path) or a bucket URL (`s3://bucket/prefix`). Default: what the server reports.
     #[arg(long, env = "HUMPBACK_STORAGE")]
-    pub storage: Option<PathBuf>,
-    /// Where the models are (default: STORAGE/models).
+    pub storage: Option<String>,
+    /// Where the models are (default: STORAGE/models; from a bucket, copied to a local cache).
     #[arg(long, env = "HUMPBACK_MODELS_DIR")]
     pub models_dir: Option<PathBuf>,
     /// Offer the deterministic `fake` model (tests and demos; the server must offer it too).
@@ -41,6 +41,15 @@ pub struct WorkerArgs {
     /// What to call this worker in listings (default: host:pid).
     #[arg(long)]
     pub name: Option<String>,
+}
+
+/// The worker's cache folder, removed when the worker stops.
+struct WorkerCache(PathBuf);
+
+impl Drop for WorkerCache {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The server's worker API as a [`ProcessingJobSource`]. The worker id changes when the
@@ -247,14 +256,21 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<i32> {
     let request = RegisterRequest { name: name.clone(), kinds: vec![JobKind::Processing], threads };
     let registered = register(&client, &request)
         .map_err(|(RegisterError::Unreachable(error) | RegisterError::Refused(error))| error)?;
-    let storage = args.storage.clone().unwrap_or_else(|| PathBuf::from(&registered.storage));
-    if !storage.is_dir() {
+    let storage_spec = args.storage.clone().unwrap_or_else(|| registered.storage.clone());
+    // A bucket's objects are copied here while a job needs them (one folder per process).
+    let cache = WorkerCache(std::env::temp_dir().join(format!("humpback-worker-{}", std::process::id())));
+    let storage = crate::storage::Storage::open(&storage_spec, &cache.0)
+        .with_context(|| format!("opening the storage {storage_spec}"))?;
+    if !storage.is_bucket() && !storage.local_root().is_dir() {
         bail!(
             "the storage {} is not a folder on this machine; mount the server's storage and pass --storage PATH",
-            storage.display()
+            storage.describe()
         );
     }
-    let models_dir = args.models_dir.clone().unwrap_or_else(|| storage.join("models"));
+    let models_dir = match args.models_dir.clone() {
+        Some(dir) => dir,
+        None => storage.fetch_folder("models").context("copying the models from storage")?,
+    };
     let mut registry_config = crate::model::RegistryConfig::new(&models_dir);
     if args.enable_fake_model {
         registry_config.fake_model = Some(crate::model::FakeModelConfig::default());
@@ -265,7 +281,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<i32> {
     registry_config.measurements_directory = Some(std::env::temp_dir().join("humpback-batch-measurements"));
     registry_config.measure_batch_sizes = true;
     let models = Arc::new(crate::model::ModelRegistry::discover(registry_config).context("discovering models")?);
-    tracing::info!(worker = %registered.worker_id, %name, storage = %storage.display(), threads, "worker registered");
+    tracing::info!(worker = %registered.worker_id, %name, storage = %storage.describe(), threads, "worker registered");
     // Tests and scripts read this line.
     println!("humpback worker {} registered with {}", registered.worker_id, client.base_url());
     let source = Arc::new(HttpJobSource::new(client, registered.worker_id.clone()));
@@ -312,7 +328,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<i32> {
 fn work(
     source: &HttpJobSource,
     request: &RegisterRequest,
-    storage: &std::path::Path,
+    storage: &crate::storage::Storage,
     models: &crate::model::ModelRegistry,
     stopping: &AtomicBool,
 ) {

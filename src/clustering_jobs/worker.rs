@@ -157,7 +157,7 @@ impl ClusteringWorker {
                     files.len() - 1
                 }
             };
-            let path = humpback.data_dir.root().join(&parquet);
+            let path = humpback.storage.readable_path(&parquet)?;
             for batch in read_batches(&path, 4096).with_context(|| format!("reading embedding set {set_id}"))? {
                 let batch = batch.with_context(|| format!("reading embedding set {set_id}"))?;
                 if dims == 0 {
@@ -286,7 +286,7 @@ impl ClusteringWorker {
                 y: result.coordinates_2d.as_ref().map(|c| c[i][1]),
             })
             .collect();
-        let assignments_full_path = humpback.data_dir.root().join(&assignments_parquet);
+        let assignments_full_path = humpback.storage.local_path(&assignments_parquet)?;
         write_assignments_with_times(&assignments_full_path, &assignments, &row_starts)?;
         // The log vouches for these bytes: the projection reads the assignments back from them.
         let assignments_file = describe_assignments_file(&assignments_full_path)?;
@@ -297,10 +297,10 @@ impl ClusteringWorker {
             "metrics": metrics,
             "clusters": summaries.iter().map(|s| serde_json::json!({"label": s.label, "size": s.size, "noise": s.label < 0, "metadata_summary": s.summary})).collect::<Vec<_>>(),
         });
-        write_atomically(
-            &humpback.data_dir.root().join(&clusters_json),
-            serde_json::to_string_pretty(&document)?.as_bytes(),
-        )?;
+        write_atomically(&humpback.storage.local_path(&clusters_json)?, serde_json::to_string_pretty(&document)?.as_bytes())?;
+        // In a bucket: both uploaded before the completion names them.
+        humpback.storage.publish(&assignments_parquet).context("uploading the assignments to storage")?;
+        humpback.storage.publish(&clusters_json).context("uploading the clusters to storage")?;
         let completed = ClusteringJobCompleted {
             job_id,
             attempt,
@@ -350,7 +350,7 @@ pub fn recover_running_clustering_jobs(humpback: &Humpback) -> anyhow::Result<Ve
             .collect()
     });
     for (job_id, attempt) in &running {
-        let _ = std::fs::remove_dir_all(humpback.data_dir.clusters_dir().join(job_id.to_string()));
+        let _ = std::fs::remove_dir_all(humpback.storage.local_root().join("clusters").join(job_id.to_string()));
         humpback.writer.execute(Command::AbandonClusteringJob {
             job_id: *job_id,
             attempt: *attempt,
@@ -386,7 +386,7 @@ fn window_scores(
     job: crate::domain::ids::DetectionJobId,
     label: Option<&str>,
 ) -> anyhow::Result<std::collections::HashMap<(u64, u64), f64>> {
-    let path = humpback.data_dir.root().join(crate::classifier::detection_worker::scores_path(job));
+    let path = humpback.storage.readable_path(&crate::classifier::detection_worker::scores_path(job))?;
     let table = crate::classifier::scores_parquet::read_scores(&path, None)
         .with_context(|| format!("reading the scores of detection job {job}"))?;
     let column = match label {

@@ -240,6 +240,21 @@ pub struct RegisterAudioFile {
     pub extension: String,
     /// The start time found in the file (`bext`) or its name, recorded right after the registration.
     pub recorded_at: Option<crate::recording_time::FoundRecordingTime>,
+    /// Where the bytes are kept.
+    pub location: AudioLocation,
+}
+
+/// Where a registered recording's bytes are kept (its `stored_path`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AudioLocation {
+    /// `audio/raw/{id}/original.{ext}` in storage (the seed layout; moved there by rename).
+    #[default]
+    ById,
+    /// `audio/raw/sha256/{checksum}.{ext}` in storage: a bucket, where the upload happens
+    /// before the id is known (an object cannot be renamed cheaply).
+    ByChecksum,
+    /// Where it already sits, by object URL (`s3://archive/2019/a.flac`): registered without a copy.
+    InPlace(String),
 }
 
 /// How an edit's documents combine with what is there.
@@ -359,6 +374,16 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
             if !AUDIO_EXTENSIONS.contains(&extension.as_str()) {
                 return Err(Rejection::UnsupportedAudioExtension(register.extension));
             }
+            if let AudioLocation::InPlace(url) = &register.location {
+                if !crate::storage::spec::is_object_url(url) || url.chars().any(char::is_control) {
+                    return Err(Rejection::Invalid(format!("{url:?} is not an object URL (s3://, gs:// or az://)")));
+                }
+            }
+            if register.location == AudioLocation::ByChecksum
+                && !register.checksum_sha256.0.chars().all(|c| c.is_ascii_hexdigit())
+            {
+                return Err(Rejection::Invalid("the checksum is not hexadecimal".into()));
+            }
             let audio_file_id = state.next_audio_file_id();
             let start_time = register.recorded_at.map(|found| {
                 Event::RecordingStartTimeSet(RecordingStartTimeSet {
@@ -369,6 +394,11 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
                     set_by: None,
                 })
             });
+            let stored_path = match register.location {
+                AudioLocation::ById => format!("audio/raw/{audio_file_id}/original.{extension}"),
+                AudioLocation::ByChecksum => format!("audio/raw/sha256/{}.{extension}", register.checksum_sha256.0),
+                AudioLocation::InPlace(url) => url,
+            };
             let registered = Event::AudioFileRegistered(AudioFileRegistered {
                 audio_file_id,
                 original_filename: register.original_filename,
@@ -379,7 +409,7 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
                 sample_rate: register.sample_rate,
                 channels: register.channels,
                 codec: register.codec,
-                stored_path: format!("audio/raw/{audio_file_id}/original.{extension}"),
+                stored_path,
             });
             Ok(std::iter::once(registered).chain(start_time).collect())
         }

@@ -28,6 +28,7 @@ fn register(checksum: &str) -> Command {
         codec: "pcm_s16le".into(),
         extension: "WAV".into(),
         recorded_at: None,
+        location: Default::default(),
     })
 }
 

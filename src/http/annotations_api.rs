@@ -442,7 +442,7 @@ pub async fn annotate_cluster(
                 .assignments_path
                 .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a complete job has no assignments")))?;
             let members =
-                crate::clustering_jobs::outputs::read_assignments(&state.humpback.data_dir.root().join(path), |row| {
+                crate::clustering_jobs::outputs::read_assignments(&state.humpback.storage.readable_path(&path)?, |row| {
                     row.cluster_label == cluster.label
                 })
                 .map_err(|error| ApiError::internal(error.into()))?;
@@ -521,7 +521,7 @@ pub async fn annotate_windows(
                 })?;
                 if !times.contains_key(set) {
                     let read = crate::artifacts::embeddings_parquet::all_window_times(
-                        &state.humpback.data_dir.root().join(path),
+                        &state.humpback.storage.readable_path(path)?,
                     )
                     .map_err(|error| ApiError::internal(error.into()))?;
                     times.insert(*set, read);

@@ -121,7 +121,7 @@ pub async fn download(
     let file = blocking(move || Ok(humpback.reader.with_connection(|c| queries::audio_file(c, id))?)).await?;
     let file = file.ok_or_else(|| ApiError::not_found(format!("audio file {id} does not exist")))?;
     // The stored path was built by the writer from the id and a fixed extension list.
-    let path = state.humpback.data_dir.root().join(&file.stored_path);
+    let path = state.humpback.artifact_path(&file.stored_path).await?;
     let response = tower_http::services::ServeFile::new(&path)
         .oneshot(request)
         .await
@@ -370,6 +370,9 @@ pub fn ingest_error(error: crate::ingest::IngestError) -> ApiError {
             format!("the upload is larger than the limit of {limit} bytes (see --max-upload-bytes)"),
         ),
         crate::ingest::IngestError::Writer(error) => error.into(),
+        crate::ingest::IngestError::Storage(message) => {
+            ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("storage: {message}"))
+        }
         other => ApiError::internal(other.into()),
     }
 }
@@ -378,8 +381,37 @@ pub use crate::folders::clean_folder;
 
 #[derive(Debug, Deserialize)]
 pub struct ImportRequest {
-    /// A folder on the server's file system.
+    /// A folder on the server's file system, or a bucket prefix (`s3://archive/2019/`) whose
+    /// recordings are registered where they sit.
     pub path: std::path::PathBuf,
+}
+
+/// `POST /api/audio/import {"path": "s3://bucket/prefix/"}`: registers every recording below
+/// a bucket prefix without copying it; allowed below the server's `--import-root` bucket
+/// prefixes only (403 otherwise).
+async fn import_objects(state: ApiState, url: &str) -> Result<Json<crate::ingest::ImportSummary>, ApiError> {
+    let url = match crate::storage::parse_storage_spec(url) {
+        Ok(crate::storage::StorageSpec::Bucket(url)) => url,
+        Ok(crate::storage::StorageSpec::Folder(_)) => return Err(ApiError::unprocessable("path: not a bucket URL")),
+        Err(error) => return Err(ApiError::unprocessable(format!("path: {error}"))),
+    };
+    let allowed = state
+        .humpback
+        .settings
+        .import_buckets
+        .iter()
+        .any(|root| url == *root || url.starts_with(&format!("{}/", root.trim_end_matches('/'))));
+    if !allowed {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            format!("path: importing from {url} over HTTP needs the server started with --import-root naming it or a prefix of it"),
+        ));
+    }
+    let humpback = state.humpback.clone();
+    let summary =
+        blocking(move || crate::ingest::import_object_prefix(&humpback, &url, |_, _, _, _| {}).map_err(ingest_error)).await?;
+    state.humpback.wait_until_projected(state.humpback.log_head()).await;
+    Ok(Json(summary))
 }
 
 /// `POST /api/audio/import {"path": DIR}`: registers every recording below a folder.
@@ -388,6 +420,10 @@ pub async fn import(
     body: Result<Json<ImportRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<crate::ingest::ImportSummary>, ApiError> {
     let Json(request) = body.map_err(|rejection| ApiError::unprocessable(rejection.body_text()))?;
+    let requested = request.path.to_string_lossy().into_owned();
+    if crate::storage::is_object_url(&requested) {
+        return import_objects(state, &requested).await;
+    }
     let roots = state.humpback.settings.import_roots.clone();
     let folder = crate::ingest::resolve_import_folder(&request.path, &roots).map_err(|refusal| {
         let status = if refusal.is_forbidden() {

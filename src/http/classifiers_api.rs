@@ -138,7 +138,7 @@ pub fn label_next_windows(state: &ApiState, id: ClassifierId, limit: usize) -> R
             format!("classifier {id} has no completed detection job yet: run one (POST /api/detection-jobs) first"),
         ));
     };
-    let path = state.humpback.data_dir.root().join(scores_path(job_id));
+    let path = state.humpback.storage.readable_path(&scores_path(job_id))?;
     let table = read_scores(&path, None).map_err(|error| ApiError::internal(error.into()))?;
     let windows = label_next(&table, threshold, &spans, limit);
     let names = state.humpback.writer.read_state(|s| {

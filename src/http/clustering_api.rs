@@ -137,7 +137,7 @@ fn members_page(state: &ApiState, cluster: ClusterRow, offset: u64, limit: u64) 
     let path =
         job.assignments_path.ok_or_else(|| ApiError::internal(anyhow::anyhow!("a complete job has no assignments")))?;
     let label = cluster.label;
-    let all = read_assignments(&state.humpback.data_dir.root().join(path), |row| row.cluster_label == label)
+    let all = read_assignments(&state.humpback.storage.readable_path(&path)?, |row| row.cluster_label == label)
         .map_err(|error| ApiError::internal(error.into()))?;
     let total = all.len() as u64;
     let items = all
@@ -211,7 +211,7 @@ pub async fn assignments_csv(State(state): State<ApiState>, Path(id): Path<Strin
                 format!("clustering job {id} is {}, it has no assignments yet", job.status),
             )
         })?;
-        let rows = read_assignments(&state.humpback.data_dir.root().join(path), |_| true)
+        let rows = read_assignments(&state.humpback.storage.readable_path(&path)?, |_| true)
             .map_err(|error| ApiError::internal(error.into()))?;
         let mut csv = String::from(
             "embedding_set_id,audio_file_id,row_index,start_seconds,end_seconds,cluster_label,probability,x,y,\
@@ -263,7 +263,7 @@ pub async fn clusters_json(State(state): State<ApiState>, Path(id): Path<String>
                 format!("clustering job {id} is {}, it has no clusters yet", job.status),
             )
         })?;
-        std::fs::read(state.humpback.data_dir.root().join(path)).map_err(|error| ApiError::internal(error.into()))
+        std::fs::read(state.humpback.storage.readable_path(&path)?).map_err(|error| ApiError::internal(error.into()))
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())

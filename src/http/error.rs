@@ -100,6 +100,15 @@ impl From<WriterError> for ApiError {
     }
 }
 
+/// Storage that cannot be reached or lost an artifact is the server's trouble, not the
+/// request's: 503, with what went wrong.
+impl From<crate::storage::StorageError> for ApiError {
+    fn from(error: crate::storage::StorageError) -> ApiError {
+        tracing::warn!(error = %error, "storage");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("storage: {error}"))
+    }
+}
+
 impl From<crate::log::LogError> for ApiError {
     fn from(error: crate::log::LogError) -> ApiError {
         ApiError::internal(error.into())

@@ -125,7 +125,7 @@ async fn load_audio_file(state: &ApiState, id: u64) -> Result<AudioFileRow, ApiE
 
 fn read_range(state: &ApiState, file: &AudioFileRow, range: CheckedRange) -> Result<Vec<f32>, ApiError> {
     // The stored path was built by the writer from the id and a fixed extension list.
-    let path = state.humpback.data_dir.root().join(&file.stored_path);
+    let path = state.humpback.storage.readable_path(&file.stored_path)?;
     crate::audio::read_samples_range(&path, range.start_seconds, range.duration_seconds).map_err(|error| {
         ApiError::internal(anyhow::anyhow!(error).context(format!("reading audio file {} for the web page", file.id)))
     })
@@ -232,7 +232,7 @@ pub async fn embedding_set_download(
             set.parquet_path
         )));
     }
-    let path = state.humpback.data_dir.root().join(relative);
+    let path = state.humpback.artifact_path(&set.parquet_path).await?;
     let response = tower_http::services::ServeFile::new(&path)
         .oneshot(request)
         .await

@@ -169,15 +169,15 @@ pub async fn reread_folder_times(
     if recordings.is_empty() {
         return Err(ApiError::not_found(format!("no recordings in folder {folder:?}")));
     }
-    let root = state.humpback.data_dir.root().to_path_buf();
+    let storage = state.humpback.storage.clone();
     let patterns = state.humpback.settings.time_patterns.clone();
     let (changes, without_time) = blocking(move || {
         let mut changes = Vec::new();
         let mut without_time = Vec::new();
         for recording in recordings {
             // The stored path was built by the writer from the id and a fixed extension list.
-            let path = root.join(&recording.stored_path);
-            match find_recording_time(Some(&path), &recording.filename, &patterns, offset) {
+            let path = storage.readable_path(&recording.stored_path).ok();
+            match find_recording_time(path.as_deref(), &recording.filename, &patterns, offset) {
                 Some(found) => changes.push(SetRecordingStartTime {
                     audio_file_id: AudioFileId(recording.audio_file_id),
                     recorded_at: Some(found.recorded_at),
@@ -345,7 +345,7 @@ pub fn clustered_window_starts(state: &ApiState, job_id: u64) -> Result<Vec<(i64
             format!("clustering job {job_id} is {}, it has no assignments yet", job.status),
         )
     })?;
-    let rows = crate::clustering_jobs::outputs::read_assignments(&state.humpback.data_dir.root().join(path), |_| true)
+    let rows = crate::clustering_jobs::outputs::read_assignments(&state.humpback.storage.readable_path(&path)?, |_| true)
         .map_err(|error| ApiError::internal(error.into()))?;
     Ok(state.humpback.writer.read_state(|domain| {
         rows.iter()

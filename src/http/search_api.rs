@@ -22,6 +22,7 @@ impl From<SearchError> for ApiError {
             SearchError::NotFound(message) => ApiError::not_found(message),
             SearchError::MixedModelVersions(message) => ApiError::bad_request(message),
             SearchError::ModelUnavailable(message) => ApiError::new(StatusCode::CONFLICT, message),
+            SearchError::Storage(error) => error.into(),
             other => ApiError::internal(anyhow::Error::new(other).context("searching")),
         }
     }

@@ -143,7 +143,7 @@ fn clustering_selections(state: &ApiState, job_id: u64, audio: Option<u64>) -> R
     let path = job.assignments_path.ok_or_else(|| {
         ApiError::new(StatusCode::CONFLICT, format!("clustering job {job_id} is {}, it has no windows yet", job.status))
     })?;
-    let rows = read_assignments(&state.humpback.data_dir.root().join(path), |_| true)
+    let rows = read_assignments(&state.humpback.storage.readable_path(&path)?, |_| true)
         .map_err(|error| ApiError::internal(error.into()))?;
     let mut selections: Vec<(u64, Selection)> = state.humpback.writer.read_state(|s| {
         rows.iter()

@@ -77,7 +77,7 @@ pub async fn register(
     let worker_id = humpback.remote_workers.register(&request);
     Ok(Json(Registered {
         worker_id,
-        storage: humpback.data_dir.root().display().to_string(),
+        storage: humpback.storage.describe(),
         lease_seconds: humpback.remote_workers.lease_duration().as_secs_f64(),
         batch_size: humpback.settings.batch_size,
     }))
@@ -198,7 +198,7 @@ async fn renew_with(
     let renewal = blocking(move || {
         humpback
             .remote_workers
-            .renew_processing(&humpback.writer, humpback.data_dir.root(), &worker, job, attempt, progress)
+            .renew_processing(&humpback.writer, &humpback.storage, &worker, job, attempt, progress)
             .map_err(ApiError::from)
     })
     .await?;
@@ -248,7 +248,7 @@ pub async fn complete(
             .remote_workers
             .complete_processing(
                 &humpback.writer,
-                humpback.data_dir.root(),
+                &humpback.storage,
                 &worker,
                 job,
                 request.attempt,
@@ -276,7 +276,7 @@ pub async fn fail(
     blocking(move || {
         humpback
             .remote_workers
-            .fail_processing(&humpback.writer, humpback.data_dir.root(), &worker, job, request.attempt, reason)
+            .fail_processing(&humpback.writer, &humpback.storage, &worker, job, request.attempt, reason)
             .map_err(ApiError::from)
     })
     .await?;
@@ -300,7 +300,7 @@ pub async fn stop(
             .remote_workers
             .stop_processing(
                 &humpback.writer,
-                humpback.data_dir.root(),
+                &humpback.storage,
                 &worker,
                 job,
                 request.attempt,
@@ -324,7 +324,7 @@ pub async fn sweep_leases(humpback: std::sync::Arc<Humpback>, mut stop: tokio::s
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
         let app = humpback.clone();
-        let _ = tokio::task::spawn_blocking(move || app.remote_workers.sweep(&app.writer, app.data_dir.root())).await;
+        let _ = tokio::task::spawn_blocking(move || app.remote_workers.sweep(&app.writer, &app.storage)).await;
     }
 }
 

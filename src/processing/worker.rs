@@ -99,7 +99,7 @@ impl ProcessingWorker {
             let job = state.processing_jobs.get(&job_id)?;
             Some(embeddings_relative_path(&job.config.model_version, job.audio_file_id, &job.encoding_signature))
         })?;
-        Some(self.humpback.data_dir.root().join(relative))
+        self.humpback.storage.local_path(&relative).ok()
     }
 
     fn encode(&mut self, job_id: ProcessingJobId, attempt: u32) -> anyhow::Result<JobStatus> {
@@ -116,8 +116,9 @@ impl ProcessingWorker {
         let (encoding, mut model, model_version, batch_size) =
             open_job_model(&self.humpback.models, &job.config, &mut self.cached_model)?;
         let relative = embeddings_relative_path(&job.config.model_version, job.audio_file_id, &job.encoding_signature);
-        let final_path = self.humpback.data_dir.root().join(&relative);
-        let audio_path = self.humpback.data_dir.root().join(&audio.stored_path);
+        let final_path = self.humpback.storage.local_path(&relative)?;
+        let audio_path =
+            self.humpback.storage.readable_path(&audio.stored_path).context("reading the recording from storage")?;
         let metadata = embedding_metadata(&job, &audio, recorded_at);
         let humpback = self.humpback.clone();
         let stopping = self.stopping.clone();
@@ -147,6 +148,10 @@ impl ProcessingWorker {
             encode_file(&audio_path, &encoding, model.as_mut(), &final_path, metadata, batch_size, &mut after_batch);
         self.cached_model = Some((model_version, model));
         let outcome = outcome.with_context(|| format!("encoding audio file {}", job.audio_file_id))?;
+        if matches!(outcome, EncodeOutcome::Promoted { .. }) {
+            // In a bucket: uploaded before the event names it.
+            self.humpback.storage.publish(&relative).context("uploading the embeddings to storage")?;
+        }
         let command = match outcome {
             EncodeOutcome::Promoted { rows, warnings } => Command::CompleteProcessingJob {
                 job_id,
@@ -205,9 +210,12 @@ pub fn recover_running_jobs(humpback: &Humpback) -> anyhow::Result<RecoveryRepor
             .collect()
     });
     for (job_id, attempt, relative, _) in running {
-        let final_path = humpback.data_dir.root().join(&relative);
-        let complete =
-            crate::artifacts::embeddings_parquet::inspect(&final_path).ok().filter(|summary| summary.is_complete());
+        let final_path = humpback.storage.local_path(&relative)?;
+        // Complete when whole here and (in a bucket) uploaded again without error.
+        let complete = crate::artifacts::embeddings_parquet::inspect(&final_path)
+            .ok()
+            .filter(|summary| summary.is_complete())
+            .filter(|_| humpback.storage.publish(&relative).is_ok());
         let command = match complete {
             Some(summary) => {
                 report.completed.push(job_id);
@@ -234,7 +242,7 @@ pub fn recover_running_jobs(humpback: &Humpback) -> anyhow::Result<RecoveryRepor
         };
         humpback.writer.execute(command).with_context(|| format!("recovering processing job {job_id}"))?;
     }
-    for path in find_files(&humpback.data_dir.embeddings_dir(), ".tmp.parquet")? {
+    for path in find_files(&humpback.storage.local_root().join("embeddings"), ".tmp.parquet")? {
         if remove_if_exists(&path)? {
             report.removed_temporary_files.push(path.display().to_string());
         }

@@ -500,7 +500,7 @@ pub fn clusters(tx: &Transaction<'_>, envelope: &Envelope) -> Result {
 /// labels agree with the event. A file that is missing or differs gives no rows, a warning and
 /// a `problem` in `cluster_assignment_sources` (never a stuck projector: the log stays readable
 /// and every other table is whole); restoring the file and rebuilding this projection fills it.
-pub fn cluster_assignments(tx: &Transaction<'_>, envelope: &Envelope, data_root: &std::path::Path) -> Result {
+pub fn cluster_assignments(tx: &Transaction<'_>, envelope: &Envelope, storage: &crate::storage::Storage) -> Result {
     let Event::ClusteringJobCompleted(e) = &envelope.event else { return Ok(()) };
     let mut source = tx.prepare_cached(
         "INSERT INTO cluster_assignment_sources (clustering_job_id, source, row_count, problem) VALUES (?1, ?2, ?3, ?4)",
@@ -512,7 +512,7 @@ pub fn cluster_assignments(tx: &Transaction<'_>, envelope: &Envelope, data_root:
             records
         }
         ClusterAssignments::InFile(file) => {
-            let checked = read_vouched_assignments(data_root, &e.assignments_path, file)
+            let checked = read_vouched_assignments(storage, &e.assignments_path, file)
                 .map_err(|problem| problem.to_string())
                 .and_then(|records| check_assignments_match_clusters(&e.clusters, &records).map(|()| records));
             match checked {

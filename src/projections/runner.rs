@@ -1,7 +1,7 @@
 //! The projector: applies the log to the projection tables, checkpointed, and rebuilds them.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -41,8 +41,8 @@ pub struct RebuildReport {
 pub struct Projector {
     connection: Connection,
     checkpoint_sender: watch::Sender<EventSeq>,
-    /// The data directory: artifacts an event vouches for are read below it.
-    data_root: PathBuf,
+    /// Where artifacts an event vouches for are read (the data directory by default).
+    storage: crate::storage::Storage,
 }
 
 impl Projector {
@@ -50,9 +50,14 @@ impl Projector {
     /// changed (it is rebuilt by the next [`Projector::catch_up`]). Artifacts the log vouches
     /// for (a clustering's `assignments.parquet`) are read below `data_root`.
     pub fn open(path: &Path, data_root: &Path) -> Result<Projector, ProjectionError> {
+        Projector::open_with_storage(path, crate::storage::Storage::folder(data_root))
+    }
+
+    /// [`Projector::open`] with artifacts read from `storage` (a shared folder or a bucket).
+    pub fn open_with_storage(path: &Path, storage: crate::storage::Storage) -> Result<Projector, ProjectionError> {
         let connection = open_write_connection(path)?;
         let (checkpoint_sender, _) = watch::channel(EventSeq(0));
-        let mut projector = Projector { connection, checkpoint_sender, data_root: data_root.to_path_buf() };
+        let mut projector = Projector { connection, checkpoint_sender, storage };
         projector.reset_changed_schemas()?;
         let lowest = projector.lowest_checkpoint()?;
         projector.checkpoint_sender.send_replace(lowest);
@@ -126,7 +131,7 @@ impl Projector {
                 return Ok(lowest);
             }
             let transaction = self.connection.transaction().map_err(sql_error("starting a catch-up batch"))?;
-            apply_batch(&transaction, &batch, &mut checkpoints, &self.data_root)?;
+            apply_batch(&transaction, &batch, &mut checkpoints, &self.storage)?;
             transaction.commit().map_err(sql_error("committing a catch-up batch"))?;
             let reached = batch.last().map(|envelope| envelope.seq).unwrap_or(lowest);
             self.checkpoint_sender.send_replace(reached.min(self.lowest_checkpoint()?));
@@ -158,7 +163,7 @@ impl Projector {
             let Some(last) = batch.last() else { break };
             after = last.seq;
             replayed += batch.len() as u64;
-            apply_batch(&transaction, &batch, &mut checkpoints, &self.data_root)?;
+            apply_batch(&transaction, &batch, &mut checkpoints, &self.storage)?;
         }
         transaction.commit().map_err(sql_error("committing a rebuild"))?;
         self.catch_up(log)?;
@@ -272,7 +277,7 @@ fn apply_batch(
     transaction: &Transaction<'_>,
     batch: &[crate::log::Envelope],
     checkpoints: &mut HashMap<String, EventSeq>,
-    data_root: &Path,
+    storage: &crate::storage::Storage,
 ) -> Result<(), ProjectionError> {
     for projection in PROJECTIONS {
         let mut last = checkpoints.get(projection.name).copied().unwrap_or_default();
@@ -286,7 +291,7 @@ fn apply_batch(
             }
             match projection.apply {
                 Apply::Event(apply) => apply(transaction, envelope),
-                Apply::WithArtifacts(apply) => apply(transaction, envelope, data_root),
+                Apply::WithArtifacts(apply) => apply(transaction, envelope, storage),
             }
             .map_err(sql_error(format!(
                 "applying event {} ({}) to projection {}",

@@ -46,4 +46,7 @@ pub enum SearchError {
     /// 500: the vectors do not fit the query (a cache that disagrees with the log).
     #[error(transparent)]
     Scan(#[from] scan::ScanError),
+    /// 503: an embedding set or recording cannot be fetched from storage.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
 }

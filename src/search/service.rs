@@ -74,7 +74,7 @@ pub fn open_set_cache(
     id: EmbeddingSetId,
     set: &EmbeddingSetState,
 ) -> Result<(VectorCache, CacheStatus), SearchError> {
-    let parquet = humpback.data_dir.root().join(&set.parquet_path);
+    let parquet = humpback.storage.readable_path(&set.parquet_path)?;
     let identity = SourceIdentity::of_parquet(&parquet, set.vector_dim, set.row_count, &set.encoding_signature.0)?;
     Ok(open_or_build(&parquet, &cache_path(humpback, id), &identity)?)
 }
@@ -167,7 +167,7 @@ pub fn run_search(
         let audio_path = resolved
             .query_audio_file_id
             .and_then(|audio| state.audio_files.get(&audio))
-            .map(|file| humpback.data_dir.root().join(&file.stored_path));
+            .map(|file| file.stored_path.clone());
         let query_set = match &request.query {
             SearchQuery::Window { embedding_set_id, .. } => {
                 state.embedding_sets.get(embedding_set_id).map(|set| (*embedding_set_id, set.clone()))
@@ -200,6 +200,7 @@ pub fn run_search(
         (SearchQuery::Span { audio_file_id, start_seconds }, Some(encoding)) => {
             let audio = query_audio_path
                 .ok_or_else(|| SearchError::NotFound(format!("recording {audio_file_id} does not exist")))?;
+            let audio = humpback.storage.readable_path(&audio)?;
             let (vector, mut described) = embed_query(humpback, encoding, &audio, Some(*start_seconds))?;
             described["audio_file_id"] = serde_json::json!(audio_file_id.0);
             (vector, described)

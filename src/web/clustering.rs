@@ -411,7 +411,7 @@ fn job_assignments(
             format!("clustering job {} is {}, it has no assignments yet", job.id, job.status),
         )
     })?;
-    read_assignments(&state.humpback.data_dir.root().join(path), keep)
+    read_assignments(&state.humpback.storage.readable_path(&path).map_err(|error| HtmlError::from(ApiError::from(error)))?, keep)
         .map_err(|error| HtmlError::from(ApiError::internal(error.into())))
 }
 

@@ -350,7 +350,7 @@ async fn detail_view(
     });
     let chosen_window = match chosen_set {
         Some((set, window)) => {
-            let path = state.humpback.data_dir.root().join(&set.parquet_path);
+            let path = state.humpback.artifact_path(&set.parquet_path).await.map_err(ApiError::from)?;
             let (set_id, rows) = (set.id, set.row_count);
             let times = blocking_page(move || Ok(crate::artifacts::embeddings_parquet::window_times(&path, window)))
                 .await
@@ -459,7 +459,7 @@ async fn score_track(
             .map(|(id, job)| (*id, job.threshold))
             .next_back()
     })?;
-    let path = state.humpback.data_dir.root().join(crate::classifier::detection_worker::scores_path(job_id));
+    let path = state.humpback.artifact_path(&crate::classifier::detection_worker::scores_path(job_id)).await.ok()?;
     let table = tokio::task::spawn_blocking(move || crate::classifier::scores_parquet::read_scores(&path, Some(audio)))
         .await
         .ok()?
@@ -486,7 +486,7 @@ async fn windows_in_range(
     from: f64,
     to: f64,
 ) -> Vec<crate::views::WindowTile> {
-    let path = state.humpback.data_dir.root().join(&set.parquet_path);
+    let Ok(path) = state.humpback.artifact_path(&set.parquet_path).await else { return Vec::new() };
     let (set_id, audio, recording) = (set.id, set.audio_file_id, recording.to_string());
     let times = tokio::task::spawn_blocking(move || crate::artifacts::embeddings_parquet::all_window_times(&path))
         .await

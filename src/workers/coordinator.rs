@@ -3,7 +3,7 @@
 //! checked, failure, stop, and the sweep that turns a lapsed lease into an abandoned attempt
 //! (the job is queued again). Leases live in memory; the log records only what happened.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::leases::{JobKind, LeaseRefusal, LeaseTable, LeasedJob, WorkerDirectory};
 use super::processing::{ProcessingAssignment, ProcessingCompletion, Renewal};
-use crate::artifacts::files::{promote, remove_if_exists, temp_sibling};
+use crate::artifacts::files::temp_sibling;
+use crate::storage::Storage;
 use crate::domain::decide::{Command, NewEmbeddingSet, Rejection};
 use crate::domain::events::Event;
 use crate::domain::ids::{ProcessingJobId, WorkerId};
@@ -113,14 +114,16 @@ pub struct WorkerCoordinator {
 impl WorkerCoordinator {
     /// A coordinator with no leases; files staged by workers of an earlier run are removed
     /// (their attempts were abandoned by start-up recovery).
-    pub fn open(storage_root: &Path, lease: Duration) -> WorkerCoordinator {
-        let staging = storage_root.join(super::STAGING_DIR);
-        if let Ok(entries) = std::fs::read_dir(&staging) {
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|kind| kind.is_file()) {
-                    let _ = std::fs::remove_file(entry.path());
+    pub fn open(storage: &Storage, lease: Duration) -> WorkerCoordinator {
+        match storage.list(super::STAGING_DIR) {
+            Ok(staged) => {
+                for object in staged {
+                    if let Err(error) = storage.remove(&object.key) {
+                        tracing::warn!(key = %object.key, error = %error, "could not remove a staged file of an earlier run");
+                    }
                 }
             }
+            Err(error) => tracing::warn!(error = %error, "could not list the files staged by an earlier run"),
         }
         WorkerCoordinator::new(lease)
     }
@@ -244,7 +247,7 @@ impl WorkerCoordinator {
     pub fn renew_processing(
         &self,
         writer: &Writer,
-        storage_root: &Path,
+        storage: &Storage,
         worker_id: &str,
         job_id: u64,
         attempt: u32,
@@ -253,7 +256,7 @@ impl WorkerCoordinator {
         self.heard_from(worker_id)?;
         let job = LeasedJob { kind: JobKind::Processing, job_id };
         let renewed = self.tables().leases.renew(job, worker_id, attempt, progress, Instant::now());
-        self.refused_unless_held(writer, storage_root, job, worker_id, attempt, renewed)?;
+        self.refused_unless_held(writer, storage, job, worker_id, attempt, renewed)?;
         if let Some((windows_done, windows_total)) = progress {
             writer.execute(Command::ReportProcessingProgress {
                 job_id: ProcessingJobId(job_id),
@@ -274,7 +277,7 @@ impl WorkerCoordinator {
     pub fn complete_processing(
         &self,
         writer: &Writer,
-        storage_root: &Path,
+        storage: &Storage,
         worker_id: &str,
         job_id: u64,
         attempt: u32,
@@ -283,12 +286,12 @@ impl WorkerCoordinator {
         self.heard_from(worker_id)?;
         let job = LeasedJob { kind: JobKind::Processing, job_id };
         let released = self.tables().leases.release(job, worker_id, attempt, Instant::now()).map(|_| ());
-        self.refused_unless_held(writer, storage_root, job, worker_id, attempt, released)?;
-        let staged = storage_root.join(super::staged_processing_path(job_id, attempt));
+        self.refused_unless_held(writer, storage, job, worker_id, attempt, released)?;
+        let staged = super::staged_processing_path(job_id, attempt);
         let job_id = ProcessingJobId(job_id);
         let warning = (!completion.warnings.is_empty()).then(|| completion.warnings.join("; "));
         let Some(rows) = completion.rows else {
-            remove_staged(&staged);
+            remove_staged(storage, &staged);
             let warning = warning.unwrap_or_else(|| "the file produced no windows".to_string());
             writer.execute(Command::CompleteProcessingJob {
                 job_id,
@@ -312,13 +315,13 @@ impl WorkerCoordinator {
             ))
         });
         let Some((relative, signature, dim)) = expected else {
-            remove_staged(&staged);
+            remove_staged(storage, &staged);
             return Err(WriterError::Rejected(Rejection::ProcessingJobNotFound(job_id)).into());
         };
-        let summary = match check_staged_embeddings(&staged, rows, &signature, dim) {
+        let summary = match check_staged_embeddings(storage, &staged, rows, &signature, dim) {
             Ok(summary) => summary,
             Err(reason) => {
-                remove_staged(&staged);
+                remove_staged(storage, &staged);
                 tracing::warn!(job = %job_id, attempt, worker = %worker_id, reason = %reason, "staged embeddings refused");
                 writer.execute(Command::FailProcessingJob {
                     job_id,
@@ -328,7 +331,7 @@ impl WorkerCoordinator {
                 return Err(CoordinatorError::ArtifactRefused(reason));
             }
         };
-        let final_path = storage_root.join(&relative);
+        let final_key = relative.clone();
         let recorded = writer.execute_staged(
             Command::CompleteProcessingJob {
                 job_id,
@@ -340,16 +343,10 @@ impl WorkerCoordinator {
                 }),
                 warning,
             },
-            |_| {
-                if let Some(parent) = final_path.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|error| format!("creating {}: {error}", parent.display()))?;
-                }
-                promote(&staged, &final_path).map_err(|error| error.to_string())
-            },
+            |_| storage.promote(&staged, &final_key).map_err(|error| error.to_string()),
         );
         if recorded.is_err() {
-            remove_staged(&staged);
+            remove_staged(storage, &staged);
         }
         recorded?;
         tracing::info!(job = %job_id, attempt, worker = %worker_id, rows, "processing job completed by a remote worker");
@@ -360,13 +357,13 @@ impl WorkerCoordinator {
     pub fn fail_processing(
         &self,
         writer: &Writer,
-        storage_root: &Path,
+        storage: &Storage,
         worker_id: &str,
         job_id: u64,
         attempt: u32,
         reason: String,
     ) -> Result<(), CoordinatorError> {
-        self.end_processing(writer, storage_root, worker_id, job_id, attempt, |job_id| Command::FailProcessingJob {
+        self.end_processing(writer, storage, worker_id, job_id, attempt, |job_id| Command::FailProcessingJob {
             job_id,
             attempt,
             reason,
@@ -378,13 +375,13 @@ impl WorkerCoordinator {
     pub fn stop_processing(
         &self,
         writer: &Writer,
-        storage_root: &Path,
+        storage: &Storage,
         worker_id: &str,
         job_id: u64,
         attempt: u32,
         canceled: bool,
     ) -> Result<(), CoordinatorError> {
-        self.end_processing(writer, storage_root, worker_id, job_id, attempt, |job_id| {
+        self.end_processing(writer, storage, worker_id, job_id, attempt, |job_id| {
             if canceled {
                 Command::ConfirmProcessingJobCanceled { job_id, attempt }
             } else {
@@ -400,7 +397,7 @@ impl WorkerCoordinator {
     fn end_processing(
         &self,
         writer: &Writer,
-        storage_root: &Path,
+        storage: &Storage,
         worker_id: &str,
         job_id: u64,
         attempt: u32,
@@ -409,8 +406,8 @@ impl WorkerCoordinator {
         self.heard_from(worker_id)?;
         let job = LeasedJob { kind: JobKind::Processing, job_id };
         let released = self.tables().leases.release(job, worker_id, attempt, Instant::now()).map(|_| ());
-        self.refused_unless_held(writer, storage_root, job, worker_id, attempt, released)?;
-        remove_staged(&storage_root.join(super::staged_processing_path(job_id, attempt)));
+        self.refused_unless_held(writer, storage, job, worker_id, attempt, released)?;
+        remove_staged(storage, &super::staged_processing_path(job_id, attempt));
         writer.execute(command(ProcessingJobId(job_id)))?;
         Ok(())
     }
@@ -420,7 +417,7 @@ impl WorkerCoordinator {
     fn refused_unless_held(
         &self,
         writer: &Writer,
-        storage_root: &Path,
+        storage: &Storage,
         job: LeasedJob,
         worker_id: &str,
         attempt: u32,
@@ -431,7 +428,7 @@ impl WorkerCoordinator {
             Ok(()) => Ok(()),
             Err(LeaseRefusal::NotHeld) => {
                 if job.kind == JobKind::Processing {
-                    remove_staged(&storage_root.join(super::staged_processing_path(job.job_id, attempt)));
+                    remove_staged(storage, &super::staged_processing_path(job.job_id, attempt));
                 }
                 Err(CoordinatorError::LeaseNotHeld {
                     kind,
@@ -441,19 +438,19 @@ impl WorkerCoordinator {
                 })
             }
             Err(LeaseRefusal::Lapsed(lease)) => {
-                self.abandon_lapsed(writer, storage_root, job, &lease.worker_id, lease.attempt);
+                self.abandon_lapsed(writer, storage, job, &lease.worker_id, lease.attempt);
                 Err(CoordinatorError::LeaseLapsed { kind, job_id: job.job_id, attempt })
             }
         }
     }
 
-    fn abandon_lapsed(&self, writer: &Writer, storage_root: &Path, job: LeasedJob, worker_id: &str, attempt: u32) {
+    fn abandon_lapsed(&self, writer: &Writer, storage: &Storage, job: LeasedJob, worker_id: &str, attempt: u32) {
         self.lapsed_leases.fetch_add(1, Ordering::Relaxed);
         let seconds = self.lease_duration().as_secs_f64();
         let reason = format!("worker {worker_id} was not heard from for {seconds} s (its lease lapsed)");
         let command = match job.kind {
             JobKind::Processing => {
-                remove_staged(&storage_root.join(super::staged_processing_path(job.job_id, attempt)));
+                remove_staged(storage, &super::staged_processing_path(job.job_id, attempt));
                 Command::AbandonProcessingJob { job_id: ProcessingJobId(job.job_id), attempt, reason }
             }
             JobKind::Clustering => Command::AbandonClusteringJob {
@@ -474,7 +471,7 @@ impl WorkerCoordinator {
 
     /// Abandons every attempt whose lease lapsed (the job is queued again) and forgets workers
     /// silent for much longer. Returns how many attempts were abandoned.
-    pub fn sweep(&self, writer: &Writer, storage_root: &Path) -> usize {
+    pub fn sweep(&self, writer: &Writer, storage: &Storage) -> usize {
         let now = Instant::now();
         let lapsed = {
             let mut tables = self.tables();
@@ -483,7 +480,7 @@ impl WorkerCoordinator {
             tables.leases.take_lapsed(now)
         };
         for (job, lease) in &lapsed {
-            self.abandon_lapsed(writer, storage_root, *job, &lease.worker_id, lease.attempt);
+            self.abandon_lapsed(writer, storage, *job, &lease.worker_id, lease.attempt);
         }
         lapsed.len()
     }
@@ -546,9 +543,10 @@ fn unknown(worker_id: &str) -> CoordinatorError {
 }
 
 /// Removes a staged artifact and its temporary sibling (a worker killed while writing).
-fn remove_staged(staged: &Path) {
-    for path in [staged.to_path_buf(), temp_sibling(staged)] {
-        if let Err(error) = remove_if_exists(&path) {
+fn remove_staged(storage: &Storage, staged: &str) {
+    let writing = crate::storage::key_of(&temp_sibling(Path::new(staged)));
+    for key in [staged, writing.as_str()] {
+        if let Err(error) = storage.remove(key) {
             tracing::warn!(error = %error, "could not remove a staged artifact");
         }
     }
@@ -558,17 +556,23 @@ fn remove_staged(staged: &Path) {
 /// readable, the row count it states equal to the rows it holds and to what the worker
 /// reported, its encoding signature the job's and its dimension the model's.
 pub fn check_staged_embeddings(
-    staged: &Path,
+    storage: &Storage,
+    staged: &str,
     rows: u64,
     signature: &str,
     vector_dim: Option<u32>,
 ) -> Result<crate::artifacts::embeddings_parquet::EmbeddingSetSummary, String> {
-    let size =
-        std::fs::metadata(staged).map_err(|error| format!("{} cannot be read: {error}", staged_name(staged)))?.len();
+    let name = staged.rsplit('/').next().unwrap_or(staged);
+    let size = storage
+        .size_of(staged)
+        .map_err(|error| format!("{name} cannot be read: {error}"))?
+        .ok_or_else(|| format!("{name} was not found in storage"))?;
     if size == 0 {
         return Err("the staged file is empty".into());
     }
-    let summary = crate::artifacts::embeddings_parquet::inspect(staged)
+    let metadata =
+        storage.parquet_metadata(staged).map_err(|error| format!("its Parquet footer does not read: {error}"))?;
+    let summary = crate::artifacts::embeddings_parquet::summarize(&metadata, Path::new(name))
         .map_err(|error| format!("its Parquet footer does not read: {error}"))?;
     if !summary.is_complete() {
         return Err(format!("it holds {} rows but states another count", summary.rows));
@@ -587,6 +591,4 @@ pub fn check_staged_embeddings(
     Ok(summary)
 }
 
-fn staged_name(path: &Path) -> String {
-    path.file_name().map(PathBuf::from).unwrap_or_default().display().to_string()
-}
+

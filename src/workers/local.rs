@@ -51,7 +51,7 @@ impl ProcessingJobSource for InProcessJobSource {
             .remote_workers
             .renew_processing(
                 &humpback.writer,
-                humpback.data_dir.root(),
+                &humpback.storage,
                 &self.worker_id,
                 job.job_id,
                 job.attempt,
@@ -66,7 +66,7 @@ impl ProcessingJobSource for InProcessJobSource {
             .remote_workers
             .complete_processing(
                 &humpback.writer,
-                humpback.data_dir.root(),
+                &humpback.storage,
                 &self.worker_id,
                 job.job_id,
                 job.attempt,
@@ -81,7 +81,7 @@ impl ProcessingJobSource for InProcessJobSource {
             .remote_workers
             .fail_processing(
                 &humpback.writer,
-                humpback.data_dir.root(),
+                &humpback.storage,
                 &self.worker_id,
                 job.job_id,
                 job.attempt,
@@ -96,7 +96,7 @@ impl ProcessingJobSource for InProcessJobSource {
             .remote_workers
             .stop_processing(
                 &humpback.writer,
-                humpback.data_dir.root(),
+                &humpback.storage,
                 &self.worker_id,
                 job.job_id,
                 job.attempt,

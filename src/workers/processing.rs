@@ -2,7 +2,7 @@
 //! it with the pipeline into the staged path, renew the lease while it runs, and report the end
 //! through [`ProcessingJobSource`], the one interface a worker talks to.
 
-use std::path::Path;
+use crate::storage::Storage;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -87,7 +87,7 @@ pub enum AttemptEnd {
 /// jobs. Blocking; renews the lease from a helper thread while the pipeline runs.
 pub fn run_assignment(
     source: &dyn ProcessingJobSource,
-    storage_root: &Path,
+    storage: &Storage,
     models: &crate::model::ModelRegistry,
     cached: &mut Option<(String, Box<dyn EmbeddingModel>)>,
     job: &ProcessingAssignment,
@@ -118,7 +118,7 @@ pub fn run_assignment(
                 }
             }
         });
-        let outcome = encode_assignment(source, storage_root, models, cached, job, stopping, cancel, lost);
+        let outcome = encode_assignment(source, storage, models, cached, job, stopping, cancel, lost);
         drop(stop_renewing);
         outcome
     });
@@ -128,7 +128,7 @@ pub fn run_assignment(
             if matches!(completed, Err(SourceError::LeaseLost(_))) {
                 // The attempt is no longer ours (a server that restarted does not know it, so
                 // it would not remove the file): the staged file names this attempt only.
-                let _ = crate::artifacts::files::remove_if_exists(&storage_root.join(&job.staged_path));
+                let _ = storage.remove(&job.staged_path);
             }
             completed
         }
@@ -139,9 +139,12 @@ pub fn run_assignment(
         Ok(Encoded::Stopped) => source.stop(job, false).map(|()| AttemptEnd::Abandoned),
         Err(error) => {
             *cached = None;
-            let _ = crate::artifacts::files::remove_if_exists(&crate::artifacts::files::temp_sibling(
-                &storage_root.join(&job.staged_path),
-            ));
+            if let Ok(staged) = storage.local_path(&job.staged_path) {
+                let _ = crate::artifacts::files::remove_if_exists(&crate::artifacts::files::temp_sibling(&staged));
+                if storage.is_bucket() {
+                    let _ = crate::artifacts::files::remove_if_exists(&staged);
+                }
+            }
             let reason = format!("{error:#}");
             tracing::warn!(job = job.job_id, attempt = job.attempt, reason = %reason, "processing job failed");
             source.fail(job, reason).map(|()| AttemptEnd::Failed)
@@ -168,7 +171,7 @@ enum Encoded {
 #[allow(clippy::too_many_arguments)]
 fn encode_assignment(
     source: &dyn ProcessingJobSource,
-    storage_root: &Path,
+    storage: &Storage,
     models: &crate::model::ModelRegistry,
     cached: &mut Option<(String, Box<dyn EmbeddingModel>)>,
     job: &ProcessingAssignment,
@@ -178,8 +181,8 @@ fn encode_assignment(
 ) -> anyhow::Result<Encoded> {
     let (encoding, mut model, model_version, measured_batch_size) = open_job_model(models, &job.config, cached)?;
     let batch_size = job.batch_size.unwrap_or(measured_batch_size);
-    let audio_path = storage_root.join(&job.audio_path);
-    let staged_path = storage_root.join(&job.staged_path);
+    let audio_path = storage.readable_path(&job.audio_path).context("reading the recording from storage")?;
+    let staged_path = storage.local_path(&job.staged_path)?;
     if let Some(parent) = staged_path.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
@@ -213,9 +216,14 @@ fn encode_assignment(
         &mut after_batch,
     );
     *cached = Some((model_version, model));
+    // A bucket's inputs are local copies for this job only.
+    storage.forget_local_copy(&job.audio_path);
     let outcome = outcome.with_context(|| format!("encoding audio file {}", job.audio_file_id))?;
     Ok(match outcome {
         EncodeOutcome::Promoted { rows, warnings } => {
+            // In a bucket: upload the staged key, then drop the local copy.
+            storage.publish(&job.staged_path).context("uploading the staged embeddings")?;
+            storage.forget_local_copy(&job.staged_path);
             Encoded::Done(ProcessingCompletion { rows: Some(rows), warnings })
         }
         EncodeOutcome::NoWindows { warnings } => Encoded::Done(ProcessingCompletion { rows: None, warnings }),

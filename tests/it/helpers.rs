@@ -101,6 +101,7 @@ pub fn register(index: u64) -> Command {
         codec: "pcm_s16le".into(),
         extension: "wav".into(),
         recorded_at: None,
+        location: Default::default(),
     })
 }
 

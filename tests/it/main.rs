@@ -15,6 +15,7 @@ mod helpers;
 mod ingest_api;
 mod models;
 mod module_graph;
+mod object_storage;
 mod processing;
 mod processing_crash;
 mod projections;

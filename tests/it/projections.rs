@@ -356,7 +356,7 @@ fn an_old_log_whose_completion_carries_its_assignments_replays_to_the_same_proje
                 };
                 let ClusterAssignments::InFile(file) = &completed.assignments else { panic!("a new event is small") };
                 let from_file = humpback::clustering_jobs::outputs::read_vouched_assignments(
-                    new_dir.path(),
+                    &humpback::storage::Storage::folder(new_dir.path()),
                     &completed.assignments_path,
                     file,
                 )

@@ -22,11 +22,11 @@ use serde_json::{json, Value};
 
 use crate::processing::{chirp_wav, settings};
 
-const TOKEN: &str = "remote-workers-test-token-0123456789";
-const LEASE_SECONDS: f64 = 1.5;
+pub(crate) const TOKEN: &str = "remote-workers-test-token-0123456789";
+pub(crate) const LEASE_SECONDS: f64 = 1.5;
 
 /// Kills the child on drop (a failed assertion leaves no process behind).
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -36,12 +36,12 @@ impl Drop for Running {
 }
 
 /// Sends SIGTERM and waits for the process to end.
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
+pub(crate) fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     child.wait().expect("wait for the child")
 }
 
-fn first_line(child: &mut Child) -> String {
+pub(crate) fn first_line(child: &mut Child) -> String {
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read the first line");
     line.trim().to_string()
@@ -52,10 +52,22 @@ fn start_server(dir: &Path) -> (Running, String) {
 }
 
 fn start_server_at(dir: &Path, bind: &str) -> (Running, String) {
+    start_server_with(dir, bind, &[], &[])
+}
+
+/// A server without workers of its own, with `extra` arguments to `serve` and `environment`.
+pub(crate) fn start_server_with(
+    dir: &Path,
+    bind: &str,
+    extra: &[&str],
+    environment: &[(String, String)],
+) -> (Running, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_humpback"))
         .args(["--data-dir", dir.to_str().unwrap(), "--bind", bind, "--token", TOKEN, "serve"])
         .args(["--enable-fake-model", "--workers", "0", "--clustering-workers", "0", "--batch-size", "1"])
         .args(["--lease-seconds", &LEASE_SECONDS.to_string()])
+        .args(extra)
+        .envs(environment.iter().map(|(key, value)| (key.as_str(), value.as_str())))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -67,9 +79,19 @@ fn start_server_at(dir: &Path, bind: &str) -> (Running, String) {
 }
 
 fn start_worker(address: &str, name: &str, token: Option<&str>) -> Running {
+    start_worker_with(address, name, token, &[])
+}
+
+pub(crate) fn start_worker_with(
+    address: &str,
+    name: &str,
+    token: Option<&str>,
+    environment: &[(String, String)],
+) -> Running {
     let mut command = Command::new(env!("CARGO_BIN_EXE_humpback"));
     command
         .args(["worker", "--server", address, "--threads", "1", "--enable-fake-model", "--name", name])
+        .envs(environment.iter().map(|(key, value)| (key.as_str(), value.as_str())))
         .env_remove("HUMPBACK_TOKEN")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -84,7 +106,7 @@ fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).build().into()
 }
 
-fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+pub(crate) fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
     let agent = agent();
     let response = match method {
         "POST" => {
@@ -109,7 +131,7 @@ fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u
 
 /// Waits until `check` holds, waking on every new event in the server's log (long poll), or
 /// fails after `limit`.
-fn wait_until(address: &str, limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+pub(crate) fn wait_until(address: &str, limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
     let mut cursor = call("GET", &format!("{address}/health"), None, None).1["log_head"].as_u64().unwrap_or(0);
     loop {
@@ -125,7 +147,7 @@ fn wait_until(address: &str, limit: Duration, what: &str, mut check: impl FnMut(
     }
 }
 
-fn job_status(address: &str, job: u64) -> String {
+pub(crate) fn job_status(address: &str, job: u64) -> String {
     call("GET", &format!("{address}/api/processing-jobs/{job}"), Some(TOKEN), None).1["status"]
         .as_str()
         .unwrap_or_default()
@@ -146,7 +168,7 @@ fn register_recordings_in(data_dir: &DataDir, folder: &str, seeds: std::ops::Ran
     }
 }
 
-fn queue_folder(address: &str, folder: &str) -> Vec<u64> {
+pub(crate) fn queue_folder(address: &str, folder: &str) -> Vec<u64> {
     let (status, queued) = call(
         "POST",
         &format!("{address}/api/processing-jobs"),
@@ -521,7 +543,7 @@ fn the_coordinator_checks_staged_files_and_sweeps_lapsed_leases() {
             })
             .unwrap();
     }
-    let root = dir.path();
+    let root = &humpback.storage;
     let stopping = AtomicBool::new(false);
 
     let miscounting = Miscounting(InProcessJobSource::register(humpback.clone(), "miscounting"));
@@ -531,7 +553,7 @@ fn the_coordinator_checks_staged_files_and_sweeps_lapsed_leases() {
     let failed =
         humpback.writer.read_state(|s| s.processing_jobs[&humpback::domain::ids::ProcessingJobId(job.job_id)].status);
     assert_eq!(failed, JobStatus::Failed);
-    assert!(!root.join(&job.staged_path).exists(), "the refused file is removed");
+    assert!(!dir.path().join(&job.staged_path).exists(), "the refused file is removed");
 
     let honest = InProcessJobSource::register(humpback.clone(), "honest");
     let job = honest.claim().unwrap().expect("a queued job");
@@ -540,8 +562,8 @@ fn the_coordinator_checks_staged_files_and_sweeps_lapsed_leases() {
         let set = s.processing_jobs[&humpback::domain::ids::ProcessingJobId(job.job_id)].embedding_set_id.unwrap();
         s.embedding_sets[&set].parquet_path.clone()
     });
-    assert!(humpback::artifacts::embeddings_parquet::inspect(&root.join(set_path)).unwrap().is_complete());
-    assert!(!root.join(&job.staged_path).exists(), "moved into place");
+    assert!(humpback::artifacts::embeddings_parquet::inspect(&dir.path().join(set_path)).unwrap().is_complete());
+    assert!(!dir.path().join(&job.staged_path).exists(), "moved into place");
 
     let silent = InProcessJobSource::register(humpback.clone(), "silent");
     let job = silent.claim().unwrap().expect("a queued job");
