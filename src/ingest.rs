@@ -202,7 +202,8 @@ fn register(
     } else if storage.is_bucket() {
         // Uploaded before the registration (outside the writer's lock) under a key that does
         // not need the id; a duplicate has the same bytes, so the same key.
-        let key = format!("audio/raw/sha256/{}.{}", staged.checksum_sha256.0, probe.suggested_extension.to_ascii_lowercase());
+        let key =
+            format!("audio/raw/sha256/{}.{}", staged.checksum_sha256.0, probe.suggested_extension.to_ascii_lowercase());
         if let Err(error) = storage.put_copy(&staged.temp_path, &key) {
             staged.discard();
             return Err(IngestError::Storage(error.to_string()));
@@ -521,8 +522,8 @@ pub fn import_object_prefix(
     mut progress: impl FnMut(usize, usize, &str, &Result<IngestOutcome, String>),
 ) -> Result<ImportSummary, IngestError> {
     let base = url.trim_end_matches('/');
-    let objects =
-        crate::storage::bucket::list_object_url(&format!("{base}/")).map_err(|error| IngestError::Storage(error.to_string()))?;
+    let objects = crate::storage::bucket::list_object_url(&format!("{base}/"))
+        .map_err(|error| IngestError::Storage(error.to_string()))?;
     let audio: Vec<_> = objects
         .into_iter()
         .filter(|object| {
@@ -535,13 +536,14 @@ pub fn import_object_prefix(
     let tmp_dir = humpback.data_dir.tmp_dir();
     for (index, object) in audio.iter().enumerate() {
         let relative = object.key.strip_prefix(base).unwrap_or(&object.key).trim_start_matches('/');
-        let ImportedName { display, folder, filename } =
-            imported_name(Path::new(root_name), Path::new(relative));
+        let ImportedName { display, folder, filename } = imported_name(Path::new(root_name), Path::new(relative));
         let outcome = stage_object(&tmp_dir, &object.key).and_then(|staged| {
             register_in_place(humpback, staged, &filename, &folder, &object.key).map_err(|error| error.to_string())
         });
         match &outcome {
-            Ok(IngestOutcome::Added(id)) => summary.added.push(ImportedFile { path: display.clone(), audio_file_id: *id }),
+            Ok(IngestOutcome::Added(id)) => {
+                summary.added.push(ImportedFile { path: display.clone(), audio_file_id: *id })
+            }
             Ok(IngestOutcome::Duplicate(id)) => {
                 summary.duplicates.push(ImportedFile { path: display.clone(), audio_file_id: *id })
             }

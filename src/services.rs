@@ -144,7 +144,8 @@ pub fn open_storage(
         Some(spec) => {
             let storage = Storage::open(&spec, &data_dir.storage_cache_dir())?;
             if let Some(root) = (!storage.is_bucket()).then(|| storage.local_root().to_path_buf()) {
-                std::fs::create_dir_all(&root).with_context(|| format!("creating the storage folder {}", root.display()))?;
+                std::fs::create_dir_all(&root)
+                    .with_context(|| format!("creating the storage folder {}", root.display()))?;
             }
             tracing::info!(storage = %storage.describe(), "storage open");
             storage
@@ -155,7 +156,11 @@ pub fn open_storage(
 /// Copies the model files to `models/` in storage when storage is not the data directory, so
 /// that remote workers find them there (`humpback worker` reads `STORAGE/models`). A file that
 /// cannot be copied is reported and skipped: the server itself still has it.
-pub fn share_models_with_workers(storage: &crate::storage::Storage, models_dir: &std::path::Path, data_root: &std::path::Path) {
+pub fn share_models_with_workers(
+    storage: &crate::storage::Storage,
+    models_dir: &std::path::Path,
+    data_root: &std::path::Path,
+) {
     if !storage.is_bucket() && storage.local_root() == data_root {
         return;
     }
@@ -301,10 +306,14 @@ impl Humpback {
         let name = added.info.name.clone();
         match self.execute(Command::RegisterModel(added.info.to_registered_event())).await {
             Ok(_) => {
-                let (storage, models_dir, data_root) =
-                    (self.storage.clone(), self.models.models_directory().to_path_buf(), self.data_dir.root().to_path_buf());
-                let _ = tokio::task::spawn_blocking(move || share_models_with_workers(&storage, &models_dir, &data_root))
-                    .await;
+                let (storage, models_dir, data_root) = (
+                    self.storage.clone(),
+                    self.models.models_directory().to_path_buf(),
+                    self.data_dir.root().to_path_buf(),
+                );
+                let _ =
+                    tokio::task::spawn_blocking(move || share_models_with_workers(&storage, &models_dir, &data_root))
+                        .await;
                 tracing::info!(model = %name, version = %added.info.version, "model added");
                 Ok(added.info)
             }

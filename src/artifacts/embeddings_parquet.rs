@@ -252,8 +252,9 @@ pub fn summarize(
         .key_value_metadata()
         .map(|pairs| pairs.iter().map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default())).collect())
         .unwrap_or_default();
-    let schema = parquet::arrow::parquet_to_arrow_schema(file_metadata.schema_descr(), file_metadata.key_value_metadata())
-        .map_err(|source| ArtifactError::Parquet { path: name.to_path_buf(), source })?;
+    let schema =
+        parquet::arrow::parquet_to_arrow_schema(file_metadata.schema_descr(), file_metadata.key_value_metadata())
+            .map_err(|source| ArtifactError::Parquet { path: name.to_path_buf(), source })?;
     let vector_dim = match schema.field_with_name("embedding").map(|field| field.data_type().clone()) {
         Ok(DataType::FixedSizeList(_, size)) => size as usize,
         _ => {

@@ -155,7 +155,8 @@ pub fn recover_running_trainings(humpback: &Humpback) -> anyhow::Result<Vec<Clas
             .collect()
     });
     for (classifier_id, attempt) in &running {
-        let _ = std::fs::remove_dir_all(humpback.storage.local_root().join("classifiers").join(classifier_id.to_string()));
+        let _ =
+            std::fs::remove_dir_all(humpback.storage.local_root().join("classifiers").join(classifier_id.to_string()));
         humpback.writer.execute(Command::AbandonClassifierTraining {
             classifier_id: *classifier_id,
             attempt: *attempt,

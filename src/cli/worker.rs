@@ -11,18 +11,21 @@ use anyhow::{anyhow, bail, Context};
 use serde::de::DeserializeOwned;
 
 use super::client::ServerClient;
+use crate::clustering_jobs::compute::ComputedClustering;
+use crate::workers::clustering::{run_clustering_assignment, ClusteringAssignment, ClusteringJobSource};
 use crate::workers::coordinator::{RegisterRequest, Registered, WorkersListing};
 use crate::workers::processing::{
     run_assignment, AttemptEnd, ProcessingAssignment, ProcessingCompletion, ProcessingJobSource, Renewal, SourceError,
 };
-use crate::workers::JobKind;
+use crate::workers::{Assignment, JobKind};
 
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
     /// The server's URL (`http://host:8080`).
     #[arg(long, env = "HUMPBACK_SERVER")]
     pub server: String,
-    /// Kinds of job to run (comma-separated): processing.
+    /// Kinds of job to run (comma-separated): processing, clustering. A clustering job holds
+    /// its windows' vectors in memory (about 5 GB per million 1280-dimension windows).
     #[arg(long, value_delimiter = ',', default_value = "processing")]
     pub kinds: Vec<String>,
     /// Jobs run at once (default: one per core).
@@ -63,7 +66,7 @@ struct HttpJobSource {
 
 /// What asking for a job gave.
 enum Claimed {
-    Job(Option<Box<ProcessingAssignment>>),
+    Job(Option<Box<Assignment>>),
     /// The server does not know this worker id (it restarted, or forgot a silent worker).
     Forgotten,
     Failed(SourceError),
@@ -106,6 +109,10 @@ impl HttpJobSource {
 
     fn job_path(&self, job: &ProcessingAssignment, action: &str) -> String {
         format!("/api/workers/{}/processing-jobs/{}/{action}", self.worker_id(), job.job_id)
+    }
+
+    fn clustering_path(&self, job: &ClusteringAssignment, action: &str) -> String {
+        format!("/api/workers/{}/clustering-jobs/{}/{action}", self.worker_id(), job.job_id)
     }
 
     /// Asks for a job as `worker_id`, telling a forgotten worker (404) from other failures.
@@ -178,7 +185,14 @@ fn pause_unless_stopping(pause: std::time::Duration, stopping: &AtomicBool) {
 impl ProcessingJobSource for HttpJobSource {
     fn claim(&self) -> Result<Option<ProcessingAssignment>, SourceError> {
         match self.claim_as(&self.worker_id()) {
-            Claimed::Job(job) => Ok(job.map(|job| *job)),
+            Claimed::Job(None) => Ok(None),
+            Claimed::Job(Some(job)) => match *job {
+                Assignment::Processing(job) => Ok(Some(job)),
+                Assignment::Clustering(job) => Err(SourceError::Other(anyhow!(
+                    "clustering job {} arrived where a processing job was asked for",
+                    job.job_id
+                ))),
+            },
             Claimed::Forgotten => Err(SourceError::LeaseLost("the server does not know this worker".into())),
             Claimed::Failed(error) => Err(error),
         }
@@ -212,6 +226,38 @@ impl ProcessingJobSource for HttpJobSource {
     }
 }
 
+impl ClusteringJobSource for HttpJobSource {
+    fn renew_clustering(
+        &self,
+        job: &ClusteringAssignment,
+        progress: Option<(String, f64)>,
+    ) -> Result<Renewal, SourceError> {
+        let body = match progress {
+            Some((stage, fraction)) => {
+                serde_json::json!({ "attempt": job.attempt, "stage": stage, "fraction": fraction })
+            }
+            None => serde_json::json!({ "attempt": job.attempt }),
+        };
+        Ok(self.post(&self.clustering_path(job, "renew"), body)?.unwrap_or(Renewal { cancel_requested: false }))
+    }
+
+    fn complete_clustering(&self, job: &ClusteringAssignment, computed: ComputedClustering) -> Result<(), SourceError> {
+        let mut body = serde_json::to_value(&computed).map_err(|error| SourceError::Other(error.into()))?;
+        body["attempt"] = serde_json::json!(job.attempt);
+        self.post::<serde_json::Value>(&self.clustering_path(job, "complete"), body).map(|_| ())
+    }
+
+    fn fail_clustering(&self, job: &ClusteringAssignment, reason: String) -> Result<(), SourceError> {
+        let body = serde_json::json!({ "attempt": job.attempt, "reason": reason });
+        self.post::<serde_json::Value>(&self.clustering_path(job, "fail"), body).map(|_| ())
+    }
+
+    fn stop_clustering(&self, job: &ClusteringAssignment, canceled: bool) -> Result<(), SourceError> {
+        let body = serde_json::json!({ "attempt": job.attempt, "canceled": canceled });
+        self.post::<serde_json::Value>(&self.clustering_path(job, "stop"), body).map(|_| ())
+    }
+}
+
 /// Why a registration did not succeed: worth retrying, or not.
 enum RegisterError {
     Unreachable(anyhow::Error),
@@ -238,14 +284,16 @@ fn register(client: &ServerClient, request: &RegisterRequest) -> Result<Register
 
 /// Runs until Ctrl-C or SIGTERM: jobs in progress are stopped within a batch and handed back.
 pub fn run(args: WorkerArgs) -> anyhow::Result<i32> {
+    let mut kinds = Vec::new();
     for kind in &args.kinds {
-        match JobKind::parse(kind) {
-            Some(JobKind::Processing) => {}
-            Some(JobKind::Clustering) => {
-                bail!("--kinds: remote workers run processing jobs only for now; clustering runs in the server")
-            }
-            None => bail!("--kinds: {kind:?} is not a kind of job (processing)"),
+        match JobKind::parse(kind.trim()) {
+            Some(kind) if !kinds.contains(&kind) => kinds.push(kind),
+            Some(_) => {}
+            None => bail!("--kinds: {kind:?} is not a kind of job (processing, clustering)"),
         }
+    }
+    if kinds.is_empty() {
+        bail!("--kinds: name at least one kind of job (processing, clustering)");
     }
     let threads = args.threads.unwrap_or_else(crate::app::default_worker_count).max(1);
     let client = ServerClient::new(&args.server, super::client_token());
@@ -253,7 +301,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<i32> {
         let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
         format!("{}:{}", if host.is_empty() { "worker" } else { &host }, std::process::id())
     });
-    let request = RegisterRequest { name: name.clone(), kinds: vec![JobKind::Processing], threads };
+    let request = RegisterRequest { name: name.clone(), kinds, threads };
     let registered = register(&client, &request)
         .map_err(|(RegisterError::Unreachable(error) | RegisterError::Refused(error))| error)?;
     let storage_spec = args.storage.clone().unwrap_or_else(|| registered.storage.clone());
@@ -339,8 +387,17 @@ fn work(
         match source.claim_as(&worker_id) {
             Claimed::Job(Some(job)) => {
                 pause = FIRST_PAUSE;
-                let end = run_assignment(source, storage, models, &mut cached, &job, stopping);
-                tracing::info!(job = job.job_id, attempt = job.attempt, end = ?end, "job ended");
+                let (kind, job_id, attempt, end) = match *job {
+                    Assignment::Processing(job) => {
+                        let end = run_assignment(source, storage, models, &mut cached, &job, stopping);
+                        ("processing", job.job_id, job.attempt, end)
+                    }
+                    Assignment::Clustering(job) => {
+                        let end = run_clustering_assignment(source, storage, &job, stopping);
+                        ("clustering", job.job_id, job.attempt, end)
+                    }
+                };
+                tracing::info!(kind, job = job_id, attempt, end = ?end, "job ended");
                 if end == AttemptEnd::Abandoned {
                     return;
                 }

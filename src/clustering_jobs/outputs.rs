@@ -310,7 +310,12 @@ mod tests {
         write_assignments(&dir.path().join("clusters/1/assignments.parquet"), &rows).unwrap();
         let recorded = describe_assignments_file(&dir.path().join("clusters/1/assignments.parquet")).unwrap();
         assert_eq!(recorded.row_count, 10);
-        let read = read_vouched_assignments(&crate::storage::Storage::folder(dir.path()), "clusters/1/assignments.parquet", &recorded).unwrap();
+        let read = read_vouched_assignments(
+            &crate::storage::Storage::folder(dir.path()),
+            "clusters/1/assignments.parquet",
+            &recorded,
+        )
+        .unwrap();
         let expected: Vec<(u64, u64, i64)> =
             rows.iter().map(|row| (row.embedding_set_id, row.row_index, row.cluster_label)).collect();
         let found: Vec<(u64, u64, i64)> =
@@ -326,16 +331,19 @@ mod tests {
         let recorded = describe_assignments_file(&dir.path().join(relative)).unwrap();
 
         let miscounted = AssignmentsFile { row_count: 11, ..recorded.clone() };
-        let error = read_vouched_assignments(&crate::storage::Storage::folder(dir.path()), relative, &miscounted).unwrap_err();
+        let error =
+            read_vouched_assignments(&crate::storage::Storage::folder(dir.path()), relative, &miscounted).unwrap_err();
         assert_eq!(error.to_string(), format!("{relative} has 10 rows, the log recorded 11"));
 
         write_assignments(&dir.path().join(relative), &sample_rows(9)).unwrap();
-        let error = read_vouched_assignments(&crate::storage::Storage::folder(dir.path()), relative, &recorded).unwrap_err();
+        let error =
+            read_vouched_assignments(&crate::storage::Storage::folder(dir.path()), relative, &recorded).unwrap_err();
         assert!(matches!(error, VouchedAssignmentsError::ChecksumDiffers { .. }), "{error}");
         assert!(error.to_string().contains(&recorded.sha256.0), "{error}");
 
         std::fs::remove_file(dir.path().join(relative)).unwrap();
-        let error = read_vouched_assignments(&crate::storage::Storage::folder(dir.path()), relative, &recorded).unwrap_err();
+        let error =
+            read_vouched_assignments(&crate::storage::Storage::folder(dir.path()), relative, &recorded).unwrap_err();
         assert_eq!(error.to_string(), format!("{relative} is missing"));
     }
 

@@ -1,6 +1,5 @@
-//! Clustering workers: claim a clustering job, load its embedding sets (keeping each row's set,
-//! index and time), run the clustering core with progress and cancellation, measure, summarise
-//! metadata per cluster, write `clusters.json` and `assignments.parquet`, and record the result.
+//! Clustering workers in the server: claim a clustering job, run it (`compute.rs`) with progress
+//! and cancellation, publish its outputs and record the result.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,18 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 
-use super::annotations::{overlaps_labels, recording_spans, window_category, LabelledSpan, ANNOTATION_LABEL_FIELD};
-use super::outputs::{describe_assignments_file, write_assignments_with_times, AssignmentRow};
-use super::request::{file_documents, metadata_value, StoredClusteringParameters};
-use crate::artifacts::embeddings_parquet::read_batches;
-use crate::artifacts::files::write_atomically;
-use crate::clustering::{
-    reference_metrics, run_clustering, run_sweep, summarize_clusters, ClusteringError, FileContext,
-};
+use super::compute::{clustering_inputs, compute_clustering};
 use crate::domain::decide::{Command, Rejection};
-use crate::domain::events::{ClusterAssignments, ClusterRecord, ClusteringJobCompleted, Event};
-use crate::domain::ids::{AudioFileId, ClusterId, ClusteringJobId, EmbeddingSetId, WorkerId};
-use crate::domain::json_text::JsonText;
+use crate::domain::events::Event;
+use crate::domain::ids::{ClusteringJobId, WorkerId};
 use crate::domain::state::JobStatus;
 use crate::services::Humpback;
 use crate::writer::WriterError;
@@ -82,13 +73,10 @@ impl ClusteringWorker {
 
     fn run(&mut self, job_id: ClusteringJobId, attempt: u32) -> anyhow::Result<Ended> {
         let humpback = self.humpback.clone();
-        let (set_ids, stored) = humpback
+        let inputs = humpback
             .writer
-            .read_state(|state| {
-                state.clustering_jobs.get(&job_id).map(|job| (job.embedding_set_ids.clone(), job.parameters.clone()))
-            })
+            .read_state(|state| clustering_inputs(state, job_id))
             .ok_or_else(|| anyhow!("clustering job {job_id} is unknown"))?;
-        let stored = StoredClusteringParameters::from_json_text(&stored)?;
         let mut last_report: Option<Instant> = None;
         let stopping = self.stopping.clone();
         let mut canceled = false;
@@ -106,218 +94,21 @@ impl ClusteringWorker {
                 humpback.writer.read_state(|s| s.clustering_jobs.get(&job_id).is_some_and(|job| job.cancel_requested));
             !(canceled || stopping.load(Ordering::Relaxed))
         };
-        // Load every set, keeping each row's set, index and time.
-        let mut matrix = Vec::new();
-        let mut dims = 0usize;
-        let mut rows: Vec<(EmbeddingSetId, u64, f64, f64, usize)> = Vec::new();
-        // Each kept row's absolute start, and the filters' window-time part.
-        let mut row_starts: Vec<Option<crate::recording_time::UtcTime>> = Vec::new();
-        let time_filter = stored.filters.window_time_filter()?;
-        let mut files: Vec<FileContext> = Vec::new();
-        let mut file_positions: Vec<AudioFileId> = Vec::new();
-        // Each recording's annotations, read once when the job runs.
-        let mut file_spans: Vec<Vec<LabelledSpan>> = Vec::new();
-        let annotation_labels: std::collections::BTreeSet<String> =
-            stored.filters.annotation_labels.iter().cloned().collect();
-        // "Cluster only the calls": each scored window's score, read once.
-        let scores = match stored.filters.detection_job_id {
-            Some(detection_job) => Some(window_scores(
-                &humpback,
-                crate::domain::ids::DetectionJobId(detection_job),
-                stored.filters.score_label.as_deref(),
-            )?),
-            None => None,
-        };
-        let min_score = stored.filters.min_score.unwrap_or(0.0);
-        let (mut windows_considered, mut windows_below_min_score) = (0u64, 0u64);
-        for (position, set_id) in set_ids.iter().enumerate() {
-            if !progress("loading", 0.05 * position as f64 / set_ids.len().max(1) as f64) {
-                return self.stop(job_id, attempt, canceled);
-            }
-            let (parquet, audio, folder, documents, recorded_at) = humpback
-                .writer
-                .read_state(|state| {
-                    let set = state.embedding_sets.get(set_id)?;
-                    let file = state.audio_files.get(&set.audio_file_id)?;
-                    Some((
-                        set.parquet_path.clone(),
-                        set.audio_file_id,
-                        file.folder.clone(),
-                        file_documents(state, set.audio_file_id),
-                        state.recorded_at(set.audio_file_id),
-                    ))
-                })
-                .ok_or_else(|| anyhow!("embedding set {set_id} or its recording is unknown"))?;
-            let file_index = match file_positions.iter().position(|known| *known == audio) {
-                Some(index) => index,
-                None => {
-                    file_positions.push(audio);
-                    files.push(FileContext { recording_id: audio.to_string(), folder, documents });
-                    file_spans.push(humpback.writer.read_state(|state| recording_spans(state, audio)));
-                    files.len() - 1
-                }
-            };
-            let path = humpback.storage.readable_path(&parquet)?;
-            for batch in read_batches(&path, 4096).with_context(|| format!("reading embedding set {set_id}"))? {
-                let batch = batch.with_context(|| format!("reading embedding set {set_id}"))?;
-                if dims == 0 {
-                    dims = batch.vector_dim;
-                } else if dims != batch.vector_dim {
-                    return Err(anyhow!(
-                        "embedding set {set_id} has {} dimensions, the others {dims}",
-                        batch.vector_dim
-                    ));
-                }
-                for i in 0..batch.row_index.len() {
-                    let (start, end) = (batch.start_seconds[i], batch.end_seconds[i]);
-                    windows_considered += 1;
-                    if let Some(scores) = &scores {
-                        if scores.get(&(set_id.0, batch.row_index[i])).is_none_or(|score| *score < min_score) {
-                            windows_below_min_score += 1;
-                            continue;
-                        }
-                    }
-                    if !annotation_labels.is_empty()
-                        && !overlaps_labels(&file_spans[file_index], start, end, &annotation_labels)
-                    {
-                        continue;
-                    }
-                    let start_utc = recorded_at.map(|at| crate::recording_time::window_start_utc(at, start));
-                    if !time_filter.keeps(start_utc) {
-                        continue;
-                    }
-                    matrix.extend_from_slice(&batch.vectors[i * dims..(i + 1) * dims]);
-                    rows.push((*set_id, batch.row_index[i], start, end, file_index));
-                    row_starts.push(start_utc);
-                }
-            }
-        }
-        if rows.is_empty() && !annotation_labels.is_empty() {
-            return Err(anyhow!(
-                "no window of the selected embedding sets overlaps an annotation labelled {:?}",
-                stored.filters.annotation_labels
-            ));
-        }
-        if rows.is_empty() && scores.is_some() && windows_below_min_score == windows_considered {
-            return Err(anyhow!("no window of the selected embedding sets scores at or above min_score {min_score}"));
-        }
-        if rows.is_empty() && !time_filter.is_unbounded() {
-            return Err(anyhow!("the time filters (date_from, date_to, hours) keep no window of the selected sets"));
-        }
-        let sweep = match &stored.sweep {
-            Some(sweep) => match run_sweep(&matrix, dims, &stored.parameters, sweep, &mut |stage, fraction| {
-                progress(stage, 0.05 + 0.25 * fraction)
-            }) {
-                Ok(entries) => Some(entries),
-                Err(ClusteringError::Cancelled { .. }) => return self.stop(job_id, attempt, canceled),
-                Err(error) => return Err(error.into()),
-            },
-            None => None,
-        };
-        let offset = if sweep.is_some() { 0.3 } else { 0.05 };
-        let result = match run_clustering(&matrix, dims, &stored.parameters, &mut |stage, fraction| {
-            progress(stage, offset + (0.9 - offset) * fraction)
-        }) {
-            Ok(result) => result,
-            Err(ClusteringError::Cancelled { .. }) => return self.stop(job_id, attempt, canceled),
-            Err(error) => return Err(error.into()),
-        };
-        drop(matrix);
-        let row_files: Vec<usize> = rows.iter().map(|row| row.4).collect();
-        let mut summaries = summarize_clusters(&result.labels, &row_files, &files)?;
-        crate::clustering::metadata::add_time_distributions(&mut summaries, &result.labels, &row_starts);
-        let reference = match &stored.reference_field {
-            Some(field) => {
-                let categories: Vec<String> = rows
-                    .iter()
-                    .map(|row| {
-                        let file = &files[row.4];
-                        if field == ANNOTATION_LABEL_FIELD {
-                            return window_category(&file_spans[row.4], row.2, row.3);
-                        }
-                        if field == "folder" {
-                            return file.folder.clone();
-                        }
-                        match metadata_value(&file.documents, field) {
-                            Some(serde_json::Value::String(text)) => text.clone(),
-                            Some(serde_json::Value::Null) | None => "(missing)".to_string(),
-                            Some(other) => other.to_string(),
-                        }
-                    })
-                    .collect();
-                Some(reference_metrics(&result.labels, &categories)?)
-            }
-            None => None,
-        };
-        if !progress("writing", 0.95) {
-            return self.stop(job_id, attempt, canceled);
-        }
-        let mut metrics = serde_json::json!({
-            "cluster_count": result.cluster_count,
-            "noise_count": result.labels.iter().filter(|label| **label < 0).count(),
-            "rows": result.labels.len(),
-            "internal": result.metrics,
-            "reference_field": stored.reference_field,
-            "reference": reference,
-            "sweep": sweep,
-        });
-        if let Some(detection_job_id) = stored.filters.detection_job_id {
-            metrics["score_filter"] = serde_json::json!({
-                "detection_job_id": detection_job_id,
-                "min_score": min_score,
-                "score_label": stored.filters.score_label,
-                "windows_scored_at_or_above": windows_considered - windows_below_min_score,
-                "windows_in_sets": windows_considered,
-                "windows_kept": rows.len(),
-            });
-        }
         let (clusters_json, assignments_parquet) = output_paths(job_id);
-        let assignments: Vec<AssignmentRow> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, row)| AssignmentRow {
-                embedding_set_id: row.0 .0,
-                row_index: row.1,
-                start_seconds: row.2,
-                end_seconds: row.3,
-                cluster_label: result.labels[i],
-                probability: result.probabilities.get(i).copied().unwrap_or(0.0),
-                x: result.coordinates_2d.as_ref().map(|c| c[i][0]),
-                y: result.coordinates_2d.as_ref().map(|c| c[i][1]),
-            })
-            .collect();
-        let assignments_full_path = humpback.storage.local_path(&assignments_parquet)?;
-        write_assignments_with_times(&assignments_full_path, &assignments, &row_starts)?;
-        // The log vouches for these bytes: the projection reads the assignments back from them.
-        let assignments_file = describe_assignments_file(&assignments_full_path)?;
-        let document = serde_json::json!({
-            "clustering_job_id": job_id.0,
-            "embedding_set_ids": set_ids.iter().map(|id| id.0).collect::<Vec<_>>(),
-            "parameters": serde_json::to_value(&stored).unwrap_or_default(),
-            "metrics": metrics,
-            "clusters": summaries.iter().map(|s| serde_json::json!({"label": s.label, "size": s.size, "noise": s.label < 0, "metadata_summary": s.summary})).collect::<Vec<_>>(),
-        });
-        write_atomically(&humpback.storage.local_path(&clusters_json)?, serde_json::to_string_pretty(&document)?.as_bytes())?;
+        let Some(computed) = compute_clustering(
+            &inputs,
+            &humpback.storage,
+            job_id,
+            (&clusters_json, &assignments_parquet),
+            &mut progress,
+        )?
+        else {
+            return self.stop(job_id, attempt, canceled);
+        };
         // In a bucket: both uploaded before the completion names them.
         humpback.storage.publish(&assignments_parquet).context("uploading the assignments to storage")?;
         humpback.storage.publish(&clusters_json).context("uploading the clusters to storage")?;
-        let completed = ClusteringJobCompleted {
-            job_id,
-            attempt,
-            clusters: summaries
-                .iter()
-                .map(|summary| ClusterRecord {
-                    cluster_id: ClusterId(0),
-                    label: summary.label,
-                    size: summary.size,
-                    metadata_summary: JsonText::from_value(&summary.summary),
-                })
-                .collect(),
-            assignments: ClusterAssignments::InFile(assignments_file),
-            metrics: JsonText::from_value(&metrics),
-            clusters_json_path: clusters_json,
-            assignments_path: assignments_parquet,
-        };
+        let completed = computed.into_completion(job_id, attempt, clusters_json, assignments_parquet);
         humpback.writer.execute(Command::CompleteClusteringJob(completed)).context("recording the clusters")?;
         Ok(Ended::Completed)
     }
@@ -377,33 +168,4 @@ pub async fn run_clustering_worker(
         stop,
     )
     .await
-}
-
-/// Each window's score in a detection job's `scores.parquet`, by (embedding set, row): the
-/// chosen label's, or the best over its labels.
-fn window_scores(
-    humpback: &Humpback,
-    job: crate::domain::ids::DetectionJobId,
-    label: Option<&str>,
-) -> anyhow::Result<std::collections::HashMap<(u64, u64), f64>> {
-    let path = humpback.storage.readable_path(&crate::classifier::detection_worker::scores_path(job))?;
-    let table = crate::classifier::scores_parquet::read_scores(&path, None)
-        .with_context(|| format!("reading the scores of detection job {job}"))?;
-    let column = match label {
-        Some(label) => Some(
-            table.label_index(label).ok_or_else(|| anyhow!("detection job {job} has no score for label {label:?}"))?,
-        ),
-        None => None,
-    };
-    Ok(table
-        .windows
-        .iter()
-        .map(|window| {
-            let score = match column {
-                Some(column) => window.scores[column],
-                None => window.scores.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            };
-            ((window.place.embedding_set_id.0, window.place.row_index), score)
-        })
-        .collect())
 }

@@ -441,11 +441,11 @@ pub async fn annotate_cluster(
             let path = job
                 .assignments_path
                 .ok_or_else(|| ApiError::internal(anyhow::anyhow!("a complete job has no assignments")))?;
-            let members =
-                crate::clustering_jobs::outputs::read_assignments(&state.humpback.storage.readable_path(&path)?, |row| {
-                    row.cluster_label == cluster.label
-                })
-                .map_err(|error| ApiError::internal(error.into()))?;
+            let members = crate::clustering_jobs::outputs::read_assignments(
+                &state.humpback.storage.readable_path(&path)?,
+                |row| row.cluster_label == cluster.label,
+            )
+            .map_err(|error| ApiError::internal(error.into()))?;
             Ok(state.humpback.writer.read_state(|s| {
                 members
                     .iter()

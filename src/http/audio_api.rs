@@ -409,7 +409,8 @@ async fn import_objects(state: ApiState, url: &str) -> Result<Json<crate::ingest
     }
     let humpback = state.humpback.clone();
     let summary =
-        blocking(move || crate::ingest::import_object_prefix(&humpback, &url, |_, _, _, _| {}).map_err(ingest_error)).await?;
+        blocking(move || crate::ingest::import_object_prefix(&humpback, &url, |_, _, _, _| {}).map_err(ingest_error))
+            .await?;
     state.humpback.wait_until_projected(state.humpback.log_head()).await;
     Ok(Json(summary))
 }

@@ -345,8 +345,9 @@ pub fn clustered_window_starts(state: &ApiState, job_id: u64) -> Result<Vec<(i64
             format!("clustering job {job_id} is {}, it has no assignments yet", job.status),
         )
     })?;
-    let rows = crate::clustering_jobs::outputs::read_assignments(&state.humpback.storage.readable_path(&path)?, |_| true)
-        .map_err(|error| ApiError::internal(error.into()))?;
+    let rows =
+        crate::clustering_jobs::outputs::read_assignments(&state.humpback.storage.readable_path(&path)?, |_| true)
+            .map_err(|error| ApiError::internal(error.into()))?;
     Ok(state.humpback.writer.read_state(|domain| {
         rows.iter()
             .map(|row| {

@@ -15,9 +15,9 @@ use serde::Deserialize;
 use super::{blocking, ApiError, ApiState};
 use crate::log::EventLog;
 use crate::services::Humpback;
-use crate::workers::coordinator::{RegisterRequest, Registered};
+use crate::workers::coordinator::{ClusteringEnd, RegisterRequest, Registered};
 use crate::workers::processing::ProcessingCompletion;
-use crate::workers::{CoordinatorError, JobKind};
+use crate::workers::CoordinatorError;
 
 impl From<CoordinatorError> for ApiError {
     fn from(error: CoordinatorError) -> ApiError {
@@ -68,11 +68,6 @@ pub async fn register(
     if request.kinds.is_empty() {
         return Err(ApiError::unprocessable("kinds: name at least one kind of job (processing)"));
     }
-    if request.kinds.contains(&JobKind::Clustering) {
-        return Err(ApiError::unprocessable(
-            "kinds: remote workers run processing jobs only for now; clustering runs in the server",
-        ));
-    }
     let humpback = state.humpback.clone();
     let worker_id = humpback.remote_workers.register(&request);
     Ok(Json(Registered {
@@ -107,8 +102,9 @@ pub struct ClaimRequest {
 /// Longest long poll of a claim.
 const MAX_CLAIM_WAIT: Duration = Duration::from_secs(30);
 
-/// `POST /api/workers/{worker}/claim`: the oldest queued processing job, leased to the worker
-/// (200 with the assignment), or 204 when none was queued within `wait_seconds`.
+/// `POST /api/workers/{worker}/claim`: a queued job of a kind the worker runs (a clustering job
+/// first, else the oldest processing job), leased to the worker (200 with the assignment and its
+/// `kind`), or 204 when none was queued within `wait_seconds`.
 pub async fn claim(
     State(state): State<ApiState>,
     Path(worker): Path<String>,
@@ -130,7 +126,7 @@ pub async fn claim(
         let claimed = blocking(move || {
             humpback
                 .remote_workers
-                .claim_processing(&humpback.writer, &worker_for_claim, humpback.settings.batch_size)
+                .claim(&humpback.writer, &worker_for_claim, humpback.settings.batch_size)
                 .map_err(ApiError::from)
         })
         .await?;
@@ -246,14 +242,7 @@ pub async fn complete(
     blocking(move || {
         humpback
             .remote_workers
-            .complete_processing(
-                &humpback.writer,
-                &humpback.storage,
-                &worker,
-                job,
-                request.attempt,
-                request.completion,
-            )
+            .complete_processing(&humpback.writer, &humpback.storage, &worker, job, request.attempt, request.completion)
             .map_err(ApiError::from)
     })
     .await?;
@@ -298,18 +287,125 @@ pub async fn stop(
     blocking(move || {
         humpback
             .remote_workers
-            .stop_processing(
-                &humpback.writer,
-                &humpback.storage,
-                &worker,
-                job,
-                request.attempt,
-                request.canceled,
-            )
+            .stop_processing(&humpback.writer, &humpback.storage, &worker, job, request.attempt, request.canceled)
             .map_err(ApiError::from)
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusteringRenewRequest {
+    pub attempt: u32,
+    /// The stage running now (`umap`, `hdbscan`, ...) and the fraction done, when known.
+    #[serde(default)]
+    pub stage: Option<String>,
+    #[serde(default)]
+    pub fraction: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusteringCompleteRequest {
+    pub attempt: u32,
+    #[serde(flatten)]
+    pub computed: crate::clustering_jobs::compute::ComputedClustering,
+}
+
+/// `POST /api/workers/{worker}/clustering-jobs/{job}/renew`: `{attempt, stage?, fraction?}` ->
+/// `{cancel_requested}`; 409 when the lease is not held.
+pub async fn renew_clustering(
+    State(state): State<ApiState>,
+    Path((worker, job)): Path<(String, String)>,
+    request: Result<Json<ClusteringRenewRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    state.humpback.remote_workers.count_call();
+    let request = body(request)?;
+    let (worker, job) = (worker_id(&worker)?, clustering_job_id(&job)?);
+    let progress = match (request.stage, request.fraction) {
+        (Some(stage), Some(fraction)) if fraction.is_finite() => Some((stage, fraction)),
+        (None, None) => None,
+        _ => return Err(ApiError::unprocessable("stage, fraction: give both (a fraction between 0 and 1) or neither")),
+    };
+    let humpback = state.humpback.clone();
+    let renewal = blocking(move || {
+        humpback
+            .remote_workers
+            .renew_clustering(&humpback.writer, &humpback.storage, &worker, job, request.attempt, progress)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(Json(renewal).into_response())
+}
+
+/// `POST /api/workers/{worker}/clustering-jobs/{job}/complete`: `{attempt, clusters, metrics,
+/// assignments_file}`. The staged outputs are checked (the assignments' SHA-256 and rows) and
+/// moved into place, then the completion recorded; 409 from a lapsed lease, 422 when refused.
+pub async fn complete_clustering(
+    State(state): State<ApiState>,
+    Path((worker, job)): Path<(String, String)>,
+    request: Result<Json<ClusteringCompleteRequest>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    state.humpback.remote_workers.count_call();
+    let request = body(request)?;
+    let (worker, job) = (worker_id(&worker)?, clustering_job_id(&job)?);
+    let humpback = state.humpback.clone();
+    blocking(move || {
+        humpback
+            .remote_workers
+            .complete_clustering(&humpback.writer, &humpback.storage, &worker, job, request.attempt, request.computed)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    state.humpback.wait_until_projected(state.humpback.log_head()).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/workers/{worker}/clustering-jobs/{job}/fail`: `{attempt, reason}`.
+pub async fn fail_clustering(
+    State(state): State<ApiState>,
+    Path((worker, job)): Path<(String, String)>,
+    request: Result<Json<FailRequest>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let request = body(request)?;
+    let reason: String = request.reason.chars().take(4000).collect();
+    end_clustering(state, worker, job, request.attempt, ClusteringEnd::Failed(reason)).await
+}
+
+/// `POST /api/workers/{worker}/clustering-jobs/{job}/stop`: `{attempt, canceled}`.
+pub async fn stop_clustering(
+    State(state): State<ApiState>,
+    Path((worker, job)): Path<(String, String)>,
+    request: Result<Json<StopRequest>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let request = body(request)?;
+    let end = if request.canceled { ClusteringEnd::Canceled } else { ClusteringEnd::HandedBack };
+    end_clustering(state, worker, job, request.attempt, end).await
+}
+
+async fn end_clustering(
+    state: ApiState,
+    worker: String,
+    job: String,
+    attempt: u32,
+    end: ClusteringEnd,
+) -> Result<StatusCode, ApiError> {
+    state.humpback.remote_workers.count_call();
+    let (worker, job) = (worker_id(&worker)?, clustering_job_id(&job)?);
+    let humpback = state.humpback.clone();
+    blocking(move || {
+        humpback
+            .remote_workers
+            .end_clustering(&humpback.writer, &humpback.storage, &worker, job, attempt, end)
+            .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn clustering_job_id(text: &str) -> Result<u64, ApiError> {
+    crate::http::params::parse_id(text, "clustering job")
 }
 
 /// Abandons attempts whose lease lapsed, checking a few times per lease, until `stop`.
@@ -341,4 +437,8 @@ pub fn routes() -> axum::Router<ApiState> {
         .route("/api/workers/{worker}/processing-jobs/{job}/complete", post(complete))
         .route("/api/workers/{worker}/processing-jobs/{job}/fail", post(fail))
         .route("/api/workers/{worker}/processing-jobs/{job}/stop", post(stop))
+        .route("/api/workers/{worker}/clustering-jobs/{job}/renew", post(renew_clustering))
+        .route("/api/workers/{worker}/clustering-jobs/{job}/complete", post(complete_clustering))
+        .route("/api/workers/{worker}/clustering-jobs/{job}/fail", post(fail_clustering))
+        .route("/api/workers/{worker}/clustering-jobs/{job}/stop", post(stop_clustering))
 }

@@ -30,7 +30,9 @@ pub enum Apply {
     Event(fn(&rusqlite::Transaction<'_>, &crate::log::Envelope) -> rusqlite::Result<()>),
     /// From the event and the artifacts it vouches for (checked against the event), found
     /// below the data directory given.
-    WithArtifacts(fn(&rusqlite::Transaction<'_>, &crate::log::Envelope, &crate::storage::Storage) -> rusqlite::Result<()>),
+    WithArtifacts(
+        fn(&rusqlite::Transaction<'_>, &crate::log::Envelope, &crate::storage::Storage) -> rusqlite::Result<()>,
+    ),
 }
 
 /// One projection: a name, its DDL (with a version header) and how it applies events.

@@ -114,7 +114,9 @@ impl BucketStorage {
             })?;
             match store.delete(&from).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(source) => Err(StorageError::ObjectStore { doing: "removing the staged copy of", what: name, source }),
+                Err(source) => {
+                    Err(StorageError::ObjectStore { doing: "removing the staged copy of", what: name, source })
+                }
             }
         })?
     }
@@ -163,12 +165,17 @@ impl BucketStorage {
 }
 
 /// Every object below `path` of `store`, keys relative to the bucket.
-fn list_objects(store: Arc<dyn ObjectStore>, path: ObjectPath, name: String) -> Result<Vec<StoredObject>, StorageError> {
+fn list_objects(
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    name: String,
+) -> Result<Vec<StoredObject>, StorageError> {
     block_on("listing objects", async move {
         let mut listing = store.list(Some(&path));
         let mut found = Vec::new();
         while let Some(object) = listing.next().await {
-            let object = object.map_err(|source| StorageError::ObjectStore { doing: "listing", what: name.clone(), source })?;
+            let object =
+                object.map_err(|source| StorageError::ObjectStore { doing: "listing", what: name.clone(), source })?;
             found.push(StoredObject { key: object.location.to_string(), size_bytes: object.size });
         }
         Ok(found)
@@ -189,7 +196,10 @@ pub fn list_object_url(url: &str) -> Result<Vec<StoredObject>, StorageError> {
 
 /// Downloads an object URL to `destination` (through a temporary sibling), returning its size
 /// and SHA-256, computed while the bytes stream past.
-pub fn download_object_url(url: &str, destination: &Path) -> Result<(u64, crate::domain::ids::Sha256Hex), StorageError> {
+pub fn download_object_url(
+    url: &str,
+    destination: &Path,
+) -> Result<(u64, crate::domain::ids::Sha256Hex), StorageError> {
     let (bucket_url, key) =
         split_object_url(url).ok_or_else(|| StorageError::BadSpec(format!("{url} is not an object URL")))?;
     download(store_for(&bucket_url)?, ObjectPath::from(key), destination, url)
@@ -333,7 +343,9 @@ pub fn open_bucket(bucket_url: &str) -> Result<Arc<dyn ObjectStore>, StorageErro
                 let profile_name = environment("AWS_PROFILE").unwrap_or_else(|| "default".into());
                 let read = |variable: &str, default: &str| {
                     let path = environment(variable).unwrap_or_else(|| format!("{home}/.aws/{default}"));
-                    std::fs::read_to_string(path).map(|text| parse_aws_profile(&text, &profile_name)).unwrap_or_default()
+                    std::fs::read_to_string(path)
+                        .map(|text| parse_aws_profile(&text, &profile_name))
+                        .unwrap_or_default()
                 };
                 if environment("AWS_ACCESS_KEY_ID").is_none() {
                     let credentials = read("AWS_SHARED_CREDENTIALS_FILE", "credentials");

@@ -123,14 +123,11 @@ mod tests {
 
     #[test]
     fn a_profile_is_read_from_credentials_and_config_files() {
-        let credentials = "[default]\naws_access_key_id = AK\naws_secret_access_key=SK\n\n[lab]\naws_access_key_id = LAB\n";
+        let credentials =
+            "[default]\naws_access_key_id = AK\naws_secret_access_key=SK\n\n[lab]\naws_access_key_id = LAB\n";
         assert_eq!(
             parse_aws_profile(credentials, "default"),
-            AwsProfile {
-                access_key_id: Some("AK".into()),
-                secret_access_key: Some("SK".into()),
-                ..Default::default()
-            }
+            AwsProfile { access_key_id: Some("AK".into()), secret_access_key: Some("SK".into()), ..Default::default() }
         );
         assert_eq!(parse_aws_profile(credentials, "lab").access_key_id.as_deref(), Some("LAB"));
         let config = "# comment\n[profile lab]\nregion = eu-west-1\n[default]\nregion=us-east-1\n";

@@ -411,8 +411,11 @@ fn job_assignments(
             format!("clustering job {} is {}, it has no assignments yet", job.id, job.status),
         )
     })?;
-    read_assignments(&state.humpback.storage.readable_path(&path).map_err(|error| HtmlError::from(ApiError::from(error)))?, keep)
-        .map_err(|error| HtmlError::from(ApiError::internal(error.into())))
+    read_assignments(
+        &state.humpback.storage.readable_path(path).map_err(|error| HtmlError::from(ApiError::from(error)))?,
+        keep,
+    )
+    .map_err(|error| HtmlError::from(ApiError::internal(error.into())))
 }
 
 /// The recording (audio file id) of each embedding set the rows come from.

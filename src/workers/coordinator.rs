@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::clustering::{encode_inputs, staged_clustering_keys, ClusteringAssignment};
 use super::leases::{JobKind, LeaseRefusal, LeaseTable, LeasedJob, WorkerDirectory};
 use super::processing::{ProcessingAssignment, ProcessingCompletion, Renewal};
 use crate::artifacts::files::temp_sibling;
-use crate::storage::Storage;
+use crate::clustering_jobs::compute::ComputedClustering;
 use crate::domain::decide::{Command, NewEmbeddingSet, Rejection};
 use crate::domain::events::Event;
-use crate::domain::ids::{ProcessingJobId, WorkerId};
+use crate::domain::ids::{ClusteringJobId, ProcessingJobId, WorkerId};
+use crate::storage::Storage;
 use crate::writer::{Writer, WriterError};
 
 /// Why a worker's request was refused.
@@ -147,10 +149,16 @@ impl WorkerCoordinator {
         let now = Instant::now();
         let held = self.tables().leases.live(now);
         held.into_iter()
-            .filter(|(job, _)| job.kind == JobKind::Processing)
-            .flat_map(|(job, lease)| {
-                let staged = super::staged_processing_path(job.job_id, lease.attempt);
-                let writing = crate::artifacts::files::temp_sibling(Path::new(&staged)).to_string_lossy().into_owned();
+            .flat_map(|(job, lease)| match job.kind {
+                JobKind::Processing => vec![super::staged_processing_path(job.job_id, lease.attempt)],
+                JobKind::Clustering => {
+                    let (clusters_json, assignments) =
+                        super::clustering::staged_clustering_keys(job.job_id, lease.attempt);
+                    vec![clusters_json, assignments]
+                }
+            })
+            .flat_map(|staged| {
+                let writing = crate::storage::key_of(&temp_sibling(Path::new(&staged)));
                 [staged, writing]
             })
             .collect()
@@ -196,6 +204,36 @@ impl WorkerCoordinator {
         } else {
             Err(unknown(worker_id))
         }
+    }
+
+    /// Claims a job of a kind the worker runs: a queued clustering job first (they are few, and
+    /// someone waits for each), else the oldest queued processing job. `None` when nothing waits.
+    pub fn claim(
+        &self,
+        writer: &Writer,
+        worker_id: &str,
+        batch_size: Option<usize>,
+    ) -> Result<Option<super::Assignment>, CoordinatorError> {
+        let kinds = self.kinds_of(worker_id)?;
+        if kinds.contains(&JobKind::Clustering) {
+            if let Some(job) = self.claim_clustering(writer, worker_id)? {
+                return Ok(Some(super::Assignment::Clustering(job)));
+            }
+        }
+        if kinds.contains(&JobKind::Processing) {
+            return Ok(self.claim_processing(writer, worker_id, batch_size)?.map(super::Assignment::Processing));
+        }
+        Ok(None)
+    }
+
+    /// The kinds of job a registered worker runs.
+    pub fn kinds_of(&self, worker_id: &str) -> Result<Vec<JobKind>, CoordinatorError> {
+        self.tables()
+            .directory
+            .all()
+            .find(|worker| worker.worker_id == worker_id)
+            .map(|worker| worker.kinds.clone())
+            .ok_or_else(|| unknown(worker_id))
     }
 
     /// Claims the oldest queued processing job for the worker and leases its attempt; `None`
@@ -353,6 +391,148 @@ impl WorkerCoordinator {
         Ok(())
     }
 
+    /// Claims the oldest queued clustering job for the worker and leases its attempt; `None`
+    /// when nothing waits. The assignment carries the state the job reads.
+    pub fn claim_clustering(
+        &self,
+        writer: &Writer,
+        worker_id: &str,
+    ) -> Result<Option<ClusteringAssignment>, CoordinatorError> {
+        self.heard_from(worker_id)?;
+        let claimed = match writer.execute(Command::ClaimClusteringJob { worker: WorkerId(worker_id.to_string()) }) {
+            Ok(envelopes) => envelopes.into_iter().find_map(|envelope| match envelope.event {
+                Event::ClusteringJobClaimed(claimed) => Some((claimed.job_id, claimed.attempt)),
+                _ => None,
+            }),
+            Err(WriterError::Rejected(Rejection::NothingToClaim)) => None,
+            Err(error) => return Err(error.into()),
+        };
+        let Some((job_id, attempt)) = claimed else { return Ok(None) };
+        let job = LeasedJob { kind: JobKind::Clustering, job_id: job_id.0 };
+        let lease_seconds = {
+            let mut tables = self.tables();
+            tables.leases.grant(job, worker_id, attempt, Instant::now());
+            tables.leases.duration().as_secs_f64()
+        };
+        let inputs = writer
+            .read_state(|state| crate::clustering_jobs::compute::clustering_inputs(state, job_id))
+            .ok_or_else(|| WriterError::Rejected(Rejection::Invalid(format!("clustering job {job_id} is unknown"))))?;
+        let inputs = encode_inputs(&inputs).map_err(WriterError::Staging)?;
+        let (staged_clusters_json, staged_assignments) = staged_clustering_keys(job_id.0, attempt);
+        tracing::info!(job = %job_id, attempt, worker = %worker_id, "clustering job leased");
+        Ok(Some(ClusteringAssignment {
+            job_id: job_id.0,
+            attempt,
+            lease_seconds,
+            inputs,
+            staged_clusters_json,
+            staged_assignments,
+        }))
+    }
+
+    /// Extends the worker's lease on a clustering attempt (recording the stage when given) and
+    /// answers whether cancel was requested.
+    pub fn renew_clustering(
+        &self,
+        writer: &Writer,
+        storage: &Storage,
+        worker_id: &str,
+        job_id: u64,
+        attempt: u32,
+        progress: Option<(String, f64)>,
+    ) -> Result<Renewal, CoordinatorError> {
+        self.heard_from(worker_id)?;
+        let job = LeasedJob { kind: JobKind::Clustering, job_id };
+        let shown = progress.as_ref().map(|(_, fraction)| ((fraction.clamp(0.0, 1.0) * 1000.0) as u64, 1000));
+        let renewed = self.tables().leases.renew(job, worker_id, attempt, shown, Instant::now());
+        self.refused_unless_held(writer, storage, job, worker_id, attempt, renewed)?;
+        let job_id = ClusteringJobId(job_id);
+        if let Some((stage, fraction)) = progress {
+            let stage: String = stage.chars().filter(|c| !c.is_control()).take(40).collect();
+            writer.execute(Command::ReportClusteringProgress {
+                job_id,
+                attempt,
+                stage,
+                fraction: fraction.clamp(0.0, 1.0),
+            })?;
+        }
+        let cancel_requested =
+            writer.read_state(|state| state.clustering_jobs.get(&job_id).is_some_and(|job| job.cancel_requested));
+        Ok(Renewal { cancel_requested })
+    }
+
+    /// Records a clustering attempt's end: the staged `assignments.parquet` must be the file the
+    /// worker describes (its SHA-256 and row count) and `clusters.json` must be there; both are
+    /// then moved to `clusters/{job}/` and the completion recorded. A refused attempt is failed.
+    pub fn complete_clustering(
+        &self,
+        writer: &Writer,
+        storage: &Storage,
+        worker_id: &str,
+        job_id: u64,
+        attempt: u32,
+        computed: ComputedClustering,
+    ) -> Result<(), CoordinatorError> {
+        self.heard_from(worker_id)?;
+        let job = LeasedJob { kind: JobKind::Clustering, job_id };
+        let released = self.tables().leases.release(job, worker_id, attempt, Instant::now()).map(|_| ());
+        self.refused_unless_held(writer, storage, job, worker_id, attempt, released)?;
+        let (staged_clusters_json, staged_assignments) = staged_clustering_keys(job_id, attempt);
+        let job_id = ClusteringJobId(job_id);
+        let checked = check_staged_assignments(storage, &staged_clusters_json, &staged_assignments, &computed);
+        if let Err(reason) = checked {
+            remove_staged_of(storage, job, attempt);
+            tracing::warn!(job = %job_id, attempt, worker = %worker_id, reason = %reason, "staged clustering outputs refused");
+            writer.execute(Command::FailClusteringJob {
+                job_id,
+                attempt,
+                reason: format!("the staged clustering outputs were refused: {reason}"),
+            })?;
+            return Err(CoordinatorError::ArtifactRefused(reason));
+        }
+        let (clusters_json, assignments) = crate::clustering_jobs::worker::output_paths(job_id);
+        let completed = computed.into_completion(job_id, attempt, clusters_json.clone(), assignments.clone());
+        let recorded = writer.execute_staged(Command::CompleteClusteringJob(completed), |_| {
+            storage.promote(&staged_assignments, &assignments).map_err(|error| error.to_string())?;
+            storage.promote(&staged_clusters_json, &clusters_json).map_err(|error| error.to_string())
+        });
+        if recorded.is_err() {
+            remove_staged_of(storage, job, attempt);
+        }
+        recorded?;
+        tracing::info!(job = %job_id, attempt, worker = %worker_id, "clustering job completed by a remote worker");
+        Ok(())
+    }
+
+    /// Records that a held clustering attempt failed (with the worker's reason) or stopped
+    /// (canceled as asked, or handed back because the worker stops).
+    pub fn end_clustering(
+        &self,
+        writer: &Writer,
+        storage: &Storage,
+        worker_id: &str,
+        job_id: u64,
+        attempt: u32,
+        end: ClusteringEnd,
+    ) -> Result<(), CoordinatorError> {
+        self.heard_from(worker_id)?;
+        let job = LeasedJob { kind: JobKind::Clustering, job_id };
+        let released = self.tables().leases.release(job, worker_id, attempt, Instant::now()).map(|_| ());
+        self.refused_unless_held(writer, storage, job, worker_id, attempt, released)?;
+        remove_staged_of(storage, job, attempt);
+        let job_id = ClusteringJobId(job_id);
+        writer.execute(match end {
+            ClusteringEnd::Failed(reason) => Command::FailClusteringJob { job_id, attempt, reason },
+            ClusteringEnd::Canceled => Command::ConfirmClusteringJobCanceled { job_id, attempt },
+            ClusteringEnd::HandedBack => Command::AbandonClusteringJob {
+                job_id,
+                attempt,
+                reason: format!("worker {worker_id} stopped before it finished"),
+            },
+        })?;
+        Ok(())
+    }
+
     /// Records that a held attempt failed (with the worker's reason).
     pub fn fail_processing(
         &self,
@@ -427,9 +607,7 @@ impl WorkerCoordinator {
         match result {
             Ok(()) => Ok(()),
             Err(LeaseRefusal::NotHeld) => {
-                if job.kind == JobKind::Processing {
-                    remove_staged(storage, &super::staged_processing_path(job.job_id, attempt));
-                }
+                remove_staged_of(storage, job, attempt);
                 Err(CoordinatorError::LeaseNotHeld {
                     kind,
                     job_id: job.job_id,
@@ -448,9 +626,9 @@ impl WorkerCoordinator {
         self.lapsed_leases.fetch_add(1, Ordering::Relaxed);
         let seconds = self.lease_duration().as_secs_f64();
         let reason = format!("worker {worker_id} was not heard from for {seconds} s (its lease lapsed)");
+        remove_staged_of(storage, job, attempt);
         let command = match job.kind {
             JobKind::Processing => {
-                remove_staged(storage, &super::staged_processing_path(job.job_id, attempt));
                 Command::AbandonProcessingJob { job_id: ProcessingJobId(job.job_id), attempt, reason }
             }
             JobKind::Clustering => Command::AbandonClusteringJob {
@@ -542,6 +720,18 @@ fn unknown(worker_id: &str) -> CoordinatorError {
     CoordinatorError::UnknownWorker(worker_id.chars().take(64).collect())
 }
 
+/// Removes what an attempt of `job` may have staged.
+fn remove_staged_of(storage: &Storage, job: LeasedJob, attempt: u32) {
+    match job.kind {
+        JobKind::Processing => remove_staged(storage, &super::staged_processing_path(job.job_id, attempt)),
+        JobKind::Clustering => {
+            let (clusters_json, assignments) = super::clustering::staged_clustering_keys(job.job_id, attempt);
+            remove_staged(storage, &clusters_json);
+            remove_staged(storage, &assignments);
+        }
+    }
+}
+
 /// Removes a staged artifact and its temporary sibling (a worker killed while writing).
 fn remove_staged(storage: &Storage, staged: &str) {
     let writing = crate::storage::key_of(&temp_sibling(Path::new(staged)));
@@ -550,6 +740,49 @@ fn remove_staged(storage: &Storage, staged: &str) {
             tracing::warn!(error = %error, "could not remove a staged artifact");
         }
     }
+}
+
+/// How a clustering attempt ended other than completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusteringEnd {
+    Failed(String),
+    Canceled,
+    HandedBack,
+}
+
+/// Checks a remote worker's staged clustering outputs: `clusters.json` is there and
+/// `assignments.parquet` is the file the worker describes (SHA-256 and rows). The server reads
+/// the assignments whole (its projection needs them anyway).
+fn check_staged_assignments(
+    storage: &Storage,
+    clusters_json: &str,
+    assignments: &str,
+    computed: &ComputedClustering,
+) -> Result<(), String> {
+    match storage.size_of(clusters_json) {
+        Ok(Some(size)) if size > 0 => {}
+        Ok(_) => return Err("clusters.json was not staged".into()),
+        Err(error) => return Err(format!("clusters.json cannot be read: {error}")),
+    }
+    let path =
+        storage.readable_path(assignments).map_err(|error| format!("assignments.parquet cannot be read: {error}"))?;
+    let described = crate::clustering_jobs::outputs::describe_assignments_file(&path)
+        .map_err(|error| format!("assignments.parquet does not read: {error}"))?;
+    storage.forget_local_copy(assignments);
+    if described != computed.assignments_file {
+        return Err(format!(
+            "assignments.parquet holds {} rows with SHA-256 {}, the worker reported {} rows with {}",
+            described.row_count,
+            described.sha256.0,
+            computed.assignments_file.row_count,
+            computed.assignments_file.sha256.0
+        ));
+    }
+    let labelled: u64 = computed.clusters.iter().map(|cluster| cluster.size).sum();
+    if labelled != described.row_count {
+        return Err(format!("the clusters hold {labelled} windows, the assignments {}", described.row_count));
+    }
+    Ok(())
 }
 
 /// Checks a staged embedding set before it is put in place: not empty, its Parquet footer
@@ -590,5 +823,3 @@ pub fn check_staged_embeddings(
     }
     Ok(summary)
 }
-
-

@@ -49,14 +49,7 @@ impl ProcessingJobSource for InProcessJobSource {
         let humpback = &self.humpback;
         humpback
             .remote_workers
-            .renew_processing(
-                &humpback.writer,
-                &humpback.storage,
-                &self.worker_id,
-                job.job_id,
-                job.attempt,
-                progress,
-            )
+            .renew_processing(&humpback.writer, &humpback.storage, &self.worker_id, job.job_id, job.attempt, progress)
             .map_err(source_error)
     }
 
@@ -79,14 +72,7 @@ impl ProcessingJobSource for InProcessJobSource {
         let humpback = &self.humpback;
         humpback
             .remote_workers
-            .fail_processing(
-                &humpback.writer,
-                &humpback.storage,
-                &self.worker_id,
-                job.job_id,
-                job.attempt,
-                reason,
-            )
+            .fail_processing(&humpback.writer, &humpback.storage, &self.worker_id, job.job_id, job.attempt, reason)
             .map_err(source_error)
     }
 
@@ -94,14 +80,7 @@ impl ProcessingJobSource for InProcessJobSource {
         let humpback = &self.humpback;
         humpback
             .remote_workers
-            .stop_processing(
-                &humpback.writer,
-                &humpback.storage,
-                &self.worker_id,
-                job.job_id,
-                job.attempt,
-                canceled,
-            )
+            .stop_processing(&humpback.writer, &humpback.storage, &self.worker_id, job.job_id, job.attempt, canceled)
             .map_err(source_error)
     }
 }

@@ -6,10 +6,13 @@
 //! - `coordinator.rs`: the server's side: claim with a lease, renew (answering whether cancel
 //!   was requested), progress, complete (after checking the staged artifact), fail, stop, and
 //!   the sweep that turns a lapsed lease into an abandoned attempt.
+//! - `clustering.rs`: running one claimed clustering job (the state it reads arrives with it)
+//!   against [`clustering::ClusteringJobSource`].
 //! - `processing.rs`: running one claimed processing job against [`processing::ProcessingJobSource`],
 //!   the one interface a worker talks to: the HTTP API from a remote worker (`cli/worker.rs`),
 //!   or the coordinator in this process (`local.rs`).
 
+pub mod clustering;
 pub mod coordinator;
 pub mod leases;
 pub mod local;
@@ -17,6 +20,15 @@ pub mod processing;
 
 pub use coordinator::{CoordinatorError, WorkerCoordinator};
 pub use leases::JobKind;
+
+/// A claimed job, as `POST /api/workers/{worker}/claim` answers it: the assignment's fields
+/// with `"kind": "processing"` or `"kind": "clustering"`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Assignment {
+    Processing(processing::ProcessingAssignment),
+    Clustering(clustering::ClusteringAssignment),
+}
 
 /// Where a remote worker stages a processing job's Parquet, relative to the storage root:
 /// `tmp/workers/processing-{job}-{attempt}.parquet` (its `.tmp.parquet` sibling while

@@ -174,7 +174,12 @@ fn workers_share_a_bucket_recordings_are_registered_where_they_sit_and_a_killed_
     );
     assert_eq!(status, 200, "{registered}");
     assert_eq!(registered["storage"], "s3://lab/humpback");
-    call("POST", &format!("{address}/api/workers/{}/leave", registered["worker_id"].as_str().unwrap()), Some(TOKEN), None);
+    call(
+        "POST",
+        &format!("{address}/api/workers/{}/leave", registered["worker_id"].as_str().unwrap()),
+        Some(TOKEN),
+        None,
+    );
 
     // Registered where they sit, through the server; a bucket outside the import roots is refused.
     let imported = humpback_command(dir.path(), &address, &[], &["import", "s3://archive/2019/", "--json"]);
@@ -185,8 +190,7 @@ fn workers_share_a_bucket_recordings_are_registered_where_they_sit_and_a_killed_
     let (status, refused) =
         call("POST", &format!("{address}/api/audio/import"), Some(TOKEN), Some(json!({ "path": "s3://lab/humpback" })));
     assert_eq!(status, 403, "{refused}");
-    let uploaded =
-        humpback_command(dir.path(), &address, &[], &["import", uploads.to_str().unwrap(), "--json"]);
+    let uploaded = humpback_command(dir.path(), &address, &[], &["import", uploads.to_str().unwrap(), "--json"]);
     assert_eq!(uploaded["added"].as_array().unwrap().len(), 2, "{uploaded}");
     assert_eq!(moto.list("archive", ""), archive_before, "the archive is read, never written");
     let stored_audio = moto.list("lab", "humpback/audio/raw/");
@@ -196,7 +200,7 @@ fn workers_share_a_bucket_recordings_are_registered_where_they_sit_and_a_killed_
     let mut workers: BTreeMap<String, Running> = BTreeMap::new();
     for index in 0..3 {
         let name = format!("bucket-worker-{index}");
-        let mut worker = start_worker_with(&address, &name, Some(TOKEN), &environment);
+        let mut worker = start_worker_with(&address, &name, Some(TOKEN), &environment, &[]);
         let line = first_line(&mut worker.0);
         assert!(line.starts_with("humpback worker w"), "{line}");
         workers.insert(name, worker);
@@ -226,6 +230,49 @@ fn workers_share_a_bucket_recordings_are_registered_where_they_sit_and_a_killed_
     wait_until(&address, Duration::from_secs(240), "every job to complete", || {
         jobs.iter().all(|job| job_status(&address, *job) == "complete")
     });
+
+    // Clustering in a remote worker: it gets the state the job reads with the claim, reads the
+    // sets from the bucket and stages its outputs there; the server checks and moves them.
+    let mut clusterer = start_worker_with(&address, "clusterer", Some(TOKEN), &environment, &["--kinds", "clustering"]);
+    assert!(first_line(&mut clusterer.0).starts_with("humpback worker w"));
+    let (_, all_sets) = call("GET", &format!("{address}/api/embedding-sets"), Some(TOKEN), None);
+    let set_ids: Vec<u64> = all_sets.as_array().unwrap().iter().map(|set| set["id"].as_u64().unwrap()).collect();
+    let rows: u64 = all_sets.as_array().unwrap().iter().map(|set| set["row_count"].as_u64().unwrap()).sum();
+    let (status, clustering) = call(
+        "POST",
+        &format!("{address}/api/clustering-jobs"),
+        Some(TOKEN),
+        Some(json!({"embedding_set_ids": set_ids, "reduction": {"method": "pca", "n_components": 4},
+                    "algorithm": {"method": "kmeans", "k": 3, "seed": 7}, "reference_field": "folder"})),
+    );
+    assert_eq!(status, 201, "{clustering}");
+    let clustering_id = clustering["id"].as_u64().unwrap();
+    let clustering_status = || {
+        call("GET", &format!("{address}/api/clustering-jobs/{clustering_id}"), Some(TOKEN), None).1["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    wait_until(&address, Duration::from_secs(180), "the remote clustering to complete", || {
+        clustering_status() == "complete"
+    });
+    let (_, clusters) =
+        call("GET", &format!("{address}/api/clustering-jobs/{clustering_id}/clusters"), Some(TOKEN), None);
+    let clusters = clusters.as_array().unwrap().clone();
+    assert_eq!(clusters.iter().map(|cluster| cluster["size"].as_u64().unwrap()).sum::<u64>(), rows);
+    assert_eq!(clusters.len(), 3, "k-means with k = 3");
+    let label = clusters[0]["label"].as_i64().unwrap();
+    let (_, members) = call(
+        "GET",
+        &format!("{address}/api/clustering-jobs/{clustering_id}/clusters/{label}/members?limit=2"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(members["total"], clusters[0]["size"], "the projection read the assignments from the bucket");
+    let outputs = moto.list("lab", &format!("humpback/clusters/{clustering_id}/"));
+    let names: Vec<&str> = outputs.iter().map(|(key, _)| key.rsplit('/').next().unwrap()).collect();
+    assert_eq!(names, vec!["assignments.parquet", "clusters.json"], "{outputs:?}");
+    assert!(terminate(&mut clusterer.0).success());
     for (_, mut worker) in std::mem::take(&mut workers) {
         assert!(terminate(&mut worker.0).success(), "a worker stops cleanly on SIGTERM");
     }
@@ -245,7 +292,9 @@ fn workers_share_a_bucket_recordings_are_registered_where_they_sit_and_a_killed_
         let escaped: String = key
             .bytes()
             .map(|byte| match byte {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (byte as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                    (byte as char).to_string()
+                }
                 other => format!("%{other:02X}"),
             })
             .collect();
@@ -262,7 +311,10 @@ fn workers_share_a_bucket_recordings_are_registered_where_they_sit_and_a_killed_
     // Nothing large passed through the server: it checked footers with ranged reads.
     let server_copies = dir.path().join("cache").join("storage").join("embeddings");
     assert!(!server_copies.exists(), "the server copied embedding sets to {}", server_copies.display());
-    assert!(!dir.path().join("tmp").join("workers").exists() || std::fs::read_dir(dir.path().join("tmp").join("workers")).unwrap().next().is_none());
+    assert!(
+        !dir.path().join("tmp").join("workers").exists()
+            || std::fs::read_dir(dir.path().join("tmp").join("workers")).unwrap().next().is_none()
+    );
 
     // The log and the projections, read in-process (without opening the bucket).
     let data_dir = DataDir::new(dir.path());
@@ -278,7 +330,11 @@ fn workers_share_a_bucket_recordings_are_registered_where_they_sit_and_a_killed_
         assert!(per_signature.values().all(|count| *count == 1), "one set per signature");
         assert!(state.processing_jobs.values().all(|job| job.status == JobStatus::Complete));
         let paths: Vec<&str> = state.audio_files.values().map(|file| file.stored_path.as_str()).collect();
-        assert_eq!(paths.iter().filter(|path| path.starts_with("s3://archive/2019/site-a/rec-")).count(), 3, "{paths:?}");
+        assert_eq!(
+            paths.iter().filter(|path| path.starts_with("s3://archive/2019/site-a/rec-")).count(),
+            3,
+            "{paths:?}"
+        );
         assert_eq!(paths.iter().filter(|path| path.starts_with("audio/raw/sha256/")).count(), 2, "{paths:?}");
     });
     let events: Vec<Event> =
@@ -287,8 +343,15 @@ fn workers_share_a_bucket_recordings_are_registered_where_they_sit_and_a_killed_
         events.iter().any(|event| matches!(event, Event::ProcessingJobAbandoned(e) if e.job_id.0 == victim_job)),
         "the killed worker's attempt is recorded as abandoned"
     );
-    let no_artifacts = humpback::storage::Storage::folder(local.path());
-    let incremental = dump(Projector::open_with_storage(&data_dir.projections_db(), no_artifacts.clone()).unwrap().connection()).unwrap();
+    assert!(
+        events.iter().any(|event| matches!(event, Event::ClusteringJobClaimed(e) if e.worker.0.starts_with('w'))),
+        "the clustering was claimed by a remote worker"
+    );
+    // The clustering's assignments as the server fetched them (its cache holds the bucket's keys).
+    let no_artifacts = humpback::storage::Storage::folder(dir.path().join("cache").join("storage"));
+    let incremental =
+        dump(Projector::open_with_storage(&data_dir.projections_db(), no_artifacts.clone()).unwrap().connection())
+            .unwrap();
     let fresh = tempfile::tempdir().unwrap();
     let mut rebuilt = Projector::open_with_storage(&fresh.path().join("p.sqlite3"), no_artifacts).unwrap();
     rebuilt.catch_up(log.as_ref()).unwrap();

@@ -79,7 +79,7 @@ pub(crate) fn start_server_with(
 }
 
 fn start_worker(address: &str, name: &str, token: Option<&str>) -> Running {
-    start_worker_with(address, name, token, &[])
+    start_worker_with(address, name, token, &[], &[])
 }
 
 pub(crate) fn start_worker_with(
@@ -87,10 +87,12 @@ pub(crate) fn start_worker_with(
     name: &str,
     token: Option<&str>,
     environment: &[(String, String)],
+    extra: &[&str],
 ) -> Running {
     let mut command = Command::new(env!("CARGO_BIN_EXE_humpback"));
     command
         .args(["worker", "--server", address, "--threads", "1", "--enable-fake-model", "--name", name])
+        .args(extra)
         .envs(environment.iter().map(|(key, value)| (key.as_str(), value.as_str())))
         .env_remove("HUMPBACK_TOKEN")
         .env("RUST_LOG", "warn")
@@ -581,4 +583,117 @@ fn the_coordinator_checks_staged_files_and_sweeps_lapsed_leases() {
         other => panic!("a completion from a lapsed lease must be refused, got {other:?}"),
     }
     assert_eq!(honest.renew(&job, None).err().map(|e| matches!(e, SourceError::LeaseLost(_))), Some(true));
+}
+
+/// Remote clustering at the coordinator: a clustering job is leased with the state it reads; a
+/// completion whose staged assignments are not the file the worker describes is refused (the
+/// job fails with the reason, the staged keys are removed); a good one is moved into place and
+/// recorded, and its assignments reach the projection.
+#[test]
+fn the_coordinator_checks_staged_clustering_outputs() {
+    use humpback::clustering_jobs::compute::compute_clustering;
+    use humpback::domain::ids::ClusteringJobId;
+    use humpback::workers::clustering::decode_inputs;
+    use humpback::workers::coordinator::RegisterRequest;
+    use humpback::workers::{Assignment, JobKind};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = DataDir::new(dir.path());
+    register_recordings(&data_dir, 2, 30.0);
+    let humpback = std::sync::Arc::new(Humpback::open_with(data_dir, settings(0)).unwrap());
+    let model = humpback.models.find("fake").unwrap().info.clone();
+    let resolved = humpback::processing::config::resolve(
+        &humpback::processing::config::EncodingRequest { model: Some("fake".into()), ..Default::default() },
+        &model,
+    )
+    .unwrap();
+    for audio in 1..=2u64 {
+        let audio_file_id = humpback::domain::ids::AudioFileId(audio);
+        let checksum = humpback.writer.read_state(|s| s.audio_files[&audio_file_id].checksum_sha256.clone());
+        let config = resolved.encoding_config();
+        let encoding_signature = resolved.signature(&checksum);
+        let command =
+            humpback::domain::decide::Command::QueueProcessingJob { audio_file_id, encoding_signature, config };
+        humpback.writer.execute(command).unwrap();
+    }
+    let mut processing = humpback::processing::worker::ProcessingWorker::new(
+        humpback.clone(),
+        humpback::domain::ids::WorkerId("setup".into()),
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
+    while let humpback::processing::worker::StepOutcome::Ran { .. } = processing.step().unwrap() {}
+    let sets: Vec<u64> = humpback.writer.read_state(|s| s.embedding_sets.keys().map(|id| id.0).collect());
+    assert_eq!(sets.len(), 2);
+    let queue = || {
+        let body = json!({"embedding_set_ids": sets, "reduction": {"method": "pca", "n_components": 2},
+                          "algorithm": {"method": "kmeans", "k": 2, "seed": 1}});
+        let request = humpback
+            .writer
+            .read_state(|s| humpback::clustering_jobs::request::parse_request(&body, s))
+            .unwrap_or_else(|_| panic!("a valid clustering request"));
+        let envelopes = humpback
+            .writer
+            .execute(humpback::domain::decide::Command::QueueClusteringJob {
+                embedding_set_ids: request.embedding_set_ids,
+                parameters: request.stored.to_json_text(),
+            })
+            .unwrap();
+        envelopes
+            .iter()
+            .find_map(|envelope| match &envelope.event {
+                Event::ClusteringJobQueued(queued) => Some(queued.job_id.0),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let coordinator = &humpback.remote_workers;
+    let request = RegisterRequest { name: "clusterer".into(), kinds: vec![JobKind::Clustering], threads: 1 };
+    let worker = coordinator.register(&request);
+    let storage = &humpback.storage;
+
+    for honest in [false, true] {
+        let job_id = queue();
+        let Some(Assignment::Clustering(job)) = coordinator.claim(&humpback.writer, &worker, None).unwrap() else {
+            panic!("a clustering assignment")
+        };
+        assert_eq!(job.job_id, job_id);
+        let inputs = decode_inputs(&job.inputs).unwrap();
+        assert_eq!(inputs.embedding_sets.len(), 2, "the job's sets travel with it");
+        assert!(inputs.processing_jobs.is_empty(), "and nothing it does not read");
+        let mut computed = compute_clustering(
+            &inputs,
+            storage,
+            ClusteringJobId(job.job_id),
+            (&job.staged_clusters_json, &job.staged_assignments),
+            &mut |_, _| true,
+        )
+        .unwrap()
+        .unwrap();
+        if !honest {
+            computed.assignments_file.row_count += 1;
+        }
+        let result =
+            coordinator.complete_clustering(&humpback.writer, storage, &worker, job.job_id, job.attempt, computed);
+        let status = humpback.writer.read_state(|s| s.clustering_jobs[&ClusteringJobId(job.job_id)].status);
+        assert!(storage.size_of(&job.staged_assignments).unwrap().is_none(), "nothing staged is left");
+        if honest {
+            result.unwrap();
+            assert_eq!(status, JobStatus::Complete);
+            let (_, assignments) = humpback::clustering_jobs::worker::output_paths(ClusteringJobId(job.job_id));
+            assert!(dir.path().join(assignments).is_file(), "moved into place");
+        } else {
+            assert!(matches!(result, Err(humpback::workers::CoordinatorError::ArtifactRefused(_))), "{result:?}");
+            assert_eq!(status, JobStatus::Failed, "a refused completion fails the job");
+        }
+    }
+    humpback.catch_up_projections().unwrap();
+    let projected: i64 = humpback
+        .projector
+        .lock()
+        .unwrap()
+        .connection()
+        .query_row("SELECT COUNT(*) FROM cluster_assignments", [], |row| row.get(0))
+        .unwrap();
+    let rows: u64 = humpback.writer.read_state(|s| s.embedding_sets.values().map(|set| set.row_count).sum());
+    assert_eq!(projected as u64, rows, "the remote clustering's assignments are projected");
 }
