@@ -277,6 +277,18 @@ pub struct ImportSummary {
     pub skipped: Vec<RejectedFile>,
 }
 
+impl ImportSummary {
+    /// Files one file's outcome under added, duplicates or rejected.
+    pub fn record(&mut self, display: &str, outcome: &Result<IngestOutcome, String>) {
+        let path = display.to_string();
+        match outcome {
+            Ok(IngestOutcome::Added(id)) => self.added.push(ImportedFile { path, audio_file_id: *id }),
+            Ok(IngestOutcome::Duplicate(id)) => self.duplicates.push(ImportedFile { path, audio_file_id: *id }),
+            Err(reason) => self.rejected.push(RejectedFile { path, reason: reason.clone() }),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ImportedFile {
     pub path: String,
@@ -498,15 +510,7 @@ pub fn import_folder(
             .and_then(|staged| {
                 register_staged(humpback, staged, &filename, &folder).map_err(|error| error.to_string())
             });
-        match &outcome {
-            Ok(IngestOutcome::Added(id)) => {
-                summary.added.push(ImportedFile { path: display.clone(), audio_file_id: *id })
-            }
-            Ok(IngestOutcome::Duplicate(id)) => {
-                summary.duplicates.push(ImportedFile { path: display.clone(), audio_file_id: *id })
-            }
-            Err(reason) => summary.rejected.push(RejectedFile { path: display.clone(), reason: reason.clone() }),
-        }
+        summary.record(&display, &outcome);
         progress(index + 1, files.len(), &display, &outcome);
     }
     Ok(summary)
@@ -540,15 +544,7 @@ pub fn import_object_prefix(
         let outcome = stage_object(&tmp_dir, &object.key).and_then(|staged| {
             register_in_place(humpback, staged, &filename, &folder, &object.key).map_err(|error| error.to_string())
         });
-        match &outcome {
-            Ok(IngestOutcome::Added(id)) => {
-                summary.added.push(ImportedFile { path: display.clone(), audio_file_id: *id })
-            }
-            Ok(IngestOutcome::Duplicate(id)) => {
-                summary.duplicates.push(ImportedFile { path: display.clone(), audio_file_id: *id })
-            }
-            Err(reason) => summary.rejected.push(RejectedFile { path: display.clone(), reason: reason.clone() }),
-        }
+        summary.record(&display, &outcome);
         progress(index + 1, audio.len(), &display, &outcome);
     }
     Ok(summary)

@@ -2,7 +2,6 @@
 //! artifact and recording it, or by an interrupted upload. Reported, and removable on request.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -14,18 +13,6 @@ pub struct OrphanReport {
     pub orphans: Vec<String>,
     pub bytes: u64,
     pub removed: bool,
-}
-
-fn walk(root: &Path, found: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        match entry.file_type() {
-            Ok(kind) if kind.is_dir() => walk(&path, found),
-            Ok(kind) if kind.is_file() => found.push(path),
-            _ => {}
-        }
-    }
 }
 
 /// Lists (and with `remove`, deletes) unreferenced files under `audio/raw`, `embeddings` and
@@ -62,7 +49,7 @@ pub fn find_orphans(humpback: &Humpback, remove: bool) -> std::io::Result<Orphan
     let root = humpback.data_dir.root();
     if storage.is_bucket() || storage.local_root() != root {
         let mut files = Vec::new();
-        walk(&humpback.data_dir.tmp_dir(), &mut files);
+        crate::storage::walk_files(&humpback.data_dir.tmp_dir(), &mut files);
         for path in files {
             let Ok(relative) = path.strip_prefix(root) else { continue };
             report.bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

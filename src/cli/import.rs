@@ -36,11 +36,7 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ImportArgs) -> anyhow::Result<i
         return Err(anyhow!("cannot import {}: it is not a folder", folder.display()));
     }
     // Without a log yet, this is a fresh data directory: create it.
-    let access = if data_dir.has_event_log() || args.server.is_some() {
-        Some(open_log(data_dir, bind, args.server.as_deref())?)
-    } else {
-        None
-    };
+    let access = access_for(data_dir, bind, &args)?;
     let summary: ImportSummary = match access {
         Some(LogAccess::Server(client)) => {
             eprintln!(
@@ -66,11 +62,7 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ImportArgs) -> anyhow::Result<i
 /// they sit (each read once, for its checksum and its format), directly or through a server
 /// (which must name the prefix with `--import-root`).
 fn import_objects(data_dir: &DataDir, bind: &str, args: &ImportArgs, url: &str) -> anyhow::Result<i32> {
-    let access = if data_dir.has_event_log() || args.server.is_some() {
-        Some(open_log(data_dir, bind, args.server.as_deref())?)
-    } else {
-        None
-    };
+    let access = access_for(data_dir, bind, args)?;
     let summary: ImportSummary = match access {
         Some(LogAccess::Server(client)) => {
             eprintln!("registering the recordings below {url} through the server at {}", client.base_url());
@@ -109,6 +101,16 @@ fn print_summary(summary: &ImportSummary, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The server that holds the data directory, the log itself, or (no log yet: a fresh data
+/// directory, created by the import) nothing.
+fn access_for(data_dir: &DataDir, bind: &str, args: &ImportArgs) -> anyhow::Result<Option<LogAccess>> {
+    if data_dir.has_event_log() || args.server.is_some() {
+        Ok(Some(open_log(data_dir, bind, args.server.as_deref())?))
+    } else {
+        Ok(None)
+    }
+}
+
 /// One line per file on stderr (redrawn in place on a terminal).
 fn report_progress(done: usize, total: usize, path: &str, outcome: &Result<IngestOutcome, String>) {
     let what = match outcome {
@@ -135,7 +137,7 @@ fn import_through_server(
     folder: &std::path::Path,
     mut progress: impl FnMut(usize, usize, &str, &Result<IngestOutcome, String>),
 ) -> anyhow::Result<ImportSummary> {
-    use crate::ingest::{find_audio_files, imported_name, ImportedFile, RejectedFile};
+    use crate::ingest::{find_audio_files, imported_name};
     let found = find_audio_files(folder, None);
     let mut summary = ImportSummary { skipped: found.skipped, ..ImportSummary::default() };
     for (index, relative) in found.files.iter().enumerate() {
@@ -151,15 +153,7 @@ fn import_through_server(
             }
             _ => Err(answer.get("error").and_then(|e| e.as_str()).unwrap_or("refused by the server").to_string()),
         };
-        match &outcome {
-            Ok(IngestOutcome::Added(id)) => {
-                summary.added.push(ImportedFile { path: name.display.clone(), audio_file_id: *id })
-            }
-            Ok(IngestOutcome::Duplicate(id)) => {
-                summary.duplicates.push(ImportedFile { path: name.display.clone(), audio_file_id: *id })
-            }
-            Err(reason) => summary.rejected.push(RejectedFile { path: name.display.clone(), reason: reason.clone() }),
-        }
+        summary.record(&name.display, &outcome);
         progress(index + 1, found.files.len(), &name.display, &outcome);
     }
     Ok(summary)

@@ -453,6 +453,13 @@ pub fn render_workers(listing: &WorkersListing) -> String {
                 .jobs
                 .iter()
                 .map(|job| match (job.windows_done, job.windows_total) {
+                    _ if job.fraction.is_some() => format!(
+                        "{} job {} (attempt {}, {:.0} %)",
+                        job.kind.as_str(),
+                        job.job_id,
+                        job.attempt,
+                        job.fraction.unwrap_or(0.0) * 100.0
+                    ),
                     (Some(done), Some(total)) => {
                         format!(
                             "{} job {} (attempt {}, {done}/{total} windows)",
@@ -503,6 +510,7 @@ mod tests {
             attempt: 2,
             windows_done: Some(10),
             windows_total: Some(50),
+            fraction: None,
             running_seconds: 3.0,
             lease_expires_in_seconds: 20.0,
         };

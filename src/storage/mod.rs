@@ -305,7 +305,8 @@ pub fn key_of(relative: &Path) -> String {
     relative.components().map(|part| part.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/")
 }
 
-fn walk_files(root: &Path, found: &mut Vec<PathBuf>) {
+/// Every file below `root` (none when it cannot be read).
+pub fn walk_files(root: &Path, found: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
     for entry in entries.flatten() {
         let path = entry.path();

@@ -31,10 +31,17 @@ pub fn workers_section(listing: &WorkersListing) -> Markup {
                                     }
                                     @for job in &worker.jobs {
                                         div.worker-job {
-                                            a href=(format!("/processing/{}", job.job_id)) { (job.kind.as_str()) " job " (job.job_id) }
+                                            @let page = match job.kind {
+                                                crate::workers::JobKind::Processing => "processing",
+                                                crate::workers::JobKind::Clustering => "clustering",
+                                            };
+                                            a href=(format!("/{page}/{}", job.job_id)) { (job.kind.as_str()) " job " (job.job_id) }
                                             " (attempt " (job.attempt)
                                             @if let (Some(done), Some(total)) = (job.windows_done, job.windows_total) {
                                                 ", " (done) " / " (total) " windows"
+                                            }
+                                            @if let Some(fraction) = job.fraction {
+                                                ", " (format!("{:.0}", fraction * 100.0)) " %"
                                             }
                                             ")"
                                         }
@@ -75,6 +82,7 @@ mod tests {
                     attempt: 2,
                     windows_done: Some(5),
                     windows_total: Some(40),
+                    fraction: None,
                     running_seconds: 1.0,
                     lease_expires_in_seconds: 29.0,
                 }],

@@ -5,12 +5,11 @@
 //! assignments against what the worker reports before the completion event names them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::processing::{AttemptEnd, Renewal, SourceError};
+use super::processing::{settle, while_renewing, AttemptEnd, Renewal, SourceError};
 use crate::clustering_jobs::compute::{compute_clustering, ComputedClustering};
 use crate::domain::ids::ClusteringJobId;
 use crate::domain::state::DomainState;
@@ -83,35 +82,17 @@ pub fn run_clustering_assignment(
     let cancel_requested = AtomicBool::new(false);
     let lease_lost = AtomicBool::new(false);
     let latest: Mutex<Option<(String, f64)>> = Mutex::new(None);
-    let renew_every = Duration::from_secs_f64((job.lease_seconds / 3.0).clamp(0.05, 10.0));
-    let (stop_renewing, renewals_stop) = mpsc::channel::<()>();
     let (cancel, lost, latest_ref) = (&cancel_requested, &lease_lost, &latest);
-    let inputs = decode_inputs(&job.inputs);
-    let outcome = std::thread::scope(|scope| {
-        scope.spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) = renewals_stop.recv_timeout(renew_every) {
-                let progress = latest_ref.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-                match source.renew_clustering(job, progress) {
-                    Ok(renewal) => {
-                        if renewal.cancel_requested {
-                            cancel.store(true, Ordering::Relaxed);
-                        }
-                    }
-                    Err(SourceError::LeaseLost(_)) => {
-                        lost.store(true, Ordering::Relaxed);
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::warn!(job = job.job_id, error = %error, "renewing the lease failed; retrying")
-                    }
-                }
-            }
-        });
+    let renew = || {
+        let progress = latest_ref.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        source.renew_clustering(job, progress)
+    };
+    let outcome = while_renewing(job.job_id, job.lease_seconds, cancel, lost, renew, || {
         let mut progress = |stage: &str, fraction: f64| -> bool {
             *latest_ref.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((stage.to_string(), fraction));
             !(cancel.load(Ordering::Relaxed) || lost.load(Ordering::Relaxed) || stopping.load(Ordering::Relaxed))
         };
-        let outcome = inputs.map_err(anyhow::Error::msg).and_then(|state| {
+        decode_inputs(&job.inputs).map_err(anyhow::Error::msg).and_then(|state| {
             let computed = compute_clustering(
                 &state,
                 storage,
@@ -124,9 +105,7 @@ pub fn run_clustering_assignment(
                 storage.forget_local_copy(&set.parquet_path);
             }
             computed
-        });
-        drop(stop_renewing);
-        outcome
+        })
     });
     let reported = match outcome {
         Ok(Some(computed)) => {
@@ -154,17 +133,7 @@ pub fn run_clustering_assignment(
             source.fail_clustering(job, reason).map(|()| AttemptEnd::Failed)
         }
     };
-    match reported {
-        Ok(end) => end,
-        Err(SourceError::LeaseLost(message)) => {
-            tracing::warn!(job = job.job_id, attempt = job.attempt, %message, "the attempt was no longer ours");
-            AttemptEnd::LeaseLost
-        }
-        Err(error) => {
-            tracing::error!(job = job.job_id, error = %error, "could not report the end of a job; its lease will lapse");
-            AttemptEnd::LeaseLost
-        }
-    }
+    settle(reported, job.job_id, job.attempt)
 }
 
 #[cfg(test)]

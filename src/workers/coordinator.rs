@@ -74,6 +74,9 @@ pub struct LeasedJobView {
     pub attempt: u32,
     pub windows_done: Option<u64>,
     pub windows_total: Option<u64>,
+    /// A clustering's fraction done (its windows are not counted as it runs).
+    #[serde(default)]
+    pub fraction: Option<f64>,
     pub running_seconds: f64,
     pub lease_expires_in_seconds: f64,
 }
@@ -226,6 +229,35 @@ impl WorkerCoordinator {
         Ok(None)
     }
 
+    /// Claims the oldest queued job of `kind` for the worker (a claim event naming it) and
+    /// leases the attempt: `(job, attempt, lease seconds)`, or `None` when nothing waits.
+    fn claim_kind(
+        &self,
+        writer: &Writer,
+        worker_id: &str,
+        kind: JobKind,
+    ) -> Result<Option<(u64, u32, f64)>, CoordinatorError> {
+        self.heard_from(worker_id)?;
+        let worker = WorkerId(worker_id.to_string());
+        let command = match kind {
+            JobKind::Processing => Command::ClaimProcessingJob { worker },
+            JobKind::Clustering => Command::ClaimClusteringJob { worker },
+        };
+        let claimed = match writer.execute(command) {
+            Ok(envelopes) => envelopes.into_iter().find_map(|envelope| match envelope.event {
+                Event::ProcessingJobClaimed(claimed) => Some((claimed.job_id.0, claimed.attempt)),
+                Event::ClusteringJobClaimed(claimed) => Some((claimed.job_id.0, claimed.attempt)),
+                _ => None,
+            }),
+            Err(WriterError::Rejected(Rejection::NothingToClaim)) => None,
+            Err(error) => return Err(error.into()),
+        };
+        let Some((job_id, attempt)) = claimed else { return Ok(None) };
+        let mut tables = self.tables();
+        tables.leases.grant(LeasedJob { kind, job_id }, worker_id, attempt, Instant::now());
+        Ok(Some((job_id, attempt, tables.leases.duration().as_secs_f64())))
+    }
+
     /// The kinds of job a registered worker runs.
     pub fn kinds_of(&self, worker_id: &str) -> Result<Vec<JobKind>, CoordinatorError> {
         self.tables()
@@ -244,22 +276,10 @@ impl WorkerCoordinator {
         worker_id: &str,
         batch_size: Option<usize>,
     ) -> Result<Option<ProcessingAssignment>, CoordinatorError> {
-        self.heard_from(worker_id)?;
-        let claimed = match writer.execute(Command::ClaimProcessingJob { worker: WorkerId(worker_id.to_string()) }) {
-            Ok(envelopes) => envelopes.into_iter().find_map(|envelope| match envelope.event {
-                Event::ProcessingJobClaimed(claimed) => Some((claimed.job_id, claimed.attempt)),
-                _ => None,
-            }),
-            Err(WriterError::Rejected(Rejection::NothingToClaim)) => None,
-            Err(error) => return Err(error.into()),
+        let Some((job_id, attempt, lease_seconds)) = self.claim_kind(writer, worker_id, JobKind::Processing)? else {
+            return Ok(None);
         };
-        let Some((job_id, attempt)) = claimed else { return Ok(None) };
-        let job = LeasedJob { kind: JobKind::Processing, job_id: job_id.0 };
-        let lease_seconds = {
-            let mut tables = self.tables();
-            tables.leases.grant(job, worker_id, attempt, Instant::now());
-            tables.leases.duration().as_secs_f64()
-        };
+        let job_id = ProcessingJobId(job_id);
         let assignment = writer.read_state(|state| {
             let job = state.processing_jobs.get(&job_id)?;
             let audio = state.audio_files.get(&job.audio_file_id)?;
@@ -398,22 +418,10 @@ impl WorkerCoordinator {
         writer: &Writer,
         worker_id: &str,
     ) -> Result<Option<ClusteringAssignment>, CoordinatorError> {
-        self.heard_from(worker_id)?;
-        let claimed = match writer.execute(Command::ClaimClusteringJob { worker: WorkerId(worker_id.to_string()) }) {
-            Ok(envelopes) => envelopes.into_iter().find_map(|envelope| match envelope.event {
-                Event::ClusteringJobClaimed(claimed) => Some((claimed.job_id, claimed.attempt)),
-                _ => None,
-            }),
-            Err(WriterError::Rejected(Rejection::NothingToClaim)) => None,
-            Err(error) => return Err(error.into()),
+        let Some((job_id, attempt, lease_seconds)) = self.claim_kind(writer, worker_id, JobKind::Clustering)? else {
+            return Ok(None);
         };
-        let Some((job_id, attempt)) = claimed else { return Ok(None) };
-        let job = LeasedJob { kind: JobKind::Clustering, job_id: job_id.0 };
-        let lease_seconds = {
-            let mut tables = self.tables();
-            tables.leases.grant(job, worker_id, attempt, Instant::now());
-            tables.leases.duration().as_secs_f64()
-        };
+        let job_id = ClusteringJobId(job_id);
         let inputs = writer
             .read_state(|state| crate::clustering_jobs::compute::clustering_inputs(state, job_id))
             .ok_or_else(|| WriterError::Rejected(Rejection::Invalid(format!("clustering job {job_id} is unknown"))))?;
@@ -685,8 +693,16 @@ impl WorkerCoordinator {
                         kind: job.kind,
                         job_id: job.job_id,
                         attempt: lease.attempt,
-                        windows_done: lease.progress.map(|(done, _)| done),
-                        windows_total: lease.progress.map(|(_, total)| total),
+                        // A clustering's progress is kept as a fraction in thousandths.
+                        windows_done: lease.progress.filter(|_| job.kind == JobKind::Processing).map(|(done, _)| done),
+                        windows_total: lease
+                            .progress
+                            .filter(|_| job.kind == JobKind::Processing)
+                            .map(|(_, total)| total),
+                        fraction: lease
+                            .progress
+                            .filter(|_| job.kind == JobKind::Clustering)
+                            .map(|(done, total)| done as f64 / total.max(1) as f64),
                         running_seconds: now.saturating_duration_since(lease.claimed_at).as_secs_f64(),
                         lease_expires_in_seconds: lease.expires_at.saturating_duration_since(now).as_secs_f64(),
                     })

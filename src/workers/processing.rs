@@ -95,33 +95,15 @@ pub fn run_assignment(
 ) -> AttemptEnd {
     let cancel_requested = AtomicBool::new(false);
     let lease_lost = AtomicBool::new(false);
-    let renew_every = Duration::from_secs_f64((job.lease_seconds / 3.0).clamp(0.05, 10.0));
-    let (stop_renewing, renewals_stop) = mpsc::channel::<()>();
     let (cancel, lost) = (&cancel_requested, &lease_lost);
-    let outcome = std::thread::scope(|scope| {
-        scope.spawn(move || {
-            // Renews until the job ends (the sender is dropped) or the lease is lost.
-            while let Err(mpsc::RecvTimeoutError::Timeout) = renewals_stop.recv_timeout(renew_every) {
-                match source.renew(job, None) {
-                    Ok(renewal) => {
-                        if renewal.cancel_requested {
-                            cancel.store(true, Ordering::Relaxed);
-                        }
-                    }
-                    Err(SourceError::LeaseLost(_)) => {
-                        lost.store(true, Ordering::Relaxed);
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::warn!(job = job.job_id, error = %error, "renewing the lease failed; retrying")
-                    }
-                }
-            }
-        });
-        let outcome = encode_assignment(source, storage, models, cached, job, stopping, cancel, lost);
-        drop(stop_renewing);
-        outcome
-    });
+    let outcome = while_renewing(
+        job.job_id,
+        job.lease_seconds,
+        cancel,
+        lost,
+        || source.renew(job, None),
+        || encode_assignment(source, storage, models, cached, job, stopping, cancel, lost),
+    );
     let reported = match outcome {
         Ok(Encoded::Done(completion)) => {
             let completed = source.complete(job, completion).map(|()| AttemptEnd::Completed);
@@ -150,14 +132,57 @@ pub fn run_assignment(
             source.fail(job, reason).map(|()| AttemptEnd::Failed)
         }
     };
+    settle(reported, job.job_id, job.attempt)
+}
+
+/// Runs `work` while a helper thread renews the lease every third of it (`renew`), until the
+/// work ends or the lease is lost; a renewal's answer that cancel was requested sets `cancel`,
+/// a lost lease sets `lost`. Shared by the processing and clustering runners.
+pub(crate) fn while_renewing<T>(
+    job_id: u64,
+    lease_seconds: f64,
+    cancel: &AtomicBool,
+    lost: &AtomicBool,
+    renew: impl Fn() -> Result<Renewal, SourceError> + Send,
+    work: impl FnOnce() -> T,
+) -> T {
+    let renew_every = Duration::from_secs_f64((lease_seconds / 3.0).clamp(0.05, 10.0));
+    let (stop_renewing, renewals_stop) = mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            // Renews until the work ends (the sender is dropped) or the lease is lost.
+            while let Err(mpsc::RecvTimeoutError::Timeout) = renewals_stop.recv_timeout(renew_every) {
+                match renew() {
+                    Ok(renewal) => {
+                        if renewal.cancel_requested {
+                            cancel.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    Err(SourceError::LeaseLost(_)) => {
+                        lost.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    Err(error) => tracing::warn!(job = job_id, error = %error, "renewing the lease failed; retrying"),
+                }
+            }
+        });
+        let outcome = work();
+        drop(stop_renewing);
+        outcome
+    })
+}
+
+/// An attempt's end once it was reported: a refused report means the attempt was no longer
+/// this worker's; one that could not be sent leaves the lease to lapse.
+pub(crate) fn settle(reported: Result<AttemptEnd, SourceError>, job_id: u64, attempt: u32) -> AttemptEnd {
     match reported {
         Ok(end) => end,
         Err(SourceError::LeaseLost(message)) => {
-            tracing::warn!(job = job.job_id, attempt = job.attempt, %message, "the attempt was no longer ours");
+            tracing::warn!(job = job_id, attempt, %message, "the attempt was no longer ours");
             AttemptEnd::LeaseLost
         }
         Err(error) => {
-            tracing::error!(job = job.job_id, error = %error, "could not report the end of a job; its lease will lapse");
+            tracing::error!(job = job_id, error = %error, "could not report the end of a job; its lease will lapse");
             AttemptEnd::LeaseLost
         }
     }

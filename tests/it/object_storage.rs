@@ -25,8 +25,8 @@ use serde_json::{json, Value};
 
 use crate::processing::chirp_wav;
 use crate::remote_workers::{
-    call, first_line, job_status, queue_folder, start_server_with, start_worker_with, terminate, wait_until, Running,
-    LEASE_SECONDS, TOKEN,
+    call, first_line, job_status, kill_a_worker_mid_job, queue_folder, start_server_with, start_worker_with, terminate,
+    wait_until, Running, LEASE_SECONDS, TOKEN,
 };
 
 /// A moto S3 server on a free loopback port, stopped on drop.
@@ -207,22 +207,7 @@ fn workers_share_a_bucket_recordings_are_registered_where_they_sit_and_a_killed_
     }
     let jobs: Vec<u64> = ["2019/site-a", "uploads"].iter().flat_map(|folder| queue_folder(&address, folder)).collect();
     assert_eq!(jobs.len(), 5);
-    let mut victim: Option<(String, u64)> = None;
-    wait_until(&address, Duration::from_secs(120), "a worker in the middle of a job", || {
-        let (_, listing) = call("GET", &format!("{address}/api/workers"), Some(TOKEN), None);
-        victim = listing["workers"].as_array().into_iter().flatten().find_map(|worker| {
-            let job = worker["jobs"].as_array()?.first()?;
-            let (done, total) = (job["windows_done"].as_u64()?, job["windows_total"].as_u64()?);
-            (done > 0 && done < total)
-                .then(|| (worker["name"].as_str().unwrap_or_default().to_string(), job["job_id"].as_u64().unwrap()))
-        });
-        victim.as_ref().is_some_and(|(name, _)| workers.contains_key(name))
-    });
-    let (victim_name, victim_job) = victim.unwrap();
-    let mut killed = workers.remove(&victim_name).unwrap();
-    killed.0.kill().expect("SIGKILL");
-    killed.0.wait().unwrap();
-    let killed_at = Instant::now();
+    let (victim_job, killed_at) = kill_a_worker_mid_job(&address, &mut workers, Duration::from_secs(120));
     wait_until(&address, Duration::from_secs(180), "the killed worker's job to complete elsewhere", || {
         job_status(&address, victim_job) == "complete"
     });

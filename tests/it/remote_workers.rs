@@ -181,6 +181,31 @@ pub(crate) fn queue_folder(address: &str, folder: &str) -> Vec<u64> {
     queued.as_array().expect("jobs").iter().map(|job| job["id"].as_u64().unwrap()).collect()
 }
 
+/// Waits until one of `workers` is in the middle of a processing job (some windows done, not
+/// all), kills it with SIGKILL and removes it: its job, and when it was killed.
+pub(crate) fn kill_a_worker_mid_job(
+    address: &str,
+    workers: &mut BTreeMap<String, Running>,
+    limit: Duration,
+) -> (u64, Instant) {
+    let mut victim: Option<(String, u64)> = None;
+    wait_until(address, limit, "a worker in the middle of a job", || {
+        let (_, listing) = call("GET", &format!("{address}/api/workers"), Some(TOKEN), None);
+        victim = listing["workers"].as_array().into_iter().flatten().find_map(|worker| {
+            let job = worker["jobs"].as_array()?.first()?;
+            let (done, total) = (job["windows_done"].as_u64()?, job["windows_total"].as_u64()?);
+            (done > 0 && done < total)
+                .then(|| (worker["name"].as_str().unwrap_or_default().to_string(), job["job_id"].as_u64().unwrap()))
+        });
+        victim.as_ref().is_some_and(|(name, _)| workers.contains_key(name))
+    });
+    let (victim_name, victim_job) = victim.unwrap();
+    let mut killed = workers.remove(&victim_name).unwrap();
+    killed.0.kill().expect("SIGKILL");
+    killed.0.wait().unwrap();
+    (victim_job, Instant::now())
+}
+
 /// A worker process outlives a server restart: the server is stopped in the middle of the
 /// worker's job and started again on the same data directory and port; the worker drops the
 /// attempt the restarted server abandoned, registers again (the same process prints a second
@@ -349,23 +374,7 @@ fn remote_workers_process_a_folder_and_a_killed_workers_job_completes_elsewhere(
         .expect("humpback workers");
     let table = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.status.success() && table.contains("worker-0") && table.contains("by-hand"), "{table}");
-    let mut victim: Option<(String, u64)> = None;
-    wait_until(&address, Duration::from_secs(60), "a worker in the middle of a job", || {
-        let (_, listing) = call("GET", &format!("{address}/api/workers"), Some(TOKEN), None);
-        victim = listing["workers"].as_array().into_iter().flatten().find_map(|worker| {
-            let job = worker["jobs"].as_array()?.first()?;
-            let done = job["windows_done"].as_u64()?;
-            let total = job["windows_total"].as_u64()?;
-            (done > 0 && done < total)
-                .then(|| (worker["name"].as_str().unwrap_or_default().to_string(), job["job_id"].as_u64().unwrap()))
-        });
-        victim.as_ref().is_some_and(|(name, _)| workers.contains_key(name))
-    });
-    let (victim_name, victim_job) = victim.unwrap();
-    let mut killed = workers.remove(&victim_name).unwrap();
-    killed.0.kill().expect("SIGKILL");
-    killed.0.wait().unwrap();
-    let killed_at = Instant::now();
+    let (victim_job, killed_at) = kill_a_worker_mid_job(&address, &mut workers, Duration::from_secs(60));
     wait_until(&address, Duration::from_secs(120), "the killed worker's job to complete elsewhere", || {
         job_status(&address, victim_job) == "complete"
     });
