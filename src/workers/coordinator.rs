@@ -341,10 +341,7 @@ impl WorkerCoordinator {
         attempt: u32,
         completion: ProcessingCompletion,
     ) -> Result<(), CoordinatorError> {
-        self.heard_from(worker_id)?;
-        let job = LeasedJob { kind: JobKind::Processing, job_id };
-        let released = self.tables().leases.release(job, worker_id, attempt, Instant::now()).map(|_| ());
-        self.refused_unless_held(writer, storage, job, worker_id, attempt, released)?;
+        self.release_held(writer, storage, worker_id, LeasedJob { kind: JobKind::Processing, job_id }, attempt)?;
         let staged = super::staged_processing_path(job_id, attempt);
         let job_id = ProcessingJobId(job_id);
         let warning = (!completion.warnings.is_empty()).then(|| completion.warnings.join("; "));
@@ -481,10 +478,8 @@ impl WorkerCoordinator {
         attempt: u32,
         computed: ComputedClustering,
     ) -> Result<(), CoordinatorError> {
-        self.heard_from(worker_id)?;
-        let job = LeasedJob { kind: JobKind::Clustering, job_id };
-        let released = self.tables().leases.release(job, worker_id, attempt, Instant::now()).map(|_| ());
-        self.refused_unless_held(writer, storage, job, worker_id, attempt, released)?;
+        let job =
+            self.release_held(writer, storage, worker_id, LeasedJob { kind: JobKind::Clustering, job_id }, attempt)?;
         let (staged_clusters_json, staged_assignments) = staged_clustering_keys(job_id, attempt);
         let job_id = ClusteringJobId(job_id);
         let checked = check_staged_assignments(storage, &staged_clusters_json, &staged_assignments, &computed);
@@ -523,10 +518,8 @@ impl WorkerCoordinator {
         attempt: u32,
         end: ClusteringEnd,
     ) -> Result<(), CoordinatorError> {
-        self.heard_from(worker_id)?;
-        let job = LeasedJob { kind: JobKind::Clustering, job_id };
-        let released = self.tables().leases.release(job, worker_id, attempt, Instant::now()).map(|_| ());
-        self.refused_unless_held(writer, storage, job, worker_id, attempt, released)?;
+        let job =
+            self.release_held(writer, storage, worker_id, LeasedJob { kind: JobKind::Clustering, job_id }, attempt)?;
         remove_staged_of(storage, job, attempt);
         let job_id = ClusteringJobId(job_id);
         writer.execute(match end {
@@ -591,13 +584,26 @@ impl WorkerCoordinator {
         attempt: u32,
         command: impl FnOnce(ProcessingJobId) -> Command,
     ) -> Result<(), CoordinatorError> {
-        self.heard_from(worker_id)?;
-        let job = LeasedJob { kind: JobKind::Processing, job_id };
-        let released = self.tables().leases.release(job, worker_id, attempt, Instant::now()).map(|_| ());
-        self.refused_unless_held(writer, storage, job, worker_id, attempt, released)?;
+        self.release_held(writer, storage, worker_id, LeasedJob { kind: JobKind::Processing, job_id }, attempt)?;
         remove_staged(storage, &super::staged_processing_path(job_id, attempt));
         writer.execute(command(ProcessingJobId(job_id)))?;
         Ok(())
+    }
+
+    /// Ends the worker's lease on `job`'s attempt (the attempt is ending); refused as
+    /// [`WorkerCoordinator::refused_unless_held`] says when the worker does not hold it.
+    fn release_held(
+        &self,
+        writer: &Writer,
+        storage: &Storage,
+        worker_id: &str,
+        job: LeasedJob,
+        attempt: u32,
+    ) -> Result<LeasedJob, CoordinatorError> {
+        self.heard_from(worker_id)?;
+        let released = self.tables().leases.release(job, worker_id, attempt, Instant::now()).map(|_| ());
+        self.refused_unless_held(writer, storage, job, worker_id, attempt, released)?;
+        Ok(job)
     }
 
     /// Turns a refused lease into the worker's error; a lapsed one is abandoned first. Either
