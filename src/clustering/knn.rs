@@ -32,6 +32,23 @@ impl NeighborLists {
 /// on each other (latency), so the compiler's vector code runs at throughput.
 const LANES: usize = 32;
 
+/// Accumulators of `dot` (only used on long rows): 64 are eight AVX2 registers.
+const DOT_LANES: usize = 64;
+
+/// The sum of the accumulators by halving (a tree of additions, not a chain of them): lane
+/// for lane the same operations whatever the vector width, so the same bits.
+#[inline(always)]
+fn sum_lanes<const COUNT: usize>(mut sums: [f32; COUNT]) -> f32 {
+    let mut width = COUNT / 2;
+    while width > 0 {
+        for lane in 0..width {
+            sums[lane] += sums[lane + width];
+        }
+        width /= 2;
+    }
+    sums[0]
+}
+
 /// `|left - right|^2`. Sums in `LANES` independent accumulators, in the same order whatever the
 /// instruction set, so the result is the same to the bit with or without AVX2.
 #[inline]
@@ -62,7 +79,7 @@ fn squared_euclidean_portable(left: &[f32], right: &[f32]) -> f32 {
             sums[lane] += difference * difference;
         }
     }
-    let mut total: f32 = sums.iter().sum();
+    let mut total = sum_lanes(sums);
     for index in chunks * LANES..left.len().min(right.len()) {
         let difference = left[index] - right[index];
         total += difference * difference;
@@ -449,15 +466,15 @@ fn dot_avx2(left: &[f32], right: &[f32]) -> f32 {
 
 #[inline(always)]
 fn dot_portable(left: &[f32], right: &[f32]) -> f32 {
-    let mut sums = [0.0f32; LANES];
-    let chunks = left.len().min(right.len()) / LANES;
-    for (left_chunk, right_chunk) in left.chunks_exact(LANES).zip(right.chunks_exact(LANES)) {
-        for lane in 0..LANES {
+    let mut sums = [0.0f32; DOT_LANES];
+    let chunks = left.len().min(right.len()) / DOT_LANES;
+    for (left_chunk, right_chunk) in left.chunks_exact(DOT_LANES).zip(right.chunks_exact(DOT_LANES)) {
+        for lane in 0..DOT_LANES {
             sums[lane] += left_chunk[lane] * right_chunk[lane];
         }
     }
-    let mut total: f32 = sums.iter().sum();
-    for index in chunks * LANES..left.len().min(right.len()) {
+    let mut total = sum_lanes(sums);
+    for index in chunks * DOT_LANES..left.len().min(right.len()) {
         total += left[index] * right[index];
     }
     total

@@ -392,7 +392,7 @@ fn power(x: f32, y: f32) -> f32 {
     let bits = x.to_bits();
     let exponent = ((bits >> 23) & 0xff) as i32 - 127;
     let mantissa = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000); // in [1, 2)
-    // log2(m) = 2 atanh(t) / ln 2 with t = (m - 1) / (m + 1) in [0, 1/3].
+                                                                       // log2(m) = 2 atanh(t) / ln 2 with t = (m - 1) / (m + 1) in [0, 1/3].
     let t = (mantissa - 1.0) / (mantissa + 1.0);
     let t2 = t * t;
     let log2_mantissa =
@@ -437,9 +437,23 @@ const SAMPLE_BATCH: usize = 8;
 /// `row_starts[row]..row_starts[row + 1]` (the fuzzy graph is sorted by head).
 struct EdgeTable {
     row_starts: Vec<usize>,
-    tails: Vec<u32>,
-    epochs_per_sample: Vec<f64>,
-    epochs_per_negative_sample: Vec<f64>,
+    edges: Vec<Edge>,
+}
+
+/// One edge of the SGD: its tail, and every how many epochs it is sampled (max weight over its
+/// weight). f32 and side by side with the clocks, so the edges streamed through every epoch
+/// take 16 bytes each and leave the cache to the layout the samples read at random.
+#[derive(Clone, Copy)]
+struct Edge {
+    tail: u32,
+    epochs_per_sample: f32,
+}
+
+/// When an edge is next due, and how far its negative samples have been drawn.
+#[derive(Clone, Copy)]
+struct EdgeClock {
+    next_sample: f32,
+    next_negative_sample: f32,
 }
 
 /// What every row block of one epoch shares.
@@ -447,7 +461,7 @@ struct EpochConstants {
     a: f32,
     b: f32,
     alpha: f32,
-    epoch: f64,
+    epoch: f32,
     rows: usize,
     seed: u64,
 }
@@ -457,8 +471,7 @@ struct EpochConstants {
 struct RowBlock<'a, const COMPONENTS: usize> {
     first_row: usize,
     own: &'a mut [[f32; COMPONENTS]],
-    epoch_of_next_sample: &'a mut [f64],
-    epoch_of_next_negative_sample: &'a mut [f64],
+    clocks: &'a mut [EdgeClock],
 }
 
 /// Samples gathered for one batch: the other row of each lane (component-major, so the loops
@@ -544,34 +557,51 @@ fn optimize_block<const COMPONENTS: usize>(
     let EpochConstants { a, b, alpha, epoch, rows, seed } = *constants;
     let epoch_key = seed ^ (epoch as u64).wrapping_mul(0xd6e8_feb8_6659_fd93);
     let first_edge = table.row_starts[block.first_row];
-    let mut batch = SampleBatch::<COMPONENTS>::new();
+    // The batches of one head row; kept (not cleared) between rows, `used` says how many are
+    // current. Lanes past `filled` hold finite leftovers and get weight 0.
+    let mut batches: Vec<SampleBatch<COMPONENTS>> = Vec::new();
     for (local_row, own_row) in block.own.iter_mut().enumerate() {
         let head = block.first_row + local_row;
-        let mut current = *own_row;
+        // First gather every sample of the row's edges due this epoch: which rows they are
+        // does not depend on the row's position, so these loads are independent of each other
+        // and of the arithmetic (many in flight at once, instead of one cache miss per step).
+        let mut used = 0usize;
+        let start_batch = |batches: &mut Vec<SampleBatch<COMPONENTS>>, used: &mut usize| {
+            if *used == batches.len() {
+                batches.push(SampleBatch::new());
+            }
+            batches[*used].filled = 0;
+            *used += 1;
+        };
         for edge in table.row_starts[head]..table.row_starts[head + 1] {
-            let local = edge - first_edge;
-            if block.epoch_of_next_sample[local] > epoch {
+            let clock = &mut block.clocks[edge - first_edge];
+            if clock.next_sample > epoch {
                 continue;
             }
-            block.epoch_of_next_sample[local] += table.epochs_per_sample[edge];
-            let per_negative = table.epochs_per_negative_sample[edge];
-            let negative_samples = (epoch - block.epoch_of_next_negative_sample[local]) / per_negative;
+            let Edge { tail, epochs_per_sample } = table.edges[edge];
+            clock.next_sample += epochs_per_sample;
+            let per_negative = epochs_per_sample / NEGATIVE_SAMPLE_RATE as f32;
+            let negative_samples = (epoch - clock.next_negative_sample) / per_negative;
             // Truncation is the floor for positive counts.
             let negative_samples = if negative_samples > 0.0 { negative_samples as usize } else { 0 };
-            block.epoch_of_next_negative_sample[local] += negative_samples as f64 * per_negative;
-            batch.push(&previous[table.tails[edge] as usize], 2.0, true);
+            clock.next_negative_sample += negative_samples as f32 * per_negative;
+            // Every edge starts a batch of its own.
+            start_batch(&mut batches, &mut used);
+            batches[used - 1].push(&previous[tail as usize], 2.0, true);
             let edge_key = epoch_key ^ (edge as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
             for sample in 0..negative_samples {
+                if batches[used - 1].filled == SAMPLE_BATCH {
+                    start_batch(&mut batches, &mut used);
+                }
                 let other = counter_random_below(edge_key.wrapping_add(sample as u64), rows);
                 let weight = if other == head { 0.0 } else { 1.0 };
-                batch.push(&previous[other], weight, false);
-                if batch.filled == SAMPLE_BATCH {
-                    batch.apply(&mut current, a, b, alpha);
-                }
+                batches[used - 1].push(&previous[other], weight, false);
             }
-            if batch.filled > 0 {
-                batch.apply(&mut current, a, b, alpha);
-            }
+        }
+        // Then move the row, batch by batch in edge order.
+        let mut current = *own_row;
+        for batch in &mut batches[..used] {
+            batch.apply(&mut current, a, b, alpha);
         }
         *own_row = current;
     }
@@ -634,30 +664,28 @@ fn optimize_layout_fixed<const COMPONENTS: usize>(
     let (a, b) = (a as f32, b as f32);
     let max_weight = graph.weights.iter().copied().fold(0.0f32, f32::max);
     let threshold = max_weight / epochs as f32;
-    let mut table = EdgeTable {
-        row_starts: vec![0; rows + 1],
-        tails: Vec::new(),
-        epochs_per_sample: Vec::new(),
-        epochs_per_negative_sample: Vec::new(),
-    };
+    let mut table = EdgeTable { row_starts: vec![0; rows + 1], edges: Vec::new() };
     for index in 0..graph.weights.len() {
         let weight = graph.weights[index];
         let head = graph.heads[index] as usize;
         if weight >= threshold && weight > 0.0 && head < rows {
             table.row_starts[head + 1] += 1;
-            table.tails.push(graph.tails[index]);
-            let per_sample = max_weight as f64 / weight as f64;
-            table.epochs_per_sample.push(per_sample);
-            table.epochs_per_negative_sample.push(per_sample / NEGATIVE_SAMPLE_RATE);
+            table.edges.push(Edge { tail: graph.tails[index], epochs_per_sample: max_weight / weight });
         }
     }
     for row in 0..rows {
         table.row_starts[row + 1] += table.row_starts[row];
     }
-    let mut epoch_of_next_sample = table.epochs_per_sample.clone();
-    let mut epoch_of_next_negative_sample = table.epochs_per_negative_sample.clone();
+    let mut clocks: Vec<EdgeClock> = table
+        .edges
+        .iter()
+        .map(|edge| EdgeClock {
+            next_sample: edge.epochs_per_sample,
+            next_negative_sample: edge.epochs_per_sample / NEGATIVE_SAMPLE_RATE as f32,
+        })
+        .collect();
     // Block boundaries at head rows, about the same number of edges in each.
-    let edges = table.tails.len();
+    let edges = table.edges.len();
     let mut block_rows = vec![0usize];
     for block in 1..ROW_BLOCKS {
         let target = edges * block / ROW_BLOCKS;
@@ -669,41 +697,25 @@ fn optimize_layout_fixed<const COMPONENTS: usize>(
     if *block_rows.last().unwrap_or(&0) < rows {
         block_rows.push(rows);
     }
-    let mut layout: Vec<[f32; COMPONENTS]> = layout
-        .chunks_exact(COMPONENTS)
-        .map(|row| std::array::from_fn(|column| row[column]))
-        .collect();
+    let mut layout: Vec<[f32; COMPONENTS]> =
+        layout.chunks_exact(COMPONENTS).map(|row| std::array::from_fn(|column| row[column])).collect();
     let mut previous = layout.clone();
     let seed = parameters.seed.wrapping_add(1);
     for epoch in 0..epochs {
         previous.copy_from_slice(&layout);
-        let constants = EpochConstants {
-            a,
-            b,
-            alpha: 1.0 - epoch as f32 / epochs as f32,
-            epoch: epoch as f64,
-            rows,
-            seed,
-        };
+        let constants =
+            EpochConstants { a, b, alpha: 1.0 - epoch as f32 / epochs as f32, epoch: epoch as f32, rows, seed };
         let mut blocks = Vec::with_capacity(block_rows.len());
         let mut layout_rest: &mut [[f32; COMPONENTS]] = &mut layout;
-        let mut next_sample_rest: &mut [f64] = &mut epoch_of_next_sample;
-        let mut next_negative_rest: &mut [f64] = &mut epoch_of_next_negative_sample;
+        let mut clocks_rest: &mut [EdgeClock] = &mut clocks;
         for bounds in block_rows.windows(2) {
             let (first_row, last_row) = (bounds[0], bounds[1]);
             let block_edges = table.row_starts[last_row] - table.row_starts[first_row];
             let (own, rest) = std::mem::take(&mut layout_rest).split_at_mut(last_row - first_row);
             layout_rest = rest;
-            let (next_sample, rest) = std::mem::take(&mut next_sample_rest).split_at_mut(block_edges);
-            next_sample_rest = rest;
-            let (next_negative, rest) = std::mem::take(&mut next_negative_rest).split_at_mut(block_edges);
-            next_negative_rest = rest;
-            blocks.push(RowBlock {
-                first_row,
-                own,
-                epoch_of_next_sample: next_sample,
-                epoch_of_next_negative_sample: next_negative,
-            });
+            let (block_clocks, rest) = std::mem::take(&mut clocks_rest).split_at_mut(block_edges);
+            clocks_rest = rest;
+            blocks.push(RowBlock { first_row, own, clocks: block_clocks });
         }
         let queue = std::sync::Mutex::new(blocks.into_iter());
         let work = || loop {
