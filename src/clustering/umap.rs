@@ -12,11 +12,14 @@
 //! 5. SGD with `1 / (1 + a d^(2b))` (a, b fitted from `min_dist` like `find_ab_params`),
 //!    the attractive gradient `-2ab d^(2(b-1)) / (1 + a d^(2b))`, 5 negative samples per
 //!    positive with the repulsive gradient `2b / ((0.001 + d^2)(1 + a d^(2b)))`, clipped at
-//!    4, learning rate decaying linearly from 1. On every core: each worker moves only its own
-//!    head rows and reads the other rows as they were at the start of the epoch (each pair is in
-//!    the edge list both ways, so the attraction is doubled to match umap-learn's `move_other`),
-//!    and negative samples come from a counter-based generator: a seed fixes the result
-//!    whatever the thread count.
+//!    4, learning rate decaying linearly from 1. On every core: the head rows are cut into
+//!    blocks that threads take as they become free; a block moves only its own rows and reads the
+//!    other rows as they were at the start of the epoch (each pair is in the edge list both ways,
+//!    so the attraction is doubled to match umap-learn's `move_other`), and negative samples come
+//!    from a counter-based generator: a seed fixes the result whatever the thread count. Unlike
+//!    umap-learn, which moves the row after every sample, an edge's attraction and its negative
+//!    samples are evaluated together (8 at a time, in vector registers) against the row's
+//!    position before them, and their clipped steps added up.
 
 use std::time::Instant;
 
