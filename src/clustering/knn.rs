@@ -32,8 +32,45 @@ impl NeighborLists {
 /// on each other (latency), so the compiler's vector code runs at throughput.
 const LANES: usize = 32;
 
+/// Accumulators of `dot` (only used on long rows): 64 are eight AVX2 registers.
+const DOT_LANES: usize = 64;
+
+/// The sum of the accumulators by halving (a tree of additions, not a chain of them): lane
+/// for lane the same operations whatever the vector width, so the same bits.
+#[inline(always)]
+fn sum_lanes<const COUNT: usize>(mut sums: [f32; COUNT]) -> f32 {
+    let mut width = COUNT / 2;
+    while width > 0 {
+        for lane in 0..width {
+            sums[lane] += sums[lane + width];
+        }
+        width /= 2;
+    }
+    sums[0]
+}
+
+/// `|left - right|^2`. Sums in `LANES` independent accumulators, in the same order whatever the
+/// instruction set, so the result is the same to the bit with or without AVX2.
 #[inline]
 pub fn squared_euclidean(left: &[f32], right: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { squared_euclidean_avx2(left, right) };
+    }
+    squared_euclidean_portable(left, right)
+}
+
+/// `squared_euclidean_portable` compiled for AVX2: twice as many lanes per instruction as the
+/// SSE2 baseline, the same operations in the same order (no fused multiply-add), so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn squared_euclidean_avx2(left: &[f32], right: &[f32]) -> f32 {
+    squared_euclidean_portable(left, right)
+}
+
+#[inline(always)]
+fn squared_euclidean_portable(left: &[f32], right: &[f32]) -> f32 {
     let mut sums = [0.0f32; LANES];
     let chunks = left.len().min(right.len()) / LANES;
     for (left_chunk, right_chunk) in left.chunks_exact(LANES).zip(right.chunks_exact(LANES)) {
@@ -42,7 +79,7 @@ pub fn squared_euclidean(left: &[f32], right: &[f32]) -> f32 {
             sums[lane] += difference * difference;
         }
     }
-    let mut total: f32 = sums.iter().sum();
+    let mut total = sum_lanes(sums);
     for index in chunks * LANES..left.len().min(right.len()) {
         let difference = left[index] - right[index];
         total += difference * difference;
@@ -410,17 +447,34 @@ fn random_projection_leaves(
     (order, leaves)
 }
 
+/// The dot product, summed like `squared_euclidean` (the same bits with or without AVX2).
 #[inline]
 fn dot(left: &[f32], right: &[f32]) -> f32 {
-    let mut sums = [0.0f32; LANES];
-    let chunks = left.len().min(right.len()) / LANES;
-    for (left_chunk, right_chunk) in left.chunks_exact(LANES).zip(right.chunks_exact(LANES)) {
-        for lane in 0..LANES {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { dot_avx2(left, right) };
+    }
+    dot_portable(left, right)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn dot_avx2(left: &[f32], right: &[f32]) -> f32 {
+    dot_portable(left, right)
+}
+
+#[inline(always)]
+fn dot_portable(left: &[f32], right: &[f32]) -> f32 {
+    let mut sums = [0.0f32; DOT_LANES];
+    let chunks = left.len().min(right.len()) / DOT_LANES;
+    for (left_chunk, right_chunk) in left.chunks_exact(DOT_LANES).zip(right.chunks_exact(DOT_LANES)) {
+        for lane in 0..DOT_LANES {
             sums[lane] += left_chunk[lane] * right_chunk[lane];
         }
     }
-    let mut total: f32 = sums.iter().sum();
-    for index in chunks * LANES..left.len().min(right.len()) {
+    let mut total = sum_lanes(sums);
+    for index in chunks * DOT_LANES..left.len().min(right.len()) {
         total += left[index] * right[index];
     }
     total
@@ -817,6 +871,14 @@ mod tests {
         let found = approximate_knn(&values, 6, 10, &ApproximateSearch::for_rows(400, 10, 1));
         assert_eq!(found.rows(), 400);
         assert!(found.indices.iter().all(|index| (*index as usize) < 400));
+    }
+
+    #[test]
+    fn distances_are_the_same_to_the_bit_on_every_instruction_set() {
+        let values = random_matrix(2, 1283, 7);
+        let (left, right) = values.split_at(1283);
+        assert_eq!(squared_euclidean(left, right).to_bits(), squared_euclidean_portable(left, right).to_bits());
+        assert_eq!(dot(left, right).to_bits(), dot_portable(left, right).to_bits());
     }
 
     #[test]

@@ -85,35 +85,50 @@ pub fn pca_reduce(values: &[f32], dims: usize, n_components: usize) -> (Vec<f32>
     (pca.transform(values, dims), output_dims)
 }
 
+/// Rows `pca_reduce_randomized` fits its axes on at most.
+pub const RANDOMIZED_PCA_FIT_ROWS: usize = 4096;
+
 /// PCA projection by randomized subspace iteration on the data itself (Halko, Martinsson &
 /// Tropp 2011), as scikit-learn's randomized solver does for large inputs: four power
 /// iterations on a seeded `dims x (n_components + 10)` basis, then Rayleigh-Ritz. Costs a few
 /// thin matrix products instead of the `dims x dims` covariance; for the UMAP start, where an
-/// approximate subspace is enough. Axis signs as `fit_pca`.
+/// approximate subspace is enough. Above `RANDOMIZED_PCA_FIT_ROWS` rows the axes are fitted on a
+/// seeded sample of that many rows, and every row is projected on them. Axis signs as `fit_pca`.
 pub fn pca_reduce_randomized(values: &[f32], dims: usize, n_components: usize, seed: u64) -> (Vec<f32>, usize) {
     let rows = values.len().checked_div(dims).unwrap_or(0);
     let count = n_components.min(dims).min(rows);
-    let Ok(data) = ArrayView2::from_shape((rows, dims), values) else { return (Vec::new(), 0) };
+    let Ok(all_rows) = ArrayView2::from_shape((rows, dims), values) else { return (Vec::new(), 0) };
     if count == 0 {
         return (Vec::new(), 0);
     }
+    let mut random = super::random::SeededRandom::new(seed);
+    let sample: Option<Array2<f32>> = (rows > RANDOMIZED_PCA_FIT_ROWS).then(|| {
+        let chosen = random.sample_indices(rows, RANDOMIZED_PCA_FIT_ROWS);
+        let mut sample = Array2::<f32>::zeros((chosen.len(), dims));
+        for (mut target, index) in sample.rows_mut().into_iter().zip(&chosen) {
+            target.assign(&all_rows.row(*index));
+        }
+        sample
+    });
+    let data = sample.as_ref().map(|sample| sample.view()).unwrap_or(all_rows);
+    let fit_rows = data.nrows();
     let width = (count + 10).min(dims);
     let mut mean = vec![0.0f64; dims];
-    for row in values.chunks(dims) {
+    for row in data.rows() {
         for (sum, value) in mean.iter_mut().zip(row) {
             *sum += *value as f64;
         }
     }
-    let mean = ndarray::Array1::from_iter(mean.iter().map(|sum| (sum / rows as f64) as f32));
+    let mean = ndarray::Array1::from_iter(mean.iter().map(|sum| (sum / fit_rows as f64) as f32));
     // X_c Q = X Q - 1 (mean Q): no centred copy of the data.
-    let centred_product = |basis: &Array2<f32>| -> Array2<f32> {
+    let centred_product_of = |data: ArrayView2<f32>, basis: &Array2<f32>| -> Array2<f32> {
         let mut product = data.dot(basis);
         let shift = mean.dot(basis);
         product.rows_mut().into_iter().for_each(|mut row| row -= &shift);
         product
     };
+    let centred_product = |basis: &Array2<f32>| centred_product_of(data, basis);
     let to_f32 = |matrix: &Array2<f64>| matrix.mapv(|value| value as f32);
-    let mut random = super::random::SeededRandom::new(seed);
     let mut basis = Array2::<f64>::zeros((dims, width));
     basis.iter_mut().for_each(|value| *value = random.next_normal());
     orthonormalize_columns(&mut basis);
@@ -129,7 +144,7 @@ pub fn pca_reduce_randomized(values: &[f32], dims: usize, n_components: usize, s
         orthonormalize_columns(&mut basis);
     }
     let projected = centred_product(&to_f32(&basis)).mapv(|value| value as f64);
-    let small = projected.t().dot(&projected) / (rows.max(2) - 1) as f64;
+    let small = projected.t().dot(&projected) / (fit_rows.max(2) - 1) as f64;
     let (eigenvalues, small_vectors) = jacobi_eigen(small.view());
     let mut full_vectors = Vec::with_capacity(small_vectors.len());
     for small_vector in &small_vectors {
@@ -143,7 +158,7 @@ pub fn pca_reduce_randomized(values: &[f32], dims: usize, n_components: usize, s
             component_matrix[[row, column]] = *weight as f32;
         }
     }
-    let output = centred_product(&component_matrix);
+    let output = centred_product_of(all_rows, &component_matrix);
     (output.iter().copied().collect(), components.len())
 }
 

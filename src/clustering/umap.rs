@@ -12,11 +12,14 @@
 //! 5. SGD with `1 / (1 + a d^(2b))` (a, b fitted from `min_dist` like `find_ab_params`),
 //!    the attractive gradient `-2ab d^(2(b-1)) / (1 + a d^(2b))`, 5 negative samples per
 //!    positive with the repulsive gradient `2b / ((0.001 + d^2)(1 + a d^(2b)))`, clipped at
-//!    4, learning rate decaying linearly from 1. On every core: each worker moves only its own
-//!    head rows and reads the other rows as they were at the start of the epoch (each pair is in
-//!    the edge list both ways, so the attraction is doubled to match umap-learn's `move_other`),
-//!    and negative samples come from a counter-based generator: a seed fixes the result
-//!    whatever the thread count.
+//!    4, learning rate decaying linearly from 1. On every core: the head rows are cut into
+//!    blocks that threads take as they become free; a block moves only its own rows and reads the
+//!    other rows as they were at the start of the epoch (each pair is in the edge list both ways,
+//!    so the attraction is doubled to match umap-learn's `move_other`), and negative samples come
+//!    from a counter-based generator: a seed fixes the result whatever the thread count. Unlike
+//!    umap-learn, which moves the row after every sample, an edge's attraction and its negative
+//!    samples are evaluated together (8 at a time, in vector registers) against the row's
+//!    position before them, and their clipped steps added up.
 
 use std::time::Instant;
 
@@ -385,7 +388,9 @@ fn clip(value: f32) -> f32 {
 
 /// `x^y` for `x > 0` as `2^(y log2 x)` with short series (relative error below 1e-5): the SGD
 /// takes one power per sample, and this is cheaper than `powf` and the same on every platform.
-#[inline]
+/// Only float and integer lane operations (no float-to-integer conversion, no branch), so the
+/// compiler evaluates a batch of samples in vector registers.
+#[inline(always)]
 fn power(x: f32, y: f32) -> f32 {
     let bits = x.to_bits();
     let exponent = ((bits >> 23) & 0xff) as i32 - 127;
@@ -396,11 +401,14 @@ fn power(x: f32, y: f32) -> f32 {
     let log2_mantissa =
         t * (2.885_39 + t2 * (0.961_797 + t2 * (0.577_078 + t2 * (0.412_199 + t2 * (0.320_599 + t2 * 0.262_308)))));
     let scaled = (y * (exponent as f32 + log2_mantissa)).clamp(-126.0, 126.0);
-    // floor without a libm call (no SSE4.1 `roundss` in the baseline target).
-    let truncated = scaled as i32;
-    let whole = if (truncated as f32) > scaled { truncated - 1 } else { truncated };
-    let fraction = (scaled - whole as f32) * std::f32::consts::LN_2;
-    // e^f for f in [0, ln 2).
+    // Round to the nearest integer by adding 1.5 * 2^23: the integer lands in the low mantissa
+    // bits of the sum (no float-to-integer conversion, no SSE4.1 `roundps` in the baseline).
+    const ROUNDING: f32 = 12_582_912.0;
+    let shifted = scaled + ROUNDING;
+    let whole = shifted - ROUNDING;
+    let whole_bits = shifted.to_bits().wrapping_sub(ROUNDING.to_bits());
+    let fraction = (scaled - whole) * std::f32::consts::LN_2;
+    // e^f for |f| <= ln 2 / 2.
     let series = 1.0
         + fraction
             * (1.0
@@ -408,7 +416,7 @@ fn power(x: f32, y: f32) -> f32 {
                     * (0.5
                         + fraction
                             * (1.0 / 6.0 + fraction * (1.0 / 24.0 + fraction * (1.0 / 120.0 + fraction / 720.0)))));
-    series * f32::from_bits(((whole + 127) as u32) << 23)
+    series * f32::from_bits(whole_bits.wrapping_add(127) << 23)
 }
 
 /// A counter-based random draw below `bound` (splitmix64 of the counter): the same for a given
@@ -422,88 +430,191 @@ fn counter_random_below(counter: u64, bound: usize) -> usize {
     ((value as u128 * bound as u128) >> 64) as usize
 }
 
-/// The per-edge schedule of one worker: edges of a contiguous range of head rows.
-struct EdgeSchedule<'a> {
-    first_edge: usize,
-    first_row: usize,
-    heads: &'a [u32],
-    tails: &'a [u32],
-    epochs_per_sample: &'a [f64],
-    epochs_per_negative_sample: &'a [f64],
-    epoch_of_next_sample: &'a mut [f64],
-    epoch_of_next_negative_sample: &'a mut [f64],
+/// Samples whose gradients are evaluated together: the attraction of one edge and its negative
+/// samples, `SAMPLE_BATCH` at a time, all against the head's position before the batch. The
+/// samples of a batch do not wait on each other, so the loops over them become vector code
+/// (one after the other, each sample's power and divisions were a chain of dependent steps).
+const SAMPLE_BATCH: usize = 8;
+
+/// The edges of the SGD grouped by head row: the edges of head `row` are
+/// `row_starts[row]..row_starts[row + 1]` (the fuzzy graph is sorted by head).
+struct EdgeTable {
+    row_starts: Vec<usize>,
+    edges: Vec<Edge>,
 }
 
+/// One edge of the SGD: its tail, and every how many epochs it is sampled (max weight over its
+/// weight). f32 and side by side with the clocks, so the edges streamed through every epoch
+/// take 16 bytes each and leave the cache to the layout the samples read at random.
+#[derive(Clone, Copy)]
+struct Edge {
+    tail: u32,
+    epochs_per_sample: f32,
+}
+
+/// When an edge is next due, and how far its negative samples have been drawn.
+#[derive(Clone, Copy)]
+struct EdgeClock {
+    next_sample: f32,
+    next_negative_sample: f32,
+}
+
+/// What every row block of one epoch shares.
 struct EpochConstants {
     a: f32,
     b: f32,
     alpha: f32,
-    epoch: f64,
-    components: usize,
+    epoch: f32,
     rows: usize,
     seed: u64,
 }
 
-/// One epoch over one worker's edges. Only the worker's own head rows move (`own` is their
-/// slice of the layout); every other row is read from `previous`, the layout at the start of
-/// the epoch. The edge list holds both directions of every pair, so moving only heads, with
-/// the attraction doubled, moves each pair as umap-learn's `move_other` does.
-fn optimize_epoch(schedule: &mut EdgeSchedule<'_>, own: &mut [f32], previous: &[f32], constants: &EpochConstants) {
-    let EpochConstants { a, b, alpha, epoch, components, rows, seed } = *constants;
-    let mut current = [0.0f32; 16];
+/// One block of head rows and the state only it changes in an epoch: its rows of the layout
+/// and the sampling schedule of its edges.
+struct RowBlock<'a, const COMPONENTS: usize> {
+    first_row: usize,
+    own: &'a mut [[f32; COMPONENTS]],
+    clocks: &'a mut [EdgeClock],
+}
+
+/// Samples gathered for one batch: the other row of each lane (component-major, so the loops
+/// over lanes vectorise), its weight (2 for the attraction, doubled because each pair is in the
+/// edge list both ways; 1 for a negative sample; 0 for an unused or skipped lane) and whether it
+/// attracts.
+struct SampleBatch<const COMPONENTS: usize> {
+    others: [[f32; SAMPLE_BATCH]; COMPONENTS],
+    weights: [f32; SAMPLE_BATCH],
+    attracts: [bool; SAMPLE_BATCH],
+    filled: usize,
+}
+
+impl<const COMPONENTS: usize> SampleBatch<COMPONENTS> {
+    fn new() -> Self {
+        SampleBatch {
+            others: [[0.0; SAMPLE_BATCH]; COMPONENTS],
+            weights: [0.0; SAMPLE_BATCH],
+            attracts: [false; SAMPLE_BATCH],
+            filled: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, other: &[f32; COMPONENTS], weight: f32, attracts: bool) {
+        let lane = self.filled;
+        for (column, value) in other.iter().enumerate() {
+            self.others[column][lane] = *value;
+        }
+        self.weights[lane] = weight;
+        self.attracts[lane] = attracts;
+        self.filled += 1;
+    }
+
+    /// Moves `current` by the batch's clipped gradients (umap-learn's formulas, each sample
+    /// clipped at 4 per coordinate as there) and empties the batch.
+    #[inline(always)]
+    fn apply(&mut self, current: &mut [f32; COMPONENTS], a: f32, b: f32, alpha: f32) {
+        for lane in self.filled..SAMPLE_BATCH {
+            self.weights[lane] = 0.0;
+        }
+        let mut differences = [[0.0f32; SAMPLE_BATCH]; COMPONENTS];
+        let mut dist_squared = [0.0f32; SAMPLE_BATCH];
+        for column in 0..COMPONENTS {
+            for lane in 0..SAMPLE_BATCH {
+                let difference = current[column] - self.others[column][lane];
+                differences[column][lane] = difference;
+                dist_squared[lane] += difference * difference;
+            }
+        }
+        let mut coefficients = [0.0f32; SAMPLE_BATCH];
+        for lane in 0..SAMPLE_BATCH {
+            let distance = dist_squared[lane];
+            // d^(2b); the attraction's d^(2(b-1)) is d^(2b) / d^2 (one power instead of two).
+            let power = power(distance, b);
+            let denominator = 1.0 / (a * power + 1.0);
+            let attraction = -2.0 * a * b * (power / distance) * denominator;
+            let repulsion = 2.0 * b * denominator / (0.001 + distance);
+            let coefficient = if self.attracts[lane] { attraction } else { repulsion };
+            coefficients[lane] = if (distance > 0.0) & (self.weights[lane] > 0.0) { coefficient } else { 0.0 };
+        }
+        for column in 0..COMPONENTS {
+            let mut step = 0.0f32;
+            for lane in 0..SAMPLE_BATCH {
+                step += self.weights[lane] * clip(coefficients[lane] * differences[column][lane]);
+            }
+            current[column] += step * alpha;
+        }
+        self.filled = 0;
+    }
+}
+
+/// One epoch over one block of head rows. Only the block's own rows move; every other row is
+/// read from `previous`, the layout at the start of the epoch. The edge list holds both
+/// directions of every pair, so moving only heads, with the attraction doubled, moves each pair
+/// as umap-learn's `move_other` does.
+fn optimize_block<const COMPONENTS: usize>(
+    block: RowBlock<'_, COMPONENTS>,
+    table: &EdgeTable,
+    previous: &[[f32; COMPONENTS]],
+    constants: &EpochConstants,
+) {
+    let EpochConstants { a, b, alpha, epoch, rows, seed } = *constants;
     let epoch_key = seed ^ (epoch as u64).wrapping_mul(0xd6e8_feb8_6659_fd93);
-    for local in 0..schedule.heads.len() {
-        if schedule.epoch_of_next_sample[local] > epoch {
-            continue;
-        }
-        let head = schedule.heads[local] as usize;
-        let tail = schedule.tails[local] as usize;
-        let own_offset = (head - schedule.first_row) * components;
-        let current = &mut current[..components];
-        current.copy_from_slice(&own[own_offset..own_offset + components]);
-        let tail_row = &previous[tail * components..(tail + 1) * components];
-        let dist_squared: f32 = current.iter().zip(tail_row).map(|(left, right)| (left - right) * (left - right)).sum();
-        if dist_squared > 0.0 {
-            // d^(2(b-1)) = d^(2b) / d^2: one power instead of two.
-            let power = power(dist_squared, b);
-            let grad_coeff = -2.0 * a * b * (power / dist_squared) / (a * power + 1.0);
-            for (value, other) in current.iter_mut().zip(tail_row) {
-                *value += 2.0 * clip(grad_coeff * (*value - other)) * alpha;
+    let first_edge = table.row_starts[block.first_row];
+    // The batches of one head row; kept (not cleared) between rows, `used` says how many are
+    // current. Lanes past `filled` hold finite leftovers and get weight 0.
+    let mut batches: Vec<SampleBatch<COMPONENTS>> = Vec::new();
+    for (local_row, own_row) in block.own.iter_mut().enumerate() {
+        let head = block.first_row + local_row;
+        // First gather every sample of the row's edges due this epoch: which rows they are
+        // does not depend on the row's position, so these loads are independent of each other
+        // and of the arithmetic (many in flight at once, instead of one cache miss per step).
+        let mut used = 0usize;
+        let start_batch = |batches: &mut Vec<SampleBatch<COMPONENTS>>, used: &mut usize| {
+            if *used == batches.len() {
+                batches.push(SampleBatch::new());
             }
-        }
-        schedule.epoch_of_next_sample[local] += schedule.epochs_per_sample[local];
-        let negative_samples =
-            (epoch - schedule.epoch_of_next_negative_sample[local]) / schedule.epochs_per_negative_sample[local];
-        // Truncation is the floor for positive counts.
-        let negative_samples = if negative_samples > 0.0 { negative_samples as usize } else { 0 };
-        let edge_key = epoch_key ^ ((schedule.first_edge + local) as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
-        for sample in 0..negative_samples {
-            let other = counter_random_below(edge_key.wrapping_add(sample as u64), rows);
-            if other == head {
+            batches[*used].filled = 0;
+            *used += 1;
+        };
+        for edge in table.row_starts[head]..table.row_starts[head + 1] {
+            let clock = &mut block.clocks[edge - first_edge];
+            if clock.next_sample > epoch {
                 continue;
             }
-            let other_row = &previous[other * components..(other + 1) * components];
-            let dist_squared: f32 =
-                current.iter().zip(other_row).map(|(left, right)| (left - right) * (left - right)).sum();
-            if dist_squared <= 0.0 {
-                continue;
-            }
-            let grad_coeff = 2.0 * b / ((0.001 + dist_squared) * (a * power(dist_squared, b) + 1.0));
-            for (value, other) in current.iter_mut().zip(other_row) {
-                *value += clip(grad_coeff * (*value - other)) * alpha;
+            let Edge { tail, epochs_per_sample } = table.edges[edge];
+            clock.next_sample += epochs_per_sample;
+            let per_negative = epochs_per_sample / NEGATIVE_SAMPLE_RATE as f32;
+            let negative_samples = (epoch - clock.next_negative_sample) / per_negative;
+            // Truncation is the floor for positive counts.
+            let negative_samples = if negative_samples > 0.0 { negative_samples as usize } else { 0 };
+            clock.next_negative_sample += negative_samples as f32 * per_negative;
+            // Every edge starts a batch of its own.
+            start_batch(&mut batches, &mut used);
+            batches[used - 1].push(&previous[tail as usize], 2.0, true);
+            let edge_key = epoch_key ^ (edge as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
+            for sample in 0..negative_samples {
+                if batches[used - 1].filled == SAMPLE_BATCH {
+                    start_batch(&mut batches, &mut used);
+                }
+                let other = counter_random_below(edge_key.wrapping_add(sample as u64), rows);
+                let weight = if other == head { 0.0 } else { 1.0 };
+                batches[used - 1].push(&previous[other], weight, false);
             }
         }
-        own[own_offset..own_offset + components].copy_from_slice(current);
-        schedule.epoch_of_next_negative_sample[local] +=
-            negative_samples as f64 * schedule.epochs_per_negative_sample[local];
+        // Then move the row, batch by batch in edge order.
+        let mut current = *own_row;
+        for batch in &mut batches[..used] {
+            batch.apply(&mut current, a, b, alpha);
+        }
+        *own_row = current;
     }
 }
 
 /// umap-learn's SGD schedule (positive samples by weight, `NEGATIVE_SAMPLE_RATE` negative
-/// samples each, learning rate decaying linearly), run on every core: workers own contiguous
-/// ranges of head rows and read the others' rows as they were at the start of the epoch, and
-/// negative samples come from a counter-based generator, so the layout depends on the seed
-/// only, not on the number of threads or their timing.
+/// samples each, learning rate decaying linearly), run on every core: each block of head rows
+/// reads the other rows as they were at the start of the epoch, and negative samples come from
+/// a counter-based generator, so the layout depends on the seed only, not on the number of
+/// threads, which thread takes which block, or their timing.
 fn optimize_layout(
     layout: Vec<f32>,
     rows: usize,
@@ -519,7 +630,32 @@ fn optimize_layout(
 /// `optimize_layout` on `workers` threads (the result does not depend on it).
 fn optimize_layout_on(
     workers: usize,
-    mut layout: Vec<f32>,
+    layout: Vec<f32>,
+    rows: usize,
+    graph: &FuzzyGraph,
+    parameters: &UmapParameters,
+    epochs: usize,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<Vec<f32>, Cancelled> {
+    macro_rules! with_components {
+        ($($count:literal)*) => {
+            match parameters.n_components {
+                $($count => optimize_layout_fixed::<$count>(workers, layout, rows, graph, parameters, epochs, progress),)*
+                // More than 16 components is outside what the clustering parameters allow.
+                _ => Ok(layout),
+            }
+        };
+    }
+    with_components!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+}
+
+/// Blocks of head rows per epoch: many more than threads, so a thread slowed down by other
+/// processes on its core takes fewer of them instead of holding up the epoch.
+const ROW_BLOCKS: usize = 64;
+
+fn optimize_layout_fixed<const COMPONENTS: usize>(
+    workers: usize,
+    layout: Vec<f32>,
     rows: usize,
     graph: &FuzzyGraph,
     parameters: &UmapParameters,
@@ -527,95 +663,83 @@ fn optimize_layout_on(
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<Vec<f32>, Cancelled> {
     let workers = workers.max(1);
-    let components = parameters.n_components;
-    if components == 0 || components > 16 {
-        // More than 16 components is outside what the clustering parameters allow.
-        return Ok(layout);
-    }
     let (a, b) = find_ab_params(1.0, parameters.min_dist as f64);
     let (a, b) = (a as f32, b as f32);
     let max_weight = graph.weights.iter().copied().fold(0.0f32, f32::max);
     let threshold = max_weight / epochs as f32;
-    // The fuzzy graph is sorted by head, so is this.
-    let mut heads = Vec::new();
-    let mut tails = Vec::new();
-    let mut epochs_per_sample = Vec::new();
+    let mut table = EdgeTable { row_starts: vec![0; rows + 1], edges: Vec::new() };
     for index in 0..graph.weights.len() {
-        if graph.weights[index] >= threshold && graph.weights[index] > 0.0 {
-            heads.push(graph.heads[index]);
-            tails.push(graph.tails[index]);
-            epochs_per_sample.push(max_weight as f64 / graph.weights[index] as f64);
+        let weight = graph.weights[index];
+        let head = graph.heads[index] as usize;
+        if weight >= threshold && weight > 0.0 && head < rows {
+            table.row_starts[head + 1] += 1;
+            table.edges.push(Edge { tail: graph.tails[index], epochs_per_sample: max_weight / weight });
         }
     }
-    let epochs_per_negative_sample: Vec<f64> =
-        epochs_per_sample.iter().map(|value| value / NEGATIVE_SAMPLE_RATE).collect();
-    let mut epoch_of_next_negative_sample = epochs_per_negative_sample.clone();
-    let mut epoch_of_next_sample = epochs_per_sample.clone();
-    // Split the edges into one contiguous block per worker, at head-row boundaries.
-    let mut row_bounds = vec![0usize];
-    let mut edge_bounds = vec![0usize];
-    for worker in 1..workers {
-        let mut edge = (heads.len() * worker / workers).max(*edge_bounds.last().unwrap_or(&0));
-        while edge < heads.len() && edge > 0 && heads[edge] == heads[edge - 1] {
-            edge += 1;
-        }
-        let row = if edge < heads.len() { heads[edge] as usize } else { rows };
-        edge_bounds.push(edge);
-        row_bounds.push(row.max(*row_bounds.last().unwrap_or(&0)));
+    for row in 0..rows {
+        table.row_starts[row + 1] += table.row_starts[row];
     }
-    edge_bounds.push(heads.len());
-    row_bounds.push(rows);
-    let seed = parameters.seed.wrapping_add(1);
+    let mut clocks: Vec<EdgeClock> = table
+        .edges
+        .iter()
+        .map(|edge| EdgeClock {
+            next_sample: edge.epochs_per_sample,
+            next_negative_sample: edge.epochs_per_sample / NEGATIVE_SAMPLE_RATE as f32,
+        })
+        .collect();
+    // Block boundaries at head rows, about the same number of edges in each.
+    let edges = table.edges.len();
+    let mut block_rows = vec![0usize];
+    for block in 1..ROW_BLOCKS {
+        let target = edges * block / ROW_BLOCKS;
+        let row = table.row_starts.partition_point(|start| *start < target).min(rows);
+        if row > *block_rows.last().unwrap_or(&0) {
+            block_rows.push(row);
+        }
+    }
+    if *block_rows.last().unwrap_or(&0) < rows {
+        block_rows.push(rows);
+    }
+    let mut layout: Vec<[f32; COMPONENTS]> =
+        layout.chunks_exact(COMPONENTS).map(|row| std::array::from_fn(|column| row[column])).collect();
     let mut previous = layout.clone();
+    let seed = parameters.seed.wrapping_add(1);
     for epoch in 0..epochs {
         previous.copy_from_slice(&layout);
-        let constants = EpochConstants {
-            a,
-            b,
-            alpha: 1.0 - epoch as f32 / epochs as f32,
-            epoch: epoch as f64,
-            components,
-            rows,
-            seed,
+        let constants =
+            EpochConstants { a, b, alpha: 1.0 - epoch as f32 / epochs as f32, epoch: epoch as f32, rows, seed };
+        let mut blocks = Vec::with_capacity(block_rows.len());
+        let mut layout_rest: &mut [[f32; COMPONENTS]] = &mut layout;
+        let mut clocks_rest: &mut [EdgeClock] = &mut clocks;
+        for bounds in block_rows.windows(2) {
+            let (first_row, last_row) = (bounds[0], bounds[1]);
+            let block_edges = table.row_starts[last_row] - table.row_starts[first_row];
+            let (own, rest) = std::mem::take(&mut layout_rest).split_at_mut(last_row - first_row);
+            layout_rest = rest;
+            let (block_clocks, rest) = std::mem::take(&mut clocks_rest).split_at_mut(block_edges);
+            clocks_rest = rest;
+            blocks.push(RowBlock { first_row, own, clocks: block_clocks });
+        }
+        let queue = std::sync::Mutex::new(blocks.into_iter());
+        let work = || loop {
+            let next = match queue.lock() {
+                Ok(mut remaining) => remaining.next(),
+                Err(_) => None,
+            };
+            let Some(block) = next else { break };
+            optimize_block(block, &table, &previous, &constants);
         };
         std::thread::scope(|scope| {
-            let mut layout_rest: &mut [f32] = &mut layout;
-            let mut next_sample_rest: &mut [f64] = &mut epoch_of_next_sample;
-            let mut next_negative_rest: &mut [f64] = &mut epoch_of_next_negative_sample;
-            for worker in 0..workers {
-                let (first_row, last_row) = (row_bounds[worker], row_bounds[worker + 1]);
-                let (first_edge, last_edge) = (edge_bounds[worker], edge_bounds[worker + 1]);
-                let (own, rest) = std::mem::take(&mut layout_rest).split_at_mut((last_row - first_row) * components);
-                layout_rest = rest;
-                let (next_sample, rest) = std::mem::take(&mut next_sample_rest).split_at_mut(last_edge - first_edge);
-                next_sample_rest = rest;
-                let (next_negative, rest) =
-                    std::mem::take(&mut next_negative_rest).split_at_mut(last_edge - first_edge);
-                next_negative_rest = rest;
-                let mut schedule = EdgeSchedule {
-                    first_edge,
-                    first_row,
-                    heads: &heads[first_edge..last_edge],
-                    tails: &tails[first_edge..last_edge],
-                    epochs_per_sample: &epochs_per_sample[first_edge..last_edge],
-                    epochs_per_negative_sample: &epochs_per_negative_sample[first_edge..last_edge],
-                    epoch_of_next_sample: next_sample,
-                    epoch_of_next_negative_sample: next_negative,
-                };
-                let previous = &previous;
-                let constants = &constants;
-                if worker + 1 == workers {
-                    optimize_epoch(&mut schedule, own, previous, constants);
-                } else {
-                    scope.spawn(move || optimize_epoch(&mut schedule, own, previous, constants));
-                }
+            for _ in 1..workers {
+                scope.spawn(work);
             }
+            work();
         });
         if !progress((epoch + 1) as f64 / epochs as f64) {
             return Err(Cancelled);
         }
     }
-    Ok(layout)
+    Ok(layout.into_iter().flatten().collect())
 }
 
 #[cfg(test)]
