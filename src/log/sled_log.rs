@@ -27,15 +27,27 @@ pub struct SledEventLog {
     head_sender: watch::Sender<EventSeq>,
 }
 
+/// How long a held lock is waited for before it is reported as held by another process.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl SledEventLog {
     pub fn open(path: &Path) -> Result<SledEventLog, LogError> {
-        let database = sled::Config::new().path(path).open().map_err(|source| {
-            if source.to_string().contains("could not acquire lock") {
-                LogError::Locked { path: path.to_path_buf() }
-            } else {
-                LogError::Open { path: path.to_path_buf(), source }
+        // The file lock of a log this process has just closed can outlive its handle for a
+        // moment (sled's flusher thread lets go of it after the handle is dropped), so a lock
+        // is only reported as held by someone else once it has stayed held for a while.
+        let started = std::time::Instant::now();
+        let database = loop {
+            match sled::Config::new().path(path).open() {
+                Ok(database) => break database,
+                Err(source) if source.to_string().contains("could not acquire lock") => {
+                    if started.elapsed() >= LOCK_PATIENCE {
+                        return Err(LogError::Locked { path: path.to_path_buf() });
+                    }
+                    std::thread::park_timeout(std::time::Duration::from_millis(20));
+                }
+                Err(source) => return Err(LogError::Open { path: path.to_path_buf(), source }),
             }
-        })?;
+        };
         let events =
             database.open_tree(EVENTS_TREE).map_err(|source| LogError::Open { path: path.to_path_buf(), source })?;
         let head = match events.last().map_err(|source| LogError::Storage { doing: "reading the head", source })? {
