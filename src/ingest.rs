@@ -34,17 +34,22 @@ pub enum IngestError {
     Storage(String),
 }
 
-/// Bytes in `tmp/`, hashed, waiting to be registered.
+/// Bytes in `tmp/`, hashed, waiting to be registered (or, for a recording registered where it
+/// sits on a shared path, the original file itself, which is never removed).
 #[derive(Debug)]
 pub struct StagedFile {
     pub temp_path: PathBuf,
     pub checksum_sha256: Sha256Hex,
     pub size_bytes: u64,
+    /// The file is ours to remove (a copy in `tmp/`), not a user's original.
+    pub owned: bool,
 }
 
 impl StagedFile {
     pub fn discard(self) {
-        let _ = std::fs::remove_file(&self.temp_path);
+        if self.owned {
+            let _ = std::fs::remove_file(&self.temp_path);
+        }
     }
 }
 
@@ -93,6 +98,7 @@ impl StagingWriter {
     pub fn finish(self) -> Result<StagedFile, IngestError> {
         self.file.sync_all().map_err(|source| IngestError::Io { doing: "syncing", path: self.path.clone(), source })?;
         Ok(StagedFile {
+            owned: true,
             temp_path: self.path,
             checksum_sha256: Sha256Hex(hex(&self.hasher.finalize())),
             size_bytes: self.size_bytes,
@@ -247,7 +253,7 @@ fn register(
         crate::artifacts::files::move_file(&temp_path, &destination)
             .map_err(|error| format!("moving the upload into place: {error}"))
     });
-    if in_place.is_some() {
+    if in_place.is_some() && staged.owned {
         let _ = std::fs::remove_file(&temp_path);
     }
     match result {
@@ -498,22 +504,73 @@ pub fn import_folder(
     root: &Path,
     limit: u64,
     allowed_roots: Option<&[PathBuf]>,
+    progress: impl FnMut(usize, usize, &str, &Result<IngestOutcome, String>),
+) -> Result<ImportSummary, IngestError> {
+    import_each(root, allowed_roots, progress, |path, name| {
+        File::open(path)
+            .map_err(|error| format!("cannot open {}: {error}", name.display))
+            .and_then(|file| stage_copy(&humpback.data_dir.tmp_dir(), file, limit).map_err(|error| error.to_string()))
+            .and_then(|staged| {
+                register_staged(humpback, staged, &name.filename, &name.folder).map_err(|error| error.to_string())
+            })
+    })
+}
+
+/// Like [`import_folder`], but registers each file where it sits (`file:///…`), without a
+/// copy: for an archive on a shared filesystem every worker mounts at the same path. Each file
+/// is read once, for its checksum, and probed in place.
+pub fn import_folder_in_place(
+    humpback: &Humpback,
+    root: &Path,
+    allowed_roots: Option<&[PathBuf]>,
+    progress: impl FnMut(usize, usize, &str, &Result<IngestOutcome, String>),
+) -> Result<ImportSummary, IngestError> {
+    let root = std::fs::canonicalize(root).map_err(|source| IngestError::Io {
+        doing: "resolving",
+        path: root.to_path_buf(),
+        source,
+    })?;
+    import_each(&root, allowed_roots, progress, |path, name| {
+        let (size_bytes, checksum_sha256) =
+            hash_file(path).map_err(|error| format!("reading {}: {error}", name.display))?;
+        let url = format!("file://{}", path.display());
+        let original = StagedFile { temp_path: path.to_path_buf(), checksum_sha256, size_bytes, owned: false };
+        register(humpback, original, &name.filename, &name.folder, Some(&url)).map_err(|error| error.to_string())
+    })
+}
+
+fn import_each(
+    root: &Path,
+    allowed_roots: Option<&[PathBuf]>,
     mut progress: impl FnMut(usize, usize, &str, &Result<IngestOutcome, String>),
+    mut register_one: impl FnMut(&Path, &ImportedName) -> Result<IngestOutcome, String>,
 ) -> Result<ImportSummary, IngestError> {
     let FoundAudioFiles { files, skipped } = find_audio_files(root, allowed_roots);
     let mut summary = ImportSummary { skipped, ..ImportSummary::default() };
     for (index, relative) in files.iter().enumerate() {
-        let ImportedName { display, folder, filename } = imported_name(root, relative);
-        let outcome = File::open(root.join(relative))
-            .map_err(|error| format!("cannot open {display}: {error}"))
-            .and_then(|file| stage_copy(&humpback.data_dir.tmp_dir(), file, limit).map_err(|error| error.to_string()))
-            .and_then(|staged| {
-                register_staged(humpback, staged, &filename, &folder).map_err(|error| error.to_string())
-            });
-        summary.record(&display, &outcome);
-        progress(index + 1, files.len(), &display, &outcome);
+        let name = imported_name(root, relative);
+        let outcome = register_one(&root.join(relative), &name);
+        summary.record(&name.display, &outcome);
+        progress(index + 1, files.len(), &name.display, &outcome);
     }
     Ok(summary)
+}
+
+/// A file's size and SHA-256, read once in blocks.
+fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256Hex)> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut block = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let read = file.read(&mut block)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&block[..read]);
+        size += read as u64;
+    }
+    Ok((size, Sha256Hex(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())))
 }
 
 /// Registers every audio object below an object URL (`s3://bucket/prefix/`) where it sits:
@@ -561,7 +618,7 @@ fn stage_object(tmp_dir: &Path, url: &str) -> Result<StagedFile, String> {
         .map_err(|error| format!("creating a file in {}: {error}", tmp_dir.display()))?
         .1;
     match crate::storage::bucket::download_object_url(url, &temp_path) {
-        Ok((size_bytes, checksum_sha256)) => Ok(StagedFile { temp_path, checksum_sha256, size_bytes }),
+        Ok((size_bytes, checksum_sha256)) => Ok(StagedFile { temp_path, checksum_sha256, size_bytes, owned: true }),
         Err(error) => {
             let _ = std::fs::remove_file(&temp_path);
             Err(format!("reading {url}: {error}"))

@@ -23,6 +23,11 @@ pub struct ImportArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Register each recording where it sits (`file:///…`) instead of copying it into storage:
+    /// for an archive on a shared filesystem that every worker mounts at the same path. Through
+    /// a server, the folder must be below one of its `--import-root` folders.
+    #[arg(long)]
+    pub in_place: bool,
 }
 
 pub fn run(data_dir: &DataDir, bind: &str, args: ImportArgs) -> anyhow::Result<i32> {
@@ -38,6 +43,14 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ImportArgs) -> anyhow::Result<i
     // Without a log yet, this is a fresh data directory: create it.
     let access = access_for(data_dir, bind, &args)?;
     let summary: ImportSummary = match access {
+        Some(LogAccess::Server(client)) if args.in_place => {
+            eprintln!(
+                "registering the recordings below {} where they sit, through the server at {}",
+                folder.display(),
+                client.base_url()
+            );
+            client.post_json("/api/audio/import", &serde_json::json!({ "path": folder, "in_place": true }))?
+        }
         Some(LogAccess::Server(client)) => {
             eprintln!(
                 "importing {} through the server at {} (uploading each file)",
@@ -49,7 +62,11 @@ pub fn run(data_dir: &DataDir, bind: &str, args: ImportArgs) -> anyhow::Result<i
         direct => {
             drop(direct);
             let humpback = Humpback::open_with(data_dir.clone(), Settings::default())?;
-            let summary = import_folder(&humpback, &folder, humpback.settings.max_upload_bytes, None, report_progress)?;
+            let summary = if args.in_place {
+                crate::ingest::import_folder_in_place(&humpback, &folder, None, report_progress)?
+            } else {
+                import_folder(&humpback, &folder, humpback.settings.max_upload_bytes, None, report_progress)?
+            };
             humpback.catch_up_projections()?;
             summary
         }

@@ -253,7 +253,8 @@ pub enum AudioLocation {
     /// `audio/raw/sha256/{checksum}.{ext}` in storage: a bucket, where the upload happens
     /// before the id is known (an object cannot be renamed cheaply).
     ByChecksum,
-    /// Where it already sits, by object URL (`s3://archive/2019/a.flac`): registered without a copy.
+    /// Where it already sits, by object URL (`s3://archive/2019/a.flac`) or absolute
+    /// `file:///` path on a shared filesystem: registered without a copy.
     InPlace(String),
 }
 
@@ -375,8 +376,10 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
                 return Err(Rejection::UnsupportedAudioExtension(register.extension));
             }
             if let AudioLocation::InPlace(url) = &register.location {
-                if !crate::storage::spec::is_object_url(url) || url.chars().any(char::is_control) {
-                    return Err(Rejection::Invalid(format!("{url:?} is not an object URL (s3://, gs:// or az://)")));
+                if !crate::storage::spec::is_in_place_location(url) {
+                    return Err(Rejection::Invalid(format!(
+                        "{url:?} is not an object URL (s3://, gs://, az://) or an absolute file:/// path"
+                    )));
                 }
             }
             if register.location == AudioLocation::ByChecksum

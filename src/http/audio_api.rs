@@ -384,6 +384,9 @@ pub struct ImportRequest {
     /// A folder on the server's file system, or a bucket prefix (`s3://archive/2019/`) whose
     /// recordings are registered where they sit.
     pub path: std::path::PathBuf,
+    /// Register a folder's recordings where they sit (`file:///…`) instead of copying them.
+    #[serde(default)]
+    pub in_place: bool,
 }
 
 /// `POST /api/audio/import {"path": "s3://bucket/prefix/"}`: registers every recording below
@@ -437,6 +440,10 @@ pub async fn import(
     let humpback = state.humpback.clone();
     let summary = blocking(move || {
         let limit = humpback.settings.max_upload_bytes;
+        if request.in_place {
+            return crate::ingest::import_folder_in_place(&humpback, &folder, Some(&roots), |_, _, _, _| {})
+                .map_err(ingest_error);
+        }
         crate::ingest::import_folder(&humpback, &folder, limit, Some(&roots), |_, _, _, _| {}).map_err(ingest_error)
     })
     .await?;

@@ -121,6 +121,16 @@ impl Storage {
         if is_object_url(key) {
             return bucket::fetch_object_url(key, &self.external_cache_root());
         }
+        if let Some(path) = key.strip_prefix("file://") {
+            // A recording registered where it sits on a shared filesystem.
+            if !spec::is_in_place_location(key) {
+                return Err(StorageError::BadKey {
+                    key: key.chars().take(200).collect(),
+                    reason: "not an absolute path",
+                });
+            }
+            return Ok(PathBuf::from(path));
+        }
         match self.backend.as_ref() {
             Backend::Folder(root) => Ok(root.join(checked_key(key)?)),
             Backend::Bucket(bucket) => bucket.readable_path(checked_key(key)?),
@@ -135,22 +145,6 @@ impl Storage {
             Backend::Folder(_) => Ok(()),
             Backend::Bucket(bucket) => bucket.upload(checked_key(key)?),
         }
-    }
-
-    /// Publishes every file below `prefix` (a folder of outputs written together).
-    pub fn publish_folder(&self, prefix: &str) -> Result<(), StorageError> {
-        if !self.is_bucket() {
-            return Ok(());
-        }
-        let base = self.local_path(prefix)?;
-        let mut files = Vec::new();
-        walk_files(&base, &mut files);
-        for file in files {
-            if let Ok(relative) = file.strip_prefix(self.local_root()) {
-                self.publish(&key_of(relative))?;
-            }
-        }
-        Ok(())
     }
 
     /// Stores a copy of the local file `source` as `key` (a model file shared with workers);

@@ -21,6 +21,18 @@ pub fn is_object_url(value: &str) -> bool {
     BUCKET_SCHEMES.iter().any(|scheme| value.strip_prefix(scheme).is_some_and(|rest| rest.starts_with("://")))
 }
 
+/// Whether `value` names a recording registered where it sits: an object URL, or a
+/// `file:///absolute/path` with no `..` part (a shared filesystem every worker mounts).
+pub fn is_in_place_location(value: &str) -> bool {
+    if value.chars().any(char::is_control) {
+        return false;
+    }
+    if is_object_url(value) {
+        return true;
+    }
+    value.strip_prefix("file://").is_some_and(|path| path.starts_with('/') && !path.split('/').any(|part| part == ".."))
+}
+
 /// Parses a `--storage` value. A bucket URL is normalised to `scheme://bucket/prefix` (no
 /// trailing slash).
 pub fn parse_storage_spec(spec: &str) -> Result<StorageSpec, StorageError> {
@@ -119,6 +131,12 @@ mod tests {
         }
         assert!(is_object_url("s3://b/k") && is_object_url("az://c/k") && !is_object_url("audio/raw/1/x.wav"));
         assert_eq!(split_object_url("s3://b/x/y.wav"), Some(("s3://b".into(), "x/y.wav".into())));
+        assert!(is_in_place_location("file:///archive/2019/a.wav") && is_in_place_location("s3://b/a.wav"));
+        for bad in
+            ["file://relative/a.wav", "file:///archive/../etc/passwd", "audio/raw/1/original.wav", "file:///a\nb"]
+        {
+            assert!(!is_in_place_location(bad), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -706,3 +706,53 @@ fn the_coordinator_checks_staged_clustering_outputs() {
     let rows: u64 = humpback.writer.read_state(|s| s.embedding_sets.values().map(|set| set.row_count).sum());
     assert_eq!(projected as u64, rows, "the remote clustering's assignments are projected");
 }
+
+/// A shared filesystem: `humpback import DIR --in-place` through a server registers each
+/// recording where it sits (`file:///…`, nothing copied into storage, the original untouched),
+/// only below the server's import roots, and a worker process reads it from there.
+#[test]
+fn recordings_on_a_shared_path_are_registered_where_they_sit_and_processed_by_a_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = tempfile::tempdir().unwrap();
+    let archive = share.path().join("archive").join("site-b");
+    std::fs::create_dir_all(&archive).unwrap();
+    let original = chirp_wav(20.0, 16_000, 3);
+    std::fs::write(archive.join("deployment-1.wav"), &original).unwrap();
+    let root = std::fs::canonicalize(share.path().join("archive")).unwrap();
+    let (server, address) =
+        start_server_with(dir.path(), "127.0.0.1:0", &["--import-root", root.to_str().unwrap()], &[]);
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (status, refused) = call(
+        "POST",
+        &format!("{address}/api/audio/import"),
+        Some(TOKEN),
+        Some(json!({ "path": elsewhere.path(), "in_place": true })),
+    );
+    assert_eq!(status, 403, "outside the import roots: {refused}");
+    let output = Command::new(env!("CARGO_BIN_EXE_humpback"))
+        .args(["--data-dir", dir.path().to_str().unwrap(), "--bind", &address, "--token", TOKEN])
+        .args(["import", "--in-place", "--json", root.to_str().unwrap()])
+        .output()
+        .expect("humpback import --in-place");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["added"].as_array().unwrap().len(), 1, "{summary}");
+    let (_, recordings) = call("GET", &format!("{address}/api/audio"), Some(TOKEN), None);
+    let recording = &recordings["items"].as_array().or(recordings.as_array()).unwrap()[0];
+    let expected = format!("file://{}", root.join("site-b").join("deployment-1.wav").display());
+    assert_eq!(recording["stored_path"], expected.as_str(), "{recording}");
+    assert_eq!(recording["folder"], "archive/site-b");
+    assert!(find_files(&dir.path().join("audio"), "").unwrap().is_empty(), "nothing is copied into storage");
+
+    let jobs = queue_folder(&address, "archive/site-b");
+    let mut worker = start_worker(&address, "shared-path", Some(TOKEN));
+    assert!(first_line(&mut worker.0).starts_with("humpback worker w"));
+    wait_until(&address, Duration::from_secs(60), "the worker to process the recording in place", || {
+        job_status(&address, jobs[0]) == "complete"
+    });
+    assert!(terminate(&mut worker.0).success());
+    let mut server = server;
+    assert!(terminate(&mut server.0).success());
+    assert_eq!(std::fs::read(archive.join("deployment-1.wav")).unwrap(), original, "the original is untouched");
+}
