@@ -53,9 +53,17 @@ impl Application {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Application> {
         let data_dir = config.data_dir.clone();
         let settings = config.settings.clone();
-        let humpback = tokio::task::spawn_blocking(move || Humpback::open_with(data_dir, settings))
-            .await
-            .context("opening the data directory")??;
+        let humpback = tokio::task::spawn_blocking(move || {
+            let humpback = Humpback::open_with(data_dir, settings)?;
+            crate::services::share_models_with_workers(
+                &humpback.storage,
+                humpback.models.models_directory(),
+                humpback.data_dir.root(),
+            );
+            anyhow::Ok(humpback)
+        })
+        .await
+        .context("opening the data directory")??;
         let listener = tokio::net::TcpListener::bind(&config.bind)
             .await
             .with_context(|| format!("cannot listen on {} (is another server using that port?)", config.bind))?;

@@ -154,8 +154,9 @@ pub fn open_storage(
 }
 
 /// Copies the model files to `models/` in storage when storage is not the data directory, so
-/// that remote workers find them there (`humpback worker` reads `STORAGE/models`). A file that
-/// cannot be copied is reported and skipped: the server itself still has it.
+/// that remote workers find them there (`humpback worker` reads `STORAGE/models`). Done when a
+/// server starts and when a model is added (workers talk to a server; other commands need not
+/// pay for it). A file that cannot be copied is reported and skipped: the server still has it.
 pub fn share_models_with_workers(
     storage: &crate::storage::Storage,
     models_dir: &std::path::Path,
@@ -234,7 +235,6 @@ impl Humpback {
                 .execute(Command::RegisterModel(model.info.to_registered_event()))
                 .with_context(|| format!("registering model {}", model.info.name))?;
         }
-        share_models_with_workers(&storage, &models_dir, data_dir.root());
         let retired: Vec<String> = writer.read_state(|state| state.retired_models.iter().cloned().collect());
         models.mark_retired(retired.iter().map(String::as_str));
         let mut projector = Projector::open_with_storage(&data_dir.projections_db(), storage.clone())?;
