@@ -15,9 +15,10 @@ use serde::Deserialize;
 use super::{blocking, ApiError, ApiState};
 use crate::log::EventLog;
 use crate::services::Humpback;
-use crate::workers::coordinator::{ClusteringEnd, RegisterRequest, Registered};
+use crate::workers::coordinator::{AttemptEnding, RegisterRequest, Registered};
+use crate::workers::leases::LeasedJob;
 use crate::workers::processing::ProcessingCompletion;
-use crate::workers::CoordinatorError;
+use crate::workers::{CoordinatorError, JobKind};
 
 impl From<CoordinatorError> for ApiError {
     fn from(error: CoordinatorError) -> ApiError {
@@ -256,20 +257,9 @@ pub async fn fail(
     Path((worker, job)): Path<(String, String)>,
     request: Result<Json<FailRequest>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
-    state.humpback.remote_workers.count_call();
     let request = body(request)?;
-    let worker = worker_id(&worker)?;
-    let job = job_id(&job)?;
-    let reason: String = request.reason.chars().take(4000).collect();
-    let humpback = state.humpback.clone();
-    blocking(move || {
-        humpback
-            .remote_workers
-            .fail_processing(&humpback.writer, &humpback.storage, &worker, job, request.attempt, reason)
-            .map_err(ApiError::from)
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    let ending = AttemptEnding::Failed(request.reason.chars().take(4000).collect());
+    end_attempt(state, worker, JobKind::Processing, job, request.attempt, ending).await
 }
 
 /// `POST /api/workers/{worker}/processing-jobs/{job}/stop`: `{attempt, canceled}`: canceled as
@@ -279,15 +269,31 @@ pub async fn stop(
     Path((worker, job)): Path<(String, String)>,
     request: Result<Json<StopRequest>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
-    state.humpback.remote_workers.count_call();
     let request = body(request)?;
+    let ending = if request.canceled { AttemptEnding::Canceled } else { AttemptEnding::HandedBack };
+    end_attempt(state, worker, JobKind::Processing, job, request.attempt, ending).await
+}
+
+/// The end of a held attempt of either kind, other than completed.
+async fn end_attempt(
+    state: ApiState,
+    worker: String,
+    kind: JobKind,
+    job: String,
+    attempt: u32,
+    ending: AttemptEnding,
+) -> Result<StatusCode, ApiError> {
+    state.humpback.remote_workers.count_call();
     let worker = worker_id(&worker)?;
-    let job = job_id(&job)?;
+    let job_id = match kind {
+        JobKind::Processing => job_id(&job)?,
+        JobKind::Clustering => clustering_job_id(&job)?,
+    };
     let humpback = state.humpback.clone();
     blocking(move || {
         humpback
             .remote_workers
-            .stop_processing(&humpback.writer, &humpback.storage, &worker, job, request.attempt, request.canceled)
+            .end_attempt(&humpback.writer, &humpback.storage, &worker, LeasedJob { kind, job_id }, attempt, ending)
             .map_err(ApiError::from)
     })
     .await?;
@@ -369,8 +375,8 @@ pub async fn fail_clustering(
     request: Result<Json<FailRequest>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let request = body(request)?;
-    let reason: String = request.reason.chars().take(4000).collect();
-    end_clustering(state, worker, job, request.attempt, ClusteringEnd::Failed(reason)).await
+    let ending = AttemptEnding::Failed(request.reason.chars().take(4000).collect());
+    end_attempt(state, worker, JobKind::Clustering, job, request.attempt, ending).await
 }
 
 /// `POST /api/workers/{worker}/clustering-jobs/{job}/stop`: `{attempt, canceled}`.
@@ -380,28 +386,8 @@ pub async fn stop_clustering(
     request: Result<Json<StopRequest>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let request = body(request)?;
-    let end = if request.canceled { ClusteringEnd::Canceled } else { ClusteringEnd::HandedBack };
-    end_clustering(state, worker, job, request.attempt, end).await
-}
-
-async fn end_clustering(
-    state: ApiState,
-    worker: String,
-    job: String,
-    attempt: u32,
-    end: ClusteringEnd,
-) -> Result<StatusCode, ApiError> {
-    state.humpback.remote_workers.count_call();
-    let (worker, job) = (worker_id(&worker)?, clustering_job_id(&job)?);
-    let humpback = state.humpback.clone();
-    blocking(move || {
-        humpback
-            .remote_workers
-            .end_clustering(&humpback.writer, &humpback.storage, &worker, job, attempt, end)
-            .map_err(ApiError::from)
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    let ending = if request.canceled { AttemptEnding::Canceled } else { AttemptEnding::HandedBack };
+    end_attempt(state, worker, JobKind::Clustering, job, request.attempt, ending).await
 }
 
 fn clustering_job_id(text: &str) -> Result<u64, ApiError> {

@@ -507,86 +507,44 @@ impl WorkerCoordinator {
         Ok(())
     }
 
-    /// Records that a held clustering attempt failed (with the worker's reason) or stopped
-    /// (canceled as asked, or handed back because the worker stops).
-    pub fn end_clustering(
+    /// Records how a held attempt ended other than completed: failed (with the worker's
+    /// reason), canceled as asked, or handed back because the worker stops (the job is queued
+    /// again). What the attempt staged is removed.
+    pub fn end_attempt(
         &self,
         writer: &Writer,
         storage: &Storage,
         worker_id: &str,
-        job_id: u64,
+        job: LeasedJob,
         attempt: u32,
-        end: ClusteringEnd,
+        ending: AttemptEnding,
     ) -> Result<(), CoordinatorError> {
-        let job =
-            self.release_held(writer, storage, worker_id, LeasedJob { kind: JobKind::Clustering, job_id }, attempt)?;
+        self.release_held(writer, storage, worker_id, job, attempt)?;
         remove_staged_of(storage, job, attempt);
-        let job_id = ClusteringJobId(job_id);
-        writer.execute(match end {
-            ClusteringEnd::Failed(reason) => Command::FailClusteringJob { job_id, attempt, reason },
-            ClusteringEnd::Canceled => Command::ConfirmClusteringJobCanceled { job_id, attempt },
-            ClusteringEnd::HandedBack => Command::AbandonClusteringJob {
-                job_id,
-                attempt,
-                reason: format!("worker {worker_id} stopped before it finished"),
-            },
-        })?;
-        Ok(())
-    }
-
-    /// Records that a held attempt failed (with the worker's reason).
-    pub fn fail_processing(
-        &self,
-        writer: &Writer,
-        storage: &Storage,
-        worker_id: &str,
-        job_id: u64,
-        attempt: u32,
-        reason: String,
-    ) -> Result<(), CoordinatorError> {
-        self.end_processing(writer, storage, worker_id, job_id, attempt, |job_id| Command::FailProcessingJob {
-            job_id,
-            attempt,
-            reason,
-        })
-    }
-
-    /// Records that a held attempt stopped: canceled as asked, or abandoned (the worker is
-    /// shutting down; the job is queued again).
-    pub fn stop_processing(
-        &self,
-        writer: &Writer,
-        storage: &Storage,
-        worker_id: &str,
-        job_id: u64,
-        attempt: u32,
-        canceled: bool,
-    ) -> Result<(), CoordinatorError> {
-        self.end_processing(writer, storage, worker_id, job_id, attempt, |job_id| {
-            if canceled {
-                Command::ConfirmProcessingJobCanceled { job_id, attempt }
-            } else {
-                Command::AbandonProcessingJob {
-                    job_id,
-                    attempt,
-                    reason: format!("worker {worker_id} stopped before it finished"),
+        let handed_back = || format!("worker {worker_id} stopped before it finished");
+        let command = match job.kind {
+            JobKind::Processing => {
+                let job_id = ProcessingJobId(job.job_id);
+                match ending {
+                    AttemptEnding::Failed(reason) => Command::FailProcessingJob { job_id, attempt, reason },
+                    AttemptEnding::Canceled => Command::ConfirmProcessingJobCanceled { job_id, attempt },
+                    AttemptEnding::HandedBack => {
+                        Command::AbandonProcessingJob { job_id, attempt, reason: handed_back() }
+                    }
                 }
             }
-        })
-    }
-
-    fn end_processing(
-        &self,
-        writer: &Writer,
-        storage: &Storage,
-        worker_id: &str,
-        job_id: u64,
-        attempt: u32,
-        command: impl FnOnce(ProcessingJobId) -> Command,
-    ) -> Result<(), CoordinatorError> {
-        self.release_held(writer, storage, worker_id, LeasedJob { kind: JobKind::Processing, job_id }, attempt)?;
-        remove_staged(storage, &super::staged_processing_path(job_id, attempt));
-        writer.execute(command(ProcessingJobId(job_id)))?;
+            JobKind::Clustering => {
+                let job_id = ClusteringJobId(job.job_id);
+                match ending {
+                    AttemptEnding::Failed(reason) => Command::FailClusteringJob { job_id, attempt, reason },
+                    AttemptEnding::Canceled => Command::ConfirmClusteringJobCanceled { job_id, attempt },
+                    AttemptEnding::HandedBack => {
+                        Command::AbandonClusteringJob { job_id, attempt, reason: handed_back() }
+                    }
+                }
+            }
+        };
+        writer.execute(command)?;
         Ok(())
     }
 
@@ -764,9 +722,9 @@ fn remove_staged(storage: &Storage, staged: &str) {
     }
 }
 
-/// How a clustering attempt ended other than completed.
+/// How an attempt ended other than completed (as its worker reports it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClusteringEnd {
+pub enum AttemptEnding {
     Failed(String),
     Canceled,
     HandedBack,

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use super::coordinator::{CoordinatorError, RegisterRequest};
+use super::coordinator::{AttemptEnding, CoordinatorError, RegisterRequest};
+use super::leases::LeasedJob;
 use super::processing::{ProcessingAssignment, ProcessingCompletion, ProcessingJobSource, Renewal, SourceError};
 use super::JobKind;
 use crate::services::Humpback;
@@ -72,7 +73,14 @@ impl ProcessingJobSource for InProcessJobSource {
         let humpback = &self.humpback;
         humpback
             .remote_workers
-            .fail_processing(&humpback.writer, &humpback.storage, &self.worker_id, job.job_id, job.attempt, reason)
+            .end_attempt(
+                &humpback.writer,
+                &humpback.storage,
+                &self.worker_id,
+                LeasedJob { kind: JobKind::Processing, job_id: job.job_id },
+                job.attempt,
+                AttemptEnding::Failed(reason),
+            )
             .map_err(source_error)
     }
 
@@ -80,7 +88,14 @@ impl ProcessingJobSource for InProcessJobSource {
         let humpback = &self.humpback;
         humpback
             .remote_workers
-            .stop_processing(&humpback.writer, &humpback.storage, &self.worker_id, job.job_id, job.attempt, canceled)
+            .end_attempt(
+                &humpback.writer,
+                &humpback.storage,
+                &self.worker_id,
+                LeasedJob { kind: JobKind::Processing, job_id: job.job_id },
+                job.attempt,
+                if canceled { AttemptEnding::Canceled } else { AttemptEnding::HandedBack },
+            )
             .map_err(source_error)
     }
 }
