@@ -102,8 +102,25 @@ impl BucketStorage {
         })?
     }
 
-    /// Copies `staged` to `final_key` inside the bucket, then deletes `staged`.
+    /// Copies `staged` to `final_key` inside the bucket, then deletes `staged`. A local copy of
+    /// `staged` (the server read it to check it) becomes the local copy of `final_key`, so it is
+    /// not fetched again.
     pub fn promote(&self, staged: &str, final_key: &str) -> Result<(), StorageError> {
+        self.promote_in_bucket(staged, final_key)?;
+        let (cached, target) = (self.cache_root.join(staged), self.cache_root.join(final_key));
+        if cached.is_file() {
+            let moved = target
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::rename(&cached, &target));
+            if moved.is_err() {
+                let _ = std::fs::remove_file(&cached);
+            }
+        }
+        Ok(())
+    }
+
+    fn promote_in_bucket(&self, staged: &str, final_key: &str) -> Result<(), StorageError> {
         let (store, from, to, name) =
             (self.store.clone(), self.object_path(staged), self.object_path(final_key), self.name(final_key));
         block_on("promoting an object", async move {

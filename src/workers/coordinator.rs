@@ -746,9 +746,9 @@ fn check_staged_assignments(
     }
     let path =
         storage.readable_path(assignments).map_err(|error| format!("assignments.parquet cannot be read: {error}"))?;
+    // The local copy stays: promotion makes it the final key's, and a refusal removes it.
     let described = crate::clustering_jobs::outputs::describe_assignments_file(&path)
         .map_err(|error| format!("assignments.parquet does not read: {error}"))?;
-    storage.forget_local_copy(assignments);
     if described != computed.assignments_file {
         return Err(format!(
             "assignments.parquet holds {} rows with SHA-256 {}, the worker reported {} rows with {}",
