@@ -26,6 +26,8 @@ mod pipeline_tests;
 #[cfg(test)]
 mod reference_tests;
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 pub use metadata::{flattened_fields, summarize_clusters, ClusterSummary, FileContext};
@@ -141,24 +143,29 @@ fn report(progress: &mut dyn FnMut(&str, f64) -> bool, stage: &str, fraction: f6
     }
 }
 
+/// `(prepared, reduced, reduced_dims)`.
+type PreparedAndReduced<'m> = (Cow<'m, [f32]>, Vec<f32>, usize);
+
 /// Normalises (when asked) and reduces the matrix: returns `(prepared, reduced, reduced_dims)`
-/// where `prepared` is the (normalised) input the reduction saw.
-fn prepare_and_reduce(
-    matrix: &[f32],
+/// where `prepared` is the (normalised) input the reduction saw. A borrowed matrix is copied
+/// only when it must be normalised; an owned one is normalised in place (a million 1280-d rows
+/// are 5 GB: a second copy would double the peak).
+fn prepare_and_reduce<'m>(
+    matrix: Cow<'m, [f32]>,
     dims: usize,
     parameters: &ClusteringParameters,
     progress: &mut dyn FnMut(&str, f64) -> bool,
     stage_span: (f64, f64),
     neighbor_cache: &mut Option<umap::NeighborCache>,
-) -> Result<(Vec<f32>, Vec<f32>, usize), ClusteringError> {
-    let mut prepared = matrix.to_vec();
+) -> Result<PreparedAndReduced<'m>, ClusteringError> {
+    let mut prepared = matrix;
     if parameters.normalize_l2 {
-        reduce::normalize_rows_l2(&mut prepared, dims);
+        reduce::normalize_rows_l2(prepared.to_mut(), dims);
     }
     let (start, end) = stage_span;
     report(progress, "reducing", start)?;
     let (reduced, reduced_dims) = match &parameters.reduction {
-        Reduction::None => (prepared.clone(), dims),
+        Reduction::None => (prepared.to_vec(), dims),
         Reduction::Pca { n_components } => reduce::pca_reduce(&prepared, dims, *n_components),
         Reduction::Umap(umap_parameters) => {
             let mut inner = |fraction: f64| progress("reducing", start + (end - start) * fraction);
@@ -232,14 +239,37 @@ pub fn run_clustering(
     parameters: &ClusteringParameters,
     progress: &mut dyn FnMut(&str, f64) -> bool,
 ) -> Result<ClusteringResult, ClusteringError> {
+    run_clustering_on(Cow::Borrowed(matrix), dims, parameters, progress)
+}
+
+/// [`run_clustering`] on a matrix the caller gives up: normalised in place, so the run holds
+/// one copy of the input (the clustering job's way).
+pub fn run_clustering_consuming(
+    matrix: Vec<f32>,
+    dims: usize,
+    parameters: &ClusteringParameters,
+    progress: &mut dyn FnMut(&str, f64) -> bool,
+) -> Result<ClusteringResult, ClusteringError> {
+    run_clustering_on(Cow::Owned(matrix), dims, parameters, progress)
+}
+
+fn run_clustering_on(
+    matrix: Cow<'_, [f32]>,
+    dims: usize,
+    parameters: &ClusteringParameters,
+    progress: &mut dyn FnMut(&str, f64) -> bool,
+) -> Result<ClusteringResult, ClusteringError> {
     parameters.validate()?;
-    check_matrix(matrix, dims)?;
+    check_matrix(&matrix, dims)?;
     let plot_separately = parameters.plot_2d
         && !matches!(&parameters.reduction, Reduction::Umap(umap_parameters) if umap_parameters.n_components == 2);
     let reduce_end = if plot_separately { 0.5 } else { 0.8 };
     let mut neighbor_cache = None;
     let (prepared, reduced, reduced_dims) =
         prepare_and_reduce(matrix, dims, parameters, progress, (0.0, reduce_end), &mut neighbor_cache)?;
+    // The (normalised) input is needed again only for a separate plot layout: otherwise it is
+    // let go before clustering.
+    let plot_input = plot_separately.then_some(prepared);
     report(progress, "clustering", reduce_end)?;
     let (labels, probabilities) = cluster(&reduced, reduced_dims, &parameters.algorithm)?;
     let clustering_end = reduce_end + 0.1;
@@ -248,15 +278,16 @@ pub fn run_clustering(
         metrics::internal_metrics(&reduced, reduced_dims, &labels, parameters.silhouette_sample_size, SILHOUETTE_SEED);
     let coordinates_2d = if !parameters.plot_2d {
         None
-    } else if !plot_separately {
-        Some(reduced.chunks(2).map(|pair| [pair[0], pair[1]]).collect())
-    } else {
+    } else if let Some(plot_input) = plot_input.as_deref() {
         let start = clustering_end + 0.1;
         report(progress, "plotting", start)?;
         let mut inner = |fraction: f64| progress("plotting", start + (1.0 - start) * fraction);
-        let layout = umap::umap_embed_cached(&prepared, dims, &parameters.plot_umap(), &mut neighbor_cache, &mut inner)
-            .map_err(|_| ClusteringError::Cancelled { stage: "plotting".to_string() })?;
+        let layout =
+            umap::umap_embed_cached(plot_input, dims, &parameters.plot_umap(), &mut neighbor_cache, &mut inner)
+                .map_err(|_| ClusteringError::Cancelled { stage: "plotting".to_string() })?;
         Some(layout.chunks(2).map(|pair| [pair[0], pair[1]]).collect())
+    } else {
+        Some(reduced.chunks(2).map(|pair| [pair[0], pair[1]]).collect())
     };
     report(progress, "done", 1.0)?;
     let cluster_sizes = metrics::label_counts(&labels);
@@ -295,7 +326,8 @@ pub fn run_sweep(
     parameters.validate()?;
     check_matrix(matrix, dims)?;
     let settings = sweep.settings()?;
-    let (_, reduced, reduced_dims) = prepare_and_reduce(matrix, dims, parameters, progress, (0.0, 0.5), &mut None)?;
+    let (_, reduced, reduced_dims) =
+        prepare_and_reduce(Cow::Borrowed(matrix), dims, parameters, progress, (0.0, 0.5), &mut None)?;
     let total = settings.len();
     let mut entries = Vec::with_capacity(total);
     for (index, algorithm) in settings.into_iter().enumerate() {

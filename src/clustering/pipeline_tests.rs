@@ -67,6 +67,22 @@ fn the_same_seed_gives_identical_labels_and_layouts() {
 }
 
 #[test]
+fn a_matrix_given_up_to_the_run_gives_the_same_result_as_a_borrowed_one() {
+    let (values, _) = structured_blobs(3, 40, 8, 5);
+    for plot_2d in [false, true] {
+        let parameters = ClusteringParameters {
+            normalize_l2: true,
+            reduction: Reduction::Umap(quick_umap(3)),
+            plot_2d,
+            ..Default::default()
+        };
+        let borrowed = run_clustering(&values, 8, &parameters, &mut no_progress()).unwrap();
+        let consumed = run_clustering_consuming(values.clone(), 8, &parameters, &mut no_progress()).unwrap();
+        assert_eq!(borrowed, consumed);
+    }
+}
+
+#[test]
 fn kmeans_gives_exactly_k_clusters_and_no_noise() {
     let (values, _) = structured_blobs(5, 20, 6, 3);
     let parameters = ClusteringParameters {

@@ -12,7 +12,7 @@ use super::request::{file_documents, metadata_value, StoredClusteringParameters}
 use crate::artifacts::embeddings_parquet::read_batches;
 use crate::artifacts::files::write_atomically;
 use crate::clustering::{
-    reference_metrics, run_clustering, run_sweep, summarize_clusters, ClusteringError, FileContext,
+    reference_metrics, run_clustering_consuming, run_sweep, summarize_clusters, ClusteringError, FileContext,
 };
 use crate::domain::events::{ClusterAssignments, ClusterRecord, ClusteringJobCompleted};
 use crate::domain::ids::{AudioFileId, ClusterId, ClusteringJobId, EmbeddingSetId};
@@ -94,6 +94,18 @@ pub fn compute_clustering(
             let batch = batch.with_context(|| format!("reading embedding set {set_id}"))?;
             if dims == 0 {
                 dims = batch.vector_dim;
+                // Room for every row at once: growing by doubling would hold the old and the
+                // new buffer together (a million 1280-d rows are 5 GB).
+                let total_rows: u64 =
+                    set_ids.iter().filter_map(|id| state.embedding_sets.get(id)).map(|set| set.row_count).sum();
+                let values = usize::try_from(total_rows).unwrap_or(usize::MAX).saturating_mul(dims);
+                matrix.try_reserve_exact(values).map_err(|_| {
+                    anyhow!(
+                        "the selected sets hold {total_rows} windows of {dims} dimensions ({:.1} GB as f32), \
+                         more than this process can allocate; cluster fewer sets",
+                        values as f64 * 4.0 / 1e9
+                    )
+                })?;
             } else if dims != batch.vector_dim {
                 return Err(anyhow!("embedding set {set_id} has {} dimensions, the others {dims}", batch.vector_dim));
             }
@@ -144,14 +156,13 @@ pub fn compute_clustering(
         None => None,
     };
     let offset = if sweep.is_some() { 0.3 } else { 0.05 };
-    let result = match run_clustering(&matrix, dims, &stored.parameters, &mut |stage, fraction| {
+    let result = match run_clustering_consuming(matrix, dims, &stored.parameters, &mut |stage, fraction| {
         progress(stage, offset + (0.9 - offset) * fraction)
     }) {
         Ok(result) => result,
         Err(ClusteringError::Cancelled { .. }) => return Ok(None),
         Err(error) => return Err(error.into()),
     };
-    drop(matrix);
     let row_files: Vec<usize> = rows.iter().map(|row| row.4).collect();
     let mut summaries = summarize_clusters(&result.labels, &row_files, &files)?;
     crate::clustering::metadata::add_time_distributions(&mut summaries, &result.labels, &row_starts);
