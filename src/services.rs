@@ -25,6 +25,8 @@ pub struct Settings {
     pub models_dir: Option<std::path::PathBuf>,
     /// Offer the deterministic `fake` model (tests and demos only).
     pub enable_fake_model: bool,
+    /// The fake model's shape when it is offered (benchmarks change its dimension).
+    pub fake_model_config: crate::model::FakeModelConfig,
     /// Processing workers in the server.
     pub processing_workers: usize,
     /// Windows per inference batch (`--batch-size`); `None`: each model's measured choice.
@@ -63,6 +65,7 @@ impl Default for Settings {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             models_dir: None,
             enable_fake_model: false,
+            fake_model_config: crate::model::FakeModelConfig::default(),
             processing_workers: default_worker_count(),
             batch_size: None,
             model_memory_bytes: crate::model::DEFAULT_MODEL_MEMORY_BYTES,
@@ -218,7 +221,7 @@ impl Humpback {
         std::fs::create_dir_all(&models_dir).with_context(|| format!("creating {}", models_dir.display()))?;
         let mut registry_config = crate::model::RegistryConfig::new(&models_dir);
         if settings.enable_fake_model {
-            registry_config.fake_model = Some(crate::model::FakeModelConfig::default());
+            registry_config.fake_model = Some(settings.fake_model_config.clone());
         }
         registry_config.batch_size_override = settings.batch_size.map(|size| size.max(1));
         registry_config.model_memory_bytes = settings.model_memory_bytes;

@@ -54,11 +54,25 @@ pub struct BenchUiArgs {
     /// Requests per page.
     #[arg(long, default_value_t = 20)]
     pub repeat: usize,
+    /// Dimension of the fake model's embeddings (1280 for an archive-sized clustering).
+    #[arg(long, default_value_t = 32)]
+    pub embedding_dim: u32,
+    /// The clustering job's parameters (the JSON of `POST /api/clustering-jobs` without the
+    /// sets); default: PCA to 2 dimensions and k-means with k = 8. `{}` runs the defaults
+    /// (UMAP to 5 dimensions, HDBSCAN, a 2-D UMAP layout for the map).
+    #[arg(long, default_value = DEFAULT_CLUSTERING)]
+    pub clustering: String,
 }
 
+const DEFAULT_CLUSTERING: &str = r#"{"normalize_l2": true, "reduction": {"method": "pca", "n_components": 2}, "plot_2d": true, "algorithm": {"method": "kmeans", "k": 8, "seed": 42}, "reference_field": "tag_data.deployment.site"}"#;
+
 pub fn run(args: BenchUiArgs) -> anyhow::Result<()> {
-    if args.recordings == 0 || args.windows_per_recording < 2 || args.repeat == 0 {
-        bail!("--recordings and --repeat must be at least 1, --windows-per-recording at least 2");
+    if args.recordings == 0 || args.windows_per_recording < 2 || args.repeat == 0 || args.embedding_dim == 0 {
+        bail!("--recordings, --repeat and --embedding-dim must be at least 1, --windows-per-recording at least 2");
+    }
+    let clustering: serde_json::Value = serde_json::from_str(&args.clustering).context("--clustering is not JSON")?;
+    if !clustering.is_object() {
+        bail!("--clustering must be a JSON object, e.g. '{{}}'");
     }
     let scratch;
     let root = match &args.dir {
@@ -101,8 +115,21 @@ fn check_library_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench_settings() -> Settings {
-    Settings { enable_fake_model: true, processing_workers: 0, clustering_workers: 0, ..Settings::default() }
+/// No workers of their own (the build runs them); the fake model at the recordings' rate (no
+/// resampling) with `embedding_dim` dimensions.
+fn bench_settings(embedding_dim: u32) -> Settings {
+    let fake_model_config = crate::model::FakeModelConfig {
+        sample_rate: SAMPLE_RATE,
+        embedding_dim,
+        ..crate::model::FakeModelConfig::default()
+    };
+    Settings {
+        enable_fake_model: true,
+        fake_model_config,
+        processing_workers: 0,
+        clustering_workers: 0,
+        ..Settings::default()
+    }
 }
 
 /// A server on 127.0.0.1:0 over the data directory, with no workers of its own.
@@ -114,9 +141,12 @@ struct BenchServer {
 }
 
 impl BenchServer {
-    fn start(runtime: &tokio::runtime::Runtime, root: &Path) -> anyhow::Result<BenchServer> {
-        let config =
-            ServeConfig { data_dir: DataDir::new(root), settings: bench_settings(), bind: "127.0.0.1:0".into() };
+    fn start(runtime: &tokio::runtime::Runtime, root: &Path, embedding_dim: u32) -> anyhow::Result<BenchServer> {
+        let config = ServeConfig {
+            data_dir: DataDir::new(root),
+            settings: bench_settings(embedding_dim),
+            bind: "127.0.0.1:0".into(),
+        };
         let application = runtime.block_on(Application::build(config))?;
         let base_url = format!("http://{}", application.local_addr()?);
         let humpback = application.humpback();
@@ -175,7 +205,7 @@ fn build_library(runtime: &tokio::runtime::Runtime, root: &Path, args: &BenchUiA
         args.recordings, args.windows_per_recording
     );
     let started = Instant::now();
-    let server = BenchServer::start(runtime, root)?;
+    let server = BenchServer::start(runtime, root, args.embedding_dim)?;
     stage_done("open", started, "open the data directory and start a server");
     let result = build_stages(&server, root, args);
     server.stop(runtime)?;
@@ -294,18 +324,10 @@ fn build_stages(server: &BenchServer, root: &Path, args: &BenchUiArgs) -> anyhow
     }
     if queued == 0 {
         let set_ids: Vec<u64> = humpback.writer.read_state(|s| s.embedding_sets.keys().map(|id| id.0).collect());
-        post_json(
-            &agent,
-            &format!("{}/api/clustering-jobs", server.base_url),
-            &json!({
-                "embedding_set_ids": set_ids,
-                "normalize_l2": true,
-                "reduction": {"method": "pca", "n_components": 2},
-                "plot_2d": true,
-                "algorithm": {"method": "kmeans", "k": 8, "seed": 42},
-                "reference_field": "tag_data.deployment.site",
-            }),
-        )?;
+        let mut request: serde_json::Value =
+            serde_json::from_str(&args.clustering).context("--clustering is not JSON")?;
+        request["embedding_set_ids"] = json!(set_ids);
+        post_json(&agent, &format!("{}/api/clustering-jobs", server.base_url), &request)?;
     }
     let mut worker = crate::clustering_jobs::worker::ClusteringWorker::new(
         humpback.clone(),
@@ -429,7 +451,7 @@ struct PageTiming {
 
 fn time_pages(runtime: &tokio::runtime::Runtime, root: &Path, args: &BenchUiArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let server = BenchServer::start(runtime, root)?;
+    let server = BenchServer::start(runtime, root, args.embedding_dim)?;
     println!("timing: data directory opened and server started in {:.1} s", started.elapsed().as_secs_f64());
     let result = time_pages_of(&server, args.repeat);
     server.stop(runtime)?;

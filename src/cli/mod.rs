@@ -169,6 +169,7 @@ impl ServeArgs {
             max_upload_bytes: self.max_upload_bytes,
             models_dir: self.models_dir.clone(),
             enable_fake_model: self.enable_fake_model,
+            fake_model_config: crate::model::FakeModelConfig::default(),
             processing_workers: self.workers.unwrap_or_else(crate::app::default_worker_count),
             batch_size: self.batch_size.map(|size| size.max(1)),
             model_memory_bytes: self.model_memory,
