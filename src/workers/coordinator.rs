@@ -376,14 +376,8 @@ impl WorkerCoordinator {
         let summary = match check_staged_embeddings(storage, &staged, rows, &signature, dim) {
             Ok(summary) => summary,
             Err(reason) => {
-                remove_staged(storage, &staged);
-                tracing::warn!(job = %job_id, attempt, worker = %worker_id, reason = %reason, "staged embeddings refused");
-                writer.execute(Command::FailProcessingJob {
-                    job_id,
-                    attempt,
-                    reason: format!("the staged embeddings were refused: {reason}"),
-                })?;
-                return Err(CoordinatorError::ArtifactRefused(reason));
+                let job = LeasedJob { kind: JobKind::Processing, job_id: job_id.0 };
+                return Err(refuse_staged(writer, storage, worker_id, job, attempt, "the staged embeddings", reason));
             }
         };
         let final_key = relative.clone();
@@ -484,14 +478,15 @@ impl WorkerCoordinator {
         let job_id = ClusteringJobId(job_id);
         let checked = check_staged_assignments(storage, &staged_clusters_json, &staged_assignments, &computed);
         if let Err(reason) = checked {
-            remove_staged_of(storage, job, attempt);
-            tracing::warn!(job = %job_id, attempt, worker = %worker_id, reason = %reason, "staged clustering outputs refused");
-            writer.execute(Command::FailClusteringJob {
-                job_id,
+            return Err(refuse_staged(
+                writer,
+                storage,
+                worker_id,
+                job,
                 attempt,
-                reason: format!("the staged clustering outputs were refused: {reason}"),
-            })?;
-            return Err(CoordinatorError::ArtifactRefused(reason));
+                "the staged clustering outputs",
+                reason,
+            ));
         }
         let (clusters_json, assignments) = crate::clustering_jobs::worker::output_paths(job_id);
         let completed = computed.into_completion(job_id, attempt, clusters_json.clone(), assignments.clone());
@@ -520,32 +515,7 @@ impl WorkerCoordinator {
         ending: AttemptEnding,
     ) -> Result<(), CoordinatorError> {
         self.release_held(writer, storage, worker_id, job, attempt)?;
-        remove_staged_of(storage, job, attempt);
-        let handed_back = || format!("worker {worker_id} stopped before it finished");
-        let command = match job.kind {
-            JobKind::Processing => {
-                let job_id = ProcessingJobId(job.job_id);
-                match ending {
-                    AttemptEnding::Failed(reason) => Command::FailProcessingJob { job_id, attempt, reason },
-                    AttemptEnding::Canceled => Command::ConfirmProcessingJobCanceled { job_id, attempt },
-                    AttemptEnding::HandedBack => {
-                        Command::AbandonProcessingJob { job_id, attempt, reason: handed_back() }
-                    }
-                }
-            }
-            JobKind::Clustering => {
-                let job_id = ClusteringJobId(job.job_id);
-                match ending {
-                    AttemptEnding::Failed(reason) => Command::FailClusteringJob { job_id, attempt, reason },
-                    AttemptEnding::Canceled => Command::ConfirmClusteringJobCanceled { job_id, attempt },
-                    AttemptEnding::HandedBack => {
-                        Command::AbandonClusteringJob { job_id, attempt, reason: handed_back() }
-                    }
-                }
-            }
-        };
-        writer.execute(command)?;
-        Ok(())
+        record_ending(writer, storage, worker_id, job, attempt, ending)
     }
 
     /// Ends the worker's lease on `job`'s attempt (the attempt is ending); refused as
@@ -698,6 +668,59 @@ fn run_tag() -> String {
 
 fn unknown(worker_id: &str) -> CoordinatorError {
     CoordinatorError::UnknownWorker(worker_id.chars().take(64).collect())
+}
+
+/// Records how an attempt of `job` ended (its lease already released) and removes what it
+/// staged.
+fn record_ending(
+    writer: &Writer,
+    storage: &Storage,
+    worker_id: &str,
+    job: LeasedJob,
+    attempt: u32,
+    ending: AttemptEnding,
+) -> Result<(), CoordinatorError> {
+    remove_staged_of(storage, job, attempt);
+    let handed_back = || format!("worker {worker_id} stopped before it finished");
+    let command = match job.kind {
+        JobKind::Processing => {
+            let job_id = ProcessingJobId(job.job_id);
+            match ending {
+                AttemptEnding::Failed(reason) => Command::FailProcessingJob { job_id, attempt, reason },
+                AttemptEnding::Canceled => Command::ConfirmProcessingJobCanceled { job_id, attempt },
+                AttemptEnding::HandedBack => Command::AbandonProcessingJob { job_id, attempt, reason: handed_back() },
+            }
+        }
+        JobKind::Clustering => {
+            let job_id = ClusteringJobId(job.job_id);
+            match ending {
+                AttemptEnding::Failed(reason) => Command::FailClusteringJob { job_id, attempt, reason },
+                AttemptEnding::Canceled => Command::ConfirmClusteringJobCanceled { job_id, attempt },
+                AttemptEnding::HandedBack => Command::AbandonClusteringJob { job_id, attempt, reason: handed_back() },
+            }
+        }
+    };
+    writer.execute(command)?;
+    Ok(())
+}
+
+/// Fails an attempt whose staged artifacts (`what`) did not pass the check: they are removed,
+/// the failure recorded with the reason, and the error to answer returned.
+fn refuse_staged(
+    writer: &Writer,
+    storage: &Storage,
+    worker_id: &str,
+    job: LeasedJob,
+    attempt: u32,
+    what: &str,
+    reason: String,
+) -> CoordinatorError {
+    tracing::warn!(job = job.job_id, attempt, worker = %worker_id, reason = %reason, "{what} refused");
+    let ending = AttemptEnding::Failed(format!("{what} were refused: {reason}"));
+    match record_ending(writer, storage, worker_id, job, attempt, ending) {
+        Ok(()) => CoordinatorError::ArtifactRefused(reason),
+        Err(error) => error,
+    }
 }
 
 /// Removes what an attempt of `job` may have staged.
