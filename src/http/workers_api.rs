@@ -258,7 +258,7 @@ pub async fn fail(
     request: Result<Json<FailRequest>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let request = body(request)?;
-    let ending = AttemptEnding::Failed(request.reason.chars().take(4000).collect());
+    let ending = failed(&request);
     end_attempt(state, worker, JobKind::Processing, job, request.attempt, ending).await
 }
 
@@ -270,8 +270,22 @@ pub async fn stop(
     request: Result<Json<StopRequest>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let request = body(request)?;
-    let ending = if request.canceled { AttemptEnding::Canceled } else { AttemptEnding::HandedBack };
+    let ending = stopped(&request);
     end_attempt(state, worker, JobKind::Processing, job, request.attempt, ending).await
+}
+
+/// A worker's failure report as an ending, its reason cut to 4000 characters.
+fn failed(request: &FailRequest) -> AttemptEnding {
+    AttemptEnding::Failed(request.reason.chars().take(4000).collect())
+}
+
+/// A worker's stop: canceled as asked, or handed back because the worker stops.
+fn stopped(request: &StopRequest) -> AttemptEnding {
+    if request.canceled {
+        AttemptEnding::Canceled
+    } else {
+        AttemptEnding::HandedBack
+    }
 }
 
 /// The end of a held attempt of either kind, other than completed.
@@ -375,7 +389,7 @@ pub async fn fail_clustering(
     request: Result<Json<FailRequest>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let request = body(request)?;
-    let ending = AttemptEnding::Failed(request.reason.chars().take(4000).collect());
+    let ending = failed(&request);
     end_attempt(state, worker, JobKind::Clustering, job, request.attempt, ending).await
 }
 
@@ -386,7 +400,7 @@ pub async fn stop_clustering(
     request: Result<Json<StopRequest>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let request = body(request)?;
-    let ending = if request.canceled { AttemptEnding::Canceled } else { AttemptEnding::HandedBack };
+    let ending = stopped(&request);
     end_attempt(state, worker, JobKind::Clustering, job, request.attempt, ending).await
 }
 
