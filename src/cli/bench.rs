@@ -45,6 +45,10 @@ pub enum BenchCommand {
         /// Events appended after the snapshot (the tail folded on open).
         #[arg(long, default_value_t = 5_000)]
         tail: u64,
+        /// Only the opening from the snapshot: skip the whole fold, and reuse the snapshot a
+        /// previous run left when it covers the same position.
+        #[arg(long)]
+        snapshot_only: bool,
     },
     /// The audio front end: decode, resample, log-mel, as times realtime on one core.
     Audio(super::bench_audio::BenchAudioArgs),
@@ -101,7 +105,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         BenchCommand::Clustering(args) => super::bench_clustering::run(args).map(|()| 0),
         BenchCommand::Ui(args) => super::bench_ui::run(args).map(|()| 0),
         BenchCommand::Search(args) => super::bench_search::run(args).map(|()| 0),
-        BenchCommand::LogOpen { events, dir, tail } => bench_log_open(events, &dir, tail).map(|()| 0),
+        BenchCommand::LogOpen { events, dir, tail, snapshot_only } => {
+            bench_log_open(events, &dir, tail, snapshot_only).map(|()| 0)
+        }
         BenchCommand::Classifier(args) => super::bench_classifier::run(args).map(|()| 0),
         BenchCommand::EventLog { single, batched, batch_size, dir } => {
             let scratch = match dir {
@@ -157,11 +163,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     }
 }
 
-fn bench_log_open(events: u64, dir: &std::path::Path, tail: u64) -> anyhow::Result<()> {
+fn bench_log_open(events: u64, dir: &std::path::Path, tail: u64, snapshot_only: bool) -> anyhow::Result<()> {
     use std::sync::Arc;
 
     use crate::config::DataDir;
-    use crate::writer::{SnapshotSettings, Writer};
     let data_dir = DataDir::new(dir);
     let snapshot_path = data_dir.writer_snapshot();
     let started = Instant::now();
@@ -184,6 +189,26 @@ fn bench_log_open(events: u64, dir: &std::path::Path, tail: u64) -> anyhow::Resu
         log.flush()?;
         println!("built: {} events in {:.1} s", log.head(), started.elapsed().as_secs_f64());
     }
+    if !snapshot_only {
+        open_by_folding_everything(&log)?;
+    }
+    let covered = crate::state_snapshot::read_snapshot_position(&snapshot_path);
+    if !snapshot_only || covered != Some(crate::domain::ids::EventSeq(before_snapshot)) {
+        write_snapshot_before_head(&log, &snapshot_path, before_snapshot)?;
+    }
+    let started = Instant::now();
+    let (state, covered) = crate::state_snapshot::fold_from_snapshot(Some(&snapshot_path), log.as_ref())?;
+    let snapshot_seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        covered.0 == before_snapshot,
+        "the snapshot was not used (it covers {covered}, expected {before_snapshot}): see the warning above"
+    );
+    println!("open from the snapshot + {tail} events: {snapshot_seconds:.2} s (head {})", state.last_seq);
+    Ok(())
+}
+
+fn open_by_folding_everything(log: &std::sync::Arc<SledEventLog>) -> anyhow::Result<()> {
+    use crate::writer::Writer;
     let started = Instant::now();
     let writer = Writer::open(log.clone())?;
     let full_seconds = started.elapsed().as_secs_f64();
@@ -197,6 +222,14 @@ fn bench_log_open(events: u64, dir: &std::path::Path, tail: u64) -> anyhow::Resu
     });
     println!("open, folding all {} events: {full_seconds:.2} s ({state_summary})", log.head());
     drop(writer);
+    Ok(())
+}
+
+fn write_snapshot_before_head(
+    log: &std::sync::Arc<SledEventLog>,
+    snapshot_path: &std::path::Path,
+    before_snapshot: u64,
+) -> anyhow::Result<()> {
     // A snapshot `tail` events before the head, as a writer that snapshots every so often
     // leaves it (written from a fold up to there).
     let started = Instant::now();
@@ -205,21 +238,13 @@ fn bench_log_open(events: u64, dir: &std::path::Path, tail: u64) -> anyhow::Resu
         let envelope = envelope?;
         state.apply(envelope.seq, &envelope.event);
     }
-    crate::state_snapshot::write_snapshot(&snapshot_path, &state, log.as_ref())?;
+    crate::state_snapshot::write_snapshot(snapshot_path, &state, log.as_ref())?;
     drop(state);
-    let size = std::fs::metadata(&snapshot_path).map(|metadata| metadata.len()).unwrap_or(0);
+    let size = std::fs::metadata(snapshot_path).map(|metadata| metadata.len()).unwrap_or(0);
     println!(
         "snapshot at event {before_snapshot}: {:.1} MB, written in {:.2} s (fold included)",
         size as f64 / 1e6,
         started.elapsed().as_secs_f64()
-    );
-    let started = Instant::now();
-    let settings = SnapshotSettings { path: snapshot_path, every: 0 };
-    let writer = Writer::open_with_snapshots(log.clone(), settings)?;
-    let snapshot_seconds = started.elapsed().as_secs_f64();
-    println!(
-        "open from the snapshot + {tail} events: {snapshot_seconds:.2} s (head {})",
-        writer.read_state(|state| state.last_seq)
     );
     Ok(())
 }
