@@ -1,23 +1,27 @@
 //! Snapshots of the writer's `DomainState`, so start-up folds only the events after the last
 //! snapshot instead of the whole log.
 //!
-//! A snapshot file is the magic `HUMPBACK-STATE`, then the body cut into records of at most
-//! [`RECORD_BYTES`]: each record is its length (u32, little-endian), its bytes, and the
-//! SHA-256 of every length and byte so far; a record of length 0 ends the file. The body is
-//! the bincode encoding of a [`SnapshotHeader`] (format version, a fingerprint of the state's
-//! shape, the sequence it covers, the SHA-256 of the covered event re-encoded as stored)
-//! followed by the encoded state. It is written stage-then-publish (temp file, fsync, rename,
-//! fsync the directory), streamed, never held whole in memory.
+//! A snapshot file is the magic `HUMPBACK-STATE`, two chains of records, and the offset of
+//! the second chain (u64, little-endian). A record holds at most [`RECORD_BYTES`]: its length
+//! (u32, little-endian), its bytes, and the SHA-256 of every length and byte of its chain so
+//! far (the second chain's hashing starts from the first chain's last checksum); a record of
+//! length 0 closes a chain. The first chain carries the bincode encoding of a
+//! [`SnapshotHeader`] (format version, a fingerprint of the state's shape, the sequence it
+//! covers, the SHA-256 of the covered event re-encoded as stored) and the first part of the
+//! state; the second chain the rest (see `FirstPart` and `SecondPart`). It is written
+//! stage-then-publish (temp file, fsync, rename, fsync the directory), streamed (only the
+//! second part is held in memory while writing).
 //!
-//! A snapshot is only a shortcut: it is trusted only when every record's checksum holds, its
-//! format and state shape are this build's, the position it covers exists in the log, the
-//! event at that position is still the one it covered, and the state decodes to the last
-//! byte. Anything else is ignored with a warning and the writer folds the whole log, as
-//! without a snapshot.
+//! A snapshot is only a shortcut: it is trusted only when every record's checksum holds, the
+//! chains meet where the trailer says, its format and state shape are this build's, the
+//! position it covers exists in the log, the event at that position is still the one it
+//! covered, and both parts decode to their last byte. Anything else is ignored with a warning
+//! and the writer folds the whole log, as without a snapshot.
 //!
-//! Reading checks the records on one thread and decodes the state on another, so the decoder
-//! only ever sees bytes whose checksum held (a flipped length can never make it allocate
-//! gigabytes) and the checksum costs no time on a machine with two cores.
+//! Reading checks each chain on its own thread and decodes the two parts on two others, so a
+//! decoder only ever sees bytes whose checksum held (a flipped length can never make it
+//! allocate gigabytes), the checksums cost little on two cores, and the decoding (about 40
+//! million allocations for 1.4 million recordings) is split in two.
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
