@@ -23,6 +23,7 @@
 //! allocate gigabytes), the checksums cost little on two cores, and the decoding (about 40
 //! million allocations for 1.4 million recordings) is split in two.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -30,8 +31,6 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use sha2::{Digest, Sha256};
 
 use crate::artifacts::files::{promote, temp_sibling};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-
 use crate::domain::events::{ModelRegistered, RecordingTimeSource};
 use crate::domain::ids::{
     AnnotationId, AudioFileId, ClassifierId, ClusteringJobId, DetectionJobId, EmbeddingSetId, EncodingSignature,
@@ -181,13 +180,12 @@ impl<W: Write> Write for RecordWriter<W> {
     }
 }
 
-/// Reads one chain of records from `source`, checking each, and sends their bytes to
-/// `verified`; returns the checksum of its closing record and the bytes the chain took, or
-/// the first fault. `Ok(None)` when the decoder stopped listening before the end.
 /// What checking a chain found: its closing checksum and the bytes it took, or `None` when
 /// the decoder stopped listening before the end.
 type ChainEnd = Option<([u8; 32], u64)>;
 
+/// Reads one chain of records from `source`, checking each, and sends their bytes to
+/// `verified`; returns how the chain ended, or the first fault.
 fn check_records(
     source: impl Read,
     seed: Option<[u8; 32]>,
