@@ -24,13 +24,13 @@
 //! million allocations for 1.4 million recordings) is split in two.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use sha2::{Digest, Sha256};
 
-use crate::artifacts::files::{promote, temp_sibling};
+use crate::artifacts::files::write_atomically_with;
 use crate::domain::events::{ModelRegistered, RecordingTimeSource};
 use crate::domain::ids::{
     AnnotationId, AudioFileId, ClassifierId, ClusteringJobId, DetectionJobId, EmbeddingSetId, EncodingSignature,
@@ -86,6 +86,8 @@ pub enum SnapshotError {
     Encode(String),
     #[error("cannot write the snapshot: {0}")]
     Write(String),
+    #[error("cannot write the snapshot: {0}")]
+    Artifact(#[from] crate::artifacts::ArtifactError),
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -481,19 +483,7 @@ pub fn encode_snapshot_into<W: Write>(into: W, state: &DomainState, log: &dyn Ev
 /// Writes a snapshot of `state` to `path` (stage, fsync, rename, fsync the directory).
 pub fn write_snapshot(path: &Path, state: &DomainState, log: &dyn EventLog) -> Result<(), SnapshotError> {
     let header = header_for(state, log)?;
-    let failed = |error: std::io::Error| SnapshotError::Write(error.to_string());
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(failed)?;
-    }
-    let temp = temp_sibling(path);
-    let file = std::fs::File::create(&temp).map_err(failed)?;
-    let written = write_parts(BufWriter::with_capacity(1 << 16, file), &header, state)
-        .and_then(|writer| writer.into_inner().map_err(|error| SnapshotError::Write(error.to_string())));
-    if let Err(error) = written {
-        let _ = std::fs::remove_file(&temp);
-        return Err(error);
-    }
-    promote(&temp, path).map_err(|error| SnapshotError::Write(error.to_string()))
+    write_atomically_with(path, |file| write_parts(file, &header, state).map(drop))
 }
 
 fn decode_header(body: &mut VerifiedBody) -> Result<SnapshotHeader, SnapshotError> {

@@ -1,6 +1,7 @@
 //! Durable file moves: the primitive behind every promoted artifact.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::ArtifactError;
@@ -54,11 +55,28 @@ pub fn move_file(from: &Path, to: &Path) -> Result<(), ArtifactError> {
 
 /// Writes `bytes` to `path` through a temporary file beside it, then promotes it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
+    let temp = temp_sibling(path);
+    write_atomically_with(path, |file| file.write_all(bytes).map_err(io("writing", &temp)))
+}
+
+/// Writes `path` through a temporary file beside it, which `fill` writes through a buffer,
+/// then promotes it: for contents streamed rather than held in memory. The temporary file is
+/// removed when `fill` or the write fails.
+pub fn write_atomically_with<E: From<ArtifactError>>(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<File>) -> Result<(), E>,
+) -> Result<(), E> {
     let parent = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
     let temp = temp_sibling(path);
-    std::fs::write(&temp, bytes).map_err(io("writing", &temp))?;
-    promote(&temp, path)
+    let mut file = std::io::BufWriter::with_capacity(1 << 16, File::create(&temp).map_err(io("writing", &temp))?);
+    let filled = fill(&mut file).and_then(|()| file.flush().map_err(|error| E::from(io("writing", &temp)(error))));
+    drop(file);
+    if let Err(error) = filled {
+        let _ = std::fs::remove_file(&temp);
+        return Err(error);
+    }
+    promote(&temp, path).map_err(E::from)
 }
 
 /// `dir/name.tmp.ext` for `dir/name.ext` (the seed spec's `{signature}.tmp.parquet`).
