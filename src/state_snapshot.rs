@@ -516,8 +516,9 @@ fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T, SnapshotError>>
     handle.join().unwrap_or_else(|_| Err(SnapshotError::Decode("a snapshot thread panicked".into())))
 }
 
-/// The magic, the offset of the second chain and the checksum that seeds it.
-fn read_frame(source: &(impl SnapshotSource + ?Sized)) -> Result<(u64, [u8; 32]), SnapshotError> {
+/// Checks the magic; the file's length, the offset of the second chain and the checksum that
+/// seeds it.
+fn read_frame(source: &(impl SnapshotSource + ?Sized)) -> Result<(u64, u64, [u8; 32]), SnapshotError> {
     let length = source.length().map_err(|error| SnapshotError::Decode(error.to_string()))?;
     let mut magic = [0u8; MAGIC.len()];
     read_exact_at(source, 0, &mut magic)?;
@@ -536,7 +537,7 @@ fn read_frame(source: &(impl SnapshotSource + ?Sized)) -> Result<(u64, [u8; 32])
     }
     let mut seed = [0u8; 32];
     read_exact_at(source, second_offset - 32, &mut seed)?;
-    Ok((second_offset, seed))
+    Ok((length, second_offset, seed))
 }
 
 /// Decodes and verifies the snapshot in `source` against `log` (see the module
@@ -545,8 +546,7 @@ pub fn decode_snapshot(
     source: &(impl SnapshotSource + ?Sized),
     log: &dyn EventLog,
 ) -> Result<DomainState, SnapshotError> {
-    let length = source.length().map_err(|error| SnapshotError::Decode(error.to_string()))?;
-    let (second_offset, seed) = read_frame(source)?;
+    let (length, second_offset, seed) = read_frame(source)?;
     std::thread::scope(|scope| {
         let (first_checker, mut first_body) = spawn_checker(scope, source, MAGIC.len() as u64, None);
         let (second_checker, mut second_body) = spawn_checker(scope, source, second_offset, Some(seed));
@@ -592,13 +592,10 @@ pub fn decode_snapshot(
     })
 }
 
-/// The position the snapshot at `path` says it covers, from its header alone (`None` when
-/// there is none or its header cannot be read): for tools deciding whether to write one.
-pub fn read_snapshot_position(path: &Path) -> Option<EventSeq> {
-    read_snapshot_position_of(path)
-}
-
-fn read_snapshot_position_of(source: &(impl SnapshotSource + ?Sized)) -> Option<EventSeq> {
+/// The position a snapshot (a `Path`, or bytes) says it covers, from its header alone
+/// (`None` when there is none or its header cannot be read): for tools deciding whether to
+/// write one.
+pub fn read_snapshot_position(source: &(impl SnapshotSource + ?Sized)) -> Option<EventSeq> {
     read_frame(source).ok()?;
     std::thread::scope(|scope| {
         let (checker, mut body) = spawn_checker(scope, source, MAGIC.len() as u64, None);
@@ -751,8 +748,8 @@ mod tests {
         let records = good.len() / (RECORD_BYTES + 36);
         assert!(records >= 2, "the sample state should fill several records ({} bytes)", good.len());
         assert_eq!(decode_snapshot(good.as_slice(), &log).unwrap(), state);
-        assert_eq!(read_snapshot_position_of(good.as_slice()), Some(state.last_seq));
-        let (second_offset, _) = read_frame(good.as_slice()).unwrap();
+        assert_eq!(read_snapshot_position(good.as_slice()), Some(state.last_seq));
+        let (_, second_offset, _) = read_frame(good.as_slice()).unwrap();
         let positions = (0..records)
             .map(|record| MAGIC.len() + record * (RECORD_BYTES + 36) + 4 + 1000)
             .chain([second_offset as usize - 5, second_offset as usize + 4 + 1000]);

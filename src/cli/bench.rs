@@ -192,7 +192,7 @@ fn bench_log_open(events: u64, dir: &std::path::Path, tail: u64, snapshot_only: 
     if !snapshot_only {
         open_by_folding_everything(&log)?;
     }
-    let covered = crate::state_snapshot::read_snapshot_position(&snapshot_path);
+    let covered = crate::state_snapshot::read_snapshot_position(snapshot_path.as_path());
     if !snapshot_only || covered != Some(crate::domain::ids::EventSeq(before_snapshot)) {
         write_snapshot_before_head(&log, &snapshot_path, before_snapshot)?;
     }
