@@ -3,9 +3,9 @@
 //!
 //! A snapshot file is the magic `HUMPBACK-STATE`, two chains of records, and the offset of
 //! the second chain (u64, little-endian). A record holds at most [`RECORD_BYTES`]: its length
-//! (u32, little-endian), its bytes, and the SHA-256 of every length and byte of its chain so
-//! far (the second chain's hashing starts from the first chain's last checksum); a record of
-//! length 0 closes a chain. The first chain carries the bincode encoding of a
+//! (u32, little-endian), its bytes, and the CRC-32 of every length and byte of its chain so
+//! far (u32, little-endian; the second chain's checksum continues from the first chain's last);
+//! a record of length 0 closes a chain. The first chain carries the bincode encoding of a
 //! [`SnapshotHeader`] (format version, a fingerprint of the state's shape, the sequence it
 //! covers, the SHA-256 of the covered event re-encoded as stored) and the first part of the
 //! state; the second chain the rest (see `FirstPart` and `SecondPart`). It is written
@@ -20,33 +20,34 @@
 //!
 //! Reading checks each chain on its own thread and decodes the two parts on two others, so a
 //! decoder only ever sees bytes whose checksum held (a flipped length can never make it
-//! allocate gigabytes), the checksums cost little on two cores, and the decoding (about 40
+//! allocate gigabytes), the checksums cost little on two cores, and the decoding (about 30
 //! million allocations for 1.4 million recordings) is split in two.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use crate::artifacts::files::write_atomically_with;
-use crate::domain::events::{ModelRegistered, RecordingTimeSource};
+use crate::domain::events::{EncodingConfig, ModelRegistered, RecordingTimeSource};
 use crate::domain::ids::{
     AnnotationId, AudioFileId, ClassifierId, ClusteringJobId, DetectionJobId, EmbeddingSetId, EncodingSignature,
     EventSeq, ProcessingJobId, Sha256Hex,
 };
 use crate::domain::state::{
     AnnotationState, AudioFileState, ClassifierState, ClusteringJobState, DetectionJobState, DomainState,
-    EmbeddingSetState, ProcessingJobState,
+    EmbeddingSetState, ProcessingJobState, SignatureState,
 };
 use crate::log::envelope::encode_record;
 use crate::log::{Envelope, EventLog, LogError};
 use crate::recording_time::UtcTime;
 
 /// Bumped when the file layout changes (version 1 was one SHA-256 over the whole file, read
-/// into memory before decoding).
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// into memory before decoding; version 2 had a running SHA-256 after each record).
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 
 /// Events between two snapshots the writer takes while running.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
@@ -100,8 +101,9 @@ struct SnapshotHeader {
     covered_event_sha256: [u8; 32],
 }
 
-/// A fingerprint of the source of every type the state is made of: a snapshot written by a
-/// build whose state (or event payload) types differ is never decoded with this build's.
+/// A fingerprint of the source of every type the state is made of, and of this file: a
+/// snapshot written by a build whose state (or event payload) types or snapshot encoding differ
+/// is never decoded with this build's (the first start after such an upgrade folds the log).
 pub fn state_shape_fingerprint() -> [u8; 32] {
     let mut hasher = Sha256::new();
     for source in [
@@ -111,6 +113,8 @@ pub fn state_shape_fingerprint() -> [u8; 32] {
         include_str!("domain/json_text.rs"),
         // `UtcTime` and `RecordingTimeSource` are kept in the state.
         include_str!("recording_time/mod.rs"),
+        // How the parts are laid out (the jobs' shared configurations, the maps built in order).
+        include_str!("state_snapshot.rs"),
     ] {
         hasher.update((source.len() as u64).to_le_bytes());
         hasher.update(source.as_bytes());
@@ -125,29 +129,41 @@ fn event_sha256(envelope: &Envelope) -> Result<[u8; 32], SnapshotError> {
     Ok(Sha256::digest(&bytes).into())
 }
 
+/// The checksum closing each record: the CRC-32 of every length and body byte of its chain so
+/// far, little-endian.
+///
+/// A CRC, as storage engines use per block, rather than the SHA-256 of format 2: the snapshot
+/// guards against torn and damaged files, not against someone who can write the data directory
+/// (who could write the log as well), and the CRC is checked at several GB/s against SHA-256's
+/// one or two (a ninth of the opening's work went to SHA-256 on the 10-million-event bench).
+type Checksum = [u8; CHECKSUM_BYTES];
+
+const CHECKSUM_BYTES: usize = 4;
+
+/// The running checksum of a chain, continuing from `seed` (the checksum the previous chain ended with).
+fn running_checksum(seed: Option<Checksum>) -> crc32fast::Hasher {
+    crc32fast::Hasher::new_with_initial(seed.map_or(0, u32::from_le_bytes))
+}
+
 /// Cuts what is written into checksummed records (see the module documentation).
 struct RecordWriter<W: Write> {
     inner: W,
     pending: Vec<u8>,
-    hasher: Sha256,
+    checksum: crc32fast::Hasher,
     written: u64,
 }
 
 impl<W: Write> RecordWriter<W> {
-    /// A chain whose running checksum starts from `seed` (the checksum the previous chain ended with).
-    fn new(inner: W, seed: Option<[u8; 32]>) -> Self {
-        let mut hasher = Sha256::new();
-        if let Some(seed) = seed {
-            hasher.update(seed);
-        }
-        RecordWriter { inner, pending: Vec::with_capacity(RECORD_BYTES), hasher, written: 0 }
+    /// A chain whose running checksum continues from `seed`.
+    fn new(inner: W, seed: Option<Checksum>) -> Self {
+        RecordWriter { inner, pending: Vec::with_capacity(RECORD_BYTES), checksum: running_checksum(seed), written: 0 }
     }
 
-    fn write_record(&mut self) -> std::io::Result<[u8; 32]> {
+    fn write_record(&mut self) -> std::io::Result<Checksum> {
         let length = (self.pending.len() as u32).to_le_bytes();
-        self.hasher.update(length);
-        self.hasher.update(&self.pending);
-        let so_far: [u8; 32] = self.hasher.clone().finalize().into();
+        self.checksum.update(&length);
+        self.checksum.update(&self.pending);
+        let so_far = self.checksum.clone().finalize().to_le_bytes();
         self.inner.write_all(&length)?;
         self.inner.write_all(&self.pending)?;
         self.inner.write_all(&so_far)?;
@@ -158,7 +174,7 @@ impl<W: Write> RecordWriter<W> {
 
     /// Writes what is pending and the closing record: the writer back, the bytes the chain
     /// took and the checksum it ended with.
-    fn finish(mut self) -> std::io::Result<(W, u64, [u8; 32])> {
+    fn finish(mut self) -> std::io::Result<(W, u64, Checksum)> {
         if !self.pending.is_empty() {
             self.write_record()?;
         }
@@ -184,13 +200,13 @@ impl<W: Write> Write for RecordWriter<W> {
 
 /// What checking a chain found: its closing checksum and the bytes it took, or `None` when
 /// the decoder stopped listening before the end.
-type ChainEnd = Option<([u8; 32], u64)>;
+type ChainEnd = Option<(Checksum, u64)>;
 
 /// Reads one chain of records from `source`, checking each, and sends their bytes to
 /// `verified`; returns how the chain ended, or the first fault.
 fn check_records(
     source: impl Read,
-    seed: Option<[u8; 32]>,
+    seed: Option<Checksum>,
     verified: SyncSender<Vec<u8>>,
 ) -> Result<ChainEnd, SnapshotError> {
     let mut source = BufReader::with_capacity(1 << 16, source);
@@ -198,10 +214,7 @@ fn check_records(
         std::io::ErrorKind::UnexpectedEof => SnapshotError::Truncated,
         _ => SnapshotError::Decode(error.to_string()),
     };
-    let mut hasher = Sha256::new();
-    if let Some(seed) = seed {
-        hasher.update(seed);
-    }
+    let mut running = running_checksum(seed);
     let mut taken = 0u64;
     loop {
         let mut length = [0u8; 4];
@@ -212,14 +225,14 @@ fn check_records(
         }
         let mut record = vec![0u8; record_length];
         source.read_exact(&mut record).map_err(short)?;
-        let mut checksum = [0u8; 32];
+        let mut checksum: Checksum = [0; CHECKSUM_BYTES];
         source.read_exact(&mut checksum).map_err(short)?;
-        hasher.update(length);
-        hasher.update(&record);
-        if hasher.clone().finalize().as_slice() != checksum {
+        running.update(&length);
+        running.update(&record);
+        if running.clone().finalize().to_le_bytes() != checksum {
             return Err(SnapshotError::Checksum);
         }
-        taken += (4 + record_length + 32) as u64;
+        taken += (4 + record_length + CHECKSUM_BYTES) as u64;
         if record_length == 0 {
             return Ok(Some((checksum, taken)));
         }
@@ -333,30 +346,135 @@ fn read_exact_at(source: &(impl SnapshotSource + ?Sized), offset: u64, into: &mu
     })
 }
 
-/// The state cut in two, one part per chain, so two threads decode it: the header's part
-/// (everything but the processing jobs) and the processing jobs with their indexes. (Moving the
-/// embedding sets to the second part balances the allocations but not the bytes, and was
-/// slower: 7.1 s against 5.2-6.2 s on the 10-million-event bench.)
+/// The state cut in two, one part per chain, so two threads decode it, each about half the
+/// work (on the 10-million-event bench): the header's part (recordings, sets and the rest) and
+/// the processing jobs with the two maps keyed by hashes (recordings by checksum, signatures).
 type FirstPart = (
     EventSeq,
     BTreeMap<String, ModelRegistered>,
     BTreeSet<String>,
-    BTreeMap<AudioFileId, AudioFileState>,
-    HashMap<Sha256Hex, AudioFileId>,
-    BTreeMap<EmbeddingSetId, EmbeddingSetState>,
+    BuiltInOrder<BTreeMap<AudioFileId, AudioFileState>>,
+    BuiltInOrder<BTreeMap<EmbeddingSetId, EmbeddingSetState>>,
     BTreeMap<ClusteringJobId, ClusteringJobState>,
     u64,
-    BTreeMap<AnnotationId, AnnotationState>,
+    BuiltInOrder<BTreeMap<AnnotationId, AnnotationState>>,
     u64,
     HashMap<AudioFileId, (UtcTime, RecordingTimeSource)>,
     BTreeMap<ClassifierId, ClassifierState>,
     BTreeMap<DetectionJobId, DetectionJobState>,
 );
 type SecondPart = (
-    BTreeMap<ProcessingJobId, ProcessingJobState>,
-    HashMap<EncodingSignature, ProcessingJobId>,
-    HashMap<EncodingSignature, Option<EmbeddingSetId>>,
+    JobsSharingConfigs<BTreeMap<ProcessingJobId, ProcessingJobState>>,
+    HashMap<Sha256Hex, AudioFileId>,
+    HashMap<EncodingSignature, SignatureState>,
 );
+
+/// A map the snapshot stores as bincode stores any map (its length, then its entries in key
+/// order) and reads back in one pass from the entries in order, rather than by an insert per
+/// entry (a million recordings, a million sets).
+struct BuiltInOrder<Map>(Map);
+
+impl<K: bincode::Encode + Ord, V: bincode::Encode> bincode::Encode for BuiltInOrder<&BTreeMap<K, V>> {
+    fn encode<E: bincode::enc::Encoder>(&self, encoder: &mut E) -> Result<(), bincode::error::EncodeError> {
+        self.0.encode(encoder)
+    }
+}
+
+impl<Context, K: bincode::Decode<Context> + Ord, V: bincode::Decode<Context>> bincode::Decode<Context>
+    for BuiltInOrder<BTreeMap<K, V>>
+{
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let count = u64::decode(decoder)?;
+        let mut entries = Vec::new();
+        for _ in 0..count {
+            entries.push((K::decode(decoder)?, V::decode(decoder)?));
+        }
+        Ok(BuiltInOrder(entries.into_iter().collect()))
+    }
+}
+
+/// The processing jobs as the snapshot stores them: a job's encoding configuration is written
+/// whole the first time it appears and as its number after that, and read back shared, as the
+/// state holds it (a million jobs of a few models carry a few configurations). The jobs come
+/// back in key order, so the map is built in one pass rather than by a million inserts.
+struct JobsSharingConfigs<Jobs>(Jobs);
+
+impl bincode::Encode for JobsSharingConfigs<&BTreeMap<ProcessingJobId, ProcessingJobState>> {
+    fn encode<E: bincode::enc::Encoder>(&self, encoder: &mut E) -> Result<(), bincode::error::EncodeError> {
+        (self.0.len() as u64).encode(encoder)?;
+        let mut numbers: HashMap<*const EncodingConfig, u64> = HashMap::new();
+        for (job_id, job) in self.0 {
+            let ProcessingJobState {
+                audio_file_id,
+                encoding_signature,
+                config,
+                status,
+                attempt,
+                cancel_requested,
+                embedding_set_id,
+                queued_at,
+            } = job;
+            job_id.encode(encoder)?;
+            audio_file_id.encode(encoder)?;
+            encoding_signature.encode(encoder)?;
+            let next = numbers.len() as u64;
+            let number = *numbers.entry(Arc::as_ptr(config)).or_insert(next);
+            number.encode(encoder)?;
+            if number == next {
+                config.encode(encoder)?;
+            }
+            status.encode(encoder)?;
+            attempt.encode(encoder)?;
+            cancel_requested.encode(encoder)?;
+            embedding_set_id.encode(encoder)?;
+            queued_at.encode(encoder)?;
+        }
+        Ok(())
+    }
+}
+
+impl<Context> bincode::Decode<Context> for JobsSharingConfigs<BTreeMap<ProcessingJobId, ProcessingJobState>> {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        use bincode::Decode;
+        let count = u64::decode(decoder)?;
+        let mut configs: Vec<Arc<EncodingConfig>> = Vec::new();
+        let mut jobs = Vec::new();
+        for _ in 0..count {
+            let job_id = ProcessingJobId::decode(decoder)?;
+            let audio_file_id = Decode::decode(decoder)?;
+            let encoding_signature = Decode::decode(decoder)?;
+            let number = u64::decode(decoder)?;
+            let config = if number == configs.len() as u64 {
+                let config = Arc::new(EncodingConfig::decode(decoder)?);
+                configs.push(config.clone());
+                config
+            } else {
+                let known = usize::try_from(number).ok().and_then(|number| configs.get(number));
+                known
+                    .cloned()
+                    .ok_or(bincode::error::DecodeError::Other("an encoding configuration number out of range"))?
+            };
+            jobs.push((
+                job_id,
+                ProcessingJobState {
+                    audio_file_id,
+                    encoding_signature,
+                    config,
+                    status: Decode::decode(decoder)?,
+                    attempt: Decode::decode(decoder)?,
+                    cancel_requested: Decode::decode(decoder)?,
+                    embedding_set_id: Decode::decode(decoder)?,
+                    queued_at: Decode::decode(decoder)?,
+                },
+            ));
+        }
+        Ok(JobsSharingConfigs(jobs.into_iter().collect()))
+    }
+}
 
 fn encode_parts(state: &DomainState, first: &mut impl Write, second: &mut impl Write) -> Result<(), SnapshotError> {
     let DomainState {
@@ -366,8 +484,7 @@ fn encode_parts(state: &DomainState, first: &mut impl Write, second: &mut impl W
         audio_files,
         audio_file_by_checksum,
         processing_jobs,
-        processing_job_by_signature,
-        completed_signatures,
+        signatures,
         embedding_sets,
         clustering_jobs,
         last_cluster_id,
@@ -383,19 +500,18 @@ fn encode_parts(state: &DomainState, first: &mut impl Write, second: &mut impl W
         last_seq,
         models,
         retired_models,
-        audio_files,
-        audio_file_by_checksum,
-        embedding_sets,
+        BuiltInOrder(audio_files),
+        BuiltInOrder(embedding_sets),
         clustering_jobs,
         last_cluster_id,
-        annotations,
+        BuiltInOrder(annotations),
         last_annotation_id,
         recording_start_times,
         classifiers,
         detection_jobs,
     );
     bincode::encode_into_std_write(first_part, first, config).map_err(failed)?;
-    let second_part = (processing_jobs, processing_job_by_signature, completed_signatures);
+    let second_part = (JobsSharingConfigs(processing_jobs), audio_file_by_checksum, signatures);
     bincode::encode_into_std_write(second_part, second, config).map_err(failed)?;
     Ok(())
 }
@@ -405,18 +521,17 @@ fn join_parts(first: FirstPart, second: SecondPart) -> DomainState {
         last_seq,
         models,
         retired_models,
-        audio_files,
-        audio_file_by_checksum,
-        embedding_sets,
+        BuiltInOrder(audio_files),
+        BuiltInOrder(embedding_sets),
         clustering_jobs,
         last_cluster_id,
-        annotations,
+        BuiltInOrder(annotations),
         last_annotation_id,
         recording_start_times,
         classifiers,
         detection_jobs,
     ) = first;
-    let (processing_jobs, processing_job_by_signature, completed_signatures) = second;
+    let (JobsSharingConfigs(processing_jobs), audio_file_by_checksum, signatures) = second;
     DomainState {
         last_seq,
         models,
@@ -424,8 +539,7 @@ fn join_parts(first: FirstPart, second: SecondPart) -> DomainState {
         audio_files,
         audio_file_by_checksum,
         processing_jobs,
-        processing_job_by_signature,
-        completed_signatures,
+        signatures,
         embedding_sets,
         clustering_jobs,
         last_cluster_id,
@@ -502,7 +616,7 @@ fn spawn_checker<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     source: &'scope (impl SnapshotSource + ?Sized),
     offset: u64,
-    seed: Option<[u8; 32]>,
+    seed: Option<Checksum>,
 ) -> (std::thread::ScopedJoinHandle<'scope, Result<ChainEnd, SnapshotError>>, VerifiedBody) {
     let (sender, receiver) = sync_channel(RECORDS_IN_FLIGHT);
     let checker = scope.spawn(move || {
@@ -518,25 +632,27 @@ fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T, SnapshotError>>
 
 /// Checks the magic; the file's length, the offset of the second chain and the checksum that
 /// seeds it.
-fn read_frame(source: &(impl SnapshotSource + ?Sized)) -> Result<(u64, u64, [u8; 32]), SnapshotError> {
+fn read_frame(source: &(impl SnapshotSource + ?Sized)) -> Result<(u64, u64, Checksum), SnapshotError> {
     let length = source.length().map_err(|error| SnapshotError::Decode(error.to_string()))?;
     let mut magic = [0u8; MAGIC.len()];
     read_exact_at(source, 0, &mut magic)?;
     if &magic != MAGIC {
         return Err(SnapshotError::NotASnapshot);
     }
-    let smallest = (MAGIC.len() + 36 + 36 + 8) as u64;
+    // Two closing records (a length and a checksum each) and the trailer.
+    let closing_record = (4 + CHECKSUM_BYTES) as u64;
+    let smallest = MAGIC.len() as u64 + 2 * closing_record + 8;
     if length < smallest {
         return Err(SnapshotError::Truncated);
     }
     let mut offset = [0u8; 8];
     read_exact_at(source, length - 8, &mut offset)?;
     let second_offset = u64::from_le_bytes(offset);
-    if second_offset < (MAGIC.len() + 36) as u64 || second_offset > length - 8 - 36 {
+    if second_offset < MAGIC.len() as u64 + closing_record || second_offset > length - 8 - closing_record {
         return Err(SnapshotError::Checksum);
     }
-    let mut seed = [0u8; 32];
-    read_exact_at(source, second_offset - 32, &mut seed)?;
+    let mut seed: Checksum = [0; CHECKSUM_BYTES];
+    read_exact_at(source, second_offset - CHECKSUM_BYTES as u64, &mut seed)?;
     Ok((length, second_offset, seed))
 }
 
@@ -725,7 +841,7 @@ mod tests {
             assert_eq!(covered, EventSeq(0));
             assert_eq!(state, full_fold(&log));
         }
-        for length in [20, good.len() - 44, good.len() - 8, good.len() - 1] {
+        for length in [20, good.len() - 14, good.len() - 8, good.len() - 1] {
             std::fs::write(&path, &good[..length]).unwrap();
             let error = read_snapshot(&path, &log).unwrap_err();
             assert!(matches!(error, SnapshotError::Truncated | SnapshotError::Checksum), "cut at {length}: {error}");
@@ -741,23 +857,46 @@ mod tests {
     #[test]
     fn a_snapshot_of_several_records_round_trips_and_every_record_is_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let events: Vec<Event> = realistic_event_stream(20_000).collect();
+        let events: Vec<Event> = realistic_event_stream(30_000).collect();
         let log = log_with(dir.path(), &events);
         let state = full_fold(&log);
         let good = encode_snapshot_into(Vec::new(), &state, &log).unwrap();
-        let records = good.len() / (RECORD_BYTES + 36);
+        let records = good.len() / (RECORD_BYTES + 4 + CHECKSUM_BYTES);
         assert!(records >= 2, "the sample state should fill several records ({} bytes)", good.len());
         assert_eq!(decode_snapshot(good.as_slice(), &log).unwrap(), state);
         assert_eq!(read_snapshot_position(good.as_slice()), Some(state.last_seq));
         let (_, second_offset, _) = read_frame(good.as_slice()).unwrap();
         let positions = (0..records)
-            .map(|record| MAGIC.len() + record * (RECORD_BYTES + 36) + 4 + 1000)
-            .chain([second_offset as usize - 5, second_offset as usize + 4 + 1000]);
+            .map(|record| MAGIC.len() + record * (RECORD_BYTES + 4 + CHECKSUM_BYTES) + 4 + 1000)
+            .chain([second_offset as usize - 2, second_offset as usize + 4 + 1000]);
         for (record, position) in positions.enumerate() {
             let mut bad = good.clone();
             bad[position] ^= 0x01;
             assert!(matches!(decode_snapshot(bad.as_slice(), &log), Err(SnapshotError::Checksum)), "record {record}");
         }
+    }
+
+    /// Jobs queued with one configuration share it in the folded state, in the snapshot's
+    /// bytes (written once) and in the state read back.
+    #[test]
+    fn jobs_share_their_encoding_configuration_through_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let events: Vec<Event> = realistic_event_stream(700).collect();
+        let log = log_with(dir.path(), &events);
+        let state = full_fold(&log);
+        let shared = |state: &DomainState| {
+            let configs: Vec<&Arc<EncodingConfig>> = state.processing_jobs.values().map(|job| &job.config).collect();
+            assert_eq!(configs.len(), 100);
+            configs.windows(2).all(|pair| Arc::ptr_eq(pair[0], pair[1]))
+        };
+        assert!(shared(&state), "the fold shares one configuration");
+        let bytes = encode_snapshot_into(Vec::new(), &state, &log).unwrap();
+        let feature_config = state.processing_jobs.values().next().unwrap().config.feature_config.as_str().to_string();
+        let written = bytes.windows(feature_config.len()).filter(|window| *window == feature_config.as_bytes()).count();
+        assert_eq!(written, 1, "the configuration is written once");
+        let read = decode_snapshot(bytes.as_slice(), &log).unwrap();
+        assert_eq!(read, state);
+        assert!(shared(&read), "the snapshot read back shares one configuration");
     }
 
     #[test]

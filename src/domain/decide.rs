@@ -482,16 +482,16 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
             if !state.audio_files.contains_key(&audio_file_id) {
                 return Err(Rejection::AudioFileNotFound(audio_file_id));
             }
-            if let Some(embedding_set_id) = state.completed_signatures.get(&encoding_signature) {
-                return Err(Rejection::AlreadyEncoded { audio_file_id, embedding_set_id: *embedding_set_id });
+            if let Some(embedding_set_id) = state.completed_encoding(&encoding_signature) {
+                return Err(Rejection::AlreadyEncoded { audio_file_id, embedding_set_id });
             }
-            match state.processing_job_by_signature.get(&encoding_signature) {
+            match state.job_for_signature(&encoding_signature) {
                 // A signature has one job for ever: asking again after a failure retries it.
-                Some(job_id) => match state.processing_jobs.get(job_id).map(|job| job.status) {
+                Some(job_id) => match state.processing_jobs.get(&job_id).map(|job| job.status) {
                     Some(JobStatus::Failed | JobStatus::Canceled) => {
-                        Ok(vec![Event::ProcessingJobRetried(ProcessingJobRetried { job_id: *job_id })])
+                        Ok(vec![Event::ProcessingJobRetried(ProcessingJobRetried { job_id })])
                     }
-                    _ => Err(Rejection::AlreadyQueued(*job_id)),
+                    _ => Err(Rejection::AlreadyQueued(job_id)),
                 },
                 None => Ok(vec![Event::ProcessingJobQueued(ProcessingJobQueued {
                     job_id: state.next_processing_job_id(),
@@ -527,11 +527,8 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
         }
         Command::CompleteProcessingJob { job_id, attempt, embedding_set, warning } => {
             let job = running_processing_attempt(state, job_id, attempt)?;
-            if let Some(existing) = state.completed_signatures.get(&job.encoding_signature) {
-                return Err(Rejection::AlreadyEncoded {
-                    audio_file_id: job.audio_file_id,
-                    embedding_set_id: *existing,
-                });
+            if let Some(existing) = state.completed_encoding(&job.encoding_signature) {
+                return Err(Rejection::AlreadyEncoded { audio_file_id: job.audio_file_id, embedding_set_id: existing });
             }
             let mut events = Vec::new();
             let embedding_set_id = embedding_set.map(|set| {
@@ -589,11 +586,8 @@ pub fn decide(state: &DomainState, command: Command) -> Result<Vec<Event>, Rejec
         Command::RetryProcessingJob { job_id } => {
             let job = state.processing_jobs.get(&job_id).ok_or(Rejection::ProcessingJobNotFound(job_id))?;
             ensure_retryable(|| format!("processing job {job_id}"), job.status)?;
-            if let Some(embedding_set_id) = state.completed_signatures.get(&job.encoding_signature) {
-                return Err(Rejection::AlreadyEncoded {
-                    audio_file_id: job.audio_file_id,
-                    embedding_set_id: *embedding_set_id,
-                });
+            if let Some(embedding_set_id) = state.completed_encoding(&job.encoding_signature) {
+                return Err(Rejection::AlreadyEncoded { audio_file_id: job.audio_file_id, embedding_set_id });
             }
             Ok(vec![Event::ProcessingJobRetried(ProcessingJobRetried { job_id })])
         }

@@ -322,7 +322,7 @@ fn folding_the_sample_events_never_panics_and_tracks_the_last_sequence() {
     let events = crate::domain::sample_events::one_event_of_every_type();
     let state = given(&events);
     assert_eq!(state.last_seq, EventSeq(events.len() as u64));
-    assert!(state.completed_signatures.contains_key(&sample_signature()));
+    assert!(state.completed_encoding(&sample_signature()).is_some());
 }
 
 #[test]

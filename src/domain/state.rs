@@ -72,7 +72,8 @@ pub struct AudioMetadataState {
 pub struct ProcessingJobState {
     pub audio_file_id: AudioFileId,
     pub encoding_signature: EncodingSignature,
-    pub config: EncodingConfig,
+    /// Shared with the other jobs queued with the same configuration (see `apply`).
+    pub config: std::sync::Arc<EncodingConfig>,
     pub status: JobStatus,
     /// Attempts claimed so far (0 before the first claim).
     pub attempt: u32,
@@ -80,6 +81,17 @@ pub struct ProcessingJobState {
     pub embedding_set_id: Option<EmbeddingSetId>,
     /// Queue order: the sequence of the event that (re)queued it.
     pub queued_at: EventSeq,
+}
+
+/// One encoding signature's processing job and outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct SignatureState {
+    /// The one processing job of the signature (a signature never gets a second job: queueing
+    /// a failed or canceled signature again retries its job).
+    pub job: Option<ProcessingJobId>,
+    /// Set once the encoding is done: with the embedding set, or `None` when the file produced
+    /// no windows (short-file `skip` policy).
+    pub completed: Option<Option<EmbeddingSetId>>,
 }
 
 #[derive(Debug, Clone, PartialEq, bincode::Encode, bincode::Decode)]
@@ -126,12 +138,9 @@ pub struct DomainState {
     pub audio_files: BTreeMap<AudioFileId, AudioFileState>,
     pub audio_file_by_checksum: HashMap<Sha256Hex, AudioFileId>,
     pub processing_jobs: BTreeMap<ProcessingJobId, ProcessingJobState>,
-    /// The one processing job of each signature (a signature never gets a second job: queueing
-    /// a failed or canceled signature again retries its job).
-    pub processing_job_by_signature: HashMap<EncodingSignature, ProcessingJobId>,
-    /// Signatures whose encoding is done: with the embedding set, or `None` when the file
-    /// produced no windows (short-file `skip` policy).
-    pub completed_signatures: HashMap<EncodingSignature, Option<EmbeddingSetId>>,
+    /// What is known of each encoding signature: its job and whether its encoding is done
+    /// (one map rather than two keyed alike: a million signatures are a million strings).
+    pub signatures: HashMap<EncodingSignature, SignatureState>,
     pub embedding_sets: BTreeMap<EmbeddingSetId, EmbeddingSetState>,
     pub clustering_jobs: BTreeMap<ClusteringJobId, ClusteringJobState>,
     pub last_cluster_id: u64,
@@ -186,6 +195,17 @@ impl DomainState {
 
     pub fn next_audio_file_id(&self) -> AudioFileId {
         AudioFileId(self.audio_files.keys().next_back().map_or(1, |id| id.0 + 1))
+    }
+
+    /// The processing job of an encoding signature, if one was ever queued.
+    pub fn job_for_signature(&self, signature: &EncodingSignature) -> Option<ProcessingJobId> {
+        self.signatures.get(signature).and_then(|known| known.job)
+    }
+
+    /// The outcome of a signature whose encoding is done: its embedding set, or `None` when
+    /// the file produced no windows; `None` while it is not done.
+    pub fn completed_encoding(&self, signature: &EncodingSignature) -> Option<Option<EmbeddingSetId>> {
+        self.signatures.get(signature).and_then(|known| known.completed)
     }
 
     pub fn next_processing_job_id(&self) -> ProcessingJobId {
@@ -270,13 +290,19 @@ impl DomainState {
                 }
             }
             Event::ProcessingJobQueued(e) => {
-                self.processing_job_by_signature.insert(e.encoding_signature.clone(), e.job_id);
+                self.signatures.entry(e.encoding_signature.clone()).or_default().job = Some(e.job_id);
+                // Jobs are queued in runs of one model and settings: the last job's
+                // configuration is shared rather than copied (a million jobs, a few configurations).
+                let config = match self.processing_jobs.values().next_back() {
+                    Some(last) if *last.config == e.config => last.config.clone(),
+                    _ => std::sync::Arc::new(e.config.clone()),
+                };
                 self.processing_jobs.insert(
                     e.job_id,
                     ProcessingJobState {
                         audio_file_id: e.audio_file_id,
                         encoding_signature: e.encoding_signature.clone(),
-                        config: e.config.clone(),
+                        config,
                         status: JobStatus::Queued,
                         attempt: 0,
                         cancel_requested: false,
@@ -304,13 +330,15 @@ impl DomainState {
                         row_count: e.row_count,
                     },
                 );
-                self.completed_signatures.insert(e.encoding_signature.clone(), Some(e.embedding_set_id));
+                self.signatures.entry(e.encoding_signature.clone()).or_default().completed =
+                    Some(Some(e.embedding_set_id));
             }
             Event::ProcessingJobCompleted(e) => {
                 if let Some(job) = self.processing_jobs.get_mut(&e.job_id) {
                     job.status = JobStatus::Complete;
                     job.embedding_set_id = e.embedding_set_id;
-                    self.completed_signatures.entry(job.encoding_signature.clone()).or_insert(e.embedding_set_id);
+                    let known = self.signatures.entry(job.encoding_signature.clone()).or_default();
+                    known.completed.get_or_insert(e.embedding_set_id);
                 }
             }
             Event::ProcessingJobFailed(e) => self.set_processing_status(e.job_id, JobStatus::Failed),

@@ -107,7 +107,7 @@ fn queue_one(state: &ApiState, audio_file_id: AudioFileId, encoding: &EncodingRe
         Err(WriterError::Rejected(Rejection::AlreadyEncoded { .. })) => {
             let job = humpback
                 .writer
-                .read_state(|s| s.processing_job_by_signature.get(&signature).copied())
+                .read_state(|s| s.job_for_signature(&signature))
                 .ok_or_else(|| ApiError::internal(anyhow::anyhow!("an encoded signature has no job")))?;
             Ok(Queued::Existing { job, skipped: true })
         }

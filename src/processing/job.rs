@@ -49,7 +49,7 @@ pub fn embedding_metadata(
         ("humpback.audio_checksum_sha256".to_string(), audio.checksum_sha256.0.clone()),
         ("humpback.model_name".to_string(), job.config.model_name.clone()),
         ("humpback.model_version".to_string(), job.config.model_version.clone()),
-        ("humpback.encoding_config".to_string(), serde_json::to_string(&job.config).unwrap_or_default()),
+        ("humpback.encoding_config".to_string(), serde_json::to_string(&*job.config).unwrap_or_default()),
     ];
     metadata.extend(
         recorded_at.map(|time| (crate::artifacts::embeddings_parquet::RECORDED_AT_KEY.to_string(), time.to_iso8601())),

@@ -324,9 +324,9 @@ pub fn resolve_search(request: &SearchRequest, state: &DomainState) -> Result<Re
             let chosen = own.or(named.first()).map(|(id, _)| *id);
             let config = chosen
                 .and_then(|id| state.embedding_sets.get(&id))
-                .and_then(|set| state.processing_job_by_signature.get(&set.encoding_signature))
-                .and_then(|job| state.processing_jobs.get(job))
-                .map(|job| job.config.clone())
+                .and_then(|set| state.job_for_signature(&set.encoding_signature))
+                .and_then(|job| state.processing_jobs.get(&job))
+                .map(|job| (*job.config).clone())
                 .ok_or_else(|| SearchError::NotFound("no processing configuration is recorded for the scope".into()))?;
             Some(config)
         }

@@ -289,7 +289,7 @@ impl WorkerCoordinator {
                 lease_seconds,
                 audio_file_id: job.audio_file_id.0,
                 audio_path: audio.stored_path.clone(),
-                config: job.config.clone(),
+                config: (*job.config).clone(),
                 encoding_signature: job.encoding_signature.0.clone(),
                 staged_path: super::staged_processing_path(job_id.0, attempt),
                 metadata: crate::processing::job::embedding_metadata(job, audio, state.recorded_at(job.audio_file_id)),
