@@ -1,7 +1,7 @@
 //! Snapshots of the writer's `DomainState`, so start-up folds only the events after the last
 //! snapshot instead of the whole log.
 //!
-//! A snapshot file is the magic `HUMPBACK-STATE`, two chains of records, and the offset of
+//! A snapshot file is the magic `HUMPBACK-STAT3`, two chains of records, and the offset of
 //! the second chain (u64, little-endian). A record holds at most [`RECORD_BYTES`]: its length
 //! (u32, little-endian), its bytes, and the CRC-32 of every length and byte of its chain so
 //! far (u32, little-endian; the second chain's checksum continues from the first chain's last);
@@ -52,8 +52,12 @@ pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 /// Events between two snapshots the writer takes while running.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
 
-/// The first bytes of every snapshot file.
-const MAGIC: &[u8; 14] = b"HUMPBACK-STATE";
+/// The first bytes of every snapshot file of this format.
+const MAGIC: &[u8; 14] = b"HUMPBACK-STAT3";
+
+/// The first bytes of a format-2 file (its records carried SHA-256s): named so that one left
+/// by an older build is refused as an older format, not as a damaged file.
+const FORMAT_2_MAGIC: &[u8; 14] = b"HUMPBACK-STATE";
 
 /// The most body bytes one record holds.
 pub const RECORD_BYTES: usize = 1 << 20;
@@ -636,6 +640,9 @@ fn read_frame(source: &(impl SnapshotSource + ?Sized)) -> Result<(u64, u64, Chec
     let length = source.length().map_err(|error| SnapshotError::Decode(error.to_string()))?;
     let mut magic = [0u8; MAGIC.len()];
     read_exact_at(source, 0, &mut magic)?;
+    if &magic == FORMAT_2_MAGIC {
+        return Err(SnapshotError::FormatVersion { found: 2, expected: SNAPSHOT_FORMAT_VERSION });
+    }
     if &magic != MAGIC {
         return Err(SnapshotError::NotASnapshot);
     }
@@ -933,6 +940,13 @@ mod tests {
         // A version 1 snapshot (one checksum over the whole file, no magic) is not this format.
         let version_one = [1u8, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7];
         assert!(matches!(decode_snapshot(version_one.as_slice(), &log), Err(SnapshotError::NotASnapshot)));
+        // A version 2 snapshot is named as such (an upgrade, not damage).
+        let mut version_two = FORMAT_2_MAGIC.to_vec();
+        version_two.extend_from_slice(&seal(&good)[MAGIC.len()..]);
+        assert!(matches!(
+            decode_snapshot(version_two.as_slice(), &log),
+            Err(SnapshotError::FormatVersion { found: 2, expected: 3 })
+        ));
     }
 
     #[test]
