@@ -206,13 +206,23 @@ fn bench_log_open(events: u64, dir: &std::path::Path, tail: u64, snapshot_only: 
     println!("open from the snapshot + {tail} events: {snapshot_seconds:.2} s (head {})", state.last_seq);
     // What the writer pays, holding its lock, each time it snapshots while serving.
     let again = snapshot_path.with_extension("bench-again");
-    let started = Instant::now();
-    crate::state_snapshot::write_snapshot(&again, &state, log.as_ref())?;
-    let written = started.elapsed().as_secs_f64();
-    let size = std::fs::metadata(&again).map(|metadata| metadata.len()).unwrap_or(0);
+    let (written, megabytes) = write_snapshot_timed(&again, &state, &log)?;
     std::fs::remove_file(&again)?;
-    println!("snapshot of that state: {:.1} MB written in {written:.2} s", size as f64 / 1e6);
+    println!("snapshot of that state: {megabytes:.1} MB written in {written:.2} s");
     Ok(())
+}
+
+/// Writes a snapshot of `state` to `path`: the seconds it took and its size in MB.
+fn write_snapshot_timed(
+    path: &std::path::Path,
+    state: &crate::domain::state::DomainState,
+    log: &SledEventLog,
+) -> anyhow::Result<(f64, f64)> {
+    let started = Instant::now();
+    crate::state_snapshot::write_snapshot(path, state, log)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let size = std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0);
+    Ok((seconds, size as f64 / 1e6))
 }
 
 fn open_by_folding_everything(log: &std::sync::Arc<SledEventLog>) -> anyhow::Result<()> {
@@ -247,14 +257,9 @@ fn write_snapshot_before_head(
         state.apply(envelope.seq, &envelope.event);
     }
     let folded = started.elapsed().as_secs_f64();
-    let writing = Instant::now();
-    crate::state_snapshot::write_snapshot(snapshot_path, &state, log.as_ref())?;
-    let written = writing.elapsed().as_secs_f64();
-    drop(state);
-    let size = std::fs::metadata(snapshot_path).map(|metadata| metadata.len()).unwrap_or(0);
+    let (written, megabytes) = write_snapshot_timed(snapshot_path, &state, log)?;
     println!(
-        "snapshot at event {before_snapshot}: {:.1} MB, folded in {folded:.2} s, written in {written:.2} s",
-        size as f64 / 1e6
+        "snapshot at event {before_snapshot}: {megabytes:.1} MB, folded in {folded:.2} s, written in {written:.2} s"
     );
     Ok(())
 }
