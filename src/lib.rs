@@ -15,6 +15,7 @@ pub mod config;
 pub mod domain;
 pub mod folders;
 pub mod http;
+pub mod huge_pages;
 pub mod ingest;
 pub mod log;
 pub mod model;
