@@ -663,12 +663,48 @@ fn read_frame(source: &(impl SnapshotSource + ?Sized)) -> Result<(u64, u64, Chec
     Ok((length, second_offset, seed))
 }
 
+/// A snapshot whose records are checked and decoded, not yet held against the log: it can be
+/// read while the log is still opening (start-up does both at once), then
+/// [`UnverifiedSnapshot::verify`] decides whether it is trusted.
+pub struct UnverifiedSnapshot {
+    covered: EventSeq,
+    covered_event_sha256: [u8; 32],
+    state: DomainState,
+}
+
+impl UnverifiedSnapshot {
+    /// The state, if the snapshot covers an event of this log: its position is at or before
+    /// the head and the event there hashes to what the snapshot recorded.
+    pub fn verify(self, log: &dyn EventLog) -> Result<DomainState, SnapshotError> {
+        let UnverifiedSnapshot { covered, covered_event_sha256, state } = self;
+        let head = log.head();
+        if covered > head {
+            return Err(SnapshotError::BeyondHead { covered, head });
+        }
+        if covered != EventSeq(0) {
+            let envelope = log.get(covered)?.ok_or(SnapshotError::DifferentEvent { covered })?;
+            if event_sha256(&envelope)? != covered_event_sha256 {
+                return Err(SnapshotError::DifferentEvent { covered });
+            }
+        }
+        Ok(state)
+    }
+}
+
 /// Decodes and verifies the snapshot in `source` against `log` (see the module
-/// documentation): the two chains are checked and decoded at once, on four threads.
+/// documentation).
 pub fn decode_snapshot(
     source: &(impl SnapshotSource + ?Sized),
     log: &dyn EventLog,
 ) -> Result<DomainState, SnapshotError> {
+    decode_snapshot_unverified(source)?.verify(log)
+}
+
+/// Decodes the snapshot in `source` and checks its records, on four threads: the two chains
+/// are checked and decoded at once.
+pub fn decode_snapshot_unverified(
+    source: &(impl SnapshotSource + ?Sized),
+) -> Result<UnverifiedSnapshot, SnapshotError> {
     let (length, second_offset, seed) = read_frame(source)?;
     std::thread::scope(|scope| {
         let (first_checker, mut first_body) = spawn_checker(scope, source, MAGIC.len() as u64, None);
@@ -676,22 +712,11 @@ pub fn decode_snapshot(
         let second_decoder = scope.spawn(move || second_body.decode_to_end::<SecondPart>());
         let first = (|| {
             let header = decode_header(&mut first_body)?;
-            let covered = EventSeq(header.covered_seq);
-            let head = log.head();
-            if covered > head {
-                return Err(SnapshotError::BeyondHead { covered, head });
-            }
-            if covered != EventSeq(0) {
-                let envelope = log.get(covered)?.ok_or(SnapshotError::DifferentEvent { covered })?;
-                if event_sha256(&envelope)? != header.covered_event_sha256 {
-                    return Err(SnapshotError::DifferentEvent { covered });
-                }
-            }
             let first: FirstPart = first_body.decode_to_end()?;
-            if first.0 != covered {
+            if first.0 != EventSeq(header.covered_seq) {
                 return Err(SnapshotError::Inconsistent);
             }
-            Ok(first)
+            Ok((header, first))
         })();
         // Let the checkers finish: each stops at its next record once its decoder is gone.
         drop(first_body);
@@ -701,7 +726,7 @@ pub fn decode_snapshot(
         // A fault in the records wins over whatever the decoders made of the bytes before it,
         // then the decoders' own faults; a checker that stopped early stopped for those.
         let (first_checked, second_checked) = (first_checked?, second_checked?);
-        let (first, second) = (first?, second?);
+        let ((header, first), second) = (first?, second?);
         let (Some((first_last, first_length)), Some((_, second_length))) = (first_checked, second_checked) else {
             return Err(SnapshotError::Checksum);
         };
@@ -711,7 +736,11 @@ pub fn decode_snapshot(
         {
             return Err(SnapshotError::Checksum);
         }
-        Ok(join_parts(first, second))
+        Ok(UnverifiedSnapshot {
+            covered: EventSeq(header.covered_seq),
+            covered_event_sha256: header.covered_event_sha256,
+            state: join_parts(first, second),
+        })
     })
 }
 
@@ -731,10 +760,33 @@ pub fn read_snapshot_position(source: &(impl SnapshotSource + ?Sized)) -> Option
 
 /// Reads and verifies the snapshot at `path`: `Ok(None)` when there is none.
 pub fn read_snapshot(path: &Path, log: &dyn EventLog) -> Result<Option<DomainState>, SnapshotError> {
+    read_snapshot_unverified(path)?.map(|snapshot| snapshot.verify(log)).transpose()
+}
+
+/// Reads the snapshot at `path` and checks its records, without the log: `Ok(None)` when
+/// there is none.
+pub fn read_snapshot_unverified(path: &Path) -> Result<Option<UnverifiedSnapshot>, SnapshotError> {
     match std::fs::metadata(path) {
-        Ok(_) => decode_snapshot(path, log).map(Some),
+        Ok(_) => decode_snapshot_unverified(path).map(Some),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(SnapshotError::Read { path: path.to_path_buf(), source }),
+    }
+}
+
+/// A snapshot read (or not) before the log was at hand, with where it came from and how long
+/// reading it took: what [`fold_from_read_snapshot`] starts from.
+pub struct ReadSnapshot {
+    pub path: PathBuf,
+    pub outcome: Result<Option<UnverifiedSnapshot>, SnapshotError>,
+    pub seconds: f64,
+}
+
+impl ReadSnapshot {
+    /// Reads the snapshot at `path` (on this thread; start-up runs it beside opening the log).
+    pub fn read(path: PathBuf) -> ReadSnapshot {
+        let started = std::time::Instant::now();
+        let outcome = read_snapshot_unverified(&path);
+        ReadSnapshot { path, outcome, seconds: started.elapsed().as_secs_f64() }
     }
 }
 
@@ -742,18 +794,24 @@ pub fn read_snapshot(path: &Path, log: &dyn EventLog) -> Result<Option<DomainSta
 /// snapshot at `path` if it can be trusted (a warning says why when it cannot), then every
 /// event after it.
 pub fn fold_from_snapshot(path: Option<&Path>, log: &dyn EventLog) -> Result<(DomainState, EventSeq), LogError> {
-    let started = std::time::Instant::now();
-    let mut state = match path.map(|path| (path, read_snapshot(path, log))) {
-        Some((path, Ok(Some(state)))) => {
-            tracing::info!(
-                path = %path.display(),
-                covered = state.last_seq.0,
-                seconds = started.elapsed().as_secs_f64(),
-                "state read from the snapshot"
-            );
+    fold_from_read_snapshot(path.map(|path| ReadSnapshot::read(path.to_path_buf())), log)
+}
+
+/// [`fold_from_snapshot`] from a snapshot already read: verified against `log` here.
+pub fn fold_from_read_snapshot(
+    snapshot: Option<ReadSnapshot>,
+    log: &dyn EventLog,
+) -> Result<(DomainState, EventSeq), LogError> {
+    let verified = snapshot.map(|ReadSnapshot { path, outcome, seconds }| {
+        let verified = outcome.and_then(|snapshot| snapshot.map(|snapshot| snapshot.verify(log)).transpose());
+        (path, verified, seconds)
+    });
+    let mut state = match verified {
+        Some((path, Ok(Some(state)), seconds)) => {
+            tracing::info!(path = %path.display(), covered = state.last_seq.0, seconds, "state read from the snapshot");
             state
         }
-        Some((path, Err(error))) => {
+        Some((path, Err(error), _)) => {
             tracing::warn!(path = %path.display(), %error, "snapshot ignored, folding the whole log");
             DomainState::default()
         }

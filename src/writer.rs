@@ -89,7 +89,18 @@ impl Writer {
     /// Starts from the snapshot at `settings.path` when it can be trusted, folds the events
     /// after it, and snapshots every `settings.every` events from then on.
     pub fn open_with_snapshots(log: Arc<dyn EventLog>, settings: SnapshotSettings) -> Result<Writer, LogError> {
-        let (state, covered) = crate::state_snapshot::fold_from_snapshot(Some(&settings.path), log.as_ref())?;
+        let snapshot = crate::state_snapshot::ReadSnapshot::read(settings.path.clone());
+        Self::open_with_read_snapshot(log, settings, snapshot)
+    }
+
+    /// Like [`Writer::open_with_snapshots`], from the snapshot at `settings.path` already read
+    /// (start-up reads it while the log opens); it is verified against `log` here.
+    pub fn open_with_read_snapshot(
+        log: Arc<dyn EventLog>,
+        settings: SnapshotSettings,
+        snapshot: crate::state_snapshot::ReadSnapshot,
+    ) -> Result<Writer, LogError> {
+        let (state, covered) = crate::state_snapshot::fold_from_read_snapshot(Some(snapshot), log.as_ref())?;
         Ok(Writer {
             log,
             state: Mutex::new(state),
