@@ -10,7 +10,7 @@ use clap::Parser;
 /// Large blocks (the clustering's matrix of windows, 100 MB for 20 000 x 1280) are marked for
 /// transparent huge pages where the kernel leaves that to the program (`madvise` mode, Debian's
 /// default): the neighbour search reads 5 KB rows at random across the matrix, and with 4 KiB
-/// pages nearly every row read missed the TLB (kNN on 20 000 x 1280: 2.4 s -> 1.8-2.0 s).
+/// pages nearly every row read missed the TLB.
 struct SmallZeroedThroughMalloc;
 
 const SMALL_ZEROED_BYTES: usize = 4096;
@@ -20,7 +20,11 @@ const HUGE_PAGE_WORTHY_BYTES: usize = 32 << 20;
 
 /// Marks the 2 MiB-aligned pages inside a large block for transparent huge pages. Advice only:
 /// the pages the block has not touched yet fault in as huge pages; a failure changes nothing.
+#[inline]
 fn advise_huge_pages(block: *mut u8, size: usize) {
+    if size < HUGE_PAGE_WORTHY_BYTES {
+        return; // every small allocation: one comparison
+    }
     #[cfg(target_os = "linux")]
     if let Some((start, length)) = humpback::huge_pages::aligned_interior(block as usize, size, HUGE_PAGE_WORTHY_BYTES)
     {

@@ -394,8 +394,9 @@ fn clip(value: f32) -> f32 {
 fn power(x: f32, y: f32) -> f32 {
     let bits = x.to_bits();
     let exponent = ((bits >> 23) & 0xff) as i32 - 127;
-    let mantissa = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000); // in [1, 2)
-                                                                       // Into [sqrt(1/2), sqrt(2)) so that log2(1 + f) is smooth enough for a short polynomial.
+    // The mantissa in [1, 2), then moved into [sqrt(1/2), sqrt(2)) so that log2(1 + f) is
+    // smooth enough for a short polynomial.
+    let mantissa = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
     let above = mantissa > std::f32::consts::SQRT_2;
     let mantissa = if above { mantissa * 0.5 } else { mantissa };
     let exponent = exponent + above as i32;
@@ -710,7 +711,7 @@ fn optimize_layout_fixed<const COMPONENTS: usize>(
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<Vec<f32>, Cancelled> {
     let workers = workers.max(1);
-    let optimize_block = block_optimizer::<COMPONENTS>(allow_avx2);
+    let move_block = block_optimizer::<COMPONENTS>(allow_avx2);
     let (a, b) = find_ab_params(1.0, parameters.min_dist as f64);
     let (a, b) = (a as f32, b as f32);
     let max_weight = graph.weights.iter().copied().fold(0.0f32, f32::max);
@@ -775,7 +776,7 @@ fn optimize_layout_fixed<const COMPONENTS: usize>(
                 Err(_) => None,
             };
             let Some(block) = next else { break };
-            optimize_block(block, &table, &previous, &constants);
+            move_block(block, &table, &previous, &constants);
         };
         std::thread::scope(|scope| {
             for _ in 1..workers {
