@@ -672,3 +672,85 @@ fn fixture_windows_cluster_by_call_type() {
     println!("nearest-neighbour call-type accuracy across files: {correct}/{}", items.len());
     assert!(accuracy >= 0.9, "accuracy {accuracy}");
 }
+
+mod plain_pcm_matches_symphonia {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every chunk (its start frame and samples, as bits) and the warnings or the error.
+    fn decode_outcome(path: &Path, through_symphonia: bool) -> String {
+        let mut decoded = match DecodedAudio::open(path) {
+            Ok(decoded) => decoded,
+            Err(error) => return format!("open failed: {error:?}"),
+        };
+        if through_symphonia {
+            decoded.decode_pcm_through_symphonia();
+        }
+        let mut chunks = Vec::new();
+        loop {
+            let start = decoded.next_chunk_start_frame();
+            match decoded.next_chunk() {
+                Ok(Some(chunk)) => {
+                    chunks.push((start, chunk.iter().map(|sample| sample.to_bits()).collect::<Vec<u32>>()))
+                }
+                Ok(None) => break,
+                Err(error) => return format!("{chunks:?} then {error:?}"),
+            }
+        }
+        format!("{chunks:?} frames {} warnings {:?}", decoded.frames_decoded(), decoded.warnings())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The plain PCM conversion gives symphonia's decoder's samples to the bit, for every
+        /// layout, channel count and length, a partial last frame and a cut-off file included.
+        #[test]
+        fn plain_pcm_decodes_as_symphonia_does(
+            layout in prop::sample::select(vec![(1u16, 8u16), (1, 16), (1, 24), (1, 32), (3, 32), (3, 64)]),
+            channels in 1u16..4,
+            frames in 0usize..5_000,
+            seed in any::<u64>(),
+            extra_bytes in 0usize..8,
+            cut_bytes in prop::option::of(0usize..64),
+        ) {
+            let (format_tag, bits) = layout;
+            // splitmix64: any bytes for integers, finite values in [-1.5, 1.5) for floats.
+            let mut state = seed;
+            let mut next = move || {
+                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut mixed = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                mixed ^ (mixed >> 31)
+            };
+            let mut unit = move || (next() >> 11) as f64 / (1u64 << 53) as f64 * 3.0 - 1.5;
+            let mut payload = Vec::new();
+            for _ in 0..frames * usize::from(channels) {
+                let value = unit();
+                match (format_tag, bits) {
+                    (3, 32) => payload.extend_from_slice(&(value as f32).to_le_bytes()),
+                    (3, _) => payload.extend_from_slice(&value.to_le_bytes()),
+                    _ => payload.extend_from_slice(&value.to_bits().to_le_bytes()[..usize::from(bits / 8)]),
+                }
+            }
+            payload.extend(std::iter::repeat_n(0x5a, extra_bytes));
+            let mut bytes = wav_bytes(format_tag, channels, 8_000, bits, &payload);
+            if let Some(cut) = cut_bytes {
+                bytes.truncate(bytes.len().saturating_sub(cut));
+            }
+            let directory = tempfile::tempdir().unwrap();
+            let path = directory.path().join("random.wav");
+            std::fs::write(&path, &bytes).unwrap();
+            prop_assert_eq!(decode_outcome(&path, false), decode_outcome(&path, true));
+        }
+    }
+
+    #[test]
+    fn the_plain_path_is_taken_for_the_pcm_fixtures() {
+        // Without it the property above would compare symphonia with itself.
+        for name in ["wav_pcm24_mono_8k.wav", "wav_extensible_pcm16_stereo_8k.wav"] {
+            let decoded = DecodedAudio::open(&fixture(name)).unwrap();
+            assert!(decoded.uses_plain_pcm(), "{name}");
+        }
+    }
+}
