@@ -449,7 +449,6 @@ impl DecodedAudio {
                 continue;
             }
             let packet_start_frame = u64::try_from(packet.pts.get()).unwrap_or(0);
-            let silence_frames = packet.dur.get();
             if let Some(pcm) = self.plain_pcm {
                 let output = if pcm.channels == 1 { &mut self.mono } else { &mut self.interleaved };
                 pcm.decode_into(&packet.data, output);
@@ -461,6 +460,7 @@ impl DecodedAudio {
                 }
                 return self.hand_out_mono(packet_start_frame);
             }
+            let silence_frames = packet.dur.get();
             let channel_count;
             match self.decoder.decode(&packet) {
                 Ok(buffer) => {
@@ -510,8 +510,8 @@ impl DecodedAudio {
         // straight away took half the time of decoding a 16-bit WAV); the position is looked
         // for only when there is one.
         let all_finite = self.mono.iter().fold(true, |finite, sample| finite & sample.is_finite());
-        if let Some(position) = (!all_finite).then(|| self.mono.iter().position(|sample| !sample.is_finite())).flatten()
-        {
+        let first_non_finite = if all_finite { None } else { self.mono.iter().position(|sample| !sample.is_finite()) };
+        if let Some(position) = first_non_finite {
             let sample_index = self.frames_decoded + position as u64;
             self.finished = true;
             return Err(AudioError::NonFiniteSamples {

@@ -715,18 +715,11 @@ mod plain_pcm_matches_symphonia {
             cut_bytes in prop::option::of(0usize..64),
         ) {
             let (format_tag, bits) = layout;
-            // splitmix64: any bytes for integers, finite values in [-1.5, 1.5) for floats.
-            let mut state = seed;
-            let mut next = move || {
-                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut mixed = (state ^ (state >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                mixed ^ (mixed >> 31)
-            };
-            let mut unit = move || (next() >> 11) as f64 / (1u64 << 53) as f64 * 3.0 - 1.5;
+            // Any bytes for integers, finite values in [-1.5, 1.5) for floats.
+            let mut random = crate::clustering::random::SeededRandom::new(seed);
             let mut payload = Vec::new();
             for _ in 0..frames * usize::from(channels) {
-                let value = unit();
+                let value = random.next_f64() * 3.0 - 1.5;
                 match (format_tag, bits) {
                     (3, 32) => payload.extend_from_slice(&(value as f32).to_le_bytes()),
                     (3, _) => payload.extend_from_slice(&value.to_le_bytes()),
